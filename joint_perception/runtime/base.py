@@ -1,0 +1,105 @@
+"""The runtime interface shared by every inference backend (DESIGN.md section 4).
+
+A backend runs one exported model (see :mod:`joint_perception.metadata` for the graph
+contract) on a batch of pre-processed images and returns a :class:`Prediction` at the
+network resolution. Pre- and post-processing (resize, focal rescale, depth range, normal
+orientation, resize back) live in :mod:`joint_perception.runtime.processing`.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+
+from joint_perception.metadata import ModelMetadata
+
+
+@dataclass
+class Prediction:
+    """Raw network outputs for a batch, at the network input resolution (h, w).
+
+    Attributes:
+        depth: (N, h, w) float32 metres along the optical axis, or None.
+        labels: (N, h, w) int32 class ids (0 = void), or None.
+        confidence: (N, h, w) float32 in [0, 1] (max softmax probability), or None.
+        normals: (N, h, w, 3) float32 unit vectors in the camera optical frame, or None.
+    """
+
+    depth: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    confidence: np.ndarray | None = None
+    normals: np.ndarray | None = None
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot run here (library missing, no GPU, engine build failed...)."""
+
+
+class Backend(abc.ABC):
+    """One inference engine for one model.
+
+    Attributes:
+        name: ``"tensorrt"``, ``"torch"`` or ``"onnxruntime"``.
+        device: human-readable device (``"cpu"``, ``"cuda:0 NVIDIA Orin"``...).
+        reason: why this backend was chosen (reported in /diagnostics).
+        metadata: the model's metadata.
+    """
+
+    name: str = "abstract"
+
+    def __init__(self, metadata: ModelMetadata):
+        self.metadata = metadata
+        self.device = "cpu"
+        self.reason = ""
+
+    @abc.abstractmethod
+    def predict(self, batch: np.ndarray) -> Prediction:
+        """Run the network.
+
+        Args:
+            batch: (N, 3, H, W) float32 RGB in [0, 1], C-contiguous, H x W equal to the
+                metadata input size.
+
+        Returns:
+            :class:`Prediction` at (H, W).
+
+        Raises:
+            ValueError: wrong shape or dtype.
+        """
+
+    def check_batch(self, batch: np.ndarray) -> None:
+        """Raise ValueError unless ``batch`` matches the model input contract."""
+        m = self.metadata
+        if batch.ndim != 4 or batch.shape[1] != 3:
+            raise ValueError(f"expected (N, 3, H, W) batch, got shape {batch.shape}")
+        if batch.shape[2:] != (m.input_height, m.input_width):
+            raise ValueError(
+                f"batch is {batch.shape[2]}x{batch.shape[3]}, model expects "
+                f"{m.input_height}x{m.input_width}"
+            )
+        if batch.dtype != np.float32:
+            raise ValueError(f"batch dtype must be float32, got {batch.dtype}")
+
+    def close(self) -> None:
+        """Release resources (GPU memory, sessions). Idempotent."""
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.device}"
+
+
+def prediction_from_outputs(outputs: dict[str, np.ndarray]) -> Prediction:
+    """Build a :class:`Prediction` from ONNX-named outputs (normals NCHW -> NHWC)."""
+    depth = outputs.get("depth")
+    normals = outputs.get("normals")
+    labels = outputs.get("labels")
+    conf = outputs.get("confidence")
+    return Prediction(
+        depth=None if depth is None else np.ascontiguousarray(depth[:, 0], dtype=np.float32),
+        labels=None if labels is None else labels.astype(np.int32, copy=False),
+        confidence=None if conf is None else conf.astype(np.float32, copy=False),
+        normals=None
+        if normals is None
+        else np.ascontiguousarray(normals.transpose(0, 2, 3, 1), dtype=np.float32),
+    )

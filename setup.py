@@ -1,0 +1,84 @@
+"""ament_python / pip build script for joint_perception.
+
+`colcon build` (ament_python) and `pip install -e .[ros,train,test]` both use this file.
+ROS 2 dependencies come from package.xml on a robot (rosdep); the ``ros`` extra installs the
+ROS 2 Kilted wheels from the package index for development machines and CI.
+"""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "joint_perception"
+
+# torch is pinned: a bare requirement pulls several GB of CUDA wheels on x86 (DESIGN.md).
+TORCH = "torch==2.13.0"
+
+CORE = [
+    "numpy>=1.24",
+    "opencv-python-headless>=4.8",
+    "pyyaml>=6.0",
+    "tqdm>=4.60",
+    "onnx>=1.16",
+    "onnxruntime>=1.18",
+    "rosbags>=0.10",
+    "matplotlib>=3.7",
+]
+ROS = [
+    "ros-kilted-rclpy",
+    "ros-kilted-sensor-msgs",
+    "ros-kilted-std-msgs",
+    "ros-kilted-diagnostic-msgs",
+    "ros-kilted-rmw-fastrtps-cpp",
+]
+TRAIN = [
+    TORCH,
+    "lightning>=2.2",
+    "torchmetrics>=1.3",
+    "tensorboard>=2.14",
+    "h5py>=3.9",
+    "scipy>=1.11",
+]
+TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5"]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(exclude=["test", "test.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
+        (f"share/{PACKAGE}/models", glob("models/*.onnx") + glob("models/*.json")),
+    ],
+    python_requires=">=3.10",
+    install_requires=["setuptools"],
+    extras_require={
+        "core": CORE,
+        "ros": ROS,
+        "train": TRAIN,
+        "test": TEST,
+        "all": CORE + ROS + TRAIN + TEST,
+    },
+    package_data={"joint_perception.ros": ["fastdds_loopback.xml"]},
+    zip_safe=False,
+    maintainer="joint_perception maintainers",
+    maintainer_email="maintainers@joint-perception.dev",
+    description="Monocular depth, semantics, normals and point clouds for ROS 2 with TensorRT.",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "perception_node = joint_perception.ros.perception_node:main",
+            "replay = joint_perception.evaluation.replay:main",
+            "benchmark = joint_perception.evaluation.benchmark:main",
+            "train = joint_perception.training.train:main",
+            "evaluate = joint_perception.evaluation.evaluate:main",
+            "export_onnx = joint_perception.export.onnx_export:main",
+            "export_engine = joint_perception.export.tensorrt_build:main",
+            "make_synthetic_bag = joint_perception.data.synthetic_bag:main",
+        ],
+    },
+)
