@@ -51,7 +51,12 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
-        (f"share/{PACKAGE}/models", glob("models/*.onnx") + glob("models/*.json")),
+    ]
+    + [
+        # shipped models: models/<name>/{model.onnx, model.pt, metadata.json}
+        (f"share/{PACKAGE}/{d}", glob(f"{d}/*"))
+        for d in sorted(glob("models/*"))
+        if glob(f"{d}/metadata.json")
     ],
     python_requires=">=3.10",
     install_requires=["setuptools"],
@@ -68,7 +73,6 @@ setup(
     maintainer_email="maintainers@joint-perception.dev",
     description="Monocular depth, semantics, normals and point clouds for ROS 2 with TensorRT.",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "perception_node = joint_perception.ros.perception_node:main",
