@@ -1,0 +1,284 @@
+"""The perception node's parameters: one data-driven table, ROS-free validation, declaration.
+
+Every parameter is one :class:`ParamSpec` in :data:`PARAMETERS` (name, default, type,
+description, range or choices, read-only flag). The same table
+
+* declares the parameters on a node with ``rcl_interfaces`` ``ParameterDescriptor`` s
+  (description, ``FloatingPointRange`` / ``IntegerRange``, ``read_only``)
+  — :func:`declare_parameters`;
+* validates a plain ``dict`` without ROS — :func:`validate` (unit-testable; the node calls it
+  at start-up and refuses to start on any problem, DESIGN.md section 3);
+* gives the defaults that ``config/perception.yaml`` must repeat — :func:`defaults`
+  (a test checks that the YAML and this table agree).
+
+This module does not import rclpy at module level; only :func:`declare_parameters` needs
+``rcl_interfaces``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+RELIABILITIES = ("best_effort", "reliable", "system_default")
+DURABILITIES = ("volatile", "transient_local", "system_default")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter.
+
+    Attributes:
+        name: parameter name (dots group them, e.g. ``qos.input.depth``).
+        default: default value; its Python type (bool, int, float, str) is the parameter type.
+        description: one sentence for ``ros2 param describe`` and the YAML comments.
+        min_value, max_value: inclusive numeric range (ints and floats), or None.
+        choices: allowed string values, or None.
+        read_only: True where the value cannot change while the node runs.
+    """
+
+    name: str
+    default: Any
+    description: str
+    min_value: float | None = None
+    max_value: float | None = None
+    choices: tuple[str, ...] | None = None
+    read_only: bool = True
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    # --- model and backend ---
+    ParamSpec("model", "realtime",
+              "Model directory, .onnx file, or name of a shipped model (models/<name>)."),
+    ParamSpec("backend", "auto",
+              "Inference backend; auto = TensorRT with a GPU, else PyTorch CUDA, else ONNX Runtime CPU.",
+              choices=BACKENDS),
+    ParamSpec("device", "",
+              "Device for the backend (e.g. cuda:0, cpu); empty = the backend's default."),
+    ParamSpec("engine_cache_dir", "",
+              "Directory for TensorRT engines built on this machine; empty = ~/.cache/joint_perception."),
+    # --- input ---
+    ParamSpec("input_transport", "raw",
+              "raw: subscribe sensor_msgs/Image on 'image'; compressed: CompressedImage on "
+              "'image/compressed'.", choices=("raw", "compressed")),
+    ParamSpec("camera_info_sync", "cached",
+              "cached: use the latest CameraInfo; exact: same header stamp; approximate: nearest "
+              "stamp within sync_slop_s.", choices=("cached", "exact", "approximate")),
+    ParamSpec("sync_slop_s", 0.05,
+              "Largest stamp difference (s) for camera_info_sync: approximate.",
+              min_value=0.0, max_value=10.0),
+    # --- outputs ---
+    ParamSpec("output_resolution", "input",
+              "Resolution of every output: input (the camera's) or network (the model's input size).",
+              choices=("input", "network")),
+    ParamSpec("min_depth", 0.0,
+              "Depth below this (m) is published as NaN; 0 = the model's metadata value.",
+              min_value=0.0, max_value=1000.0, read_only=False),
+    ParamSpec("max_depth", 0.0,
+              "Depth above this (m) is published as NaN; 0 = the model's metadata value.",
+              min_value=0.0, max_value=1000.0, read_only=False),
+    ParamSpec("publish_depth", True, "Publish depth/image (32FC1 m) and depth/camera_info."),
+    ParamSpec("publish_labels", True, "Publish segmentation/labels (mono8, mono16 above 255 classes)."),
+    ParamSpec("publish_color", True, "Publish segmentation/color (rgb8 colour-coded labels)."),
+    ParamSpec("color_overlay_alpha", 0.0,
+              "Blend of the colour image over the input image: 0 = labels only, 1 = input only.",
+              min_value=0.0, max_value=1.0, read_only=False),
+    ParamSpec("publish_normals", True, "Publish normals/image (32FC3 unit normals, optical frame)."),
+    ParamSpec("publish_points", True,
+              "Publish points (organised PointCloud2: x, y, z, rgb, label)."),
+    ParamSpec("points_decimation", 1,
+              "Keep every k-th row and column of the point cloud (1 = full resolution).",
+              min_value=1, max_value=16, read_only=False),
+    ParamSpec("publish_confidence", False, "Publish confidence (32FC1 in [0, 1])."),
+    # --- QoS (REP 2003) ---
+    ParamSpec("qos.input.reliability", "best_effort",
+              "Reliability of the image/camera_info subscriptions (sensor-data profile: best_effort).",
+              choices=RELIABILITIES),
+    ParamSpec("qos.input.durability", "volatile",
+              "Durability of the subscriptions.", choices=DURABILITIES),
+    ParamSpec("qos.input.depth", 1,
+              "History depth of the subscriptions (1 = newest frame only).",
+              min_value=1, max_value=100),
+    ParamSpec("qos.output.reliability", "reliable",
+              "Reliability of the output publishers.", choices=RELIABILITIES),
+    ParamSpec("qos.output.durability", "volatile",
+              "Durability of the output publishers.", choices=DURABILITIES),
+    ParamSpec("qos.output.depth", 2,
+              "History depth of the output publishers.", min_value=1, max_value=100),
+    # --- diagnostics and logging ---
+    ParamSpec("diagnostics_period_s", 1.0,
+              "Period (s) of the /diagnostics messages.", min_value=0.05, max_value=60.0),
+    ParamSpec("warn_throttle_s", 5.0,
+              "Smallest interval (s) between two warnings for the same bad-input reason.",
+              min_value=0.0, max_value=3600.0, read_only=False),
+)
+
+SPECS: dict[str, ParamSpec] = {s.name: s for s in PARAMETERS}
+
+
+def defaults() -> dict[str, Any]:
+    """``{name: default}`` for every parameter."""
+    return {s.name: s.default for s in PARAMETERS}
+
+
+def _type_ok(spec: ParamSpec, value: Any) -> bool:
+    if spec.type is bool:
+        return isinstance(value, bool)
+    if spec.type is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if spec.type is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, spec.type)
+
+
+def _model_problem(model: str) -> str | None:
+    """Why ``model`` cannot be used, or None. Uses the runtime's resolver when present."""
+    if not model:
+        return "model: empty; give a model directory, an .onnx file or a shipped model name"
+    try:
+        from joint_perception.runtime.factory import resolve_model_path
+    except ImportError:  # runtime not installed yet: fall back to a plain path check
+        resolve_model_path = None
+    if resolve_model_path is not None:
+        try:
+            resolve_model_path(model)
+        except (FileNotFoundError, ValueError) as exc:
+            return f"model: {exc}"
+        return None
+    if not Path(os.path.expanduser(model)).exists():
+        return f"model: {model!r} does not exist"
+    return None
+
+
+def validate(params: dict[str, Any], check_model: bool = True) -> list[str]:
+    """Check a parameter set; returns one human-readable problem per bad value (empty = OK).
+
+    Missing names take their defaults. Checks: unknown names, types, numeric ranges, string
+    choices, ``min_depth < max_depth`` when both are set, and (``check_model``) that the
+    model resolves to an existing file or directory.
+
+    Args:
+        params: ``{name: value}``, e.g. from ``rclpy`` parameters or a YAML file.
+        check_model: resolve ``model`` (off for pure table tests).
+
+    Returns:
+        list of messages, each starting with the parameter name.
+    """
+    problems: list[str] = []
+    merged = defaults()
+    for name, value in params.items():
+        spec = SPECS.get(name)
+        if spec is None:
+            problems.append(f"{name}: unknown parameter (known: {', '.join(SPECS)})")
+            continue
+        if not _type_ok(spec, value):
+            problems.append(
+                f"{name}: expected {spec.type.__name__}, got {type(value).__name__} {value!r}"
+            )
+            continue
+        if spec.type is float and not math.isfinite(value):
+            problems.append(f"{name}: must be finite, got {value!r}")
+            continue
+        if spec.min_value is not None and value < spec.min_value:
+            problems.append(f"{name}: {value!r} is below the minimum {spec.min_value}")
+            continue
+        if spec.max_value is not None and value > spec.max_value:
+            problems.append(f"{name}: {value!r} is above the maximum {spec.max_value}")
+            continue
+        if spec.choices is not None and value not in spec.choices:
+            problems.append(f"{name}: {value!r} is not one of {', '.join(spec.choices)}")
+            continue
+        merged[name] = value
+    lo, hi = merged["min_depth"], merged["max_depth"]
+    if lo > 0 and hi > 0 and lo >= hi:
+        problems.append(f"min_depth: {lo} must be smaller than max_depth {hi}")
+    if check_model and "model" not in {p.split(":")[0] for p in problems}:
+        problem = _model_problem(merged["model"])
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def load_yaml_parameters(path: str | os.PathLike, node_name: str = "perception_node") -> dict:
+    """Read ``ros__parameters`` of ``node_name`` (or ``/**``) from a ROS 2 parameter file.
+
+    Nested dictionaries are flattened with dots (``qos: {input: {depth: 1}}`` ->
+    ``qos.input.depth``), as ``rclpy`` does.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a ROS 2 parameter file for that node (message names the file).
+    """
+    import yaml
+
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"parameter file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{p}: not valid YAML: {exc}") from exc
+    section = None
+    for key in (node_name, f"/{node_name}", "/**"):
+        if isinstance(data.get(key), dict) and "ros__parameters" in data[key]:
+            section = data[key]["ros__parameters"]
+            break
+    if not isinstance(section, dict):
+        raise ValueError(f"{p}: no '{node_name}: ros__parameters:' section")
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: dict) -> None:
+        for k, v in node.items():
+            name = f"{prefix}{k}"
+            if isinstance(v, dict):
+                walk(name + ".", v)
+            else:
+                flat[name] = v
+
+    walk("", section)
+    return flat
+
+
+def declare_parameters(node) -> dict[str, Any]:
+    """Declare every parameter of :data:`PARAMETERS` on an rclpy ``node``; return the values.
+
+    Values come from the node's overrides (``--params-file``, ``-p``, launch), else defaults.
+
+    Raises:
+        ValueError: when :func:`validate` reports problems (all listed, one per line); the
+            node's ``main`` turns this into a non-zero exit before the first frame.
+    """
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    values: dict[str, Any] = {}
+    for spec in PARAMETERS:
+        desc = spec.description
+        if spec.choices:
+            desc += f" One of: {', '.join(spec.choices)}."
+        descriptor = ParameterDescriptor(
+            name=spec.name, description=desc, read_only=spec.read_only,
+            additional_constraints=f"one of {', '.join(spec.choices)}" if spec.choices else "",
+        )
+        if spec.type is float and spec.min_value is not None:
+            descriptor.floating_point_range = [FloatingPointRange(
+                from_value=float(spec.min_value), to_value=float(spec.max_value), step=0.0)]
+        elif spec.type is int and spec.min_value is not None:
+            descriptor.integer_range = [IntegerRange(
+                from_value=int(spec.min_value), to_value=int(spec.max_value), step=1)]
+        try:
+            param = node.declare_parameter(spec.name, spec.default, descriptor)
+        except Exception as exc:  # rclpy's InvalidParameter{Type,Value}Exception and kin
+            raise ValueError(f"invalid parameters:\n  {spec.name}: {exc}") from exc
+        values[spec.name] = param.value
+    problems = validate(values)
+    if problems:
+        raise ValueError("invalid parameters:\n  " + "\n  ".join(problems))
+    return values
