@@ -1,0 +1,330 @@
+"""CI-Net: joint depth and segmentation with contextual information (Gao et al., 2022).
+
+Build with ``build_model("cinet", backbone="resnet101")``; architecture as built, parameters
+and every departure from the paper are in ``docs/models/cinet.md``.
+
+Data flow for an (N, 3, H, W) input:
+
+1. Dilated ResNet, output stride 8 (dilation 2 and 4 in layer3/layer4) -> (N, 2048, H/8, W/8)
+   for ResNet-101; a 1x1 ConvBNReLU reduces it to ``channels``.
+2. :class:`SceneUnderstandingModule`: Q, K, V by 1x1 convs, ``A~ = sigmoid(Q^T K / sqrt(d))``
+   (N, P, P) with P = H/8 * W/8, ``Y = rownorm(A~) V + X``. A~ is supervised with BCE against
+   the ideal affinity of the labels downsampled to (H/8, W/8).
+3. Two decoder branches (depth, segmentation) of three upsampling blocks (x2 each, to 1/4,
+   1/2, 1/1), each preceded by a :class:`FeatureSharingModule`.
+4. Heads: depth = max_depth * sigmoid, segmentation logits, optional unit normals (from the
+   depth branch).
+
+Three-stage training (``set_stage``): 1 = ground-truth attention in place of the module
+(forward needs the labels: ``forward(x, batch)``), depth + segmentation losses; 2 = the learned
+module + attention loss; 3 (and 0, the default) = all losses.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from joint_perception.models.backbones import build_backbone
+from joint_perception.models.base import JointModel
+from joint_perception.models.blocks import ConvBNReLU, SeparableConv, upsample_to
+from joint_perception.models.registry import register_model
+
+
+def ideal_attention(labels: torch.Tensor, num_classes: int, size: tuple[int, int]) -> torch.Tensor:
+    """Ideal affinity ``A = M M^T`` of labels at the feature size (CI-Net section 3.2).
+
+    Args:
+        labels: (N, H, W) int, 0 = void, classes 1..num_classes.
+        num_classes: C.
+        size: (h, w) feature size.
+
+    Returns:
+        (N, h*w, h*w) float32, ``A_ij = 1`` when positions i and j carry the same class,
+        0 otherwise (void positions have all-zero rows and columns).
+    """
+    from joint_perception.training import losses as L
+
+    lab = L.downsample_labels(labels, size)  # (N, h, w)
+    onehot = F.one_hot(lab, num_classes + 1)[..., 1:].permute(0, 3, 1, 2).float()  # void -> 0
+    return L.ideal_affinity(onehot)
+
+
+class SceneUnderstandingModule(nn.Module):
+    """CI-Net scene-understanding (attention) module.
+
+    Args:
+        channels: channels of X.
+        key_channels: channels of Q and K.
+
+    ``forward(x, attention=None)``: x (N, C, h, w) -> ``(Y, A~, logits)`` with Y (N, C, h, w),
+    A~ (N, h*w, h*w) in (0, 1) and its logits (for a numerically safe BCE). When ``attention`` (N, h*w, h*w) is given (stage 1, the ideal
+    affinity) it replaces A~ and Q, K are unused. Aggregation divides each row of the
+    attention by its sum (+1e-6) so Y stays on the scale of X for any image size.
+    """
+
+    def __init__(self, channels: int, key_channels: int):
+        super().__init__()
+        self.query = nn.Conv2d(channels, key_channels, kernel_size=1)
+        self.key = nn.Conv2d(channels, key_channels, kernel_size=1)
+        self.value = nn.Conv2d(channels, channels, kernel_size=1)
+        self.scale = 1.0 / math.sqrt(key_channels)
+
+    def attention_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``Q^T K / sqrt(d)``: (N, C, h, w) -> (N, h*w, h*w); A~ is its sigmoid."""
+        q = self.query(x).flatten(2).transpose(1, 2)  # (N, P, d)
+        k = self.key(x).flatten(2)  # (N, d, P)
+        return torch.matmul(q, k) * self.scale
+
+    def forward(
+        self, x: torch.Tensor, attention: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Returns ``(Y, A, logits)``; ``logits`` is None when ``attention`` was given."""
+        n, c, h, w = x.shape
+        logits = None
+        if attention is None:
+            logits = self.attention_logits(x)
+            attention = torch.sigmoid(logits)
+        a_norm = attention / (attention.sum(dim=-1, keepdim=True) + 1e-6)
+        v = self.value(x).flatten(2)  # (N, C, P)
+        y = torch.matmul(v, a_norm.transpose(1, 2)).reshape(n, c, h, w)
+        return y + x, attention, logits
+
+
+class FeatureSharingModule(nn.Module):
+    """CI-Net feature-sharing module between the depth and segmentation branches.
+
+    ``f_d' = f_d + conv1x1_d(C([f_d, f_s]))``, ``f_s' = f_s + conv1x1_s(C([f_d, f_s]))`` with C an
+    encoder-decoder of depthwise-separable convs: separable conv stride 2 -> separable conv ->
+    bilinear back to the input size -> separable conv.
+
+    Args:
+        depth_channels, seg_channels: channels of f_d and f_s.
+        mid_channels: width of C.
+
+    ``forward(f_d, f_s)``: (N, Cd, h, w), (N, Cs, h, w) -> same shapes.
+    """
+
+    def __init__(self, depth_channels: int, seg_channels: int, mid_channels: int):
+        super().__init__()
+        self.enc1 = SeparableConv(depth_channels + seg_channels, mid_channels, stride=2)
+        self.enc2 = SeparableConv(mid_channels, mid_channels)
+        self.dec = SeparableConv(mid_channels, mid_channels)
+        self.to_depth = nn.Conv2d(mid_channels, depth_channels, kernel_size=1)
+        self.to_seg = nn.Conv2d(mid_channels, seg_channels, kernel_size=1)
+
+    def forward(self, f_d: torch.Tensor, f_s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.enc2(self.enc1(torch.cat([f_d, f_s], 1)))
+        z = self.dec(upsample_to(z, f_d))
+        return f_d + self.to_depth(z), f_s + self.to_seg(z)
+
+
+@register_model("cinet")
+class CINet(JointModel):
+    """CI-Net (depth + segmentation, optional normals).
+
+    Args:
+        tasks: must contain "depth" and "segmentation"; "normals" adds a normals head.
+        num_classes: C (classes 1..C).
+        max_depth: metres; depth = max_depth * sigmoid(logit).
+        backbone: ResNet name (paper: resnet101), built with dilation in layer3 and layer4
+            (output stride 8).
+        channels: width after the encoder reduction (the module's C).
+        key_channels: Q/K width.
+        decoder_channels: widths of the three upsampling blocks.
+        att_weight, depth_weight, con_weight, seg_weight: paper 1, 1, 5, 0.3.
+        pair_weight, norm_weight, num_pixels: inside L_depth (paper 1, 5, 500).
+        normal_weight: weight of the optional normals L1 loss.
+        pretrained: optional ImageNet state_dict path for the backbone.
+
+    ``forward(x, batch=None)`` with x (N, 3, H, W) normalised RGB returns ``depth``
+    (N, 1, H, W) metres, ``seg`` (N, C, H, W) logits, ``normals`` (N, 3, H, W) when asked,
+    and ``aux_attention`` (N, P, P), P = ceil(H/8) * ceil(W/8) (the learned A~, or the ideal
+    attention in stage 1). In stage 1, ``batch["labels"]`` (N, H, W) must be passed while
+    training; without it (inference, export) the learned module runs.
+    """
+
+    def __init__(
+        self,
+        tasks: Iterable[str] = ("depth", "segmentation"),
+        num_classes: int = 40,
+        max_depth: float = 10.0,
+        backbone: str = "resnet101",
+        channels: int = 512,
+        key_channels: int = 64,
+        decoder_channels: Iterable[int] = (256, 128, 64),
+        att_weight: float = 1.0,
+        depth_weight: float = 1.0,
+        con_weight: float = 5.0,
+        seg_weight: float = 0.3,
+        pair_weight: float = 1.0,
+        norm_weight: float = 5.0,
+        num_pixels: int = 500,
+        normal_weight: float = 1.0,
+        pretrained: str | None = None,
+    ):
+        super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
+        if not {"depth", "segmentation"} <= set(self.tasks) or set(self.tasks) - {"depth", "segmentation", "normals"}:
+            raise ValueError(f"CI-Net tasks must include depth and segmentation (+ optional normals), got {self.tasks}")
+        self.backbone_name = backbone
+        self.channels = int(channels)
+        self.key_channels = int(key_channels)
+        self.decoder_channels = tuple(int(c) for c in decoder_channels)
+        if len(self.decoder_channels) != 3:
+            raise ValueError(f"decoder_channels needs 3 widths (1/4, 1/2, 1/1), got {self.decoder_channels}")
+        self.weights = {
+            "att": float(att_weight), "depth": float(depth_weight), "con": float(con_weight),
+            "seg": float(seg_weight), "pair": float(pair_weight), "norm": float(norm_weight),
+            "normals": float(normal_weight),
+        }
+        self.num_pixels = int(num_pixels)
+        self.pretrained = pretrained
+
+        self.backbone = build_backbone(
+            backbone, pretrained=pretrained, replace_stride_with_dilation=(False, True, True)
+        )
+        self.reduce = ConvBNReLU(self.backbone.channels[-1], self.channels, kernel_size=1)
+        self.scene = SceneUnderstandingModule(self.channels, self.key_channels)
+
+        self.fsm = nn.ModuleList()
+        self.depth_blocks = nn.ModuleList()
+        self.seg_blocks = nn.ModuleList()
+        ci = self.channels
+        for co in self.decoder_channels:
+            self.fsm.append(FeatureSharingModule(ci, ci, max(ci // 2, 16)))
+            self.depth_blocks.append(ConvBNReLU(ci, co, kernel_size=3))
+            self.seg_blocks.append(ConvBNReLU(ci, co, kernel_size=3))
+            ci = co
+        self.depth_head = nn.Conv2d(ci, 1, kernel_size=3, padding=1)
+        self.seg_head = nn.Conv2d(ci, self.num_classes, kernel_size=3, padding=1)
+        self.normals_head = nn.Conv2d(ci, 3, kernel_size=3, padding=1) if "normals" in self.tasks else None
+        # learned sigma of the consistency loss (log for positivity)
+        self.log_sigma = nn.Parameter(torch.zeros(()))
+
+    @property
+    def num_stages(self) -> int:
+        return 3
+
+    def set_stage(self, stage: int) -> None:
+        """0 (default) or 3: all losses; 1: GT attention, depth + seg; 2: + attention loss.
+
+        Raises:
+            ValueError: stage outside 0..3.
+        """
+        if stage not in (0, 1, 2, 3):
+            raise ValueError(f"CI-Net has stages 1..3 (0 = all losses), got {stage}")
+        super().set_stage(stage)
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Backbone at ``0.1 * lr`` (paper), everything else at ``lr``."""
+        bb = [p for p in self.backbone.parameters() if p.requires_grad]
+        ids = {id(p) for p in bb}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        return [{"params": bb, "lr": 0.1 * lr, "name": "backbone"}, {"params": rest, "lr": lr, "name": "head"}]
+
+    def forward(self, x: torch.Tensor, batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        n, _, h, w = x.shape
+        feat = self.reduce(self.backbone.forward_features(x)[-1])
+        gt_att = None
+        if self.stage == 1 and batch is not None and "labels" in batch:
+            gt_att = ideal_attention(batch["labels"], self.num_classes, tuple(feat.shape[-2:]))
+        y, att, att_logits = self.scene(feat, gt_att)
+        f_d, f_s = y, y
+        sizes = [((h + 3) // 4, (w + 3) // 4), ((h + 1) // 2, (w + 1) // 2), (h, w)]
+        for fsm, bd, bs, size in zip(self.fsm, self.depth_blocks, self.seg_blocks, sizes, strict=True):
+            f_d, f_s = fsm(f_d, f_s)
+            f_d = bd(upsample_to(f_d, size))
+            f_s = bs(upsample_to(f_s, size))
+        out = {
+            "depth": self.max_depth * torch.sigmoid(self.depth_head(f_d)),
+            "seg": self.seg_head(f_s),
+            "aux_attention": att,
+        }
+        if att_logits is not None:
+            out["aux_attention_logits"] = att_logits
+        if self.normals_head is not None:
+            out["normals"] = F.normalize(self.normals_head(f_d), dim=1, eps=1e-6)
+        return out
+
+    def compute_losses(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """``L = L_att + 1 L_depth + 5 L_con + 0.3 L_seg`` (terms active per stage).
+
+        ``L_depth = berHu + 1 L_pair(500 signed pixel differences) + 5 L_norm`` (normals from
+        depth gradients); ``L_seg`` class-weighted cross-entropy (void ignored); ``L_att`` BCE of
+        A~ against the ideal affinity; ``L_con`` the depth/segmentation consistency loss with the
+        learned ``log_sigma``. Stage 1: depth + seg; stage 2: + att; stage 3/0: + con. The
+        optional normals L1 loss is active in every stage. Returns ``total`` and every term.
+        """
+        from joint_perception.training import losses as L
+
+        depth, seg = outputs["depth"], outputs["seg"]
+        gt = batch["depth"]
+        mask = torch.isfinite(gt) & (gt > 0)
+        gt = torch.where(mask, gt, torch.zeros_like(gt))
+        labels = batch["labels"].long()
+        if "has_labels" in batch:
+            labels = labels * batch["has_labels"].view(-1, 1, 1).long()
+        zero = depth.sum() * 0.0
+        terms: dict[str, torch.Tensor] = {}
+        if bool(mask.any()):
+            terms["berhu"] = L.berhu_loss(depth, gt, mask)
+            terms["pair"] = L.pairwise_signed_loss(depth, gt, mask, num_pixels=self.num_pixels)
+            terms["norm"] = L.depth_gradient_normal_loss(depth, gt, mask)
+        else:
+            terms["berhu"] = terms["pair"] = terms["norm"] = zero
+        terms["depth"] = terms["berhu"] + self.weights["pair"] * terms["pair"] + self.weights["norm"] * terms["norm"]
+        if bool((labels > 0).any()):
+            terms["seg"] = L.cross_entropy_loss(seg, labels, weights=L.class_weights(labels, self.num_classes))
+        else:
+            terms["seg"] = zero
+        total = self.weights["depth"] * terms["depth"] + self.weights["seg"] * terms["seg"]
+        if "normals" in outputs:
+            gn = batch["normals"]
+            nmask = gn.abs().sum(1, keepdim=True) > 0
+            if "has_normals" in batch:
+                nmask = nmask & batch["has_normals"].view(-1, 1, 1, 1).bool()
+            terms["normals"] = L.normal_l1_loss(outputs["normals"], gn, nmask) if bool(nmask.any()) else zero
+            total = total + self.weights["normals"] * terms["normals"]
+        if self.stage in (0, 2, 3):
+            side = _feature_size(depth.shape[-2:])
+            if "aux_attention_logits" in outputs:
+                terms["att"] = L.attention_bce_loss(outputs["aux_attention_logits"], labels, side, from_logits=True)
+            else:
+                terms["att"] = L.attention_bce_loss(outputs["aux_attention"], labels, side)
+            total = total + self.weights["att"] * terms["att"]
+        if self.stage in (0, 3):
+            terms["con"] = L.consistency_loss(depth, seg, offsets=(1, 2), log_sigma=self.log_sigma)
+            total = total + self.weights["con"] * terms["con"]
+        terms["total"] = total
+        return terms
+
+    def config(self) -> dict:
+        cfg = super().config()
+        cfg.update(
+            backbone=self.backbone_name,
+            channels=self.channels,
+            key_channels=self.key_channels,
+            decoder_channels=list(self.decoder_channels),
+            att_weight=self.weights["att"],
+            depth_weight=self.weights["depth"],
+            con_weight=self.weights["con"],
+            seg_weight=self.weights["seg"],
+            pair_weight=self.weights["pair"],
+            norm_weight=self.weights["norm"],
+            num_pixels=self.num_pixels,
+            normal_weight=self.weights["normals"],
+            pretrained=self.pretrained,
+        )
+        return cfg
+
+
+def _feature_size(size: tuple[int, int]) -> tuple[int, int]:
+    """Output-stride-8 feature size of a ResNet for an input of ``size`` (H, W)."""
+    h, w = size
+    for _ in range(3):  # conv1 stride 2, maxpool stride 2, layer2 stride 2 (all ceil)
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return h, w
