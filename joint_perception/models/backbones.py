@@ -1,0 +1,577 @@
+"""Encoders in plain torch with torchvision's parameter names (torchvision is not importable
+with the CPU torch build here; DESIGN.md section 5).
+
+Every backbone has ``forward_features(x) -> list[Tensor]`` (multi-scale features, shallow to
+deep), ``channels`` (list of their channel counts) and ``strides`` (their output strides with
+respect to the input). ImageNet weights load from a *file* with :func:`load_pretrained`;
+nothing is ever downloaded.
+
+* :func:`resnet18` / 34 / 50 / 101 — He et al., CVPR 2016; torchvision ``ResNet`` names
+  (``conv1``, ``bn1``, ``layer1.0.conv1.weight``, ``layer1.0.downsample.0.weight``, ``fc``).
+  Features: [layer1 /4, layer2 /8, layer3 /16, layer4 /32]; ``replace_stride_with_dilation``
+  turns the strides of layer2..4 into dilation (DeepLab / CI-Net output stride 8 or 16).
+* :func:`vgg16` — Simonyan & Zisserman 2015; ``features.N`` names. Features: [conv3_3 /4,
+  conv4_3 /8, conv5_3 /16]; ``dilated=True`` is DeepLab-LargeFOV (Chen et al., ICLR 2015):
+  pool4 with stride 1 and conv5 with dilation 2, so conv5_3 is at /8.
+* :func:`xception65` — aligned Xception of DeepLabV3+ (Chen et al., ECCV 2018). Features:
+  [low-level /4 (128 ch, the decoder's skip), /8, /16, exit flow (2048 ch) at output stride].
+* :func:`mobilenet_v2` — Sandler et al., CVPR 2018; torchvision names (``features.N.conv...``).
+  Features: [/4 (features.3), /8 (features.6), /16 (features.13), /32 (features.17 or 18)].
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from joint_perception.models.blocks import SeparableConv
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "ResNet",
+    "VGG16",
+    "Xception65",
+    "MobileNetV2",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "vgg16",
+    "xception65",
+    "mobilenet_v2",
+    "build_backbone",
+    "load_pretrained",
+    "LoadReport",
+]
+
+
+# --------------------------------------------------------------------------- ResNet
+
+
+def _conv3x3(in_ch: int, out_ch: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 3, stride, padding=dilation, dilation=dilation, bias=False)
+
+
+def _conv1x1(in_ch: int, out_ch: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(in_ch, out_ch, 1, stride, bias=False)
+
+
+class BasicBlock(nn.Module):
+    """torchvision ``BasicBlock`` (ResNet-18/34); dilation allowed (torchvision refuses it)."""
+
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, dilation=1):
+        super().__init__()
+        self.conv1 = _conv3x3(inplanes, planes, stride, dilation)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = _conv3x3(planes, planes, 1, dilation)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """torchvision ``Bottleneck`` (ResNet V1.5: the stride sits on the 3x3 conv)."""
+
+    expansion = 4
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None, dilation=1):
+        super().__init__()
+        self.conv1 = _conv1x1(inplanes, planes)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = _conv3x3(planes, planes, stride, dilation)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = _conv1x1(planes, planes * self.expansion)
+        self.bn3 = nn.BatchNorm2d(planes * self.expansion)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """torchvision-compatible ResNet trunk with multi-scale feature output.
+
+    Args:
+        block: :class:`BasicBlock` or :class:`Bottleneck`.
+        layers: blocks per stage, e.g. (2, 2, 2, 2) for ResNet-18.
+        replace_stride_with_dilation: for layer2, layer3, layer4: replace the stride 2 by
+            dilation (torchvision semantics), e.g. (False, True, True) = output stride 8.
+        include_top: also create ``avgpool`` + ``fc`` (1000 classes), for classification
+            checkpoints used as such; off by default (they are then reported as unexpected
+            keys by :func:`load_pretrained`).
+
+    ``forward_features(x)``: x (N, 3, H, W) -> [layer1, layer2, layer3, layer4] with
+    ``channels`` e.g. [64, 128, 256, 512] (x4 for Bottleneck) at ``strides`` [4, 8, 16, 32]
+    (dilated stages keep the previous stride). Spatial size of a stage at stride s is
+    ``ceil(H / s)`` for the usual even sizes.
+    """
+
+    def __init__(
+        self,
+        block: type[BasicBlock] | type[Bottleneck],
+        layers: Sequence[int],
+        replace_stride_with_dilation: Sequence[bool] = (False, False, False),
+        include_top: bool = False,
+    ):
+        super().__init__()
+        if len(replace_stride_with_dilation) != 3:
+            raise ValueError(
+                "replace_stride_with_dilation must have 3 entries (layer2, layer3, layer4), got "
+                f"{tuple(replace_stride_with_dilation)}"
+            )
+        self.inplanes = 64
+        self.dilation = 1
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], 2, replace_stride_with_dilation[0])
+        self.layer3 = self._make_layer(block, 256, layers[2], 2, replace_stride_with_dilation[1])
+        self.layer4 = self._make_layer(block, 512, layers[3], 2, replace_stride_with_dilation[2])
+        self.channels = [64 * block.expansion * m for m in (1, 2, 4, 8)]
+        strides, s = [4], 4
+        for dilate in replace_stride_with_dilation:
+            s = s if dilate else s * 2
+            strides.append(s)
+        self.strides = strides
+        if include_top:
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.fc = nn.Linear(512 * block.expansion, 1000)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _make_layer(self, block, planes, blocks, stride=1, dilate=False) -> nn.Sequential:
+        downsample = None
+        previous_dilation = self.dilation
+        if dilate:
+            self.dilation *= stride
+            stride = 1
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                _conv1x1(self.inplanes, planes * block.expansion, stride),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers = [block(self.inplanes, planes, stride, downsample, previous_dilation)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes, dilation=self.dilation) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        c1 = self.layer1(x)
+        c2 = self.layer2(c1)
+        c3 = self.layer3(c2)
+        c4 = self.layer4(c3)
+        return [c1, c2, c3, c4]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.forward_features(x)
+
+
+def resnet18(replace_stride_with_dilation=(False, False, False), **kw) -> ResNet:
+    """ResNet-18 trunk (BasicBlock, [2, 2, 2, 2]); channels [64, 128, 256, 512]."""
+    return ResNet(BasicBlock, (2, 2, 2, 2), replace_stride_with_dilation, **kw)
+
+
+def resnet34(replace_stride_with_dilation=(False, False, False), **kw) -> ResNet:
+    """ResNet-34 trunk (BasicBlock, [3, 4, 6, 3]); channels [64, 128, 256, 512]."""
+    return ResNet(BasicBlock, (3, 4, 6, 3), replace_stride_with_dilation, **kw)
+
+
+def resnet50(replace_stride_with_dilation=(False, False, False), **kw) -> ResNet:
+    """ResNet-50 trunk (Bottleneck, [3, 4, 6, 3]); channels [256, 512, 1024, 2048]."""
+    return ResNet(Bottleneck, (3, 4, 6, 3), replace_stride_with_dilation, **kw)
+
+
+def resnet101(replace_stride_with_dilation=(False, False, False), **kw) -> ResNet:
+    """ResNet-101 trunk (Bottleneck, [3, 4, 23, 3]); channels [256, 512, 1024, 2048]."""
+    return ResNet(Bottleneck, (3, 4, 23, 3), replace_stride_with_dilation, **kw)
+
+
+# --------------------------------------------------------------------------- VGG-16
+
+_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+# indices in ``features`` of the ReLU after conv3_3, conv4_3, conv5_3
+_VGG16_TAPS = (15, 22, 29)
+
+
+class VGG16(nn.Module):
+    """VGG-16 (configuration D) trunk with torchvision names ``features.0`` ... ``features.30``.
+
+    Args:
+        dilated: DeepLab-LargeFOV form: pool4 (``features.23``) becomes a 3x3 max pool with
+            stride 1 and the conv5 layers (``features.24/26/28``) use dilation 2, so conv5_3 is
+            at output stride 8 instead of 16. Parameter shapes and names are unchanged.
+
+    ``forward_features(x)``: (N, 3, H, W) -> [conv3_3 (256 ch, /4), conv4_3 (512, /8),
+    conv5_3 (512, /16 or /8)], each after its ReLU. pool5 (``features.30``) is kept for the
+    names but not run. Sizes are ``floor`` halvings (2x2 max pools).
+    """
+
+    def __init__(self, dilated: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = []
+        in_ch = 3
+        for v in _VGG16_CFG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                layers += [nn.Conv2d(in_ch, v, kernel_size=3, padding=1), nn.ReLU(inplace=True)]
+                in_ch = v
+        if dilated:
+            layers[23] = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
+            for i in (24, 26, 28):
+                layers[i].dilation = (2, 2)
+                layers[i].padding = (2, 2)
+        self.features = nn.Sequential(*layers)
+        self.dilated = dilated
+        self.channels = [256, 512, 512]
+        self.strides = [4, 8, 8 if dilated else 16]
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for i, layer in enumerate(self.features[: _VGG16_TAPS[-1] + 1]):
+            x = layer(x)
+            if i in _VGG16_TAPS:
+                feats.append(x)
+        return feats
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.forward_features(x)
+
+
+def vgg16(dilated: bool = False) -> VGG16:
+    """VGG-16 trunk; see :class:`VGG16`."""
+    return VGG16(dilated)
+
+
+# --------------------------------------------------------------------------- Xception-65
+
+
+class XceptionBlock(nn.Module):
+    """One aligned-Xception module: three (ReLU -> separable conv -> BN) units plus a shortcut.
+
+    The last separable conv carries the stride (DeepLabV3+ replaces max pooling by strided
+    separable convs). Shortcut: 1x1 conv + BN when channels or stride change, else identity.
+    ``start_with_relu=False`` drops the first ReLU (the first entry block follows a ReLU).
+    """
+
+    def __init__(
+        self,
+        in_ch: int,
+        channels: Sequence[int],
+        stride: int = 1,
+        dilation: int = 1,
+        start_with_relu: bool = True,
+        residual: bool = True,
+    ):
+        super().__init__()
+        units: list[nn.Module] = []
+        prev = in_ch
+        for i, ch in enumerate(channels):
+            if i > 0 or start_with_relu:
+                units.append(nn.ReLU(inplace=False))
+            s = stride if i == len(channels) - 1 else 1
+            units.append(SeparableConv(prev, ch, 3, stride=s, dilation=dilation, activation=False))
+            prev = ch
+        self.units = nn.Sequential(*units)
+        self.skip: nn.Module | None = None
+        if residual and (in_ch != prev or stride != 1):
+            self.skip = nn.Sequential(
+                nn.Conv2d(in_ch, prev, 1, stride, bias=False), nn.BatchNorm2d(prev)
+            )
+        self.residual = residual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.units(x)
+        if not self.residual:
+            return out
+        return out + (x if self.skip is None else self.skip(x))
+
+
+class Xception65(nn.Module):
+    """Aligned Xception-65 of DeepLabV3+ (Chen et al., ECCV 2018, Sec. 3.2 and Fig. 4).
+
+    Entry flow: conv 3x3/2 (32) -> conv 3x3 (64) -> blocks of 128 (/4), 256 (/8), 728 (/16);
+    middle flow: 16 residual blocks of 728; exit flow: block (728, 1024, 1024) then separable
+    convs 1536, 1536, 2048 with ReLU. For output stride 16 the exit block keeps stride 1 and
+    dilates by 2 after it (DeepLab's atrous form); for 8 the entry's third block keeps stride
+    1, the middle flow dilates by 2 and the exit flow by 2 and 4.
+
+    Args:
+        output_stride: 16 or 8.
+
+    ``forward_features(x)``: (N, 3, H, W) -> [low-level /4 (128, after ReLU, the decoder
+    skip), /8 (256), /16 or /8 (728, after the middle flow), final (2048) at output_stride].
+    Not torchvision (torchvision has no Xception); names follow this module.
+    """
+
+    def __init__(self, output_stride: int = 16):
+        super().__init__()
+        if output_stride == 16:
+            entry3_stride, middle_dil, exit_dil = 2, 1, (1, 2)
+        elif output_stride == 8:
+            entry3_stride, middle_dil, exit_dil = 1, 2, (2, 4)
+        else:
+            raise ValueError(f"xception65 output_stride must be 8 or 16, got {output_stride}")
+        self.output_stride = output_stride
+        self.conv1 = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(32)
+        self.conv2 = nn.Conv2d(32, 64, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=False)
+        self.block1 = XceptionBlock(64, (128, 128, 128), stride=2, start_with_relu=False)
+        self.block2 = XceptionBlock(128, (256, 256, 256), stride=2)
+        self.block3 = XceptionBlock(256, (728, 728, 728), stride=entry3_stride)
+        self.middle = nn.Sequential(
+            *[XceptionBlock(728, (728, 728, 728), dilation=middle_dil) for _ in range(16)]
+        )
+        self.exit_block = XceptionBlock(728, (728, 1024, 1024), dilation=exit_dil[0])
+        self.exit_convs = nn.Sequential(
+            SeparableConv(1024, 1536, 3, dilation=exit_dil[1], activation=True),
+            SeparableConv(1536, 1536, 3, dilation=exit_dil[1], activation=True),
+            SeparableConv(1536, 2048, 3, dilation=exit_dil[1], activation=True),
+        )
+        self.channels = [128, 256, 728, 2048]
+        self.strides = [4, 8, 16 if output_stride == 16 else 8, output_stride]
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.relu(self.bn2(self.conv2(x)))
+        low = self.relu(self.block1(x))
+        s8 = self.block2(low)
+        s16 = self.middle(self.block3(s8))
+        out = self.exit_convs(self.exit_block(s16))
+        return [low, s8, s16, out]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.forward_features(x)
+
+
+def xception65(output_stride: int = 16) -> Xception65:
+    """Xception-65 (DeepLabV3+); see :class:`Xception65`."""
+    return Xception65(output_stride)
+
+
+# --------------------------------------------------------------------------- MobileNetV2
+
+
+def _make_divisible(v: float, divisor: int = 8) -> int:
+    """torchvision's channel rounding: nearest multiple of ``divisor``, never below 90 % of v."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+class _ConvBNReLU6(nn.Sequential):
+    """torchvision ``Conv2dNormActivation`` with ReLU6: names ``0`` (conv), ``1`` (bn)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups=1):
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU6(inplace=True),
+        )
+
+
+class InvertedResidual(nn.Module):
+    """torchvision MobileNetV2 block: [1x1 expand] -> 3x3 depthwise -> 1x1 linear projection,
+    residual when stride 1 and channels equal. Names ``conv.0.0``, ..., as torchvision."""
+
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int):
+        super().__init__()
+        hidden = int(round(inp * expand_ratio))
+        self.use_res_connect = stride == 1 and inp == oup
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(_ConvBNReLU6(inp, hidden, 1))
+        layers += [
+            _ConvBNReLU6(hidden, hidden, 3, stride, groups=hidden),
+            nn.Conv2d(hidden, oup, 1, bias=False),
+            nn.BatchNorm2d(oup),
+        ]
+        self.conv = nn.Sequential(*layers)
+        self.out_channels = oup
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+# (expansion t, channels c, repeats n, first stride s) — Sandler et al. 2018, Table 2
+_MBV2_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                 (6, 160, 3, 2), (6, 320, 1, 1))  # fmt: skip
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2 trunk with torchvision names (``features.0.0.weight``,
+    ``features.1.conv.0.0.weight``, ..., ``features.18.0.weight``).
+
+    Args:
+        width_mult: channel multiplier (channels rounded to multiples of 8 as torchvision).
+        last_conv: keep ``features.18`` (1x1 conv to 1280 x max(1, width_mult)); the deepest
+            feature is then its output, otherwise that of ``features.17`` (320 x width_mult),
+            which is what dense-prediction decoders usually want (fewer parameters).
+
+    ``forward_features(x)``: (N, 3, H, W) -> [features.3 (/4), features.6 (/8),
+    features.13 (/16), features.17 or 18 (/32)]; ``channels`` [24, 32, 96, 320] at width 1.
+    """
+
+    def __init__(self, width_mult: float = 1.0, last_conv: bool = False):
+        super().__init__()
+        input_channel = _make_divisible(32 * width_mult)
+        layers: list[nn.Module] = [_ConvBNReLU6(3, input_channel, stride=2)]
+        for t, c, n, s in _MBV2_SETTING:
+            out_ch = _make_divisible(c * width_mult)
+            for i in range(n):
+                layers.append(InvertedResidual(input_channel, out_ch, s if i == 0 else 1, t))
+                input_channel = out_ch
+        taps = [3, 6, 13, 17]
+        if last_conv:
+            last = _make_divisible(1280 * max(1.0, width_mult))
+            layers.append(_ConvBNReLU6(input_channel, last, 1))
+            taps[-1] = 18
+        self.features = nn.Sequential(*layers)
+        self.taps = tuple(taps)
+
+        def out_ch_of(i: int) -> int:
+            m = layers[i]
+            return m.out_channels if isinstance(m, InvertedResidual) else m[0].out_channels
+
+        self.channels = [out_ch_of(i) for i in taps]
+        self.strides = [4, 8, 16, 32]
+        self.width_mult = width_mult
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self.taps:
+                feats.append(x)
+        return feats
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.forward_features(x)
+
+
+def mobilenet_v2(width_mult: float = 1.0, last_conv: bool = False) -> MobileNetV2:
+    """MobileNetV2 trunk; see :class:`MobileNetV2`."""
+    return MobileNetV2(width_mult, last_conv)
+
+
+# --------------------------------------------------------------------------- registry + loading
+
+_BUILDERS = {
+    "resnet18": resnet18,
+    "resnet34": resnet34,
+    "resnet50": resnet50,
+    "resnet101": resnet101,
+    "vgg16": vgg16,
+    "xception65": xception65,
+    "mobilenet_v2": mobilenet_v2,
+}
+
+
+def build_backbone(name: str, pretrained: str | os.PathLike | None = None, **kw) -> nn.Module:
+    """Build a backbone by name, optionally loading weights from a file.
+
+    Args:
+        name: one of ``resnet18/34/50/101``, ``vgg16``, ``xception65``, ``mobilenet_v2``.
+        pretrained: path of a (torchvision-named) state_dict file, loaded non-strictly.
+        **kw: the builder's arguments (``replace_stride_with_dilation``, ``dilated``,
+            ``output_stride``, ``width_mult``...).
+
+    Raises:
+        KeyError: unknown name (the message lists the known ones).
+    """
+    if name not in _BUILDERS:
+        raise KeyError(f"unknown backbone {name!r}; known: {', '.join(sorted(_BUILDERS))}")
+    net = _BUILDERS[name](**kw)
+    if pretrained:
+        load_pretrained(net, pretrained, strict=False)
+    return net
+
+
+@dataclass
+class LoadReport:
+    """Outcome of :func:`load_pretrained`: keys of the module not in the file (``missing``),
+    keys in the file the module lacks (``unexpected``, e.g. ``fc.weight`` of a classifier) and
+    keys present in both with different shapes (``mismatched``, skipped)."""
+
+    path: str
+    loaded: int
+    missing: list[str]
+    unexpected: list[str]
+    mismatched: list[str]
+
+
+def load_pretrained(module: nn.Module, path: str | os.PathLike, strict: bool = False) -> LoadReport:
+    """Load a state_dict file (e.g. torchvision's ``resnet50-0676ba61.pth``) into ``module``.
+
+    Accepts a plain state_dict or a dict with ``"state_dict"``/``"model"``; a ``module.``
+    prefix (DataParallel) is stripped. Never downloads.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the file holds no state_dict, or ``strict=True`` and keys or shapes differ
+            (the message names the file and the first offending keys).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"pretrained weights not found: {path}")
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ValueError(f"{path}: not a state_dict (expected a dict of tensors)")
+    state = {k.removeprefix("module."): v for k, v in obj.items()}
+    own = module.state_dict()
+    mismatched = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
+    usable = {k: v for k, v in state.items() if k in own and k not in mismatched}
+    missing = sorted(set(own) - set(usable))
+    unexpected = sorted(set(state) - set(own))
+    if strict and (missing or unexpected or mismatched):
+        raise ValueError(
+            f"{path}: state_dict does not match {type(module).__name__}: missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}, shape-mismatched {mismatched[:5]}"
+        )
+    module.load_state_dict(usable, strict=False)
+    report = LoadReport(path, len(usable), missing, unexpected, mismatched)
+    log.info(
+        "loaded %d tensors from %s (%d missing, %d unexpected, %d shape-mismatched)",
+        report.loaded, path, len(missing), len(unexpected), len(mismatched),
+    )
+    return report
