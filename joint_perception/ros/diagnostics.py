@@ -20,7 +20,7 @@ from collections import Counter, deque
 import numpy as np
 
 VALUE_KEYS = (
-    "frames_received", "frames_processed", "frames_dropped", "frames_skipped",
+    "frames_received", "frames_processed", "frames_dropped", "frames_skipped", "frames_idle",
     "rate_hz", "latency_p50_ms", "latency_p95_ms",
     "backend", "backend_reason", "device", "model", "input_transport",
 )
@@ -40,6 +40,7 @@ class PerceptionStats:
         self.received = 0
         self.processed = 0
         self.dropped = 0
+        self.idle = 0
         self.skipped: Counter[str] = Counter()
         self.warnings: Counter[str] = Counter()
         self._latency_ms: deque[float] = deque(maxlen=window)
@@ -62,6 +63,11 @@ class PerceptionStats:
         """A frame was refused (bad input); ``reason`` is a short snake_case key."""
         with self._lock:
             self.skipped[reason] += 1
+
+    def frame_idle(self) -> None:
+        """A valid frame was not processed because no output had a subscriber."""
+        with self._lock:
+            self.idle += 1
 
     def warned(self, reason: str) -> None:
         """A frame was processed but something about it deserves a warning (e.g. distortion)."""
@@ -94,6 +100,7 @@ class PerceptionStats:
                 "frames_processed": self.processed,
                 "frames_dropped": self.dropped,
                 "frames_skipped": sum(self.skipped.values()),
+                "frames_idle": self.idle,
                 "skipped": dict(self.skipped),
                 "warnings": dict(self.warnings),
                 "rate_hz": rate,
