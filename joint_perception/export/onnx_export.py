@@ -1,0 +1,410 @@
+"""Export a :class:`~joint_perception.models.base.JointModel` to the project's ONNX contract.
+
+:class:`DeployWrapper` turns any joint network into the graph that every backend runs
+(``metadata.py`` docstring, docs/architecture.md): input ``image`` (N, 3, H, W) float32 RGB in
+[0, 1], normalisation inside; outputs, in this order and only for the model's tasks,
+``depth`` (N,1,H,W) float32 metres, ``labels`` (N,H,W) int32 (argmax + 1; 0 is void and never
+predicted), ``confidence`` (N,H,W) float32 max softmax probability, ``normals`` (N,3,H,W)
+float32 unit vectors (camera optical frame, REP 103).
+
+:func:`export_onnx` writes, atomically, into one directory:
+
+* ``model.onnx`` — static shapes, opset 17 by default, checked by ``onnx.checker`` and run
+  through ONNX Runtime against PyTorch on a seeded random input (max abs difference recorded
+  in ``metadata.extra["onnx_check"]``; above ``verify_atol`` the export fails).
+* ``model.pt`` — ``{"architecture", "config", "state_dict"}``, from which
+  :func:`load_torch_model` (and the torch backend) rebuild the module.
+* ``metadata.json`` — :class:`~joint_perception.metadata.ModelMetadata` with the ONNX SHA-256,
+  classes and palette, input size, mean/std, depth range and the git revision. Written last,
+  so a directory with a metadata file is complete.
+
+Console script ``export_onnx --checkpoint CKPT_OR_MODEL_PT --out DIR [--height H --width W
+--opset N]`` accepts a Lightning checkpoint or a ``model.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import logging
+import pickle
+import subprocess
+import sys
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from joint_perception.io_utils import atomic_open, atomic_write_bytes, sha256_file
+from joint_perception.metadata import ModelMetadata, load_metadata
+from joint_perception.models.base import JointModel
+from joint_perception.models.registry import build_model
+
+log = logging.getLogger(__name__)
+
+#: ONNX output names in graph order, for each task.
+TASK_OUTPUTS = {
+    "depth": ("depth",),
+    "segmentation": ("labels", "confidence"),
+    "normals": ("normals",),
+}
+_MODEL_PT = "model.pt"
+
+
+class DeployWrapper(nn.Module):
+    """Wrap a joint network into the ONNX contract (see module docstring).
+
+    Args:
+        model: a :class:`JointModel` (its ``forward`` takes normalised RGB).
+        mean, std: per-channel RGB normalisation; default the model's ``mean``/``std``.
+
+    Attributes:
+        output_names: ONNX output names in the order ``forward`` returns them.
+
+    ``forward(image)``: image (N, 3, H, W) float32 RGB in [0, 1] -> tuple of tensors named by
+    ``output_names``. The confidence is ``1 / sum_c exp(l_c - max_c l_c)``, which equals the
+    maximum softmax probability without materialising the softmax.
+    """
+
+    def __init__(self, model: JointModel, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None):
+        super().__init__()
+        self.model = model
+        mean = model.mean if mean is None else mean
+        std = model.std if std is None else std
+        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+            raise ValueError(f"mean/std must be 3 values with std > 0, got {mean}, {std}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.tasks = [t for t in TASK_OUTPUTS if t in model.tasks]
+        self.output_names = [name for t in self.tasks for name in TASK_OUTPUTS[t]]
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model((image - self.mean) / self.std)
+        results: list[torch.Tensor] = []
+        if "depth" in self.tasks:
+            results.append(out["depth"])
+        if "segmentation" in self.tasks:
+            logits = out["seg"]
+            top, idx = logits.max(dim=1)
+            conf = torch.reciprocal(torch.exp(logits - top.unsqueeze(1)).sum(dim=1))
+            results += [(idx + 1).to(torch.int32), conf]
+        if "normals" in self.tasks:
+            results.append(out["normals"])
+        return tuple(results)
+
+
+def git_revision(path: str | Path | None = None) -> str | None:
+    """``git rev-parse HEAD`` of the repository containing ``path`` (default: this package),
+    with ``-dirty`` when tracked files are modified; None outside a git checkout."""
+    cwd = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{rev}-dirty" if dirty else rev
+
+
+def default_class_names(num_classes: int) -> list[str]:
+    """NYUv2 names for 40 or 13 classes (``data.nyuv2_classes``).
+
+    Raises:
+        ValueError: for any other class count (pass ``class_names`` explicitly).
+    """
+    from joint_perception.data.nyuv2_classes import NAMES13, NAMES40
+
+    tables = {40: NAMES40, 13: NAMES13}
+    if num_classes not in tables:
+        raise ValueError(
+            f"no default class names for {num_classes} classes (NYUv2 has 40 or 13); "
+            "pass class_names"
+        )
+    return list(tables[num_classes])
+
+
+def _palette(num_classes: int) -> list[list[int]]:
+    try:
+        from joint_perception.colormap import label_palette
+    except ImportError as exc:  # colormap is another module's; keep export usable without it
+        log.warning("no class colours in metadata: %s", exc)
+        return []
+    return np.asarray(label_palette(num_classes), dtype=np.uint8).tolist()
+
+
+def _export_bytes(wrapper: DeployWrapper, example: torch.Tensor, opset: int) -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        # TracerWarnings about Python ints are intended: shapes are static by contract.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        torch.onnx.export(
+            wrapper, (example,), buf, input_names=["image"], output_names=wrapper.output_names,
+            opset_version=opset, do_constant_folding=True, dynamo=False,
+        )
+    return buf.getvalue()
+
+
+def compare_with_onnxruntime(
+    wrapper: DeployWrapper, onnx_path: str | Path, example: torch.Tensor
+) -> dict[str, Any]:
+    """Run ``example`` through PyTorch and ONNX Runtime (CPU) and compare.
+
+    Returns:
+        ``{"max_abs_diff": {output: float} for float outputs, "label_agreement": fraction of
+        equal labels (argmax ties may flip), "onnxruntime": version}``.
+    """
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = dict(zip(wrapper.output_names, sess.run(wrapper.output_names, {"image": example.numpy()})))
+    with torch.no_grad():
+        ref = dict(zip(wrapper.output_names, (t.numpy() for t in wrapper(example))))
+    report: dict[str, Any] = {"max_abs_diff": {}, "onnxruntime": ort.__version__}
+    for name, r in ref.items():
+        g = got[name]
+        if g.shape != r.shape or g.dtype != r.dtype:
+            raise RuntimeError(f"ONNX output {name!r} is {g.dtype}{g.shape}, torch gives {r.dtype}{r.shape}")
+        if name == "labels":
+            report["label_agreement"] = float(np.mean(g == r))
+        else:
+            report["max_abs_diff"][name] = float(np.max(np.abs(g.astype(np.float64) - r)))
+    return report
+
+
+def export_onnx(
+    model: JointModel,
+    out_dir: str | Path,
+    input_size: Sequence[int] = (240, 320),
+    opset: int = 17,
+    metadata_overrides: Mapping[str, Any] | None = None,
+    class_names: Sequence[str] | None = None,
+    verify_atol: float = 1e-3,
+) -> tuple[Path, ModelMetadata]:
+    """Export ``model`` to ``out_dir`` (``model.onnx``, ``model.pt``, ``metadata.json``).
+
+    Args:
+        model: the network (any :class:`JointModel`; put in eval mode for the export and
+            restored afterwards).
+        out_dir: directory, created if missing; existing files are replaced atomically.
+        input_size: (H, W) static network input in pixels.
+        opset: ONNX opset (17 is the project's contract).
+        metadata_overrides: :class:`ModelMetadata` fields to set (``canonical_focal``,
+            ``min_depth``, ``training``...); the dicts ``training``/``metrics``/``extra`` are
+            merged into the generated ones.
+        class_names: names of classes 1..C; default NYUv2 40/13 names by class count.
+        verify_atol: largest tolerated |ORT - PyTorch| on float outputs.
+
+    Returns:
+        (path of model.onnx, the metadata written).
+
+    Raises:
+        ValueError: bad input size, class names that do not match the model, unknown
+            override fields.
+        RuntimeError: ONNX Runtime disagrees with PyTorch beyond ``verify_atol``.
+        onnx.checker.ValidationError: invalid graph.
+    """
+    import onnx
+
+    h, w = (int(s) for s in input_size)
+    if h <= 0 or w <= 0:
+        raise ValueError(f"input_size must be positive (H, W), got {tuple(input_size)}")
+    out_dir = Path(out_dir)
+    tasks = list(model.tasks)
+    names: list[str] = []
+    if "segmentation" in tasks:
+        names = list(class_names) if class_names is not None else default_class_names(model.num_classes)
+        if len(names) != model.num_classes:
+            raise ValueError(f"{len(names)} class names for a model with {model.num_classes} classes")
+
+    was_training = model.training
+    model.eval()
+    try:
+        wrapper = DeployWrapper(model).eval()
+        onnx_bytes = _export_bytes(wrapper, torch.zeros(1, 3, h, w), opset)
+        onnx.checker.check_model(onnx.load_from_string(onnx_bytes), full_check=True)
+        onnx_path = atomic_write_bytes(out_dir / "model.onnx", onnx_bytes)
+        example = torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0))
+        check = compare_with_onnxruntime(wrapper, onnx_path, example)
+    finally:
+        model.train(was_training)
+    worst = max(check["max_abs_diff"].values(), default=0.0)
+    if worst > verify_atol:
+        raise RuntimeError(
+            f"{onnx_path}: ONNX Runtime differs from PyTorch by {worst:.3g} > {verify_atol:g} "
+            f"({check['max_abs_diff']})"
+        )
+    with atomic_open(out_dir / _MODEL_PT, "wb") as f:
+        torch.save({"architecture": model.arch, "config": model.config(),
+                    "state_dict": model.state_dict()}, f)
+
+    meta = ModelMetadata(
+        architecture=model.arch,
+        tasks=tasks,
+        input_height=h,
+        input_width=w,
+        mean=[float(v) for v in model.mean],
+        std=[float(v) for v in model.std],
+        class_names=names,
+        class_colors=_palette(len(names)) if names else [],
+        max_depth=float(model.max_depth),
+        onnx_file=onnx_path.name,
+        onnx_sha256=sha256_file(onnx_path),
+        onnx_opset=int(opset),
+        inputs=["image"],
+        outputs=list(wrapper.output_names),
+        training={"git_revision": git_revision()},
+        extra={
+            "config": model.config(),
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "torch_version": torch.__version__,
+            "onnx_check": check,
+        },
+    )
+    meta = apply_overrides(meta, metadata_overrides or {})
+    meta.save(out_dir / "metadata.json")
+    log.info("exported %s (%s, %dx%d, opset %d, max |ORT-torch| %.2g)",
+             onnx_path, model.arch, h, w, opset, worst)
+    return onnx_path, meta
+
+
+def apply_overrides(meta: ModelMetadata, overrides: Mapping[str, Any]) -> ModelMetadata:
+    """Return a copy of ``meta`` with ``overrides`` applied (dict fields merged).
+
+    Raises:
+        ValueError: unknown field, or a combination the metadata validation refuses.
+    """
+    fields = {f.name for f in dataclasses.fields(ModelMetadata)}
+    unknown = set(overrides) - fields
+    if unknown:
+        raise ValueError(f"unknown metadata field(s) {sorted(unknown)}")
+    data = meta.to_dict()
+    for key, value in overrides.items():
+        if key in ("training", "metrics", "extra") and isinstance(value, Mapping):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    return ModelMetadata.from_dict(data)
+
+
+def load_torch_model(model_dir: str | Path) -> tuple[JointModel, ModelMetadata]:
+    """Rebuild the exported torch module from ``model.pt`` (eval mode, CPU).
+
+    Args:
+        model_dir: export directory (or the ``model.pt`` inside it); ``metadata.json`` must be
+            next to ``model.pt``.
+
+    Raises:
+        FileNotFoundError: no model.pt / metadata.json.
+        ValueError: model.pt lacks ``architecture``/``config``/``state_dict`` or does not fit
+            the rebuilt module (the message names the file).
+    """
+    p = Path(model_dir)
+    pt = p if p.suffix == ".pt" else p / _MODEL_PT
+    if not pt.is_file():
+        raise FileNotFoundError(f"torch model not found: {pt}")
+    obj = torch.load(pt, map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict) or not {"architecture", "config", "state_dict"} <= set(obj):
+        raise ValueError(f"{pt}: expected a dict with 'architecture', 'config', 'state_dict'")
+    model = _build_and_load(obj["architecture"], obj["config"], obj["state_dict"], pt)
+    return model, load_metadata(pt.parent)
+
+
+def _build_and_load(arch: str, config: Mapping[str, Any], state: Mapping[str, torch.Tensor],
+                    source: Path) -> JointModel:
+    try:
+        model = build_model(arch, **dict(config))
+        model.load_state_dict(state)
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ValueError(f"{source}: cannot rebuild {arch!r}: {exc}") from exc
+    return model.eval()
+
+
+def _arch_and_config(hp: Mapping[str, Any], source: Path) -> tuple[str, dict[str, Any]]:
+    """Architecture name and constructor config from Lightning ``hyper_parameters``.
+
+    Accepted: ``{"architecture": name, "model": {config}}`` or ``{"model": {"architecture" |
+    "name" | "arch": name, ...config}}`` (a nested ``"config"``/``"kwargs"`` dict also works).
+    """
+    model_cfg = hp.get("model")
+    model_cfg = dict(model_cfg) if isinstance(model_cfg, Mapping) else {}
+    arch = hp.get("architecture")
+    for key in ("architecture", "name", "arch"):
+        if key in model_cfg:
+            arch = arch or model_cfg[key]
+            model_cfg.pop(key)
+    for key in ("config", "kwargs"):
+        if isinstance(model_cfg.get(key), Mapping):
+            model_cfg = {**model_cfg.pop(key), **model_cfg}
+    if not isinstance(arch, str):
+        raise ValueError(f"{source}: hyper_parameters name no architecture (keys {sorted(hp)})")
+    return arch, model_cfg
+
+
+def load_checkpoint_model(path: str | Path) -> JointModel:
+    """Build a model from a Lightning checkpoint (``state_dict`` with ``model.`` prefix and
+    ``hyper_parameters``) or from an exported ``model.pt``.
+
+    Raises:
+        FileNotFoundError: missing file. ValueError: unrecognised content (names the file).
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / _MODEL_PT
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # Lightning may pickle non-tensor hyper-parameters; this is the user's own checkpoint.
+        log.warning("%s holds pickled objects; loading it with weights_only=False", path)
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: not a checkpoint dict")
+    if {"architecture", "config", "state_dict"} <= set(obj):
+        return _build_and_load(obj["architecture"], obj["config"], obj["state_dict"], path)
+    if "state_dict" in obj and isinstance(obj.get("hyper_parameters"), Mapping):
+        arch, config = _arch_and_config(obj["hyper_parameters"], path)
+        state = {k.removeprefix("model."): v for k, v in obj["state_dict"].items()
+                 if k.startswith("model.")}
+        if not state:
+            raise ValueError(f"{path}: state_dict has no 'model.' entries")
+        return _build_and_load(arch, config, state, path)
+    raise ValueError(
+        f"{path}: neither a model.pt (architecture/config/state_dict) nor a Lightning "
+        f"checkpoint (state_dict + hyper_parameters); keys {sorted(obj)[:8]}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``export_onnx`` console script; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="export_onnx", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="Lightning .ckpt, model.pt or its dir")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--height", type=int, default=240)
+    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument("--opset", type=int, default=17)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        model = load_checkpoint_model(args.checkpoint)
+        path, meta = export_onnx(model, args.out, (args.height, args.width), args.opset,
+                                 metadata_overrides={"training": {"checkpoint": str(args.checkpoint)}})
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"export_onnx: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path} ({meta.architecture}, {meta.input_height}x{meta.input_width}, "
+          f"outputs {', '.join(meta.outputs)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

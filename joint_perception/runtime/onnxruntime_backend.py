@@ -1,0 +1,125 @@
+"""ONNX Runtime backend: runs an exported model (``export.onnx_export``) on CPU or CUDA.
+
+The ONNX file is checked against ``metadata.json`` (SHA-256, input name and static shape,
+output names) before a session is created, so a replaced or mismatched model fails at
+start-up with a message naming the file, not at the first frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from joint_perception.metadata import ModelMetadata, load_metadata, verify_onnx_hash
+from joint_perception.runtime.base import (
+    Backend,
+    BackendUnavailable,
+    Prediction,
+    prediction_from_outputs,
+)
+
+log = logging.getLogger(__name__)
+
+
+def resolve_onnx(model_dir_or_onnx: str | os.PathLike, metadata: ModelMetadata | None = None
+                 ) -> tuple[Path, ModelMetadata]:
+    """(ONNX path, metadata) for an export directory or an ``.onnx`` file.
+
+    Raises:
+        FileNotFoundError: no such directory/file, or no ONNX file named by the metadata.
+        ValueError: invalid metadata.
+    """
+    p = Path(model_dir_or_onnx)
+    if not p.exists():
+        raise FileNotFoundError(f"model not found: {p}")
+    meta = metadata if metadata is not None else load_metadata(p)
+    onnx_path = p / meta.onnx_file if p.is_dir() else p
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"ONNX file {onnx_path} (named by the metadata) not found")
+    return onnx_path, meta
+
+
+class OnnxRuntimeBackend(Backend):
+    """:class:`Backend` on ONNX Runtime (all graph optimisations on).
+
+    Args:
+        model_dir_or_onnx: export directory (``metadata.json`` + ONNX) or the ``.onnx`` file
+            (metadata read from its sibling ``metadata.json`` / ``<stem>.json``).
+        metadata: use this instead of reading it.
+        providers: ONNX Runtime execution providers; default CUDA (when this onnxruntime
+            build has it) then CPU.
+        intra_op_threads: threads per operator (None = ONNX Runtime's default, all cores).
+
+    Raises:
+        FileNotFoundError, ValueError: missing files; hash, input or output mismatch (the
+            message names the file).
+        BackendUnavailable: onnxruntime is not importable or no requested provider exists.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, model_dir_or_onnx: str | os.PathLike, metadata: ModelMetadata | None = None,
+                 providers: list[str] | None = None, intra_op_threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailable(f"onnxruntime not importable ({exc})") from exc
+        onnx_path, meta = resolve_onnx(model_dir_or_onnx, metadata)
+        super().__init__(meta)
+        verify_onnx_hash(meta, onnx_path)
+        available = ort.get_available_providers()
+        if providers is None:
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        usable = [p for p in providers if p in available]
+        if not usable:
+            raise BackendUnavailable(f"none of the providers {providers} exists (have {available})")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_threads:
+            opts.intra_op_num_threads = int(intra_op_threads)
+        self.session = ort.InferenceSession(str(onnx_path), opts, providers=usable)
+        self.onnx_path = onnx_path
+        self._check_io(meta, onnx_path)
+        self.provider = self.session.get_providers()[0]
+        self.device = "cuda:0" if self.provider == "CUDAExecutionProvider" else "cpu"
+        self.reason = f"onnxruntime ({self.provider})"
+
+    def _check_io(self, meta: ModelMetadata, onnx_path: Path) -> None:
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or inputs[0].name != "image":
+            raise ValueError(f"{onnx_path}: expected one input 'image', got {[i.name for i in inputs]}")
+        shape = inputs[0].shape
+        if len(shape) != 4 or list(shape[1:]) != [3, meta.input_height, meta.input_width]:
+            raise ValueError(
+                f"{onnx_path}: input shape {shape} does not match the metadata "
+                f"(N, 3, {meta.input_height}, {meta.input_width})"
+            )
+        self._batch = shape[0] if isinstance(shape[0], int) else None  # None: dynamic batch
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        if meta.outputs and sorted(self.output_names) != sorted(meta.outputs):
+            raise ValueError(f"{onnx_path}: outputs {self.output_names} differ from metadata {meta.outputs}")
+
+    def predict(self, batch: np.ndarray) -> Prediction:
+        """Run the model; a batch larger than the graph's static batch runs in chunks.
+
+        Args / returns / raises: see :meth:`Backend.predict`.
+        """
+        self.check_batch(batch)
+        batch = np.ascontiguousarray(batch)
+        step = self._batch or batch.shape[0]
+        if batch.shape[0] % step:
+            raise ValueError(f"batch of {batch.shape[0]} is not a multiple of the model's {step}")
+        chunks = [self.session.run(self.output_names, {"image": batch[i : i + step]})
+                  for i in range(0, batch.shape[0], step)]
+        outputs = {name: np.concatenate([c[k] for c in chunks]) if len(chunks) > 1 else chunks[0][k]
+                   for k, name in enumerate(self.output_names)}
+        return prediction_from_outputs(outputs)
+
+    def close(self) -> None:
+        self.session = None
+
+    def describe(self) -> str:
+        return f"onnxruntime {self.provider} ({self.onnx_path.name})"

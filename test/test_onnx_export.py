@@ -1,0 +1,138 @@
+"""ONNX export (DeployWrapper contract, files, metadata), the ORT backend and the CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from joint_perception.data.nyuv2_classes import NAMES40
+from joint_perception.export.onnx_export import (
+    DeployWrapper,
+    export_onnx,
+    load_checkpoint_model,
+    load_torch_model,
+    main,
+)
+from joint_perception.io_utils import sha256_file
+from joint_perception.models import build_model
+from joint_perception.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+H, W = 120, 160
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_model("realtime")
+    out = tmp_path_factory.mktemp("export")
+    onnx_path, meta = export_onnx(model, out, input_size=(H, W),
+                                  metadata_overrides={"canonical_focal": 130.0,
+                                                      "training": {"dataset": "none"}})
+    return model, out, onnx_path, meta
+
+
+def test_files_and_metadata(exported):
+    model, out, onnx_path, meta = exported
+    assert sorted(p.name for p in out.iterdir()) == ["metadata.json", "model.onnx", "model.pt"]
+    on_disk = json.loads((out / "metadata.json").read_text())
+    assert on_disk["onnx_sha256"] == sha256_file(onnx_path) == meta.onnx_sha256
+    assert on_disk["architecture"] == "realtime" and on_disk["onnx_opset"] == 17
+    assert (on_disk["input_height"], on_disk["input_width"]) == (H, W)
+    assert on_disk["outputs"] == ["depth", "labels", "confidence", "normals"]
+    assert on_disk["tasks"] == ["depth", "segmentation", "normals"]
+    assert on_disk["class_names"] == list(NAMES40)
+    assert on_disk["mean"] == pytest.approx([0.485, 0.456, 0.406])
+    assert on_disk["canonical_focal"] == 130.0 and on_disk["max_depth"] == 10.0
+    assert on_disk["training"]["dataset"] == "none" and "git_revision" in on_disk["training"]
+    assert on_disk["extra"]["config"] == model.config()
+    check = on_disk["extra"]["onnx_check"]
+    assert set(check["max_abs_diff"]) == {"depth", "confidence", "normals"}
+    assert max(check["max_abs_diff"].values()) < 1e-4 and check["label_agreement"] > 0.999
+    if on_disk["class_colors"]:  # colormap.label_palette present
+        assert len(on_disk["class_colors"]) == 41
+
+
+def test_ort_backend_matches_torch_wrapper(exported):
+    model, out, onnx_path, meta = exported
+    backend = OnnxRuntimeBackend(out, intra_op_threads=1)
+    assert backend.name == "onnxruntime" and backend.device == "cpu"
+    assert backend.reason == "onnxruntime (CPUExecutionProvider)"
+    x = torch.rand(2, 3, H, W, generator=torch.Generator().manual_seed(3))
+    pred = backend.predict(x.numpy())  # batch 2 runs as two static-batch chunks
+    wrapper = DeployWrapper(model.eval())
+    with torch.no_grad():
+        depth, labels, conf, normals = wrapper(x)
+        logits = model((x - wrapper.mean) / wrapper.std)["seg"]
+    assert pred.depth.shape == (2, H, W) and pred.normals.shape == (2, H, W, 3)
+    assert pred.labels.dtype == np.int32 and pred.labels.min() >= 1 and pred.labels.max() <= 40
+    assert np.abs(pred.depth - depth[:, 0].numpy()).max() < 1e-4
+    assert np.abs(pred.normals - normals.permute(0, 2, 3, 1).numpy()).max() < 1e-4
+    assert np.mean(pred.labels == labels.numpy()) > 0.999
+    # confidence is the max softmax probability; labels are argmax + 1
+    soft = torch.softmax(logits, dim=1)
+    assert torch.allclose(conf, soft.max(dim=1).values, atol=1e-6)
+    assert torch.equal(labels.long(), soft.argmax(dim=1) + 1)
+    assert np.abs(pred.confidence - conf.numpy()).max() < 1e-4
+    with pytest.raises(ValueError, match="model expects 120x160"):
+        backend.predict(np.zeros((1, 3, 60, 80), np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        backend.predict(np.zeros((1, 3, H, W), np.float64))
+
+
+def test_torch_model_roundtrip(exported):
+    model, out, _, meta = exported
+    back, back_meta = load_torch_model(out)
+    assert back_meta == meta and not back.training
+    x = torch.rand(1, 3, H, W)
+    with torch.no_grad():
+        a, b = model.eval()(x), back(x)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_corrupt_onnx_is_refused(exported, tmp_path):
+    _, out, _, _ = exported
+    for name in ("model.onnx", "metadata.json"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    with open(tmp_path / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ValueError, match="does not match metadata"):
+        OnnxRuntimeBackend(tmp_path)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        OnnxRuntimeBackend(tmp_path / "nowhere")
+
+
+def test_depth_only_model_and_bad_arguments(tmp_path):
+    model = build_model("realtime", tasks=["depth"], decoder_channels=16, head_channels=8)
+    onnx_path, meta = export_onnx(model, tmp_path, input_size=(64, 80))
+    assert meta.outputs == ["depth"] and meta.class_names == []
+    pred = OnnxRuntimeBackend(onnx_path).predict(np.full((1, 3, 64, 80), 0.5, np.float32))
+    assert pred.labels is None and pred.normals is None and pred.depth.shape == (1, 64, 80)
+    seg = build_model("realtime", num_classes=3, decoder_channels=16, head_channels=8)
+    with pytest.raises(ValueError, match="no default class names for 3"):
+        export_onnx(seg, tmp_path / "x", input_size=(64, 80))
+    with pytest.raises(ValueError, match="2 class names"):
+        export_onnx(seg, tmp_path / "x", input_size=(64, 80), class_names=["a", "b"])
+    with pytest.raises(ValueError, match="unknown metadata field"):
+        export_onnx(model, tmp_path / "y", input_size=(64, 80), metadata_overrides={"colour": 1})
+
+
+def test_cli_exports_lightning_checkpoint(tmp_path, capsys):
+    model = build_model("realtime", tasks=["depth", "normals"], decoder_channels=16, head_channels=8)
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"state_dict": {"model." + k: v for k, v in model.state_dict().items()},
+                "hyper_parameters": {"model": {"name": "realtime", **model.config()}},
+                "epoch": 3}, ckpt)
+    assert torch.equal(load_checkpoint_model(ckpt).encoder.features[0][0].weight,
+                       model.encoder.features[0][0].weight)
+    assert main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "e"), "--height", "64",
+                 "--width", "96"]) == 0
+    meta = json.loads((tmp_path / "e" / "metadata.json").read_text())
+    assert meta["outputs"] == ["depth", "normals"] and meta["input_width"] == 96
+    assert meta["training"]["checkpoint"] == str(ckpt)
+    # the exported model.pt is itself accepted
+    assert main(["--checkpoint", str(tmp_path / "e"), "--out", str(tmp_path / "f"),
+                 "--height", "32", "--width", "32"]) == 0
+    torch.save({"weights": 1}, tmp_path / "bad.ckpt")
+    assert main(["--checkpoint", str(tmp_path / "bad.ckpt"), "--out", str(tmp_path / "g")]) == 1
+    assert "bad.ckpt: neither a model.pt" in capsys.readouterr().err
