@@ -64,6 +64,9 @@ __all__ = [
 
 Sample = dict
 
+#: per-pixel keys moved by the geometric transforms ("edges": optional HxW uint8 edge map)
+_SPATIAL = ("rgb", "depth", "labels", "normals", "edges")
+
 
 def make_sample(
     rgb: np.ndarray,
@@ -144,6 +147,8 @@ def _resize(sample: Sample, h: int, w: int) -> Sample:
         np.int64
     )
     s["normals"] = cv2.resize(sample["normals"], (w, h), interpolation=cv2.INTER_NEAREST)
+    if "edges" in sample:
+        s["edges"] = cv2.resize(sample["edges"], (w, h), interpolation=cv2.INTER_NEAREST)
     s["K"] = scale_intrinsics(sample["K"], (H, W), (h, w))
     return s
 
@@ -199,8 +204,9 @@ def crop(sample: Sample, y0: int, x0: int, h: int, w: int) -> Sample:
     if y0 < 0 or x0 < 0 or y0 + h > H or x0 + w > W:
         raise ValueError(f"crop {h}x{w} at ({y0}, {x0}) leaves the {H}x{W} image")
     s = dict(sample)
-    for k in ("rgb", "depth", "labels", "normals"):
-        s[k] = np.ascontiguousarray(sample[k][y0 : y0 + h, x0 : x0 + w])
+    for k in _SPATIAL:
+        if k in sample:
+            s[k] = np.ascontiguousarray(sample[k][y0 : y0 + h, x0 : x0 + w])
     K = np.array(sample["K"], dtype=np.float64)
     K[0, 2] -= x0
     K[1, 2] -= y0
@@ -238,8 +244,9 @@ def hflip(sample: Sample) -> Sample:
     """Mirror horizontally: ``cx' = W - 1 - cx`` and normal x negated."""
     s = dict(sample)
     W = sample["rgb"].shape[1]
-    for k in ("rgb", "depth", "labels", "normals"):
-        s[k] = np.ascontiguousarray(sample[k][:, ::-1])
+    for k in _SPATIAL:
+        if k in sample:
+            s[k] = np.ascontiguousarray(sample[k][:, ::-1])
     s["normals"] = s["normals"] * np.array([-1.0, 1.0, 1.0], np.float32)
     K = np.array(sample["K"], dtype=np.float64)
     K[0, 2] = W - 1 - K[0, 2]
@@ -272,6 +279,8 @@ def rotate(sample: Sample, degrees: float) -> Sample:
     s["labels"] = cv2.warpAffine(sample["labels"].astype(np.int32), M, flags=cv2.INTER_NEAREST, **warp).astype(
         np.int64
     )
+    if "edges" in sample:
+        s["edges"] = cv2.warpAffine(sample["edges"], M, flags=cv2.INTER_NEAREST, **warp)
     n = cv2.warpAffine(sample["normals"], M, flags=cv2.INTER_NEAREST, **warp)
     R = M[:, :2].astype(np.float32)  # image-plane rotation, same axes as the optical x, y
     nxy = n[..., :2] @ R.T
@@ -356,6 +365,7 @@ class ToTensor:
             "has_normals": torch.tensor(bool(sample["has_normals"])),
             "rgb": torch.from_numpy(np.ascontiguousarray(sample["rgb"])),
             "focal_scale": torch.tensor(float(sample.get("focal_scale", 1.0))),
+            **({"edges": torch.from_numpy(np.ascontiguousarray(sample["edges"]))} if "edges" in sample else {}),
         }
 
 
