@@ -13,6 +13,7 @@ Conventions used throughout the package:
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 
@@ -153,14 +154,44 @@ def backproject(depth, K, out: np.ndarray | None = None) -> np.ndarray:
     depth = _check_depth(depth)
     h, w = depth.shape
     rays = pixel_rays(K, h, w)
-    z = depth.astype(np.float32, copy=True)
-    z[~((z > 0) & (z < np.inf))] = np.nan
+    z = depth.astype(np.float32, copy=False)
+    z = np.where((z > 0) & (z < np.inf), z, np.float32(np.nan))
     if out is None:
         out = np.empty((h, w, 3), dtype=np.float32)
     elif out.shape != (h, w, 3) or out.dtype != np.float32:
         raise ValueError(f"out must be ({h}, {w}, 3) float32, got {out.shape} {out.dtype}")
     np.multiply(rays, z[..., None], out=out)
     return out
+
+
+_SUM3 = np.ones((1, 3), dtype=np.float32)
+
+
+def _dot3(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel dot product of two (H, W, 3) float32 arrays -> (H, W) float32.
+
+    OpenCV's per-element multiply and channel-sum transform are ~5x faster here than numpy
+    on the interleaved channel axis; NaN propagates."""
+    a = np.asarray(a, dtype=np.float32)
+    b = np.asarray(b, dtype=np.float32)
+    return cv2.transform(cv2.multiply(a, b), _SUM3).reshape(a.shape[:2])
+
+
+def _flip_sign(dot: np.ndarray) -> np.ndarray:
+    """-1 where ``dot > 0``, else +1 (NaN -> +1), float32; branch-free via cv2.threshold."""
+    return cv2.threshold(dot, 0.0, -2.0, cv2.THRESH_BINARY)[1] + np.float32(1.0)
+
+
+def _scale3(v: np.ndarray, factor: np.ndarray) -> None:
+    """``v[..., c] *= factor`` for c in 0..2, in place ((H, W, 3) and (H, W) float32)."""
+    np.multiply(v, cv2.merge([factor, factor, factor]), out=v)
+
+
+def _check_vectors(normals: np.ndarray, rays: np.ndarray | None = None) -> None:
+    if normals.ndim != 3 or normals.shape[2] != 3 or normals.dtype != np.float32:
+        raise ValueError(f"normals must be (H, W, 3) float32, got {normals.shape} {normals.dtype}")
+    if rays is not None and rays.shape != normals.shape:
+        raise ValueError(f"normals {normals.shape} and rays {rays.shape} must both be (H, W, 3)")
 
 
 def orient_towards_camera(normals: np.ndarray, rays: np.ndarray) -> np.ndarray:
@@ -174,25 +205,40 @@ def orient_towards_camera(normals: np.ndarray, rays: np.ndarray) -> np.ndarray:
         ``normals`` (the same object).
 
     Raises:
-        ValueError: shape mismatch.
+        ValueError: shapes differ or are not (H, W, 3), normals not float32.
     """
-    if normals.shape != rays.shape or normals.ndim != 3 or normals.shape[2] != 3:
-        raise ValueError(f"normals {normals.shape} and rays {rays.shape} must both be (H, W, 3)")
-    dot = normals[..., 0] * rays[..., 0]
-    dot += normals[..., 1] * rays[..., 1]
-    dot += normals[..., 2] * rays[..., 2]
-    np.negative(normals, out=normals, where=(dot > 0)[..., None])
+    _check_vectors(normals, rays)
+    _scale3(normals, _flip_sign(_dot3(normals, rays)))
     return normals
 
 
 def normalize_vectors(v: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """Scale (..., 3) vectors to unit length in place; NaN where the length is < ``eps``
-    or not finite. Returns ``v``."""
-    norm = np.sqrt(np.einsum("...i,...i->...", v, v))
-    bad = ~(norm >= eps)  # catches NaN
-    norm[bad] = np.nan
-    v /= norm[..., None]
+    """Scale (H, W, 3) float32 vectors to unit length in place; NaN where the length is
+    < ``eps`` or not finite. Returns ``v``."""
+    _check_vectors(v)
+    inv = _inverse_norm(_dot3(v, v), eps)
+    _scale3(v, inv)
     return v
+
+
+def _inverse_norm(norm2: np.ndarray, eps: float) -> np.ndarray:
+    """1 / sqrt(norm2), NaN where the norm is < eps, NaN or inf (in place on norm2)."""
+    ok = (norm2 >= eps * eps) & (norm2 < np.inf)
+    np.sqrt(norm2, out=norm2)
+    np.divide(np.float32(1.0), norm2, out=norm2)
+    return np.where(ok, norm2, np.float32(np.nan))
+
+
+def normalize_and_orient(normals: np.ndarray, rays: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """:func:`normalize_vectors` and :func:`orient_towards_camera` in one pass (in place).
+
+    Returns ``normals``: unit length, ``n . ray <= 0``, NaN where the length is < ``eps``.
+    """
+    _check_vectors(normals, rays)
+    factor = _inverse_norm(_dot3(normals, normals), eps)
+    factor *= _flip_sign(_dot3(normals, rays))
+    _scale3(normals, factor)
+    return normals
 
 
 def normals_from_depth(depth, K) -> np.ndarray:
@@ -221,12 +267,9 @@ def normals_from_depth(depth, K) -> np.ndarray:
         return normals
     du = P[1:-1, 2:] - P[1:-1, :-2]
     dv = P[2:, 1:-1] - P[:-2, 1:-1]
-    inner = normals[1:-1, 1:-1]
-    inner[..., 0] = du[..., 1] * dv[..., 2] - du[..., 2] * dv[..., 1]
-    inner[..., 1] = du[..., 2] * dv[..., 0] - du[..., 0] * dv[..., 2]
-    inner[..., 2] = du[..., 0] * dv[..., 1] - du[..., 1] * dv[..., 0]
+    inner = np.cross(du, dv).astype(np.float32, copy=False)
     # the centre pixel itself must be valid too
     inner[np.isnan(P[1:-1, 1:-1, 2])] = np.nan
-    normalize_vectors(inner, eps=1e-12)
-    orient_towards_camera(normals, pixel_rays(K, h, w))
+    rays = np.ascontiguousarray(pixel_rays(K, h, w)[1:-1, 1:-1])
+    normals[1:-1, 1:-1] = normalize_and_orient(inner, rays, eps=1e-12)
     return normals
