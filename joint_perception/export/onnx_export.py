@@ -225,6 +225,7 @@ def export_onnx(
         if len(names) != model.num_classes:
             raise ValueError(f"{len(names)} class names for a model with {model.num_classes} classes")
 
+    _check_override_fields(metadata_overrides or {})
     was_training = model.training
     model.eval()
     try:
@@ -282,10 +283,7 @@ def apply_overrides(meta: ModelMetadata, overrides: Mapping[str, Any]) -> ModelM
     Raises:
         ValueError: unknown field, or a combination the metadata validation refuses.
     """
-    fields = {f.name for f in dataclasses.fields(ModelMetadata)}
-    unknown = set(overrides) - fields
-    if unknown:
-        raise ValueError(f"unknown metadata field(s) {sorted(unknown)}")
+    _check_override_fields(overrides)
     data = meta.to_dict()
     for key, value in overrides.items():
         if key in ("training", "metrics", "extra") and isinstance(value, Mapping):
@@ -293,6 +291,12 @@ def apply_overrides(meta: ModelMetadata, overrides: Mapping[str, Any]) -> ModelM
         else:
             data[key] = value
     return ModelMetadata.from_dict(data)
+
+
+def _check_override_fields(overrides: Mapping[str, Any]) -> None:
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(ModelMetadata)}
+    if unknown:
+        raise ValueError(f"unknown metadata field(s) {sorted(unknown)}")
 
 
 def load_torch_model(model_dir: str | Path) -> tuple[JointModel, ModelMetadata]:
