@@ -74,12 +74,6 @@ class BagFrame:
     D: np.ndarray | None = None
 
 
-def _typestore():
-    from rosbags.typesys import Stores, get_typestore
-
-    return get_typestore(Stores.ROS2_KILTED)
-
-
 _TYPESTORE = None
 
 
@@ -87,7 +81,9 @@ def typestore():
     """The shared rosbags typestore (ROS 2 Kilted message definitions, same as Jazzy)."""
     global _TYPESTORE
     if _TYPESTORE is None:
-        _TYPESTORE = _typestore()
+        from rosbags.typesys import Stores, get_typestore
+
+        _TYPESTORE = get_typestore(Stores.ROS2_KILTED)
     return _TYPESTORE
 
 
