@@ -1,0 +1,164 @@
+"""INT8 by explicit quantisation: insert Q/DQ nodes into the ONNX model from real frames.
+
+TensorRT 10 deprecates its implicit INT8 calibrators (since 10.1); the supported way is an
+ONNX graph with ``QuantizeLinear``/``DequantizeLinear`` pairs whose scales come from
+calibration, which TensorRT builds as INT8 (``BuilderFlag.INT8``). TensorRT requires
+symmetric INT8 (zero point 0), per-channel weight scales on the output-channel axis, and
+per-tensor activation scales.
+
+:func:`quantize_qdq` uses NVIDIA Model Optimizer (``modelopt.onnx.quantization.quantize``),
+which places Q/DQ the way TensorRT fuses best, when it is importable; otherwise ONNX Runtime's
+``quantize_static(..., quant_format=QuantFormat.QDQ)`` with symmetric INT8 activations and
+weights, per-channel weights, over a :class:`CalibrationDataReader` that feeds the frames.
+Both refuse random frames (:class:`~joint_perception.export.calibration.CalibrationFrames`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from joint_perception.export.calibration import CalibrationFrames
+
+LOG = logging.getLogger(__name__)
+
+#: Operators whose inputs get Q/DQ (the compute-heavy ones TensorRT runs in INT8).
+QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+METHODS = ("auto", "modelopt", "onnxruntime")
+
+
+def quantize_qdq(
+    onnx_in: str | os.PathLike,
+    onnx_out: str | os.PathLike,
+    frames: CalibrationFrames,
+    method: str = "auto",
+    calibrate_method: str = "minmax",
+) -> Path:
+    """Write a Q/DQ (explicitly quantised INT8) copy of ``onnx_in`` to ``onnx_out``.
+
+    Args:
+        onnx_in: fp32 model (ONNX contract of :mod:`joint_perception.metadata`).
+        onnx_out: destination (replaced atomically).
+        frames: real calibration frames at the model's input size.
+        method: ``"auto"`` (Model Optimizer if importable, else ONNX Runtime),
+            ``"modelopt"`` or ``"onnxruntime"``.
+        calibrate_method: ``"minmax"``, ``"entropy"`` or ``"percentile"``.
+
+    Returns:
+        ``Path(onnx_out)``.
+
+    Raises:
+        ValueError: random frames, unknown method, or frames of the wrong size.
+        ImportError: ``method="modelopt"`` without Model Optimizer installed.
+    """
+    if frames.is_random:
+        LOG.error("quantising with RANDOM calibration data (%s): INT8 accuracy will be poor", frames.source)
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    src, dst = Path(onnx_in), Path(onnx_out)
+    model = onnx.load(str(src), load_external_data=False)
+    inits = {t.name for t in model.graph.initializer}
+    vi = next(v for v in model.graph.input if v.name not in inits)
+    want = [d.dim_value for d in vi.type.tensor_type.shape.dim][2:]
+    if all(want) and tuple(want) != frames.size_hw:
+        raise ValueError(f"{src} expects {want[0]}x{want[1]} input, calibration frames are {frames.size_hw}")
+
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".onnx", dir=dst.parent)
+    os.close(fd)
+    try:
+        if method in ("auto", "modelopt"):
+            try:
+                _quantize_modelopt(src, Path(tmp), frames, vi.name, calibrate_method)
+                used = "modelopt"
+            except ImportError:
+                if method == "modelopt":
+                    raise
+                _quantize_ort(src, Path(tmp), frames, vi.name, calibrate_method)
+                used = "onnxruntime"
+        else:
+            _quantize_ort(src, Path(tmp), frames, vi.name, calibrate_method)
+            used = "onnxruntime"
+        onnx.checker.check_model(tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    LOG.info("Q/DQ INT8 model written with %s from %d frames of %s: %s", used, len(frames), frames.source, dst)
+    return dst
+
+
+def _quantize_modelopt(src: Path, dst: Path, frames: CalibrationFrames, input_name: str, calibrate_method: str) -> None:
+    from modelopt.onnx.quantization import quantize  # type: ignore[import-not-found]
+
+    quantize(
+        onnx_path=str(src),
+        quantize_mode="int8",
+        calibration_data={input_name: frames.images},
+        calibration_method={"minmax": "max", "entropy": "entropy", "percentile": "max"}[calibrate_method],
+        output_path=str(dst),
+    )
+
+
+class _FramesReader:
+    """ONNX Runtime ``CalibrationDataReader`` over calibration frames, one frame per call."""
+
+    def __init__(self, frames: CalibrationFrames, input_name: str):
+        self._frames = frames
+        self._name = input_name
+        self._it = iter(frames.batches(1))
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._it, None)
+        return None if batch is None else {self._name: batch}
+
+    def rewind(self) -> None:
+        self._it = iter(self._frames.batches(1))
+
+
+def _quantize_ort(src: Path, dst: Path, frames: CalibrationFrames, input_name: str, calibrate_method: str) -> None:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    reader_cls = type("FramesReader", (_FramesReader, CalibrationDataReader), {})
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
+    if calibrate_method not in methods:
+        raise ValueError(f"calibrate_method must be one of {sorted(methods)}, got {calibrate_method!r}")
+    quantize_static(
+        str(src),
+        str(dst),
+        reader_cls(frames, input_name),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=list(QUANTIZED_OPS),
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=methods[calibrate_method],
+        extra_options={
+            # TensorRT: symmetric INT8 (zero point 0) for activations and weights.
+            "ActivationSymmetric": True,
+            "WeightSymmetric": True,
+        },
+    )
+
+
+def count_qdq(onnx_path: str | os.PathLike) -> tuple[int, int]:
+    """(number of QuantizeLinear, number of DequantizeLinear) nodes in a model."""
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    q = sum(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    dq = sum(n.op_type == "DequantizeLinear" for n in model.graph.node)
+    return q, dq

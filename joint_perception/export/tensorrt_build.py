@@ -1,0 +1,620 @@
+"""ONNX -> TensorRT engine with the TensorRT 10 Python API, cached, gated; ``export_engine`` CLI.
+
+Build steps (:func:`build_engine`): ``trt.Builder`` -> ``create_network(0)`` (explicit batch is
+the only mode in TensorRT 10) -> ``trt.OnnxParser.parse_from_file`` (each parser error is
+reported with its node index, name and operator) -> ``IBuilderConfig`` (workspace pool limit,
+FP16/INT8 flags, DLA core with GPU fallback, version/hardware compatibility, builder
+optimisation level, optimisation profile, timing cache) -> ``build_serialized_network`` with an
+``IProgressMonitor`` that logs each build phase, so a multi-minute first build is never silent.
+The equivalent ``trtexec`` command is logged too (:func:`trtexec_command`).
+
+INT8 uses explicit quantisation: the ONNX model is first rewritten with Q/DQ nodes from real
+calibration frames (:mod:`joint_perception.export.quantize`), and TensorRT builds that graph
+(implicit-calibrator INT8 is deprecated since TensorRT 10.1).
+
+:func:`build_engine_with_gate` is the full pipeline used by ``export_engine`` and by ``train``
+when TensorRT is present: ONNX checks -> (quantise) -> build -> cache (keyed as DESIGN.md
+section 4) -> accuracy gate against ONNX Runtime fp32 -> result recorded in the sidecar; a
+refused engine is removed from the cache.
+
+Without TensorRT the CLI still checks the ONNX model and prints the ``trtexec`` line, then
+exits with status 2 and a message saying what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from joint_perception.export.engine_cache import (
+    DEFAULT_CACHE_DIR,
+    PRECISIONS,
+    EngineCache,
+    EngineKey,
+)
+from joint_perception.io_utils import atomic_write_bytes, sha256_file
+from joint_perception.metadata import ModelMetadata, load_metadata, verify_onnx_hash
+
+if TYPE_CHECKING:
+    from joint_perception.export.accuracy_gate import GateConfig, GateResult
+    from joint_perception.export.calibration import CalibrationFrames
+    from joint_perception.export.engine_cache import CacheEntry
+
+LOG = logging.getLogger(__name__)
+
+HARDWARE_COMPAT = ("none", "ampere_plus", "same_compute_capability")
+_TRTEXEC_HWC = {"ampere_plus": "ampere+", "same_compute_capability": "sameComputeCapability"}
+
+
+class TensorRTUnavailable(RuntimeError):
+    """TensorRT or a CUDA GPU is missing (the message says which)."""
+
+
+class EngineBuildError(RuntimeError):
+    """The ONNX parser or the builder failed (the message lists parser errors per node)."""
+
+
+class EngineRefused(RuntimeError):
+    """The accuracy gate refused the engine (``result`` holds the metrics)."""
+
+    def __init__(self, message: str, result: GateResult):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class BuildOptions:
+    """How to build an engine.
+
+    Attributes:
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (INT8 expects a Q/DQ ONNX model;
+            FP16 is enabled alongside so non-quantised layers do not fall back to FP32).
+        workspace_mb: builder workspace memory pool limit, MiB.
+        timing_cache: file holding TensorRT's kernel timing cache, read before and written
+            after each build (``None`` = no persistent cache). Speeds up rebuilds.
+        dla_core: DLA core index on Jetson (AGX Orin has 0 and 1), or ``None`` for the GPU.
+        gpu_fallback: with ``dla_core``, run layers DLA cannot take on the GPU.
+        version_compatible: build a version-compatible engine (runs on later TensorRT 10.x;
+            loading requires ``runtime.engine_host_code_allowed``; somewhat slower).
+        hardware_compatibility: ``"none"``, ``"ampere_plus"`` (any Ampere or newer GPU) or
+            ``"same_compute_capability"``.
+        min_shape, opt_shape, max_shape: optimisation profile of the input (N, 3, H, W);
+            only needed when the ONNX input has dynamic dimensions. ``None`` = static input.
+        builder_optimization_level: 0..5 (TensorRT default 3; higher builds slower, may run
+            faster).
+        input_name: ONNX input tensor name for the profile.
+    """
+
+    precision: str = "fp16"
+    workspace_mb: int = 1024
+    timing_cache: str | None = None
+    dla_core: int | None = None
+    gpu_fallback: bool = True
+    version_compatible: bool = False
+    hardware_compatibility: str = "none"
+    min_shape: tuple[int, ...] | None = None
+    opt_shape: tuple[int, ...] | None = None
+    max_shape: tuple[int, ...] | None = None
+    builder_optimization_level: int | None = None
+    input_name: str = "image"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.workspace_mb <= 0:
+            raise ValueError(f"workspace_mb must be positive, got {self.workspace_mb}")
+        if self.hardware_compatibility not in HARDWARE_COMPAT:
+            raise ValueError(
+                f"hardware_compatibility must be one of {HARDWARE_COMPAT}, got {self.hardware_compatibility!r}"
+            )
+        if self.dla_core is not None and self.dla_core < 0:
+            raise ValueError(f"dla_core must be >= 0, got {self.dla_core}")
+        if self.dla_core is not None and self.precision == "fp32":
+            raise ValueError("DLA runs FP16 or INT8 only; use --precision fp16 or int8 with --dla-core")
+        if self.builder_optimization_level is not None and not 0 <= self.builder_optimization_level <= 5:
+            raise ValueError(f"builder_optimization_level must be 0..5, got {self.builder_optimization_level}")
+        shapes = (self.min_shape, self.opt_shape, self.max_shape)
+        if any(s is not None for s in shapes):
+            if any(s is None for s in shapes):
+                raise ValueError("an optimisation profile needs all of min_shape, opt_shape, max_shape")
+            mn, op, mx = (tuple(int(d) for d in s) for s in shapes)
+            if not len(mn) == len(op) == len(mx) or not all(
+                a <= b <= c for a, b, c in zip(mn, op, mx, strict=True)
+            ):
+                raise ValueError(f"profile needs min <= opt <= max per dimension, got {mn}, {op}, {mx}")
+            self.min_shape, self.opt_shape, self.max_shape = mn, op, mx
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(str(int(d)) for d in shape)
+
+
+def trtexec_command(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, opts: BuildOptions) -> str:
+    """The ``trtexec`` (TensorRT 10) command line equivalent to :func:`build_engine` with ``opts``.
+
+    Returns:
+        A shell-quoted single line, e.g.
+        ``trtexec --onnx=model.onnx --saveEngine=x.engine --memPoolSize=workspace:1024M --fp16
+        --skipInference``.
+    """
+    args = [
+        "trtexec",
+        f"--onnx={os.fspath(onnx_path)}",
+        f"--saveEngine={os.fspath(engine_path)}",
+        f"--memPoolSize=workspace:{int(opts.workspace_mb)}M",
+    ]
+    if opts.precision in ("fp16", "int8"):
+        args.append("--fp16")
+    if opts.precision == "int8":
+        args.append("--int8")  # with a Q/DQ model: explicit quantisation, no calibrator
+    if opts.min_shape is not None:
+        n = opts.input_name
+        args += [
+            f"--minShapes={n}:{_dims(opts.min_shape)}",
+            f"--optShapes={n}:{_dims(opts.opt_shape)}",
+            f"--maxShapes={n}:{_dims(opts.max_shape)}",
+        ]
+    if opts.timing_cache:
+        args.append(f"--timingCacheFile={opts.timing_cache}")
+    if opts.dla_core is not None:
+        args.append(f"--useDLACore={opts.dla_core}")
+        if opts.gpu_fallback:
+            args.append("--allowGPUFallback")
+    if opts.version_compatible:
+        args.append("--versionCompatible")
+    if opts.hardware_compatibility != "none":
+        args.append(f"--hardwareCompatibilityLevel={_TRTEXEC_HWC[opts.hardware_compatibility]}")
+    if opts.builder_optimization_level is not None:
+        args.append(f"--builderOptimizationLevel={opts.builder_optimization_level}")
+    args.append("--skipInference")
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def import_tensorrt():
+    """Import TensorRT (10.x) and check that a CUDA GPU is visible.
+
+    Returns:
+        The ``tensorrt`` module.
+
+    Raises:
+        TensorRTUnavailable: TensorRT not installed, older than 10, or no CUDA device
+            (the message says which and what to install).
+    """
+    try:
+        import tensorrt as trt  # type: ignore[import-not-found]
+    except ImportError as exc:
+        raise TensorRTUnavailable(
+            "TensorRT is not installed (python module 'tensorrt' not importable: "
+            f"{exc}). Install TensorRT 10 (JetPack 6 on Jetson, `pip install tensorrt` with a CUDA "
+            "driver on desktops) or use backend onnxruntime/torch."
+        ) from exc
+    major = int(str(trt.__version__).split(".")[0])
+    if major < 10:
+        raise TensorRTUnavailable(f"TensorRT {trt.__version__} found; this package needs TensorRT 10")
+    name, _ = gpu_identity()
+    if name is None:
+        raise TensorRTUnavailable("TensorRT is installed but no CUDA GPU is visible (torch.cuda.is_available() is False)")
+    return trt
+
+
+def gpu_identity(device: int = 0) -> tuple[str | None, str | None]:
+    """(GPU name, compute capability ``"major.minor"``) of CUDA device ``device``, or (None, None)."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None, None
+        major, minor = torch.cuda.get_device_capability(device)
+        return torch.cuda.get_device_name(device), f"{major}.{minor}"
+    except Exception:  # broken driver, etc.
+        return None, None
+
+
+def engine_key(onnx_sha256: str, precision: str, input_shape: tuple[int, ...], device: int = 0) -> EngineKey:
+    """The cache key for this machine (needs TensorRT and a GPU).
+
+    Raises:
+        TensorRTUnavailable: see :func:`import_tensorrt`.
+    """
+    trt = import_tensorrt()
+    name, cc = gpu_identity(device)
+    return EngineKey(onnx_sha256, str(trt.__version__), str(name), str(cc), precision, tuple(input_shape))
+
+
+def _make_logger(trt):
+    """A ``trt.ILogger`` that forwards TensorRT messages to Python logging."""
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+
+        def log(self, severity, msg):  # noqa: D401 - TensorRT callback
+            level = {
+                trt.ILogger.INTERNAL_ERROR: logging.CRITICAL,
+                trt.ILogger.ERROR: logging.ERROR,
+                trt.ILogger.WARNING: logging.WARNING,
+                trt.ILogger.INFO: logging.DEBUG,
+                trt.ILogger.VERBOSE: logging.DEBUG,
+            }.get(severity, logging.INFO)
+            logging.getLogger("tensorrt").log(level, "%s", msg)
+
+    return _Logger()
+
+
+def _make_progress_monitor(trt, log: logging.Logger):
+    """An ``IProgressMonitor`` that logs phase starts/ends and every ~10 % of steps."""
+
+    class _Progress(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self._start: dict[str, float] = {}
+            self._steps: dict[str, int] = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            self._start[phase_name] = time.monotonic()
+            self._steps[phase_name] = max(int(num_steps), 1)
+            indent = "  " if parent_phase else ""
+            log.info("TensorRT build: %s%s (%d steps)", indent, phase_name, num_steps)
+
+        def step_complete(self, phase_name, step):
+            n = self._steps.get(phase_name, 1)
+            if n >= 10 and (step + 1) % max(n // 10, 1) == 0:
+                log.info("TensorRT build: %s %d/%d", phase_name, step + 1, n)
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name):
+            dt = time.monotonic() - self._start.pop(phase_name, time.monotonic())
+            log.info("TensorRT build: %s done in %.1f s", phase_name, dt)
+
+    return _Progress()
+
+
+def parser_errors(parser) -> list[str]:
+    """Human-readable ONNX parser errors, one per failing node (index, name, operator)."""
+    out = []
+    for i in range(parser.num_errors):
+        err = parser.get_error(i)
+        node = err.node()
+        name = err.node_name() if hasattr(err, "node_name") else ""
+        op = err.node_operator() if hasattr(err, "node_operator") else ""
+        where = f"node {node}" + (f" {name!r}" if name else "") + (f" ({op})" if op else "")
+        out.append(f"{where}: {err.desc()} [code {err.code()}]")
+    return out
+
+
+def build_engine(onnx_path: str | os.PathLike, opts: BuildOptions, logger: logging.Logger | None = None) -> bytes:
+    """Build a serialised TensorRT engine from an ONNX file (TensorRT 10 API).
+
+    Args:
+        onnx_path: the model (for ``precision="int8"`` a Q/DQ model from
+            :func:`joint_perception.export.quantize.quantize_qdq`).
+        opts: :class:`BuildOptions`.
+        logger: Python logger for progress (default this module's).
+
+    Returns:
+        The serialised engine (``IHostMemory`` converted to bytes).
+
+    Raises:
+        TensorRTUnavailable: no TensorRT / no GPU.
+        EngineBuildError: parser errors (listed per node) or a failed build.
+    """
+    log = logger or LOG
+    trt = import_tensorrt()
+    onnx_path = Path(onnx_path)
+    log.info("equivalent command: %s", trtexec_command(onnx_path, onnx_path.with_suffix(".engine"), opts))
+    trt_logger = _make_logger(trt)
+    builder = trt.Builder(trt_logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, trt_logger)
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = parser_errors(parser)
+        raise EngineBuildError(f"TensorRT could not parse {onnx_path}:\n  " + "\n  ".join(errors))
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(opts.workspace_mb) << 20)
+    if opts.precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)
+    if opts.precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)
+    if opts.dla_core is not None:
+        if builder.num_DLA_cores <= opts.dla_core:
+            raise EngineBuildError(f"DLA core {opts.dla_core} requested; this device has {builder.num_DLA_cores}")
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = int(opts.dla_core)
+        if opts.gpu_fallback:
+            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    if opts.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if opts.hardware_compatibility == "ampere_plus":
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    elif opts.hardware_compatibility == "same_compute_capability":
+        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
+    if opts.builder_optimization_level is not None:
+        config.builder_optimization_level = int(opts.builder_optimization_level)
+    if opts.min_shape is not None:
+        profile = builder.create_optimization_profile()
+        profile.set_shape(opts.input_name, opts.min_shape, opts.opt_shape, opts.max_shape)
+        config.add_optimization_profile(profile)
+
+    cache_path = Path(opts.timing_cache).expanduser() if opts.timing_cache else None
+    cache_blob = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
+    timing_cache = config.create_timing_cache(cache_blob)
+    config.set_timing_cache(timing_cache, ignore_mismatch=True)
+    config.progress_monitor = _make_progress_monitor(trt, log)
+
+    t0 = time.monotonic()
+    log.info("building %s engine from %s (this can take minutes on first build)", opts.precision, onnx_path)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineBuildError(f"TensorRT failed to build an engine from {onnx_path} (see TensorRT log above)")
+    log.info("engine built in %.1f s (%.1f MiB)", time.monotonic() - t0, serialized.nbytes / 2**20)
+    if cache_path is not None:
+        atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
+        log.info("timing cache saved to %s", cache_path)
+    return bytes(serialized)
+
+
+def resolve_model(model: str | os.PathLike) -> tuple[Path, ModelMetadata]:
+    """(ONNX path, metadata) for a model directory or an ``.onnx`` file; hash verified.
+
+    Raises:
+        FileNotFoundError: no ONNX/metadata file.
+        ValueError: the ONNX file does not match the metadata's SHA-256.
+    """
+    p = Path(model).expanduser()
+    meta = load_metadata(p)
+    onnx_path = p if p.suffix == ".onnx" else p / meta.onnx_file
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {onnx_path}")
+    verify_onnx_hash(meta, onnx_path)
+    return onnx_path, meta
+
+
+def build_and_cache(
+    onnx_path: Path,
+    key: EngineKey,
+    opts: BuildOptions,
+    cache: EngineCache,
+    build_from: Path | None = None,
+    metadata: dict[str, Any] | None = None,
+    logger: logging.Logger | None = None,
+) -> CacheEntry:
+    """Build an engine for ``key`` (from ``build_from``, default ``onnx_path``) and store it."""
+    src = build_from or onnx_path
+    t0 = time.monotonic()
+    blob = build_engine(src, opts, logger)
+    meta = {
+        "onnx": os.fspath(onnx_path),
+        "built_from": os.fspath(src),
+        "built_from_sha256": sha256_file(src),
+        "build_options": opts.to_dict(),
+        "build_seconds": round(time.monotonic() - t0, 1),
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    meta.update(metadata or {})
+    return cache.store(key, blob, meta)
+
+
+def build_engine_with_gate(
+    model_dir: str | os.PathLike,
+    opts: BuildOptions,
+    cache_dir: str | os.PathLike = DEFAULT_CACHE_DIR,
+    calibration: CalibrationFrames | None = None,
+    gate: GateConfig | None = None,
+    gate_frames: CalibrationFrames | None = None,
+    force: bool = False,
+    logger: logging.Logger | None = None,
+) -> CacheEntry:
+    """Checks -> (Q/DQ quantisation) -> build -> cache -> accuracy gate -> sidecar record.
+
+    Args:
+        model_dir: exported model directory (``metadata.json`` + ONNX) or the ONNX file.
+        opts: build options; ``opts.precision == "int8"`` requires ``calibration``.
+        cache_dir: engine cache directory.
+        calibration: real frames for INT8 Q/DQ calibration (also used by the gate when
+            ``gate_frames`` is None).
+        gate: accuracy gate configuration (thresholds, policy ``refuse``/``warn``);
+            default :meth:`GateConfig.for_precision`. ``GateConfig(enabled=False)`` skips it.
+        gate_frames: validation frames for the gate.
+        force: rebuild even when a valid engine is cached.
+
+    Returns:
+        The cache entry; ``entry.metadata["accuracy_gate"]`` holds the gate result.
+
+    Raises:
+        TensorRTUnavailable, EngineBuildError: see :func:`build_engine`.
+        ValueError: ONNX checks failed, or INT8 without calibration frames.
+        EngineRefused: gate failed with policy ``refuse`` (the engine is removed from the cache).
+    """
+    from joint_perception.export.accuracy_gate import GateConfig, enforce, run_gate
+    from joint_perception.export.onnx_checks import check_onnx
+
+    log = logger or LOG
+    onnx_path, meta = resolve_model(model_dir)
+    report = check_onnx(onnx_path)
+    log.info("%s", report.summary())
+    if not report.ok:
+        raise ValueError(f"{onnx_path} is not buildable by TensorRT 10: " + "; ".join(report.errors))
+    shape = tuple(report.inputs.get(opts.input_name) or next(iter(report.inputs.values())))
+    key = engine_key(sha256_file(onnx_path), opts.precision, shape)
+    cache = EngineCache(cache_dir)
+    engine_path, _ = cache.paths(key)
+    log.info("equivalent command: %s", trtexec_command(onnx_path, engine_path, opts))
+    found = cache.lookup(key)
+    if found.hit and not force:
+        log.info("using cached engine %s", found.entry.engine_path)
+        entry = found.entry
+    else:
+        build_from = onnx_path
+        extra: dict[str, Any] = {}
+        if opts.precision == "int8":
+            if calibration is None:
+                raise ValueError("INT8 needs real calibration frames (--calib-bag or --calib-dataset)")
+            from joint_perception.export.quantize import quantize_qdq
+
+            build_from = cache.directory / f"{key.digest}.qdq.onnx"
+            quantize_qdq(onnx_path, build_from, calibration)
+            extra["calibration"] = calibration.describe()
+        entry = build_and_cache(onnx_path, key, opts, cache, build_from, extra, log)
+
+    gate = gate or GateConfig.for_precision(opts.precision)
+    frames = gate_frames or calibration
+    if not gate.enabled:
+        return entry
+    if frames is None:
+        log.warning("accuracy gate skipped: no validation frames (give --calib-bag/--calib-dataset)")
+        cache.update_metadata(key, accuracy_gate={"skipped": "no validation frames"})
+        return entry
+    from joint_perception.runtime.tensorrt_backend import TensorRTBackend
+
+    candidate = TensorRTBackend(onnx_path, metadata=meta, precision=opts.precision, cache_dir=cache.directory)
+    try:
+        result = run_gate(candidate, onnx_path, frames.images, gate, metadata=meta)
+    finally:
+        candidate.close()
+    entry.metadata = cache.update_metadata(key, accuracy_gate=result.to_dict())
+    try:
+        enforce(result, gate.policy, what=f"{opts.precision} engine {entry.engine_path.name}")
+    except EngineRefused:
+        cache.invalidate(key, "refused by accuracy gate")
+        raise
+    return entry
+
+
+# ----------------------------------------------------------------------------------------- CLI
+
+
+def _shape_arg(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(d) for d in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shape must look like 1x3x240x320, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="export_engine",
+        description="Build (and cache) a TensorRT engine from an exported joint_perception model.",
+    )
+    p.add_argument("--model", required=True, help="model directory (metadata.json + model.onnx) or .onnx file")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp16")
+    p.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="engine cache directory")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--calib-bag", help="rosbag2 directory with camera images for calibration/gate")
+    src.add_argument("--calib-dataset", help="data set name (e.g. nyuv2) for calibration/gate frames")
+    p.add_argument("--calib-root", help="data set root directory (with --calib-dataset)")
+    p.add_argument("--calib-split", default="train", help="data set split (with --calib-dataset)")
+    p.add_argument("--calib-topic", default=None, help="image topic in --calib-bag (default: first image topic)")
+    p.add_argument("--calib-frames", type=int, default=64, help="number of calibration frames")
+    p.add_argument("--dla-core", type=int, default=None, help="Jetson DLA core (GPU fallback on)")
+    p.add_argument("--workspace-mb", type=int, default=1024)
+    p.add_argument("--timing-cache", default=None, help="timing cache file reused across builds")
+    p.add_argument("--version-compatible", action="store_true")
+    p.add_argument("--hardware-compatibility", choices=HARDWARE_COMPAT, default="none")
+    p.add_argument("--opt-level", type=int, default=None, help="builder optimisation level 0..5")
+    p.add_argument("--min-shape", type=_shape_arg, help="profile min input shape NxCxHxW (dynamic models)")
+    p.add_argument("--opt-shape", type=_shape_arg)
+    p.add_argument("--max-shape", type=_shape_arg)
+    p.add_argument("--gate-policy", choices=("refuse", "warn"), default="refuse")
+    p.add_argument("--no-gate", action="store_true", help="skip the accuracy gate")
+    p.add_argument("--force", action="store_true", help="rebuild even if a valid engine is cached")
+    p.add_argument("--print-trtexec", action="store_true", help="print the trtexec command and exit")
+    p.add_argument("--list", action="store_true", help="list the engine cache and exit")
+    return p
+
+
+def _options_from_args(args: argparse.Namespace) -> BuildOptions:
+    return BuildOptions(
+        precision=args.precision,
+        workspace_mb=args.workspace_mb,
+        timing_cache=args.timing_cache,
+        dla_core=args.dla_core,
+        version_compatible=args.version_compatible,
+        hardware_compatibility=args.hardware_compatibility,
+        min_shape=args.min_shape,
+        opt_shape=args.opt_shape,
+        max_shape=args.max_shape,
+        builder_optimization_level=args.opt_level,
+    )
+
+
+def _calibration_from_args(args: argparse.Namespace, meta: ModelMetadata):
+    from joint_perception.export.calibration import CalibrationFrames
+
+    size = (meta.input_height, meta.input_width)
+    if args.calib_bag:
+        return CalibrationFrames.from_bag(args.calib_bag, size, args.calib_frames, topic=args.calib_topic)
+    if args.calib_dataset:
+        return CalibrationFrames.from_dataset(
+            args.calib_dataset, size, args.calib_frames, root=args.calib_root, split=args.calib_split
+        )
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``export_engine`` entry point; returns the exit status (0 ok, 1 error, 2 no TensorRT)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[export_engine] %(levelname)s %(message)s")
+    from joint_perception.export.accuracy_gate import GateConfig
+    from joint_perception.export.onnx_checks import check_onnx
+
+    cache = EngineCache(args.cache_dir)
+    if args.list:
+        for e in cache.entries():
+            gate = e.metadata.get("accuracy_gate", {})
+            print(f"{e.engine_path.name}  {e.size / 2**20:.1f} MiB  {e.key.to_dict()}  gate={gate.get('passed')}")
+        for path, why in cache.invalid_files():
+            print(f"{path.name}  INVALID: {why}")
+        return 0
+    try:
+        opts = _options_from_args(args)
+        onnx_path, meta = resolve_model(args.model)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"export_engine: error: {exc}", file=sys.stderr)
+        return 1
+    report = check_onnx(onnx_path)
+    print(report.summary())
+    shape = report.inputs.get("image") or next(iter(report.inputs.values()), [])
+    engine_name = f"{opts.precision}-{_dims([d or 0 for d in shape])}.engine"
+    print("equivalent trtexec command:\n  " + trtexec_command(onnx_path, cache.directory / engine_name, opts))
+    if opts.precision == "int8":
+        print("  (INT8 runs on the Q/DQ model that export_engine writes next to the engine)")
+    if args.print_trtexec:
+        return 0
+    if not report.ok:
+        print(f"export_engine: error: {onnx_path} is not buildable by TensorRT 10", file=sys.stderr)
+        return 1
+    try:
+        import_tensorrt()
+    except TensorRTUnavailable as exc:
+        print(f"export_engine: cannot build here: {exc}", file=sys.stderr)
+        return 2
+    try:
+        calib = _calibration_from_args(args, meta)
+        gate = GateConfig.for_precision(opts.precision, policy=args.gate_policy, enabled=not args.no_gate)
+        entry = build_engine_with_gate(
+            args.model, opts, args.cache_dir, calibration=calib, gate=gate, force=args.force
+        )
+    except EngineRefused as exc:
+        print(f"export_engine: engine refused by the accuracy gate: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, EngineBuildError, TensorRTUnavailable) as exc:
+        print(f"export_engine: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"engine: {entry.engine_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
