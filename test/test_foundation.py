@@ -53,3 +53,12 @@ def test_loopback_environment_keeps_library_path():
     assert "<useBuiltinTransports>false</useBuiltinTransports>" in xml
     assert "127.0.0.1" in xml and "SHM" in xml
     assert os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"  # conftest applied it
+
+
+def test_atomic_write_uses_normal_file_mode(tmp_path):
+    old = os.umask(0o022)
+    try:
+        p = atomic_write_text(tmp_path / "m.txt", "x")
+    finally:
+        os.umask(old)
+    assert p.stat().st_mode & 0o777 == 0o644
