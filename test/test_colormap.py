@@ -38,6 +38,12 @@ def test_colorize_labels():
     pal = label_palette(3)
     out = colorize_labels(np.array([[0, 1], [3, 2]], np.uint8), pal)
     assert out.tolist() == [[[0, 0, 0], [128, 0, 0]], [[128, 128, 0], [0, 128, 0]]]
+    # the uint8 (cv2.LUT) and generic (np.take) paths agree
+    many = np.random.default_rng(0).integers(0, 41, (30, 20), dtype=np.uint8)
+    pal40 = label_palette(40)
+    assert np.array_equal(
+        colorize_labels(many, pal40), colorize_labels(many.astype(np.int32), pal40)
+    )
     with pytest.raises(ValueError, match="label values 0..4 outside the palette of 4"):
         colorize_labels(np.array([[0, 4]], np.uint8), pal)
 
