@@ -1,0 +1,103 @@
+"""Backend selection: auto order, reasons, explicit backends, fallback, model lookup.
+
+Runs on this CPU-only machine: TensorRT and CUDA are absent, so ``auto`` must land on ONNX
+Runtime and say why; where a GPU exists the expectations adapt (and are checked for real).
+"""
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from joint_perception.export.onnx_export import export_onnx
+from joint_perception.models import build_model
+from joint_perception.runtime import BackendUnavailable, create_backend, factory, resolve_model_path
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def _has_cuda():
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("factory") / "tiny"
+    model = build_model("realtime", tasks=["depth", "segmentation"], decoder_channels=16,
+                        head_channels=8)
+    export_onnx(model, out, input_size=(32, 48))
+    return out
+
+
+@pytest.mark.skipif(HAS_TRT or _has_cuda(), reason="expectation for a machine without TensorRT/CUDA")
+def test_auto_picks_onnxruntime_here_with_reason(model_dir):
+    b = create_backend(model_dir)
+    assert b.name == "onnxruntime" and b.device == "cpu"
+    assert b.reason == (
+        "auto: tensorrt not importable (No module named 'tensorrt'); torch has no CUDA device; "
+        "using onnxruntime (CPUExecutionProvider)"
+    )
+    pred = b.predict(np.zeros((1, 3, 32, 48), np.float32))
+    assert pred.depth.shape == (1, 32, 48) and pred.labels.shape == (1, 32, 48)
+    assert pred.normals is None
+
+
+@pytest.mark.skipif(HAS_TRT or _has_cuda(), reason="expectation for a machine without TensorRT/CUDA")
+def test_explicit_unavailable_backend_raises_or_falls_back(model_dir, caplog):
+    with pytest.raises(BackendUnavailable, match="backend 'tensorrt' unavailable: tensorrt not importable"):
+        create_backend(model_dir, backend="tensorrt", fallback=False)
+    with pytest.raises(BackendUnavailable, match="torch has no CUDA device"):
+        create_backend(model_dir, backend="torch", device="cuda", fallback=False)
+    with caplog.at_level("WARNING"):
+        b = create_backend(model_dir, backend="tensorrt", fallback=True, intra_op_threads=1)
+    assert "falling back" in caplog.text
+    assert b.name == "onnxruntime"
+    assert b.reason.startswith("backend=tensorrt: tensorrt not importable")
+    assert b.reason.endswith("torch has no CUDA device; using onnxruntime (CPUExecutionProvider)")
+
+
+def test_explicit_torch_runs_on_cpu_and_matches_onnxruntime(model_dir):
+    ort_b = create_backend(model_dir, backend="onnxruntime", device="cpu")
+    assert ort_b.reason == "backend=onnxruntime: using onnxruntime (CPUExecutionProvider)"
+    torch_b = create_backend(model_dir, backend="torch", device="cpu", fallback=False,
+                             channels_last=False, cuda_graphs=False)
+    assert torch_b.name == "torch" and torch_b.reason.startswith("backend=torch: using PyTorch")
+    x = np.random.default_rng(0).random((1, 3, 32, 48), dtype=np.float32)
+    a, b = ort_b.predict(x), torch_b.predict(x)
+    assert np.abs(a.depth - b.depth).max() < 1e-4
+    assert np.mean(a.labels == b.labels) > 0.99
+
+
+def test_auto_with_cpu_device_uses_onnxruntime(model_dir):
+    b = create_backend(model_dir, device="cpu")
+    assert b.name == "onnxruntime"
+    assert b.reason == ("auto: device=cpu: tensorrt and torch skipped; "
+                        "using onnxruntime (CPUExecutionProvider)")
+
+
+def test_bad_arguments(model_dir, tmp_path):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        create_backend(model_dir, backend="openvino")
+    with pytest.raises(ValueError, match=r"unknown backend option\(s\) \['turbo'\]"):
+        create_backend(model_dir, turbo=True)
+    with pytest.raises(FileNotFoundError, match="'no_such_model' not found; searched"):
+        create_backend("no_such_model")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(FileNotFoundError, match="not an .onnx model"):
+        resolve_model_path(tmp_path / "notes.txt")
+
+
+def test_resolve_model_path(model_dir, tmp_path, monkeypatch):
+    assert resolve_model_path(model_dir) == model_dir.resolve()
+    assert resolve_model_path(model_dir / "model.onnx") == (model_dir / "model.onnx").resolve()
+    # a shipped model by name from an installed share/ tree (colcon layout)
+    share = tmp_path / "install" / "share" / "joint_perception" / "models" / "tiny"
+    share.mkdir(parents=True)
+    for f in ("model.onnx", "metadata.json"):
+        (share / f).write_bytes((model_dir / f).read_bytes())
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "install"))
+    monkeypatch.setattr(factory, "_repo_models_dir", lambda: tmp_path / "no_repo_models")
+    assert resolve_model_path("tiny") == share
+    assert create_backend("tiny").metadata.input_width == 48
