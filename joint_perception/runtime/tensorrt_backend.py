@@ -1,0 +1,232 @@
+"""TensorRT backend: cached engine -> named-tensor I/O -> ``execute_async_v3`` on one stream.
+
+Loading (never half-loads):
+
+1. Key = (ONNX SHA-256, ``tensorrt.__version__``, GPU name, compute capability, precision,
+   input shape) -> :class:`~joint_perception.export.engine_cache.EngineCache` lookup. A miss
+   logs why (no engine, other TensorRT/GPU, corrupt...).
+2. Miss -> build from the ONNX file with progress logs (fp32/fp16; an INT8 engine needs real
+   calibration frames, so it is built by ``export_engine --precision int8 --calib-bag ...``
+   and only loaded here) -> stored in the cache.
+3. ``Runtime.deserialize_cuda_engine``; a cached engine that does not deserialise is
+   invalidated and rebuilt once; if the rebuild fails too, :class:`BackendUnavailable` is raised
+   and the factory falls back per configuration.
+
+Running: every I/O tensor gets a device buffer (torch CUDA tensor) allocated once and bound
+with ``context.set_tensor_address``; the input is staged through a pinned host buffer and the
+outputs come back into pinned host buffers; one CUDA stream; per frame only the
+host->device copy, ``execute_async_v3(stream)``, device->host copies and one synchronise.
+
+CUDA context and threads: the backend uses the CUDA runtime's *primary context* of its device
+(the one PyTorch uses), never a private driver-API context as ``pycuda.autoinit`` creates. The
+primary context is current in a thread once that thread selects the device, so ``predict``
+enters ``torch.cuda.device(self.device_index)`` and ``torch.cuda.stream(self.stream)`` first.
+It can therefore be called from any rclpy executor thread (MultiThreadedExecutor callbacks) or
+worker thread; a lock serialises calls because one execution context is not re-entrant.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from joint_perception.metadata import ModelMetadata, load_metadata, verify_onnx_hash
+from joint_perception.runtime.base import (
+    Backend,
+    BackendUnavailable,
+    Prediction,
+    prediction_from_outputs,
+)
+
+LOG = logging.getLogger(__name__)
+
+
+def _torch_dtype(trt, torch, dtype):
+    table = {
+        trt.float32: torch.float32,
+        trt.float16: torch.float16,
+        trt.int32: torch.int32,
+        trt.int8: torch.int8,
+        trt.bool: torch.bool,
+        trt.uint8: torch.uint8,
+    }
+    if hasattr(trt, "int64"):
+        table[trt.int64] = torch.int64
+    if hasattr(trt, "bfloat16"):
+        table[trt.bfloat16] = torch.bfloat16
+    if dtype not in table:
+        raise BackendUnavailable(f"TensorRT tensor dtype {dtype} has no torch equivalent")
+    return table[dtype]
+
+
+class TensorRTBackend(Backend):
+    """Run a TensorRT engine built (and cached) from the model's ONNX file.
+
+    Args:
+        model_dir_or_onnx: exported model directory or its ``.onnx`` file.
+        metadata: model metadata (default: read next to the ONNX file).
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (int8 must already be cached).
+        cache_dir: engine cache directory (default ``~/.cache/joint_perception/engines``).
+        build_options: :class:`~joint_perception.export.tensorrt_build.BuildOptions` for a
+            build on a cache miss (precision is taken from ``precision``).
+        device_index: CUDA device.
+        batch_size: engine batch size (N of the input shape).
+        build_on_miss: build when nothing valid is cached (else BackendUnavailable).
+
+    Raises:
+        BackendUnavailable: TensorRT or CUDA missing, or no engine could be built/loaded
+            (the message says which, for /diagnostics).
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, model_dir_or_onnx: str | os.PathLike, metadata: ModelMetadata | None = None,
+                 precision: str = "fp16", cache_dir: str | os.PathLike | None = None,
+                 build_options=None, device_index: int = 0, batch_size: int = 1,
+                 build_on_miss: bool = True):
+        from joint_perception.export import tensorrt_build as tb
+        from joint_perception.export.engine_cache import DEFAULT_CACHE_DIR, EngineCache
+
+        try:
+            trt = tb.import_tensorrt()  # fast failure: no module / no GPU
+        except tb.TensorRTUnavailable as exc:
+            raise BackendUnavailable(f"tensorrt: {exc}") from exc
+        import torch
+
+        self._trt, self._torch = trt, torch
+        src = Path(model_dir_or_onnx).expanduser()
+        meta = metadata or load_metadata(src)
+        super().__init__(meta)
+        onnx_path = src if src.suffix == ".onnx" else src / meta.onnx_file
+        if not onnx_path.is_file():
+            raise BackendUnavailable(f"tensorrt: ONNX model not found: {onnx_path}")
+        try:
+            sha = verify_onnx_hash(meta, onnx_path)
+        except ValueError as exc:
+            raise BackendUnavailable(f"tensorrt: {exc}") from exc
+        shape = (int(batch_size), 3, meta.input_height, meta.input_width)
+        self.precision = precision
+        self.device_index = int(device_index)
+        self.key = tb.engine_key(sha, precision, shape, self.device_index)
+        self.cache = EngineCache(cache_dir or DEFAULT_CACHE_DIR)
+        opts = build_options or tb.BuildOptions(precision=precision)
+        if opts.precision != precision:
+            opts = tb.BuildOptions(**{**opts.to_dict(), "precision": precision})
+        self._lock = threading.Lock()
+        with torch.cuda.device(self.device_index):
+            self.engine, how = self._load_or_build(onnx_path, opts, build_on_miss, tb)
+            self._setup_io(shape)
+        name = torch.cuda.get_device_name(self.device_index)
+        self.device = f"cuda:{self.device_index} {name}"
+        self.reason = f"TensorRT {trt.__version__} {precision} engine ({how})"
+        LOG.info("tensorrt backend ready: %s, %s", self.device, self.reason)
+
+    # ------------------------------------------------------------------------------- loading
+
+    def _deserialize(self, blob: bytes, version_compatible: bool):
+        trt = self._trt
+        if not hasattr(self, "_runtime"):
+            self._trt_logger = trt.Logger(trt.Logger.WARNING)
+            self._runtime = trt.Runtime(self._trt_logger)
+        if version_compatible:
+            self._runtime.engine_host_code_allowed = True
+        return self._runtime.deserialize_cuda_engine(blob)
+
+    def _load_or_build(self, onnx_path: Path, opts, build_on_miss: bool, tb):
+        found = self.cache.lookup(self.key)
+        if found.hit:
+            vc = bool(found.entry.metadata.get("build_options", {}).get("version_compatible"))
+            engine = self._deserialize(found.entry.read_bytes(), vc)
+            if engine is not None:
+                return engine, f"cached {found.entry.engine_path.name}"
+            LOG.warning("cached engine %s does not deserialise: rebuilding", found.entry.engine_path)
+            self.cache.invalidate(self.key, "does not deserialise")
+            reason = "cached engine did not deserialise"
+        else:
+            reason = found.reason
+        if not build_on_miss:
+            raise BackendUnavailable(f"tensorrt: no usable engine ({reason}) and building is disabled")
+        if self.precision == "int8":
+            raise BackendUnavailable(
+                f"tensorrt: no usable INT8 engine ({reason}); INT8 needs calibration frames: run "
+                "`export_engine --model <dir> --precision int8 --calib-bag <bag>` first"
+            )
+        LOG.info("tensorrt: building engine (%s); progress follows", reason)
+        try:
+            entry = tb.build_and_cache(onnx_path, self.key, opts, self.cache)
+            engine = self._deserialize(entry.read_bytes(), opts.version_compatible)
+        except (tb.EngineBuildError, RuntimeError, OSError) as exc:
+            raise BackendUnavailable(f"tensorrt: engine build failed ({reason}): {exc}") from exc
+        if engine is None:
+            self.cache.invalidate(self.key, "fresh build does not deserialise")
+            raise BackendUnavailable("tensorrt: freshly built engine does not deserialise")
+        return engine, f"built now: {reason}"
+
+    def _setup_io(self, shape: tuple[int, ...]) -> None:
+        """Allocate device + pinned host buffers once and bind them to the context."""
+        trt, torch = self._trt, self._torch
+        engine = self.engine
+        self.context = engine.create_execution_context()
+        if self.context is None:
+            raise BackendUnavailable("tensorrt: could not create an execution context (GPU memory?)")
+        self.stream = torch.cuda.Stream(device=self.device_index)
+        self._inputs: dict[str, tuple] = {}
+        self._outputs: dict[str, tuple] = {}
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        for name in names:  # inputs first: output shapes depend on them for dynamic profiles
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            if is_input and any(d < 0 for d in engine.get_tensor_shape(name)):
+                self.context.set_input_shape(name, shape)
+        for name in names:
+            dims = tuple(self.context.get_tensor_shape(name))
+            if any(d < 0 for d in dims):
+                raise BackendUnavailable(f"tensorrt: tensor {name!r} still has dynamic shape {dims}")
+            dtype = _torch_dtype(trt, torch, engine.get_tensor_dtype(name))
+            dev = torch.empty(dims, dtype=dtype, device=f"cuda:{self.device_index}")
+            host = torch.empty(dims, dtype=dtype).pin_memory()
+            self.context.set_tensor_address(name, dev.data_ptr())
+            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                self._inputs[name] = (dev, host)
+            else:
+                self._outputs[name] = (dev, host)
+        if len(self._inputs) != 1:
+            raise BackendUnavailable(f"tensorrt: expected one input tensor, engine has {list(self._inputs)}")
+        self._in_name = next(iter(self._inputs))
+        self._batch = int(self._inputs[self._in_name][0].shape[0])
+
+    # ------------------------------------------------------------------------------- running
+
+    def predict(self, batch: np.ndarray) -> Prediction:
+        """See :meth:`Backend.predict`; a batch larger than the engine's runs in chunks."""
+        self.check_batch(batch)
+        if batch.shape[0] != self._batch:
+            if self._batch != 1:
+                raise ValueError(f"engine takes batches of {self._batch}, got {batch.shape[0]}")
+            parts = [self._execute(batch[i : i + 1]) for i in range(batch.shape[0])]
+            return prediction_from_outputs({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+        return prediction_from_outputs(self._execute(batch))
+
+    def _execute(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        torch = self._torch
+        with self._lock, torch.cuda.device(self.device_index), torch.cuda.stream(self.stream):
+            dev_in, host_in = self._inputs[self._in_name]
+            host_in.numpy()[...] = batch
+            dev_in.copy_(host_in, non_blocking=True)
+            if not self.context.execute_async_v3(self.stream.cuda_stream):
+                raise RuntimeError("tensorrt: execute_async_v3 failed (see TensorRT log)")
+            for dev, host in self._outputs.values():
+                host.copy_(dev, non_blocking=True)
+            self.stream.synchronize()
+            # Copy out of the pinned buffers: they are reused by the next frame.
+            return {name: host.numpy().astype(np.float32 if host.is_floating_point() else host.numpy().dtype)
+                    for name, (_, host) in self._outputs.items()}
+
+    def close(self) -> None:
+        """Free the context, engine and buffers. Idempotent."""
+        for attr in ("context", "engine", "_inputs", "_outputs"):
+            if hasattr(self, attr):
+                delattr(self, attr)
