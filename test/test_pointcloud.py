@@ -115,8 +115,8 @@ def test_pack_640x480_is_fast():
     pack_organized(pts, rgb, lab)
     times = []
     for _ in range(15):
-        t = time.perf_counter()
+        t = time.process_time()  # CPU time: robust to other jobs on the shared cores
         pack_organized(pts, rgb, lab)
-        times.append(time.perf_counter() - t)
+        times.append(time.process_time() - t)
     # target < 3 ms on the 2-core CI machine (best of 15, ~1 ms measured)
     assert min(times) < 0.003

@@ -2,6 +2,7 @@
 normals, K) with a small deterministic Backend (a real implementation of the interface)."""
 
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -158,10 +159,15 @@ def test_postprocess_640x480_is_fast():
     pipe = Pipeline(Net240(meta))
     K = np.array([[518.8579, 0, 325.58245], [0, 519.46961, 253.73617], [0, 0, 1]])
     rgb = _rgb(480, 640)
-    times = []
+    pred = pipe.backend.predict(pipe.preprocess(rgb))
+    cpu_ms = []
     for _ in range(6):
-        r = pipe.run(rgb, K)
-        times.append(r.timings_ms["preprocess"] + r.timings_ms["postprocess"])
+        # CPU time of this process (all threads): not inflated when other jobs share the cores
+        t = time.process_time()
+        pipe.preprocess(rgb)
+        r = pipe.postprocess(pred, K, (480, 640))
+        cpu_ms.append((time.process_time() - t) * 1e3)
     assert np.isfinite(r.depth).mean() > 0.7
-    # best of 6 (robust to other processes on the 2-core CI machine): ~4 ms measured
-    assert min(times) < 15.0
+    # ~4-5 ms measured on the 2-core CI machine; the budget for all non-network stages
+    # including point-cloud packing and message building is 15 ms
+    assert min(cpu_ms) < 10.0

@@ -166,7 +166,7 @@ def test_message_building_640x480_is_fast():
     rgb = np.zeros((480, 640, 3), np.uint8)
     times = []
     for _ in range(10):
-        t = time.perf_counter()
+        t = time.process_time()
         conv.array_to_image_msg(rgb, "rgb8", _header())
-        times.append(time.perf_counter() - t)
+        times.append(time.process_time() - t)
     assert min(times) < 0.002  # one memcpy of 0.9 MB (~0.1 ms measured)
