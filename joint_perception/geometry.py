@@ -125,6 +125,24 @@ def pixel_rays(K, height: int, width: int) -> np.ndarray:
     return rays
 
 
+_PLANES_CACHE: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def pixel_ray_planes(K, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The x and y components of :func:`pixel_rays` as two contiguous (H, W) float32
+    planes (cached like the rays, read-only), for planar (cv2) arithmetic."""
+    key = (validate_intrinsics(K).tobytes(), int(height), int(width))
+    planes = _PLANES_CACHE.get(key)
+    if planes is None:
+        rays = pixel_rays(K, height, width)
+        x, y = np.ascontiguousarray(rays[..., 0]), np.ascontiguousarray(rays[..., 1])
+        x.flags.writeable = y.flags.writeable = False
+        if len(_PLANES_CACHE) >= _RAYS_CACHE_SIZE:
+            _PLANES_CACHE.pop(next(iter(_PLANES_CACHE)))
+        planes = _PLANES_CACHE[key] = (x, y)
+    return planes
+
+
 def _check_depth(depth) -> np.ndarray:
     depth = np.asarray(depth)
     if depth.ndim != 2 or depth.size == 0:
@@ -154,7 +172,7 @@ def backproject(depth, K, out: np.ndarray | None = None) -> np.ndarray:
     depth = _check_depth(depth)
     h, w = depth.shape
     rays = pixel_rays(K, h, w)
-    z = _valid_depth_or_nan(depth.astype(np.float32, copy=False))
+    z = valid_depth_or_nan(depth.astype(np.float32, copy=False))
     if out is None:
         out = np.empty((h, w, 3), dtype=np.float32)
     elif out.shape != (h, w, 3) or out.dtype != np.float32:
@@ -166,8 +184,8 @@ def backproject(depth, K, out: np.ndarray | None = None) -> np.ndarray:
 _F32 = np.finfo(np.float32)
 
 
-def _valid_depth_or_nan(z: np.ndarray) -> np.ndarray:
-    """Copy of (H, W) float32 ``z`` with NaN wherever it is not finite and > 0
+def valid_depth_or_nan(z: np.ndarray) -> np.ndarray:
+    """Copy of (H, W) float32 depth ``z`` with NaN wherever it is not finite and > 0
     (cv2.inRange + copyTo: ~3x faster than a numpy mask and np.where)."""
     ok = cv2.inRange(z, float(_F32.tiny), float(_F32.max))
     out = np.full(z.shape, np.nan, dtype=np.float32)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from joint_perception.geometry import pixel_ray_planes, valid_depth_or_nan
+
 # sensor_msgs/PointField datatype codes
 INT8, UINT8, INT16, UINT16, INT32, UINT32, FLOAT32, FLOAT64 = range(1, 9)
 
@@ -114,6 +116,57 @@ def pack_organized(
     if points.dtype.kind != "f":
         raise ValueError(f"points must be float metres, got {points.dtype}")
     h, w = points.shape[:2]
+    rgb, labels, k = _check_extras(h, w, rgb, labels, decimation)
+    if k > 1:
+        points = points[::k, ::k]
+        rgb = None if rgb is None else rgb[::k, ::k]
+        labels = None if labels is None else labels[::k, ::k]
+        h, w = points.shape[:2]
+
+    planes = [np.ascontiguousarray(points, dtype=np.float32)]
+    return _interleave(planes, [0, 0, 1, 1, 2, 2], h, w, rgb, labels)
+
+
+def pack_depth(
+    depth: np.ndarray,
+    K,
+    rgb: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    decimation: int = 1,
+) -> PackedCloud:
+    """Back-project a depth image straight into a PointCloud2 buffer.
+
+    Same result as ``pack_organized(backproject(depth, K), rgb, labels, decimation)``
+    (bit-exact: x = ray_x * z, y = ray_y * z in float32), but without the intermediate
+    (H, W, 3) point image: about half the time for 640x480.
+
+    Args:
+        depth: (H, W) float metres along z; NaN, inf and values <= 0 become NaN points.
+        K: 3x3 intrinsics of the depth image.
+        rgb, labels, decimation: as :func:`pack_organized`.
+
+    Raises:
+        ValueError: as :func:`joint_perception.geometry.backproject` and :func:`pack_organized`.
+    """
+    depth = np.asarray(depth)
+    if depth.ndim != 2 or depth.size == 0 or depth.dtype.kind != "f":
+        raise ValueError(
+            f"depth must be a non-empty (H, W) float array, got {depth.shape} {depth.dtype}"
+        )
+    h, w = depth.shape
+    rgb, labels, k = _check_extras(h, w, rgb, labels, decimation)
+    rays_x, rays_y = pixel_ray_planes(K, h, w)
+    if k > 1:
+        depth, rays_x, rays_y = (np.ascontiguousarray(a[::k, ::k]) for a in (depth, rays_x, rays_y))
+        rgb = None if rgb is None else rgb[::k, ::k]
+        labels = None if labels is None else labels[::k, ::k]
+        h, w = depth.shape
+    z = valid_depth_or_nan(depth.astype(np.float32, copy=False))
+    planes = [cv2.multiply(rays_x, z), cv2.multiply(rays_y, z), z]
+    return _interleave(planes, [0, 0, 1, 1, 2, 2], h, w, rgb, labels)
+
+
+def _check_extras(h, w, rgb, labels, decimation):
     if rgb is not None and (rgb.shape != (h, w, 3) or rgb.dtype != np.uint8):
         raise ValueError(f"rgb must be ({h}, {w}, 3) uint8, got {rgb.shape} {rgb.dtype}")
     if labels is not None and (labels.shape != (h, w) or labels.dtype.kind not in "ui"):
@@ -121,30 +174,31 @@ def pack_organized(
     k = int(decimation)
     if k < 1 or k != decimation:
         raise ValueError(f"decimation must be an integer >= 1, got {decimation}")
-    if k > 1:
-        points = points[::k, ::k]
-        rgb = None if rgb is None else rgb[::k, ::k]
-        labels = None if labels is None else labels[::k, ::k]
-        h, w = points.shape[:2]
+    return rgb, labels, k
 
+
+def _interleave(sources, pairs, h, w, rgb, labels) -> PackedCloud:
+    """Interleave x, y, z (``sources``/``pairs`` for cv2.mixChannels) with rgb and label."""
     fields = cloud_fields(rgb is not None, labels is not None)
     words = 3 + (rgb is not None) + (labels is not None)
     point_step = 4 * words
     # Interleave with cv2.mixChannels (a raw element copy: ~5x faster than numpy strided
     # assignment here); the rgb/label words travel as float32 bit patterns.
     buf = np.empty((h, w, words), dtype=np.float32)
-    sources = [np.ascontiguousarray(points, dtype=np.float32)]
-    pairs = [0, 0, 1, 1, 2, 2]
+    sources = list(sources)
+    pairs = list(pairs)
+    n_in = sum(1 if s.ndim == 2 else s.shape[2] for s in sources)
     if rgb is not None:
         # little-endian 0x00RRGGBB = bytes B, G, R, 0
         bgra = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGRA)
         packed = bgra.view("<u4")[..., 0]
         np.bitwise_and(packed, np.uint32(0x00FFFFFF), out=packed)  # alpha byte -> 0
         sources.append(packed.view(np.float32))
-        pairs += [len(pairs) // 2, len(pairs) // 2]
+        pairs += [n_in, 3]
+        n_in += 1
     if labels is not None:
         sources.append(labels.astype("<u4").view(np.float32))
-        pairs += [len(pairs) // 2, len(pairs) // 2]
+        pairs += [n_in, words - 1]
     cv2.mixChannels(sources, [buf], pairs)
     return PackedCloud(
         height=h,

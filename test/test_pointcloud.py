@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 
+from joint_perception.geometry import backproject
 from joint_perception.pointcloud import (
     FLOAT32,
     UINT8,
@@ -13,6 +14,7 @@ from joint_perception.pointcloud import (
     UINT32,
     Field,
     cloud_fields,
+    pack_depth,
     pack_organized,
     unpack,
     unpack_rgb,
@@ -120,3 +122,29 @@ def test_pack_640x480_is_fast():
         times.append(time.process_time() - t)
     # target < 3 ms on the 2-core CI machine (best of 15, ~1 ms measured)
     assert min(times) < 0.003
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_pack_depth_equals_backproject_then_pack(k):
+    K = np.array([[50.0, 0, 3.5], [0, 40.0, 2.5], [0, 0, 1]])
+    _, rgb, lab = _scene(7, 8, seed=1)
+    depth = np.random.default_rng(2).uniform(0.3, 4.0, (7, 8)).astype(np.float32)
+    depth[0, :4] = [np.nan, 0.0, -1.0, np.inf]
+    a = pack_depth(depth, K, rgb, lab, decimation=k)
+    b = pack_organized(backproject(depth, K), rgb, lab, decimation=k)
+    assert (a.height, a.width, a.fields, a.point_step) == (
+        b.height,
+        b.width,
+        b.fields,
+        b.point_step,
+    )
+    assert bytes(a.data) == bytes(b.data)  # bit-exact, NaN payloads included
+    out = unpack(a.data, a.fields, a.point_step, a.height, a.width)
+    assert np.allclose(out["z"][1:], depth[::k, ::k][1:])
+    # hand value: pixel (u, v) = (7, 5) at depth d -> (d (7 - 3.5) / 50, d (5 - 2.5) / 40, d)
+    if k == 1:
+        d = depth[5, 7]
+        assert np.allclose([out["x"][5, 7], out["y"][5, 7]], [d * 3.5 / 50, d * 2.5 / 40])
+        assert np.isnan(out["x"][0, :4]).all()
+    with pytest.raises(ValueError, match="float array"):
+        pack_depth(np.ones((7, 8), np.uint16), K)
