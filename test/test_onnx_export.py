@@ -49,8 +49,9 @@ def test_files_and_metadata(exported):
     check = on_disk["extra"]["onnx_check"]
     assert set(check["max_abs_diff"]) == {"depth", "confidence", "normals"}
     assert max(check["max_abs_diff"].values()) < 1e-4 and check["label_agreement"] > 0.999
-    if on_disk["class_colors"]:  # colormap.label_palette present
-        assert len(on_disk["class_colors"]) == 41
+    # PASCAL VOC bit-interleave palette (colormap.label_palette): void black, 1 -> (128, 0, 0)
+    assert len(on_disk["class_colors"]) == 41
+    assert on_disk["class_colors"][:3] == [[0, 0, 0], [128, 0, 0], [0, 128, 0]]
 
 
 def test_ort_backend_matches_torch_wrapper(exported):
