@@ -90,6 +90,9 @@ def test_cli_fails_clearly_without_tensorrt(model_dir, tmp_path, capsys):
 
 
 def test_cli_errors_for_missing_or_replaced_model(model_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main([])
+    assert "--model is required" in capsys.readouterr().err
     assert main(["--model", str(tmp_path / "nothing")]) == 1
     assert "model metadata not found" in capsys.readouterr().err
     bad = tmp_path / "bad"
@@ -100,6 +103,8 @@ def test_cli_errors_for_missing_or_replaced_model(model_dir, tmp_path, capsys):
     assert "does not match metadata" in capsys.readouterr().err
     assert main(["--model", str(model_dir), "--dla-core", "0", "--precision", "fp32"]) == 1
     assert "DLA runs FP16 or INT8" in capsys.readouterr().err
+    assert main(["--model", str(model_dir), "--precision", "int8", "--cache-dir", str(tmp_path / "c")]) == 1
+    assert "int8 needs real calibration frames" in capsys.readouterr().err
 
 
 def test_cli_list_shows_valid_and_invalid_engines(tmp_path, capsys):
@@ -108,7 +113,7 @@ def test_cli_list_shows_valid_and_invalid_engines(tmp_path, capsys):
     cache.store(key, b"engine" * 100, {"accuracy_gate": {"passed": True}})
     broken = cache.store(EngineKey("b" * 64, "10.7.0", "NVIDIA Orin", "8.7", "fp32", (1, 3, 64, 80)), b"x" * 50)
     broken.engine_path.write_bytes(b"x" * 10)
-    assert main(["--model", "unused", "--cache-dir", str(tmp_path), "--list"]) == 0
+    assert main(["--cache-dir", str(tmp_path), "--list"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert any(line.startswith(key.filename) and "gate=True" in line for line in out)
     assert any(line.startswith(broken.engine_path.name) and "INVALID: size mismatch" in line for line in out)

@@ -507,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="export_engine",
         description="Build (and cache) a TensorRT engine from an exported joint_perception model.",
     )
-    p.add_argument("--model", required=True, help="model directory (metadata.json + model.onnx) or .onnx file")
+    p.add_argument("--model", help="model directory (metadata.json + model.onnx) or .onnx file (required unless --list)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp16")
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="engine cache directory")
     src = p.add_mutually_exclusive_group()
@@ -564,7 +564,10 @@ def _calibration_from_args(args: argparse.Namespace, meta: ModelMetadata):
 
 def main(argv: list[str] | None = None) -> int:
     """``export_engine`` entry point; returns the exit status (0 ok, 1 error, 2 no TensorRT)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.list and not args.model:
+        parser.error("--model is required (unless --list)")
     logging.basicConfig(level=logging.INFO, format="[export_engine] %(levelname)s %(message)s")
     from joint_perception.export.accuracy_gate import GateConfig
     from joint_perception.export.onnx_checks import check_onnx
@@ -592,6 +595,10 @@ def main(argv: list[str] | None = None) -> int:
         print("  (INT8 runs on the Q/DQ model that export_engine writes next to the engine)")
     if args.print_trtexec:
         return 0
+    if opts.precision == "int8" and not (args.calib_bag or args.calib_dataset):
+        print("export_engine: error: --precision int8 needs real calibration frames "
+              "(--calib-bag BAG or --calib-dataset NAME --calib-root DIR)", file=sys.stderr)
+        return 1
     if not report.ok:
         print(f"export_engine: error: {onnx_path} is not buildable by TensorRT 10", file=sys.stderr)
         return 1
