@@ -1,0 +1,126 @@
+"""Per-frame and aggregate accuracy (evaluation.accuracy) with hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from joint_perception.evaluation.accuracy import (
+    AccuracyEvaluator,
+    FrameReference,
+    depth_error_map,
+    labels_from_folder,
+    load_references,
+)
+
+K = np.array([[100.0, 0, 3.5], [0, 100.0, 3.5], [0, 0, 1]])
+
+
+def _gt_depth():
+    # 8x8: left half 1 m, right half 3 m, bottom-right quarter 5 m
+    d = np.full((8, 8), 1.0, np.float32)
+    d[:, 4:] = 3.0
+    d[4:, 4:] = 5.0
+    return d
+
+
+def test_depth_per_frame_aggregate_and_ranges():
+    gt = _gt_depth()
+    ev = AccuracyEvaluator(num_classes=3)
+    f1 = ev.add(1, pred_depth=gt * 1.1, ref=FrameReference(K=K, depth=gt))
+    assert f1["depth"]["abs_rel"] == pytest.approx(0.1, rel=1e-5)
+    assert f1["depth"]["delta1"] == 1.0
+    assert f1["depth_by_range"]["0-2"]["n_pixels"] == 32
+    assert f1["depth_by_range"]["2-4"]["n_pixels"] == 16
+    assert f1["depth_by_range"]["4-10"]["n_pixels"] == 16
+    assert f1["depth_by_range"]["4-10"]["rmse"] == pytest.approx(0.5, rel=1e-5)
+    # second frame: perfect except NaN (missing) predictions on the 1 m half
+    pred2 = gt.copy()
+    pred2[:, :4] = np.nan
+    f2 = ev.add(2, pred_depth=pred2, ref=FrameReference(K=K, depth=gt))
+    assert f2["depth"]["abs_rel"] == pytest.approx(0.0, abs=1e-7)
+    assert f2["depth"]["coverage"] == pytest.approx(0.5)
+    assert f2["depth_by_range"]["0-2"]["abs_rel"] is None  # nothing evaluated there
+    agg = ev.aggregate()
+    # pixel-wise over the set: 64 pixels at 0.1 + 32 pixels at 0 -> 0.1 * 64 / 96
+    assert agg["depth"]["abs_rel"] == pytest.approx(0.1 * 64 / 96, rel=1e-5)
+    assert agg["depth"]["n_pixels"] == 96
+    assert agg["depth_by_range"]["0-2"]["abs_rel"] == pytest.approx(0.1, rel=1e-5)
+    assert agg["depth_by_range"]["4-10"]["abs_rel"] == pytest.approx(0.05, rel=1e-5)
+    assert agg["segmentation"] is None and agg["normals"] is None
+
+
+def test_segmentation_per_class_iou():
+    gt = np.array([[1, 1, 2, 2], [1, 1, 2, 0]], np.uint8)
+    pred = np.array([[1, 2, 2, 2], [1, 1, 3, 3]], np.uint8)
+    ev = AccuracyEvaluator(num_classes=3, class_names=["wall", "floor", "bed"])
+    rec = ev.add("a", pred_labels=pred, ref=FrameReference(K=K, labels=gt))
+    # class 1: TP 3, GT 4, pred 3 -> 3/4; class 2: TP 2, GT 3, pred 3 -> 2/4; class 3: 0/1
+    assert rec["segmentation"]["miou"] == pytest.approx((0.75 + 0.5 + 0.0) / 3)
+    assert rec["segmentation"]["pixel_acc"] == pytest.approx(5 / 7)
+    per_class = ev.aggregate()["segmentation"]["iou_per_class"]
+    assert per_class == pytest.approx({"wall": 0.75, "floor": 0.5, "bed": 0.0})
+
+
+def test_normals_against_normals_from_gt_depth():
+    gt = np.full((6, 6), 2.0, np.float32)  # fronto-parallel wall: normal (0, 0, -1)
+    pred = np.zeros((6, 6, 3), np.float32)
+    a = np.radians(30.0)
+    pred[...] = (np.sin(a), 0.0, -np.cos(a))  # tilted by 30 degrees
+    ev = AccuracyEvaluator(num_classes=1)
+    rec = ev.add(0, pred_normals=pred, ref=FrameReference(K=K, depth=gt))
+    assert rec["normals"]["mean"] == pytest.approx(30.0, abs=1e-3)
+    assert rec["normals"]["n_pixels"] == 16  # the one-pixel border has no GT normal
+    assert ev.aggregate()["normals"]["pct_30"] == 0.0  # 30 is not below 30
+
+
+def test_predictions_are_resized_to_the_gt():
+    gt = _gt_depth()
+    small = gt[::2, ::2] * 1.2
+    rec = AccuracyEvaluator(1).add(0, pred_depth=small, ref=FrameReference(K=K, depth=gt))
+    assert rec["depth"]["abs_rel"] == pytest.approx(0.2, rel=1e-5)
+
+
+def test_depth_error_map():
+    gt = np.array([[2.0, np.nan], [0.0, 4.0]], np.float32)
+    pred = np.array([[2.5, 1.0], [1.0, np.nan]], np.float32)
+    err = depth_error_map(pred, gt)
+    assert err[0, 0] == pytest.approx(0.25)
+    assert np.isnan(err[0, 1]) and np.isnan(err[1, 0]) and np.isnan(err[1, 1])
+
+
+def test_bad_ranges_refused():
+    with pytest.raises(ValueError, match="increasing"):
+        AccuracyEvaluator(range_edges=(0, 4, 2))
+    with pytest.raises(ValueError, match="class names"):
+        AccuracyEvaluator(num_classes=2, class_names=["a"])
+
+
+def test_labels_from_folder_pairs_by_rgb(shared_data, tmp_path):
+    import cv2
+
+    folder = shared_data / "nyuv2_test"
+    rgb433 = cv2.cvtColor(cv2.imread(str(folder / "rgb" / "0433.png")), cv2.COLOR_BGR2RGB)
+    rgb1 = cv2.cvtColor(cv2.imread(str(folder / "rgb" / "0001.png")), cv2.COLOR_BGR2RGB)
+    labs = labels_from_folder(folder, [rgb1, rgb433])  # 433 is not 2nd in the manifest
+    want = cv2.imread(str(folder / "label40" / "0433.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(labs[1], want)
+    noise = np.random.default_rng(0).integers(0, 255, rgb1.shape, dtype=np.uint8)
+    with pytest.raises(ValueError, match="matches no RGB image"):
+        labels_from_folder(folder, [noise])
+    with pytest.raises(FileNotFoundError, match="manifest"):
+        labels_from_folder(tmp_path, [rgb1])
+
+
+def test_references_from_a_real_bag(shared_data):
+    refs = load_references(shared_data / "bags" / "nyuv2_test3_sqlite3",
+                           labelled_folder=shared_data / "nyuv2_test")
+    assert len(refs) == 3
+    ref = refs[sorted(refs)[1]]  # idx 433: raw depth with holes
+    assert ref.depth.shape == (480, 640) and ref.labels.shape == (480, 640)
+    assert 0.2 < np.isnan(ref.depth).mean() < 0.5
+    # GT against itself: perfect depth and labels
+    ev = AccuracyEvaluator(40)
+    rec = ev.add(0, pred_depth=ref.depth, pred_labels=ref.labels, ref=ref)
+    assert rec["depth"]["abs_rel"] == pytest.approx(0.0, abs=1e-7)
+    assert rec["segmentation"]["pixel_acc"] == 1.0
