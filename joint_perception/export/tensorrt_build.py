@@ -232,24 +232,35 @@ def engine_key(onnx_sha256: str, precision: str, input_shape: tuple[int, ...], d
     return EngineKey(onnx_sha256, str(trt.__version__), str(name), str(cc), precision, tuple(input_shape))
 
 
-def _make_logger(trt):
-    """A ``trt.ILogger`` that forwards TensorRT messages to Python logging."""
+_TRT_LOGGER = None
+
+
+def trt_logger(trt):
+    """The process-wide ``trt.ILogger`` forwarding TensorRT messages to Python logging.
+
+    One instance is shared by every builder and runtime (TensorRT warns when they differ).
+    """
+    global _TRT_LOGGER
+    if _TRT_LOGGER is not None:
+        return _TRT_LOGGER
+    sev = trt.ILogger.Severity
+    levels = {
+        sev.INTERNAL_ERROR: logging.CRITICAL,
+        sev.ERROR: logging.ERROR,
+        sev.WARNING: logging.WARNING,
+        sev.INFO: logging.DEBUG,
+        sev.VERBOSE: logging.DEBUG,
+    }
 
     class _Logger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
 
-        def log(self, severity, msg):  # noqa: D401 - TensorRT callback
-            level = {
-                trt.ILogger.INTERNAL_ERROR: logging.CRITICAL,
-                trt.ILogger.ERROR: logging.ERROR,
-                trt.ILogger.WARNING: logging.WARNING,
-                trt.ILogger.INFO: logging.DEBUG,
-                trt.ILogger.VERBOSE: logging.DEBUG,
-            }.get(severity, logging.INFO)
-            logging.getLogger("tensorrt").log(level, "%s", msg)
+        def log(self, severity, msg):  # TensorRT callback
+            logging.getLogger("tensorrt").log(levels.get(severity, logging.INFO), "%s", msg)
 
-    return _Logger()
+    _TRT_LOGGER = _Logger()
+    return _TRT_LOGGER
 
 
 def _make_progress_monitor(trt, log: logging.Logger):
@@ -260,22 +271,26 @@ def _make_progress_monitor(trt, log: logging.Logger):
             trt.IProgressMonitor.__init__(self)
             self._start: dict[str, float] = {}
             self._steps: dict[str, int] = {}
+            self._level: dict[str, int] = {}
 
         def phase_start(self, phase_name, parent_phase, num_steps):
             self._start[phase_name] = time.monotonic()
             self._steps[phase_name] = max(int(num_steps), 1)
-            indent = "  " if parent_phase else ""
-            log.info("TensorRT build: %s%s (%d steps)", indent, phase_name, num_steps)
+            # top-level phases at INFO, nested ones (kernel tactics...) at DEBUG
+            self._level[phase_name] = logging.DEBUG if parent_phase else logging.INFO
+            log.log(self._level[phase_name], "TensorRT build: %s (%d steps)", phase_name, num_steps)
 
         def step_complete(self, phase_name, step):
             n = self._steps.get(phase_name, 1)
             if n >= 10 and (step + 1) % max(n // 10, 1) == 0:
-                log.info("TensorRT build: %s %d/%d", phase_name, step + 1, n)
+                log.log(self._level.get(phase_name, logging.INFO), "TensorRT build: %s %d/%d",
+                        phase_name, step + 1, n)
             return True  # False would cancel the build
 
         def phase_finish(self, phase_name):
             dt = time.monotonic() - self._start.pop(phase_name, time.monotonic())
-            log.info("TensorRT build: %s done in %.1f s", phase_name, dt)
+            log.log(self._level.pop(phase_name, logging.INFO), "TensorRT build: %s done in %.1f s",
+                    phase_name, dt)
 
     return _Progress()
 
@@ -293,7 +308,8 @@ def parser_errors(parser) -> list[str]:
     return out
 
 
-def build_engine(onnx_path: str | os.PathLike, opts: BuildOptions, logger: logging.Logger | None = None) -> bytes:
+def build_engine(onnx_path: str | os.PathLike, opts: BuildOptions, logger: logging.Logger | None = None,
+                 engine_path: str | os.PathLike | None = None) -> bytes:
     """Build a serialised TensorRT engine from an ONNX file (TensorRT 10 API).
 
     Args:
@@ -301,6 +317,7 @@ def build_engine(onnx_path: str | os.PathLike, opts: BuildOptions, logger: loggi
             :func:`joint_perception.export.quantize.quantize_qdq`).
         opts: :class:`BuildOptions`.
         logger: Python logger for progress (default this module's).
+        engine_path: where the caller will store the engine (only for the logged trtexec line).
 
     Returns:
         The serialised engine (``IHostMemory`` converted to bytes).
@@ -312,11 +329,11 @@ def build_engine(onnx_path: str | os.PathLike, opts: BuildOptions, logger: loggi
     log = logger or LOG
     trt = import_tensorrt()
     onnx_path = Path(onnx_path)
-    log.info("equivalent command: %s", trtexec_command(onnx_path, onnx_path.with_suffix(".engine"), opts))
-    trt_logger = _make_logger(trt)
-    builder = trt.Builder(trt_logger)
+    log.info("equivalent command: %s", trtexec_command(onnx_path, engine_path or "<engine>", opts))
+    logger_ = trt_logger(trt)
+    builder = trt.Builder(logger_)
     network = builder.create_network(0)
-    parser = trt.OnnxParser(network, trt_logger)
+    parser = trt.OnnxParser(network, logger_)
     if not parser.parse_from_file(str(onnx_path)):
         errors = parser_errors(parser)
         raise EngineBuildError(f"TensorRT could not parse {onnx_path}:\n  " + "\n  ".join(errors))
@@ -339,7 +356,10 @@ def build_engine(onnx_path: str | os.PathLike, opts: BuildOptions, logger: loggi
     if opts.hardware_compatibility == "ampere_plus":
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
     elif opts.hardware_compatibility == "same_compute_capability":
-        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
+        level = getattr(trt.HardwareCompatibilityLevel, "SAME_COMPUTE_CAPABILITY", None)
+        if level is None:
+            raise EngineBuildError(f"TensorRT {trt.__version__} has no SAME_COMPUTE_CAPABILITY level")
+        config.hardware_compatibility_level = level
     if opts.builder_optimization_level is not None:
         config.builder_optimization_level = int(opts.builder_optimization_level)
     if opts.min_shape is not None:
@@ -393,7 +413,7 @@ def build_and_cache(
     """Build an engine for ``key`` (from ``build_from``, default ``onnx_path``) and store it."""
     src = build_from or onnx_path
     t0 = time.monotonic()
-    blob = build_engine(src, opts, logger)
+    blob = build_engine(src, opts, logger, engine_path=cache.paths(key)[0])
     meta = {
         "onnx": os.fspath(onnx_path),
         "built_from": os.fspath(src),
@@ -449,8 +469,6 @@ def build_engine_with_gate(
     shape = tuple(report.inputs.get(opts.input_name) or next(iter(report.inputs.values())))
     key = engine_key(sha256_file(onnx_path), opts.precision, shape)
     cache = EngineCache(cache_dir)
-    engine_path, _ = cache.paths(key)
-    log.info("equivalent command: %s", trtexec_command(onnx_path, engine_path, opts))
     found = cache.lookup(key)
     if found.hit and not force:
         log.info("using cached engine %s", found.entry.engine_path)

@@ -119,7 +119,13 @@ class TensorRTBackend(Backend):
         self._lock = threading.Lock()
         with torch.cuda.device(self.device_index):
             self.engine, how = self._load_or_build(onnx_path, opts, build_on_miss, tb)
-            self._setup_io(shape)
+            try:
+                self._setup_io(shape)
+            except (RuntimeError, ValueError) as exc:  # CUDA OOM, shape errors
+                if isinstance(exc, BackendUnavailable):
+                    raise
+                self.close()
+                raise BackendUnavailable(f"tensorrt: engine loaded but I/O setup failed: {exc}") from exc
         name = torch.cuda.get_device_name(self.device_index)
         self.device = f"cuda:{self.device_index} {name}"
         self.reason = f"TensorRT {trt.__version__} {precision} engine ({how})"
@@ -128,13 +134,18 @@ class TensorRTBackend(Backend):
     # ------------------------------------------------------------------------------- loading
 
     def _deserialize(self, blob: bytes, version_compatible: bool):
-        trt = self._trt
+        """Engine or None (TensorRT logs why); the runtime is kept alive as long as the engine."""
+        from joint_perception.export.tensorrt_build import trt_logger
+
         if not hasattr(self, "_runtime"):
-            self._trt_logger = trt.Logger(trt.Logger.WARNING)
-            self._runtime = trt.Runtime(self._trt_logger)
+            self._runtime = self._trt.Runtime(trt_logger(self._trt))
         if version_compatible:
             self._runtime.engine_host_code_allowed = True
-        return self._runtime.deserialize_cuda_engine(blob)
+        try:
+            return self._runtime.deserialize_cuda_engine(blob)
+        except Exception as exc:  # some versions raise instead of returning None
+            LOG.warning("tensorrt: deserialize_cuda_engine failed: %s", exc)
+            return None
 
     def _load_or_build(self, onnx_path: Path, opts, build_on_miss: bool, tb):
         found = self.cache.lookup(self.key)
