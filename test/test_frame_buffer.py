@@ -42,11 +42,12 @@ def test_slot_wakes_a_waiting_consumer_and_close_releases_it():
 
 def test_cached_mode_uses_latest_info_and_needs_one():
     m = CameraInfoMatcher("cached")
-    assert m.add_image(10, "img0") == (None, None)
+    assert m.add_image(10, "img0") == (None, None)   # waits for the first CameraInfo
+    assert m.add_image(11, "img1") == (None, "img0")  # img0 never got one
     assert not m.has_info
-    assert m.add_info(5, "infoA") is None  # cached mode never holds images back
+    assert m.add_info(5, "infoA") == ("img1", "infoA")
     assert m.add_info(7, "infoB") is None
-    assert m.add_image(99, "img1") == (("img1", "infoB"), None)
+    assert m.add_image(99, "img2") == (("img2", "infoB"), None)
 
 
 def test_exact_mode_pairs_same_stamp_in_either_order():

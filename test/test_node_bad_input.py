@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -118,8 +120,9 @@ def test_warnings_are_rate_limited_per_reason(raw_node, capfd):
 def test_missing_camera_info_then_recovery(model_dir):
     h = NodeHarness(model_dir, outputs=("depth/image",))
     try:
-        s = next(_stamp)
-        h.send(image_msg(RGB, s))  # no CameraInfo ever published yet
+        for _ in range(2):  # no CameraInfo yet: the first waits, the second displaces it
+            h.send(image_msg(RGB, next(_stamp)))
+            time.sleep(0.05)
         h.wait_for(lambda: _skipped(h, "no_camera_info") == 1, 10, "no_camera_info counted")
         _assert_still_works(h)
     finally:

@@ -82,7 +82,7 @@ def test_load_yaml_errors_name_the_file(tmp_path):
 
 
 @pytest.mark.ros
-def test_declare_parameters_on_a_real_node():
+def test_declare_parameters_on_a_real_node(tmp_path):
     import rclpy
     from rclpy.node import Node
     from rclpy.parameter import Parameter
@@ -90,9 +90,9 @@ def test_declare_parameters_on_a_real_node():
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     try:
-        # model "realtime" may not be shipped yet: any existing path passes the model check
+        # model "realtime" may not be shipped yet: an existing directory passes the model check
         node = Node("param_test2", context=ctx, parameter_overrides=[
-            Parameter("model", value=__file__), Parameter("backend", value="torch"),
+            Parameter("model", value=str(tmp_path)), Parameter("backend", value="torch"),
             Parameter("points_decimation", value=4)])
         values = P.declare_parameters(node)
         assert values["backend"] == "torch" and values["points_decimation"] == 4
@@ -106,7 +106,7 @@ def test_declare_parameters_on_a_real_node():
         node.destroy_node()
 
         node = Node("param_test3", context=ctx, parameter_overrides=[
-            Parameter("model", value=__file__), Parameter("min_depth", value=4.0),
+            Parameter("model", value=str(tmp_path)), Parameter("min_depth", value=4.0),
             Parameter("max_depth", value=1.0)])
         with pytest.raises(ValueError, match="min_depth: 4.0 must be smaller than max_depth 1.0"):
             P.declare_parameters(node)

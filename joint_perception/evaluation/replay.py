@@ -66,7 +66,7 @@ class ReplayTopics:
 
 @dataclass
 class InputFrame:
-    """One image to publish with the CameraInfo that precedes it in the bag (raw CDR)."""
+    """One image to publish with its CameraInfo (same stamp, else the latest before), raw CDR."""
 
     bag_time_ns: int
     stamp_ns: int
@@ -119,13 +119,21 @@ def load_input_frames(bag: str | os.PathLike, topics: ReplayTopics | None = None
             have = ", ".join(sorted({c.topic for c in reader.connections}))
             raise ValueError(f"{bag}: no topic {image_topic!r} (bag has: {have})")
         msgtype = next(c.msgtype for c in conns if c.topic == image_topic)
+        infos: dict[int, bytes] = {}
+        images: list[tuple[int, int, str, bytes, bytes | None]] = []
         last_info: bytes | None = None
         for conn, t, raw in reader.messages(connections=conns):
-            if conn.topic == topics.camera_info:
-                last_info = bytes(raw)
-                continue
             stamp, frame_id = header_from_cdr(raw)
-            frames.append(InputFrame(t, stamp, frame_id, bytes(raw), last_info))
+            if conn.topic == topics.camera_info:
+                last_info = infos[stamp] = bytes(raw)
+            else:
+                images.append((t, stamp, frame_id, bytes(raw), last_info))
+    # CameraInfo with the image's stamp (drivers may write it just after the image), else the
+    # latest one before it, else the first one in the bag.
+    first_info = next(iter(infos.values()), None)
+    for t, stamp, frame_id, raw, before in images:
+        info = infos.get(stamp, before if before is not None else first_info)
+        frames.append(InputFrame(t, stamp, frame_id, raw, info))
     return frames, msgtype
 
 

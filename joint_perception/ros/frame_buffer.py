@@ -88,8 +88,8 @@ class CameraInfoMatcher:
         ``exact``: the CameraInfo whose stamp equals the image's.
         ``approximate``: the CameraInfo with the nearest stamp, if within ``slop_ns``.
 
-    In ``exact``/``approximate`` mode an image that arrives before its CameraInfo waits
-    (one image at most; a newer one replaces it and the older is reported as unmatched).
+    An image that arrives before its CameraInfo (in ``cached`` mode: before any CameraInfo)
+    waits, one image at most; a newer one replaces it and the older is reported as unmatched.
 
     Not thread-safe: call from the (single-threaded) executor's callbacks only.
     """
@@ -133,14 +133,10 @@ class CameraInfoMatcher:
             ``(pair, unmatched)``: ``pair`` is ``(image, info)`` when a CameraInfo matches now
             (else None, and in exact/approximate mode the image waits); ``unmatched`` is an
             older waiting image that this one displaced (never matched), else None.
-            In ``cached`` mode with no CameraInfo yet both are None and the caller should
-            count the frame as "no camera_info".
         """
         info = self._lookup(stamp_ns)
         if info is not None:
             return (image, info), None
-        if self.mode == "cached":
-            return None, None
         displaced = None if self._pending is None else self._pending[1]
         self._pending = (stamp_ns, image)
         return None, displaced

@@ -45,100 +45,16 @@ from joint_perception.colormap import colorize_labels, label_palette, overlay
 from joint_perception.geometry import backproject, scale_intrinsics
 from joint_perception.image_codec import COLOR_ENCODINGS, ImageFormatError, image_to_rgb8
 from joint_perception.pointcloud import pack_organized
+from joint_perception.ros import conversions as conv
 from joint_perception.ros.diagnostics import PerceptionStats, build_diagnostic_array
 from joint_perception.ros.frame_buffer import CameraInfoMatcher, LatestSlot
 from joint_perception.ros.parameters import declare_parameters, validate
 from joint_perception.ros.qos import input_qos, output_qos
+from joint_perception.runtime.factory import create_backend, resolve_model_path
 from joint_perception.runtime.processing import Pipeline
-
-try:
-    from joint_perception.ros import conversions as conv
-except ImportError:  # ADAPTER: helper A's ros/conversions.py not in the tree yet
-    conv = None
-try:
-    from joint_perception.runtime.factory import create_backend, resolve_model_path
-except ImportError:  # ADAPTER: helper C1's runtime/factory.py not in the tree yet
-    create_backend = resolve_model_path = None
 
 NODE_NAME = "perception_node"
 
-
-class _ConversionsAdapter:
-    """ADAPTER (remove once joint_perception.ros.conversions exists): the few conversions the
-    node needs, with the interface of that module."""
-
-    @staticmethod
-    def array_to_image_msg(array, encoding, header):
-        from joint_perception.image_codec import encode_image
-
-        step, data = encode_image(array, encoding)
-        msg = Image(header=header, height=array.shape[0], width=array.shape[1],
-                    encoding=encoding, is_bigendian=0, step=step)
-        msg.data = bytes(data)
-        return msg
-
-    @staticmethod
-    def compressed_msg_to_rgb(msg):
-        from joint_perception.image_codec import decode_compressed
-
-        return decode_compressed(msg.format, bytes(msg.data))
-
-    @staticmethod
-    def camera_info_to_K(msg):
-        from joint_perception.geometry import validate_intrinsics
-
-        return validate_intrinsics(np.asarray(msg.k, dtype=np.float64).reshape(3, 3))
-
-    @staticmethod
-    def camera_info_is_distorted(msg):
-        return any(abs(float(x)) > 0 for x in msg.d)
-
-    @staticmethod
-    def make_camera_info(K, height, width, header):
-        P = np.zeros((3, 4))
-        P[:, :3] = K
-        return CameraInfo(header=header, height=height, width=width,
-                          distortion_model="plumb_bob", d=[0.0] * 5,
-                          k=[float(x) for x in np.ravel(K)],
-                          r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-                          p=[float(x) for x in P.ravel()])
-
-    @staticmethod
-    def scaled_camera_info(msg, height, width):
-        K = scale_intrinsics(np.reshape(msg.k, (3, 3)), (msg.height, msg.width), (height, width))
-        return _ConversionsAdapter.make_camera_info(K, height, width, msg.header)
-
-    @staticmethod
-    def cloud_to_msg(packed, header):
-        from sensor_msgs.msg import PointField
-
-        msg = PointCloud2(header=header, height=packed.height, width=packed.width,
-                          is_bigendian=False, point_step=packed.point_step,
-                          row_step=packed.row_step, is_dense=packed.is_dense)
-        msg.fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype,
-                                 count=f.count) for f in packed.fields]
-        msg.data = bytes(packed.data)
-        return msg
-
-
-if conv is None:
-    conv = _ConversionsAdapter
-if create_backend is None:
-
-    def resolve_model_path(name_or_path):
-        """ADAPTER (until runtime.factory exists): an existing path only."""
-        p = Path(name_or_path).expanduser()
-        if not p.exists():
-            raise FileNotFoundError(f"model not found: {p}")
-        return p
-
-    def create_backend(model_path, backend="auto", device=None, fallback=True, **options):
-        """ADAPTER (until runtime.factory exists): ONNX Runtime on CPU."""
-        from joint_perception.runtime.onnxruntime_backend import OnnxRuntimeBackend
-
-        b = OnnxRuntimeBackend(model_path)
-        b.reason = f"{backend}: runtime.factory missing; using onnxruntime (adapter)"
-        return b
 
 # Skip reasons (keys in /diagnostics as skipped_<reason>).
 UNSUPPORTED_ENCODING = "unsupported_encoding"
@@ -265,15 +181,15 @@ class PerceptionNode(Node):
         recv = time.monotonic()
         self.stats.frame_received()
         pair, unmatched = self.matcher.add_image(stamp_ns(msg.header), (msg, recv))
-        if unmatched is not None:
+        if unmatched is not None and not self.matcher.has_info:
+            self._skip(NO_CAMERA_INFO, "no CameraInfo received yet on "
+                       f"{self.resolve_topic_name('camera_info')}; frame skipped")
+        elif unmatched is not None:
             self._skip(UNMATCHED_CAMERA_INFO,
                        f"no CameraInfo with a matching stamp ({self.matcher.mode} sync) arrived "
                        "before the next image")
         if pair is not None:
             self._submit(pair)
-        elif self.matcher.mode == "cached":
-            self._skip(NO_CAMERA_INFO, "no CameraInfo received yet on "
-                       f"{self.resolve_topic_name('camera_info')}; frame skipped")
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         pair = self.matcher.add_info(stamp_ns(msg.header), msg)
