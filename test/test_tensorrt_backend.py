@@ -80,3 +80,16 @@ def test_corrupt_engine_is_rebuilt_and_int8_needs_calibration(trt_gpu, model_dir
         TensorRTBackend(model_dir, precision="int8", cache_dir=tmp_path)
     with pytest.raises(BackendUnavailable, match="building is disabled"):
         TensorRTBackend(model_dir, precision="fp32", cache_dir=tmp_path / "empty", build_on_miss=False)
+
+
+@pytest.mark.skipif(HAVE_TRT and torch.cuda.is_available(), reason="checks the fallback chain without TensorRT/CUDA")
+def test_factory_falls_back_from_tensorrt_with_reason(model_dir, tmp_path):
+    from joint_perception.runtime.factory import create_backend
+
+    backend = create_backend(model_dir, backend="tensorrt", fallback=True, precision="fp16",
+                             cache_dir=str(tmp_path))
+    assert backend.name in ("torch", "onnxruntime")
+    assert backend.reason.startswith("backend=tensorrt: tensorrt")
+    with pytest.raises(BackendUnavailable, match="backend 'tensorrt' unavailable"):
+        create_backend(model_dir, backend="tensorrt", fallback=False)
+    assert not any(tmp_path.iterdir())

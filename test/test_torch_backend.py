@@ -106,3 +106,12 @@ def test_cuda_graphs_fp32_and_fp16_match_cpu(model_dir, frames):
     t.start()
     t.join()
     np.testing.assert_array_equal(out[0], a.depth)
+
+
+def test_factory_builds_torch_backend_on_cpu(model_dir, frames):
+    from joint_perception.runtime.factory import create_backend
+
+    backend = create_backend(model_dir, backend="torch", device="cpu", channels_last=False)
+    assert isinstance(backend, TorchBackend)
+    assert "PyTorch" in backend.reason and "fp32" in backend.reason
+    assert backend.predict(frames[:1]).depth.shape == (1, 64, 80)
