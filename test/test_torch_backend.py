@@ -96,6 +96,8 @@ def test_cuda_graphs_fp32_and_fp16_match_cpu(model_dir, frames):
     b = fp32.predict(frames[:1])  # graph replay
     np.testing.assert_array_equal(a.depth, b.depth)
     _assert_close(a, cpu, atol=2e-3)  # TF32/cuDNN kernel differences
+    eager = TorchBackend(model_dir, device="cuda", cuda_graphs=False).predict(frames[:1])
+    _assert_close(eager, a, atol=1e-5)
     fp16 = TorchBackend(model_dir, device="cuda", fp16=True, cuda_graphs=True).predict(frames[:1])
     assert np.isfinite(fp16.depth).all()
     rel = np.abs(fp16.depth - cpu.depth) / cpu.depth
