@@ -1,0 +1,82 @@
+"""LightningDataModule: data sets from the recipe, joint transforms, loaders.
+
+Training items: the ``data.train`` mixture (``data.registry.build_mixture``) through the
+training transforms (``data.transforms.build_transforms(train=True)``: cover-resize, random
+scale/crop/flip/rotation/jitter, canonical focal) to the network ``input_size``. Validation:
+one loader per ``data.val`` entry (its ``tag`` names the metrics), plain resize.
+Lightning adds a ``DistributedSampler`` under DDP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from joint_perception.data.registry import build_dataset, build_mixture
+from joint_perception.data.transforms import Transformed, build_transforms
+
+__all__ = ["JointDataModule", "val_tags"]
+
+
+def val_tags(val_specs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Metric prefixes of the validation sets: ``tag`` or ``<name><index>``."""
+    return [str(s.get("tag", f"{s['name']}{i}")) for i, s in enumerate(val_specs)]
+
+
+def _single_thread_worker(worker_id: int) -> None:
+    """Loader workers use one thread each (torch, OpenCV): no oversubscription of the cores the
+    training process uses. Random transforms are seeded per item from ``torch.initial_seed()``
+    (see ``data.transforms.Transformed``), which DataLoader already makes distinct per worker."""
+    import cv2
+    import torch
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+class JointDataModule(L.LightningDataModule):
+    """Args:
+        data_cfg: the recipe's ``data`` section.
+        input_size: network (H, W).
+        mean, std: the model's RGB normalisation.
+    """
+
+    def __init__(self, data_cfg: Mapping[str, Any], input_size: Sequence[int],
+                 mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225)):
+        super().__init__()
+        self.cfg = dict(data_cfg)
+        if not self.cfg.get("train"):
+            raise ValueError("recipe data.train is empty: list at least one data set")
+        self.size = (int(input_size[0]), int(input_size[1]))
+        aug = dict(self.cfg.get("augment") or {})
+        focal = self.cfg.get("canonical_focal")
+        self.train_tf = build_transforms(self.size, True, canonical_focal=focal, mean=mean, std=std, **aug)
+        self.eval_tf = build_transforms(self.size, False, canonical_focal=focal, mean=mean, std=std)
+        self.train_set = None
+        self.val_sets: list = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            self.train_set = Transformed(build_mixture(self.cfg["train"], "train"), self.train_tf)
+            self.val_sets = []
+            for spec in self.cfg.get("val") or []:
+                spec = {k: v for k, v in spec.items() if k != "tag"}
+                name = spec.pop("name")
+                self.val_sets.append(Transformed(build_dataset(name, "val", **spec), self.eval_tf))
+
+    def _loader(self, ds, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+        workers = int(self.cfg.get("num_workers", 0))
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
+                          num_workers=workers, persistent_workers=workers > 0, pin_memory=False,
+                          worker_init_fn=_single_thread_worker if workers > 0 else None)
+
+    def train_dataloader(self) -> DataLoader:
+        bs = int(self.cfg.get("batch_size", 8))
+        return self._loader(self.train_set, bs, True, len(self.train_set) >= bs)
+
+    def val_dataloader(self):
+        bs = int(self.cfg.get("val_batch_size") or self.cfg.get("batch_size", 8))
+        return [self._loader(ds, bs, False, False) for ds in self.val_sets]

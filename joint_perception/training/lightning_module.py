@@ -1,0 +1,286 @@
+"""LightningModule wrapping any :class:`~joint_perception.models.base.JointModel`.
+
+* builds the network with ``models.build_model(name, **cfg)`` and trains it with the model's
+  own ``compute_losses`` (the paper losses live with the models);
+* paper schemes through the JointModel hooks: ``set_stage(k)`` switched at configured epoch
+  boundaries (``stages: [e1, e2, e3]`` = epochs per stage, 1-based stages; none = stage 0),
+  ``param_groups(lr)`` for per-module learning rates (e.g. CI-Net backbone x0.1) and
+  ``em_groups()`` for EM alternation (SOSD-Net): manual optimisation with one optimiser per
+  parameter group, alternating a depth step (depth + normal losses) and a semantic step
+  (segmentation loss) every iteration;
+* SGD / Adam / AdamW, poly / cosine / constant schedules with linear warm-up, stepped per
+  iteration over ``trainer.estimated_stepping_batches``;
+* validation with :mod:`joint_perception.metrics` accumulated over the whole set (summed
+  across DDP ranks), logged as ``val/abs_rel``, ``val/rmse``, ``val/delta1``, ``val/miou``,
+  ``val/normal_mean`` (first validation set) and ``val/<tag>/<metric>`` for every set.
+
+Hyper-parameters are saved as ``{"architecture", "model", "optim", "stages", ...}`` so
+``export.onnx_export.load_checkpoint_model`` rebuilds the network from a ``.ckpt``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from joint_perception.metrics import DepthMetrics, SegmentationMetrics
+from joint_perception.models import build_model
+
+__all__ = ["JointLightningModule", "stage_for_epoch", "lr_lambda"]
+
+
+def stage_for_epoch(stages: Sequence[int], epoch: int) -> int:
+    """1-based stage for ``epoch`` given epochs per stage; 0 when ``stages`` is empty. After
+    the last boundary the last stage stays active."""
+    if not stages:
+        return 0
+    end = 0
+    for k, n in enumerate(stages, 1):
+        end += int(n)
+        if epoch < end:
+            return k
+    return len(stages)
+
+
+def lr_lambda(schedule: str, total_steps: int, power: float = 0.9, warmup_steps: int = 0):
+    """Multiplier of the base LR at step ``s``: linear warm-up, then ``poly``
+    ``(1 - s/T)^power`` (DeepLab), ``cosine`` ``0.5 (1 + cos(pi s/T))`` or ``constant``."""
+    if schedule not in ("poly", "cosine", "constant"):
+        raise ValueError(f"schedule must be poly, cosine or constant, got {schedule!r}")
+    total = max(int(total_steps), 1)
+
+    def f(step: int) -> float:
+        if warmup_steps and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        t = min(step / total, 1.0)
+        if schedule == "poly":
+            return max(1.0 - t, 0.0) ** power
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * t))
+        return 1.0
+
+    return f
+
+
+class JointLightningModule(L.LightningModule):
+    """Train / validate a joint network.
+
+    Args:
+        model_cfg: ``{"name": registry name, **constructor kwargs}``.
+        optim_cfg: see :data:`training.config.DEFAULTS` ``optim``.
+        stages: epochs per stage (see module docstring).
+        val_tags: names of the validation sets (metric key prefixes).
+        max_depth: GT cap for the depth metrics (metres).
+        num_classes: for the segmentation metrics (default: the model's).
+    """
+
+    def __init__(
+        self,
+        model_cfg: Mapping[str, Any],
+        optim_cfg: Mapping[str, Any] | None = None,
+        stages: Sequence[int] = (),
+        val_tags: Sequence[str] = ("val",),
+        max_depth: float | None = None,
+        num_classes: int | None = None,
+    ):
+        super().__init__()
+        model_cfg = dict(model_cfg)
+        if "name" not in model_cfg:
+            raise ValueError(f"model config needs a 'name' (registry), got keys {sorted(model_cfg)}")
+        name = model_cfg.pop("name")
+        self.save_hyperparameters(
+            {"architecture": name, "model": model_cfg, "optim": dict(optim_cfg or {}), "stages": list(stages),
+             "val_tags": list(val_tags), "max_depth": max_depth, "num_classes": num_classes}
+        )
+        self.model = build_model(name, **model_cfg)
+        self.optim_cfg = dict(optim_cfg or {})
+        self.stages = [int(s) for s in stages]
+        self.val_tags = list(val_tags)
+        self.max_depth = float(max_depth if max_depth is not None else self.model.max_depth)
+        self.num_classes = int(num_classes or self.model.num_classes)
+        self._forward_takes_batch = "batch" in inspect.signature(self.model.forward).parameters
+        self.em = bool(self.optim_cfg.get("em", False))
+        if self.em:
+            if self.model.em_groups() is None:
+                raise ValueError(f"optim.em=true but model {name!r} has no em_groups()")
+            self.automatic_optimization = False
+        self._val_state: dict[int, dict[str, Any]] = {}
+
+    # ------------------------------------------------------------------ forward / loss
+    def forward(self, image: torch.Tensor, batch: dict | None = None) -> dict[str, torch.Tensor]:
+        if self._forward_takes_batch:
+            return self.model(image, batch=batch)
+        return self.model(image)
+
+    def _losses(self, batch: dict) -> dict[str, torch.Tensor]:
+        outputs = self(batch["image"], batch)
+        losses = self.model.compute_losses(outputs, batch)
+        if "total" not in losses:
+            raise ValueError(f"{type(self.model).__name__}.compute_losses returned no 'total'")
+        return losses
+
+    def on_train_epoch_start(self) -> None:
+        stage = stage_for_epoch(self.stages, self.current_epoch)
+        if stage != getattr(self.model, "stage", None):
+            self.model.set_stage(stage)
+        self.log("train/stage", float(stage), on_epoch=True, on_step=False)
+
+    def training_step(self, batch: dict, batch_idx: int):
+        bs = batch["image"].shape[0]
+        if self.em:
+            return self._em_step(batch, bs)
+        losses = self._losses(batch)
+        for k, v in losses.items():
+            self.log(f"train/{k}", v.detach(), on_step=True, on_epoch=True, prog_bar=k == "total", batch_size=bs)
+        return losses["total"]
+
+    def _em_step(self, batch: dict, bs: int):
+        """EM alternation: even steps update the depth side with depth (+ normal) losses, odd
+        steps the semantic side with the segmentation loss (SOSD-Net)."""
+        opt_d, opt_s = self.optimizers()
+        sch_d, sch_s = self.lr_schedulers()
+        depth_step = self.global_step % 2 == 0  # global_step counts both optimisers' steps
+        losses = self._losses(batch)
+        if depth_step:
+            loss = sum(v for k, v in losses.items() if k in ("depth", "normals")) or losses["total"]
+            opt = opt_d
+        else:
+            loss = losses.get("seg", losses["total"])
+            opt = opt_s
+        opt.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        clip = self.optim_cfg.get("grad_clip")  # Lightning's own clipping is off in manual mode
+        if clip:
+            self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        opt.step()
+        (sch_d if depth_step else sch_s).step()
+        for k, v in losses.items():
+            self.log(f"train/{k}", v.detach(), on_step=True, on_epoch=True, prog_bar=k == "total", batch_size=bs)
+        self.log("train/em_depth_step", float(depth_step), on_step=True, on_epoch=False, batch_size=bs)
+        return losses["total"].detach()
+
+    # ------------------------------------------------------------------ validation
+    def on_validation_epoch_start(self) -> None:
+        self._val_state = {}
+
+    def _state(self, idx: int) -> dict[str, Any]:
+        if idx not in self._val_state:
+            self._val_state[idx] = {
+                "depth": DepthMetrics(max_depth=self.max_depth),
+                "seg": SegmentationMetrics(self.num_classes),
+                "normal_sum": 0.0,
+                "normal_n": 0,
+            }
+        return self._val_state[idx]
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        st = self._state(dataloader_idx)
+        out = self(batch["image"], None)
+        scale = batch["focal_scale"].view(-1, 1, 1).double().cpu().numpy()
+        if "depth" in out:
+            # undo the canonical-focal normalisation: metric = canonical / (f_c / fx)
+            pred = out["depth"][:, 0].double().cpu().numpy() / scale
+            gt = batch["depth"][:, 0].double().cpu().numpy() / scale
+            st["depth"].update(pred, gt)
+            loss = self._val_loss(out, batch)
+            tag = self.val_tags[dataloader_idx] if dataloader_idx < len(self.val_tags) else f"val{dataloader_idx}"
+            key = "val/loss" if dataloader_idx == 0 else f"val/{tag}/loss"
+            self.log(key, loss, add_dataloader_idx=False, batch_size=batch["image"].shape[0], sync_dist=True)
+        if "seg" in out:
+            has = batch["has_labels"].cpu().numpy()
+            if has.any():
+                pred = (out["seg"].argmax(1) + 1).cpu().numpy()[has]
+                st["seg"].update(pred, batch["labels"].cpu().numpy()[has])
+        if "normals" in out:
+            n_p = out["normals"].detach().float()
+            n_g = batch["normals"].float()
+            valid = (n_g.abs().sum(1) > 0) & batch["has_normals"].view(-1, 1, 1)
+            if valid.any():
+                cos = torch.nn.functional.cosine_similarity(n_p, n_g, dim=1).clamp(-1, 1)
+                ang = torch.rad2deg(torch.acos(cos))[valid]
+                st["normal_sum"] += float(ang.sum())
+                st["normal_n"] += int(ang.numel())
+
+    def _val_loss(self, out, batch) -> torch.Tensor:
+        try:
+            return self.model.compute_losses(out, batch)["total"].detach()
+        except (KeyError, ValueError, RuntimeError):  # models needing aux outputs only in train mode
+            return torch.tensor(float("nan"), device=self.device)
+
+    def _reduce(self, values: np.ndarray) -> np.ndarray:
+        """Sum a float64 vector over DDP ranks (identity in one process)."""
+        t = torch.as_tensor(values, dtype=torch.float64, device=self.device)
+        if self.trainer is not None and self.trainer.world_size > 1:
+            t = self.trainer.strategy.reduce(t, reduce_op="sum")
+        return t.cpu().numpy()
+
+    def on_validation_epoch_end(self) -> None:
+        n_sets = max(len(self.val_tags), max(self._val_state, default=-1) + 1)
+        for idx in range(n_sets):
+            st = self._state(idx)
+            tag = self.val_tags[idx] if idx < len(self.val_tags) else f"val{idx}"
+            dm: DepthMetrics = st["depth"]
+            keys = list(dm._KEYS)
+            vec = np.array([dm._sums[k] for k in keys] + [dm._n, dm._n_gt, st["normal_sum"], st["normal_n"]])
+            vec = self._reduce(vec)
+            dm._sums = dict(zip(keys, vec[: len(keys)].tolist()))
+            dm._n, dm._n_gt = int(vec[len(keys)]), int(vec[len(keys) + 1])
+            nsum, nn_ = vec[-2], vec[-1]
+            sm: SegmentationMetrics = st["seg"]
+            sm.confusion = self._reduce(sm.confusion.astype(np.float64)).astype(np.int64)
+            metrics: dict[str, float] = {}
+            if dm._n:
+                d = dm.compute()
+                metrics.update({k: d[k] for k in ("abs_rel", "rmse", "delta1", "rmse_log", "coverage")})
+            if sm.confusion.sum():
+                s = sm.compute()
+                metrics.update(miou=s["miou"], pixel_acc=s["pixel_acc"])
+            if nn_:
+                metrics["normal_mean"] = float(nsum / nn_)
+            for k, v in metrics.items():
+                self.log(f"val/{tag}/{k}", float(v), add_dataloader_idx=False, sync_dist=False, rank_zero_only=False)
+                if idx == 0:
+                    self.log(f"val/{k}", float(v), add_dataloader_idx=False, prog_bar=k in ("abs_rel", "miou"))
+
+    # ------------------------------------------------------------------ optimisers
+    def _make_optimizer(self, groups: list[dict]) -> torch.optim.Optimizer:
+        cfg = self.optim_cfg
+        name = str(cfg.get("optimizer", "adamw")).lower()
+        lr = float(cfg.get("lr", 1e-3))
+        wd = float(cfg.get("weight_decay", 0.0))
+        if name == "sgd":
+            return torch.optim.SGD(groups, lr=lr, momentum=float(cfg.get("momentum", 0.9)), weight_decay=wd)
+        betas = tuple(float(b) for b in cfg.get("betas", (0.9, 0.999)))
+        if name == "adam":
+            return torch.optim.Adam(groups, lr=lr, betas=betas, weight_decay=wd)
+        if name == "adamw":
+            return torch.optim.AdamW(groups, lr=lr, betas=betas, weight_decay=wd)
+        raise ValueError(f"optim.optimizer must be sgd, adam or adamw, got {name!r}")
+
+    def _scheduler(self, opt, total_steps: int) -> dict:
+        cfg = self.optim_cfg
+        f = lr_lambda(str(cfg.get("schedule", "poly")), total_steps, float(cfg.get("poly_power", 0.9)),
+                      int(cfg.get("warmup_steps", 0)))
+        return {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, f), "interval": "step"}
+
+    def configure_optimizers(self):
+        lr = float(self.optim_cfg.get("lr", 1e-3))
+        try:
+            total = int(self.trainer.estimated_stepping_batches)
+        except (AttributeError, RuntimeError):
+            total = 1
+        if self.em:
+            depth_params, sem_params = self.model.em_groups()
+            opt_d = self._make_optimizer([{"params": list(depth_params), "lr": lr}])
+            opt_s = self._make_optimizer([{"params": list(sem_params), "lr": lr}])
+            # each optimiser steps every other iteration
+            steps = max(total // 2, 1)
+            return [opt_d, opt_s], [self._scheduler(opt_d, steps), self._scheduler(opt_s, steps)]
+        opt = self._make_optimizer(self.model.param_groups(lr))
+        return {"optimizer": opt, "lr_scheduler": self._scheduler(opt, total)}

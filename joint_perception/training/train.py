@@ -1,0 +1,230 @@
+"""``train``: train a joint network from a recipe with Lightning, then export it.
+
+Usage::
+
+    train --config config/train/smoke.yaml [key.sub=value ...] [--resume auto|PATH]
+    ros2 run joint_perception train --config config/train/realtime.yaml trainer.devices=2
+
+What a run does (all outputs under the recipe's ``run_dir``):
+
+1. seeds everything (``seed``; data loader workers too) and writes the resolved recipe to
+   ``run_dir/config.yaml``;
+2. trains with ``lightning.Trainer`` on any accelerator / device count / node count
+   (``trainer.*``: DDP and multi-node through Lightning's launcher, SLURM or torchrun — see
+   the comments in ``config/train/realtime.yaml``), optional mixed precision
+   (``trainer.precision=16-mixed`` / ``bf16-mixed``), progress bar, TensorBoard + CSV logs in
+   ``run_dir/logs``;
+3. checkpoints atomically (temporary file + fsync + rename, :class:`AtomicCheckpointIO`):
+   ``checkpoints/last.ckpt`` every ``checkpoint.every_n_train_steps`` steps and at each epoch
+   end, ``checkpoints/best-*.ckpt`` by ``checkpoint.monitor``. ``--resume auto`` continues from
+   ``last.ckpt`` after a crash or ``kill -9`` (optimiser, schedule, step and epoch restored);
+4. exports the best checkpoint (else the last weights) with
+   ``export.onnx_export.export_onnx`` to ``run_dir/export/`` (model.onnx + model.pt +
+   metadata.json, ONNX Runtime checked against PyTorch to 1e-4) and, when ``tensorrt`` imports,
+   builds an engine through ``export.tensorrt_build.build_engine_with_gate``.
+
+``main(argv)`` returns the exit status (0 ok, 2 bad recipe/arguments).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from joint_perception.io_utils import atomic_open, atomic_write_text
+from joint_perception.training.config import load_config
+
+log = logging.getLogger("joint_perception.train")
+
+__all__ = ["main", "run", "AtomicCheckpointIO", "resolve_resume"]
+
+
+def _atomic_checkpoint_io():
+    from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        """Lightning checkpoint I/O that never leaves a half-written ``.ckpt``: writes to a
+        temporary sibling, fsyncs and renames (``io_utils.atomic_open``)."""
+
+        def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+            if storage_options is not None:
+                raise TypeError("AtomicCheckpointIO takes no storage_options")
+            with atomic_open(path, "wb") as f:
+                torch.save(checkpoint, f)
+
+    return AtomicCheckpointIO()
+
+
+AtomicCheckpointIO = _atomic_checkpoint_io  # factory; the class needs Lightning imported
+
+
+def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
+    """``None`` -> fresh run; ``"auto"`` -> ``run_dir/checkpoints/last.ckpt`` if it exists;
+    otherwise a checkpoint path that must exist.
+
+    Raises:
+        FileNotFoundError: an explicit path that does not exist.
+    """
+    if resume is None:
+        return None
+    if resume == "auto":
+        last = run_dir / "checkpoints" / "last.ckpt"
+        return str(last) if last.exists() else None
+    p = Path(resume)
+    if not p.exists():
+        raise FileNotFoundError(f"--resume checkpoint not found: {p}")
+    return str(p)
+
+
+def _loggers(run_dir: Path) -> list:
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    # one logs/version_N per (re)start, shared by both loggers (a resume never overwrites logs)
+    logs = run_dir / "logs"
+    version = sum(1 for p in logs.glob("version_*") if p.is_dir()) if logs.is_dir() else 0
+    loggers = [CSVLogger(str(run_dir), name="logs", version=version)]
+    if importlib.util.find_spec("tensorboard") is not None:
+        loggers.insert(0, TensorBoardLogger(str(run_dir), name="logs", version=version, default_hp_metric=False))
+    else:
+        log.warning("tensorboard not installed: CSV logs only")
+    return loggers
+
+
+def run(cfg: dict[str, Any], resume: str | None = None) -> dict[str, Any]:
+    """Train (and export) from a resolved configuration; returns a summary dict with
+    ``run_dir``, ``best_checkpoint``, ``last_checkpoint``, ``global_step``, ``export_dir``."""
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+
+    from joint_perception.training.datamodule import JointDataModule, val_tags
+    from joint_perception.training.lightning_module import JointLightningModule
+
+    run_dir = Path(cfg["run_dir"])
+    ckpt_dir = run_dir / "checkpoints"
+    L.seed_everything(int(cfg["seed"]), workers=True)
+    ckpt_path = resolve_resume(resume, run_dir)
+
+    optim = dict(cfg["optim"])
+    trainer_cfg = {k: v for k, v in cfg["trainer"].items() if v is not None}
+    if optim.get("em"):
+        # manual optimisation: clipping is done by the module
+        optim["grad_clip"] = trainer_cfg.pop("gradient_clip_val", None)
+        trainer_cfg.pop("accumulate_grad_batches", None)
+    vspecs = cfg["data"].get("val") or []
+    module = JointLightningModule(cfg["model"], optim, cfg.get("stages") or [], val_tags(vspecs) or ["val"])
+    dm = JointDataModule(cfg["data"], cfg["input_size"], module.model.mean, module.model.std)
+
+    ck = cfg["checkpoint"]
+    last_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="step{step:07d}", save_top_k=0, save_last=True,
+                              every_n_train_steps=ck.get("every_n_train_steps") or None,
+                              auto_insert_metric_name=False)
+    callbacks = [last_cb, LearningRateMonitor(logging_interval="step")]
+    best_cb = None
+    if vspecs and ck.get("monitor"):
+        best_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best-epoch{epoch:03d}-step{step:07d}",
+                                  monitor=ck["monitor"], mode=ck.get("mode", "min"), save_top_k=1,
+                                  auto_insert_metric_name=False)
+        callbacks.append(best_cb)
+    if not vspecs:
+        trainer_cfg["limit_val_batches"] = 0
+    trainer = L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=_loggers(run_dir),
+                        plugins=[AtomicCheckpointIO()], **trainer_cfg)
+    if trainer.is_global_zero:
+        atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+        log.info("run directory %s%s", run_dir, f" (resuming from {ckpt_path})" if ckpt_path else "")
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+
+    summary = {
+        "run_dir": str(run_dir),
+        "last_checkpoint": last_cb.last_model_path or None,
+        "best_checkpoint": (best_cb.best_model_path or None) if best_cb else None,
+        "best_score": float(best_cb.best_model_score) if best_cb and best_cb.best_model_score is not None else None,
+        "global_step": int(trainer.global_step),
+        "export_dir": None,
+    }
+    if trainer.is_global_zero and cfg["export"].get("enabled", True):
+        summary["export_dir"] = str(_export(cfg, module, summary, trainer))
+    return summary
+
+
+def _export(cfg: dict, module, summary: dict, trainer) -> Path:
+    from joint_perception.export.onnx_export import export_onnx
+
+    ckpt = summary["best_checkpoint"] or summary["last_checkpoint"]
+    model = module.model
+    if ckpt:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+        module.load_state_dict(state)
+        log.info("exporting %s", ckpt)
+    model = model.cpu().eval()
+    size = cfg["export"].get("input_size") or cfg["input_size"]
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    overrides = {
+        "training": {
+            "recipe": cfg.get("recipe"),
+            "data": {"train": cfg["data"]["train"], "val": cfg["data"].get("val")},
+            "seed": cfg["seed"],
+            "global_step": summary["global_step"],
+            "epochs": int(trainer.current_epoch),
+            "checkpoint": ckpt,
+            "monitor": cfg["checkpoint"].get("monitor"),
+            "best_score": summary["best_score"],
+        },
+        "metrics": {"last_validation": metrics} if metrics else {},
+    }
+    if cfg["data"].get("canonical_focal"):
+        overrides["canonical_focal"] = float(cfg["data"]["canonical_focal"])
+    out_dir = Path(cfg["run_dir"]) / "export"
+    export_onnx(model, out_dir, size, opset=int(cfg["export"].get("opset", 17)),
+                metadata_overrides=overrides, verify_atol=1e-4)
+    _maybe_tensorrt(cfg, out_dir)
+    return out_dir
+
+
+def _maybe_tensorrt(cfg: dict, out_dir: Path) -> None:
+    if importlib.util.find_spec("tensorrt") is None:
+        log.info("tensorrt not importable: skipping the engine build (run export_engine on the target)")
+        return
+    from joint_perception.export.tensorrt_build import BuildOptions, build_engine_with_gate
+
+    opts = BuildOptions(**(cfg["export"].get("tensorrt") or {}))
+    entry = build_engine_with_gate(out_dir, opts)
+    log.info("TensorRT engine built: %s", getattr(entry, "path", entry))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="train", description="Train a joint_perception network from a YAML recipe.")
+    p.add_argument("--config", required=True, help="recipe YAML, e.g. config/train/smoke.yaml")
+    p.add_argument("--resume", default=None, help="'auto' (run_dir/checkpoints/last.ckpt if present) or a .ckpt")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=0.01 trainer.devices=4")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = run(cfg, args.resume)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 2
+    log.info("done: %s", summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
