@@ -64,7 +64,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "",
               "Device for the backend (e.g. cuda:0, cpu); empty = the backend's default."),
     ParamSpec("engine_cache_dir", "",
-              "Directory for TensorRT engines built on this machine; empty = ~/.cache/joint_perception."),
+              "Directory for TensorRT engines built on this machine; empty = "
+              "~/.cache/joint_perception/engines."),
     # --- input ---
     ParamSpec("input_transport", "raw",
               "raw: subscribe sensor_msgs/Image on 'image'; compressed: CompressedImage on "

@@ -90,7 +90,7 @@ class PerceptionNode(Node):
         self.params = declare_parameters(self)
         p = self.params
         model_path = resolve_model_path(p["model"])
-        options = {"engine_cache_dir": p["engine_cache_dir"]} if p["engine_cache_dir"] else {}
+        options = {"cache_dir": p["engine_cache_dir"]} if p["engine_cache_dir"] else {}
         self.backend = create_backend(model_path, backend=p["backend"], device=p["device"] or None,
                                       fallback=True, **options)
         self.metadata = self.backend.metadata
