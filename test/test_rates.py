@@ -16,6 +16,7 @@ from joint_perception.evaluation.rates import (
     find_peak_rate,
     loop_schedule,
     pace,
+    pace_schedule,
     performance_fields,
     restamp_cdr,
 )
@@ -51,6 +52,15 @@ def test_pace_does_not_drift_when_a_publish_is_slow():
     times = pace(8, 50.0, publish, clock=lambda: t[0], sleep=sleep)
     assert times == sent
     np.testing.assert_allclose(times, [0.0, 0.02, 0.04, 0.09, 0.091, 0.10, 0.12, 0.14], atol=1e-9)
+
+
+def test_pace_schedule_follows_recorded_offsets():
+    t = [0.0]
+    times = pace_schedule([0.0, 0.5, 0.5, 2.0], lambda i: None, clock=lambda: t[0],
+                          sleep=lambda d: t.__setitem__(0, t[0] + d))
+    assert times == [0.0, 0.5, 0.5, 2.0]
+    with pytest.raises(ValueError, match="non-decreasing"):
+        pace_schedule([0.0, 1.0, 0.5], lambda i: None)
 
 
 def test_pace_rejects_bad_rates():

@@ -12,7 +12,8 @@ so numbers are comparable with Isaac ROS results:
 * jitter: with ``dt_i`` the intervals between consecutive receive times,
   ``jitter_i = |dt_i - dt_(i-1)|``; MAX/MIN/MEAN/STD_DEV_JITTER in ms.
 
-This module is ROS-free: it paces any ``publish(i)`` callable (:func:`pace`), rewrites header
+This module is ROS-free: it paces any ``publish(i)`` callable (:func:`pace`,
+:func:`pace_schedule`), rewrites header
 stamps so that a bag can be looped to any frame count with unique stamps (:func:`restamp_cdr`,
 :func:`loop_schedule`), samples a process's CPU time and resident memory from ``/proc``
 (:class:`ProcessMonitor`; psutil is not used) and searches the highest sustainable rate
@@ -33,6 +34,7 @@ import numpy as np
 
 __all__ = [
     "pace",
+    "pace_schedule",
     "restamp_cdr",
     "loop_schedule",
     "performance_fields",
@@ -42,20 +44,45 @@ __all__ = [
 ]
 
 
+def pace_schedule(due_s: Sequence[float], publish: Callable[[int], None],
+                  clock: Callable[[], float] = time.monotonic,
+                  sleep: Callable[[float], None] = time.sleep) -> list[float]:
+    """Call ``publish(i)`` when ``due_s[i]`` seconds have passed since the start, without drift.
+
+    Deadlines are absolute (relative to the first ``clock()`` reading), so a late call does
+    not shift the later ones; when the publisher falls behind, frames go out back to back
+    until it has caught up, as a camera driver with a fixed frame clock would.
+
+    Args:
+        due_s: non-decreasing offsets in seconds (e.g. ``i / rate`` or recorded bag times).
+        publish: called with the frame index; its run time counts against the schedule.
+        clock, sleep: monotonic clock in seconds and its sleep (injectable for tests).
+
+    Returns:
+        the ``clock()`` value just before each call (seconds), one per entry of ``due_s``.
+
+    Raises:
+        ValueError: ``due_s`` decreases or is not finite.
+    """
+    due = np.asarray(due_s, dtype=np.float64)
+    if due.size and (not np.all(np.isfinite(due)) or np.any(np.diff(due) < 0)):
+        raise ValueError("due times must be finite and non-decreasing")
+    times: list[float] = []
+    start = clock()
+    for i, d in enumerate(due.tolist()):
+        delay = start + d - clock()
+        if delay > 0:
+            sleep(delay)
+        times.append(clock())
+        publish(i)
+    return times
+
+
 def pace(n_frames: int, rate_hz: float, publish: Callable[[int], None],
          clock: Callable[[], float] = time.monotonic,
          sleep: Callable[[float], None] = time.sleep) -> list[float]:
-    """Call ``publish(i)`` for ``i = 0 .. n_frames-1`` at a fixed rate, without drift.
-
-    Frame ``i`` is due at ``start + i / rate_hz`` (absolute deadlines: a late call does not
-    shift the later ones; when the publisher falls behind, frames go out back to back until it
-    has caught up, as a camera driver with a fixed frame clock would).
-
-    Args:
-        n_frames: number of calls (>= 0).
-        rate_hz: target rate in Hz (> 0, finite).
-        publish: called with the frame index; its run time counts against the period.
-        clock, sleep: monotonic clock in seconds and its sleep (injectable for tests).
+    """Call ``publish(i)`` for ``i = 0 .. n_frames-1`` at a fixed rate: frame ``i`` is due at
+    ``i / rate_hz`` s (:func:`pace_schedule`, absolute deadlines).
 
     Returns:
         the ``clock()`` value just before each call (seconds), length ``n_frames``.
@@ -67,16 +94,7 @@ def pace(n_frames: int, rate_hz: float, publish: Callable[[int], None],
         raise ValueError(f"rate_hz must be a positive finite number, got {rate_hz}")
     if n_frames < 0:
         raise ValueError(f"n_frames must be >= 0, got {n_frames}")
-    period = 1.0 / rate_hz
-    times: list[float] = []
-    start = clock()
-    for i in range(n_frames):
-        delay = start + i * period - clock()
-        if delay > 0:
-            sleep(delay)
-        times.append(clock())
-        publish(i)
-    return times
+    return pace_schedule(np.arange(n_frames) / rate_hz, publish, clock, sleep)
 
 
 def restamp_cdr(raw: bytes, stamp_ns: int) -> bytes:
