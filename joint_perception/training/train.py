@@ -12,8 +12,9 @@ What a run does (all outputs under the recipe's ``run_dir``):
 2. trains with ``lightning.Trainer`` on any accelerator / device count / node count
    (``trainer.*``: DDP and multi-node through Lightning's launcher, SLURM or torchrun — see
    the comments in ``config/train/realtime.yaml``), optional mixed precision
-   (``trainer.precision=16-mixed`` / ``bf16-mixed``), progress bar, TensorBoard + CSV logs in
-   ``run_dir/logs``;
+   (``trainer.precision=16-mixed`` / ``bf16-mixed``), progress bar, TensorBoard logs in
+   ``run_dir/logs/version_N`` and CSV in ``run_dir/logs/version_N/csv/metrics.csv`` (one N per
+   start, so a resumed run never overwrites earlier logs);
 3. checkpoints atomically (temporary file + fsync + rename, :class:`AtomicCheckpointIO`):
    ``checkpoints/last.ckpt`` every ``checkpoint.every_n_train_steps`` steps and at each epoch
    end, ``checkpoints/best-*.ckpt`` by ``checkpoint.monitor``. ``--resume auto`` continues from
@@ -90,7 +91,7 @@ def _loggers(run_dir: Path) -> list:
     # one logs/version_N per (re)start, shared by both loggers (a resume never overwrites logs)
     logs = run_dir / "logs"
     version = sum(1 for p in logs.glob("version_*") if p.is_dir()) if logs.is_dir() else 0
-    loggers = [CSVLogger(str(run_dir), name="logs", version=version)]
+    loggers = [CSVLogger(str(logs), name=f"version_{version}", version="csv")]  # logs/version_N/csv/
     if importlib.util.find_spec("tensorboard") is not None:
         loggers.insert(0, TensorBoardLogger(str(run_dir), name="logs", version=version, default_hp_metric=False))
     else:
