@@ -120,3 +120,14 @@ def test_pipeline_to_tensor_and_reproducible():
     assert ev["image"].shape == (3, 12, 16)
     with pytest.raises(ValueError, match="scale range"):
         T.build_transforms((12, 16), train=True, scale=(0.5, 1.0))
+
+
+def test_transformed_differs_between_epochs_and_is_reproducible():
+    s = _sample()
+    ds = T.Transformed([s, s], T.Compose([T.ColorJitter(0.5, 0.5, 0.5), T.ToTensor()]))
+    torch.manual_seed(0)
+    first = ds[0]["image"]
+    second = ds[0]["image"]  # the same item in a later epoch
+    assert not torch.equal(first, second)
+    torch.manual_seed(0)
+    assert torch.equal(ds[0]["image"], first)

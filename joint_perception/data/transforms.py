@@ -32,8 +32,8 @@ Rules (pixel-centre convention of :mod:`joint_perception.geometry`):
   once the runtime multiplies its output by ``fx_net / f_c`` (runtime.processing).
 
 Random transforms draw from the ``np.random.Generator`` passed to ``__call__``; wrap a data set
-with :class:`Transformed` to get a per-item generator seeded from torch's worker seed (so
-``lightning.seed_everything`` makes runs reproducible).
+with :class:`Transformed` to get a per-item generator seeded from torch's generator (so
+``lightning.seed_everything`` makes runs reproducible and epochs differ).
 """
 
 from __future__ import annotations
@@ -372,8 +372,10 @@ class ToTensor:
 class Transformed:
     """A map-style data set with a transform applied per item.
 
-    The random generator of item ``i`` is seeded with ``(torch.initial_seed(), i)``: different
-    for every worker and epoch, reproducible under ``seed_everything``.
+    The random generator of item ``i`` is seeded with ``(a draw from torch's default generator,
+    i)``: the draw advances with every item, so augmentations differ between epochs even with
+    persistent loader workers, and the whole sequence is reproducible under ``seed_everything``
+    (torch seeds each worker's generator from the loader's base seed).
     """
 
     def __init__(self, dataset, transform: Callable):
@@ -386,7 +388,7 @@ class Transformed:
     def __getitem__(self, index: int):
         import torch
 
-        rng = np.random.default_rng([torch.initial_seed() % (2**63), int(index)])
+        rng = np.random.default_rng([int(torch.randint(0, 2**62, (1,))), int(index)])
         return self.transform(self.dataset[index], rng)
 
 

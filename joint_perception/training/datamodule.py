@@ -4,7 +4,9 @@ Training items: the ``data.train`` mixture (``data.registry.build_mixture``) thr
 training transforms (``data.transforms.build_transforms(train=True)``: cover-resize, random
 scale/crop/flip/rotation/jitter, canonical focal) to the network ``input_size``. Validation:
 one loader per ``data.val`` entry (its ``tag`` names the metrics), plain resize.
-Lightning adds a ``DistributedSampler`` under DDP.
+Lightning adds a ``DistributedSampler`` under DDP; for validation it pads the last batch with
+repeated frames, so DDP validation numbers may count a few frames twice — run ``evaluate`` for
+the reported metrics.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ def val_tags(val_specs: Sequence[Mapping[str, Any]]) -> list[str]:
 
 def _single_thread_worker(worker_id: int) -> None:
     """Loader workers use one thread each (torch, OpenCV): no oversubscription of the cores the
-    training process uses. Random transforms are seeded per item from ``torch.initial_seed()``
-    (see ``data.transforms.Transformed``), which DataLoader already makes distinct per worker."""
+    training process uses. Random transforms are seeded per item from torch's generator (see
+    ``data.transforms.Transformed``), which DataLoader already seeds distinctly per worker."""
     import cv2
     import torch
 
