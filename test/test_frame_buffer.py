@@ -75,3 +75,18 @@ def test_matcher_rejects_bad_arguments():
         CameraInfoMatcher("sometimes")
     with pytest.raises(ValueError, match="slop must be >= 0"):
         CameraInfoMatcher("approximate", slop_ns=-1)
+
+
+def test_fifo_slot_keeps_order_and_drops_the_oldest_when_full():
+    from joint_perception.ros.frame_buffer import FifoSlot
+
+    q = FifoSlot(3)
+    assert [q.put(i) for i in range(5)] == [False, False, False, True, True]
+    assert [q.take(0.01) for _ in range(3)] == [2, 3, 4]
+    assert q.take(0.01) is None
+    assert (q.counters.received, q.counters.taken, q.counters.dropped) == (5, 3, 2)
+    q.put(7)
+    q.close()
+    assert q.take(0.01) is None and q.put(8) is False
+    with pytest.raises(ValueError, match="queue size"):
+        FifoSlot(0)

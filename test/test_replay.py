@@ -66,3 +66,63 @@ def test_replay_end_to_end(shared_data, tmp_path):
             assert np.isfinite(d).any()
             stamps.append(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
     assert sorted(stamps) == s["input_stamps_ns"]
+
+
+def test_replay_loops_the_bag_at_a_fixed_rate(shared_data, tmp_path):
+    from joint_perception.data.rosbag_io import bag_sha256
+
+    bag = shared_data / "bags" / "nyuv2_test3_sqlite3"
+    model = export_tiny_model(tmp_path / "model")
+    out = tmp_path / "loop"
+    code = main(["--bag", str(bag), "--out", str(out), "--rate", "8", "--frames", "10",
+                 "--labels-dir", str(shared_data / "nyuv2_test"), "--no-progress",
+                 "--set", f"model:={model}", "--set", "backend:=onnxruntime"])
+    assert code == 0
+    s = json.loads((out / "summary.json").read_text())
+    p = s["performance"]
+    # 10 frames from a 3-frame bag, each with its own stamp, sent at 8 Hz
+    assert p["NUM_FRAMES_SENT"] == s["frames_in"] == 10
+    assert len(set(s["input_stamps_ns"])) == 10
+    assert p["MEAN_PLAYBACK_FRAME_RATE"] == pytest.approx(8.0, rel=0.15)
+    # missed-frame accounting: every sent frame is either received or missed
+    assert p["NUM_MISSED_FRAMES"] == s["frames_dropped"] == 10 - s["frames_out"]
+    assert p["NUM_FRAMES_RECEIVED"] == s["frames_out"] >= 8  # a tiny model keeps up
+    assert p["MIN_JITTER"] <= p["MEAN_JITTER"] <= p["MAX_JITTER"]
+    assert p["FIRST_SENT_RECEIVED_LATENCY"] > 0 and p["P95_LATENCY"] >= p["P50_LATENCY"]
+    assert p["NODE_CPU_PERCENT"] > 0 and p["NODE_PEAK_RSS_MB"] > 50
+    assert s["bag_sha256"] == bag_sha256(bag)
+    assert s["input_resolution"] == [480, 640] and s["network_resolution"] == [64, 80]
+    assert s["backend"] == "onnxruntime"
+    for o in s["outputs"].values():
+        assert o["stamps_match_input"]
+    # accuracy: each of the 3 bag frames once, labels paired through the labelled folder
+    acc = s["accuracy"]
+    assert len(acc["per_frame"]) == 3
+    agg = acc["aggregate"]
+    assert set(agg["depth_by_range"]) == {"0-2", "2-4", "4-10"}
+    assert 0 <= agg["segmentation"]["miou"] <= 1 and agg["normals"]["n_pixels"] > 0
+    assert s["depth_metrics"]["frames"] == 3
+    html = (out / "report.html").read_text()
+    for png in ("latency", "stages", "iou", "depth_by_range", "samples", "pointcloud"):
+        assert f"report_files/{png}.png" in html and (out / "report_files" / f"{png}.png").is_file()
+
+
+def test_peak_search_on_a_node_slowed_on_purpose(shared_data, tmp_path):
+    bag = shared_data / "bags" / "nyuv2_test3_sqlite3"
+    model = export_tiny_model(tmp_path / "model")
+    out = tmp_path / "peak"
+    code = main(["--bag", str(bag), "--out", str(out), "--peak", "--peak-min-rate", "2",
+                 "--peak-max-rate", "32", "--peak-frames", "6", "--max-missed", "0.05",
+                 "--no-report", "--no-progress", "--set", f"model:={model}",
+                 "--set", "backend:=onnxruntime", "--set", "debug_delay_ms:=150.0"])
+    assert code == 0
+    s = json.loads((out / "summary.json").read_text())
+    peak = s["peak"]
+    trials = peak["trials"]
+    rates = [t["rate_hz"] for t in trials]
+    assert rates[:2] == [2.0, 4.0]  # galloping from the lowest rate
+    # >= 150 ms per frame: at most ~6.7 Hz can pass; 2 Hz passes on any machine
+    assert 2.0 <= peak["peak_rate_hz"] <= 6.7
+    assert any(t["missed_fraction"] > 0.05 for t in trials)
+    assert s["performance"]["MISSED_FRAME_FRACTION"] <= 0.05  # summary = best passing trial
+    assert s["frames_in"] == 6

@@ -15,7 +15,7 @@ where they need to be.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,6 +77,58 @@ class LatestSlot:
     @property
     def closed(self) -> bool:
         return self._closed
+
+
+class FifoSlot(LatestSlot):
+    """A bounded first-in-first-out queue with the :class:`LatestSlot` interface.
+
+    Only for the ``queue_size > 0`` benchmark baseline (a node that processes every frame in
+    order, as a ROS subscription with history depth N and a synchronous callback would): a
+    ``put`` into a full queue drops the *oldest* frame (counted in ``counters.dropped``).
+    The node's default stays :class:`LatestSlot` (DESIGN.md: never queue stale frames).
+
+    Args:
+        size: capacity in frames (>= 1).
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"queue size must be >= 1, got {size}")
+        super().__init__()
+        self._queue: deque = deque()
+        self.size = int(size)
+
+    def put(self, item: Any) -> bool:
+        """Append ``item``; returns True when the oldest queued frame was dropped for it."""
+        with self._cond:
+            if self._closed:
+                return False
+            dropped = len(self._queue) >= self.size
+            if dropped:
+                self._queue.popleft()
+            self._queue.append(item)
+            self._full = True
+            self.counters.received += 1
+            self.counters.dropped += int(dropped)
+            self._cond.notify()
+            return dropped
+
+    def take(self, timeout: float | None = None) -> Any:
+        """Remove and return the oldest item; None after ``timeout`` seconds or when closed."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._full or self._closed, timeout):
+                return None
+            if self._closed:
+                return None
+            item = self._queue.popleft()
+            self._full = bool(self._queue)
+            self.counters.taken += 1
+            return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._queue.clear()
+        super().close()
 
 
 class CameraInfoMatcher:

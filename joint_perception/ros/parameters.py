@@ -114,6 +114,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "Durability of the output publishers.", choices=DURABILITIES),
     ParamSpec("qos.output.depth", 2,
               "History depth of the output publishers.", min_value=1, max_value=100),
+    # --- benchmarking baselines (keep the defaults in production) ---
+    ParamSpec("queue_size", 0,
+              "0 = newest-frame-only processing (stale frames dropped). N > 0 = a FIFO of N "
+              "frames processed in order, the oldest dropped when full: a baseline for "
+              "benchmarks that adds latency.", min_value=0, max_value=100),
+    ParamSpec("debug_delay_ms", 0.0,
+              "Extra sleep (ms) after each processed frame, to slow the node on purpose (tests "
+              "of the peak-throughput search); 0 in production.", min_value=0.0,
+              max_value=10000.0),
     # --- diagnostics and logging ---
     ParamSpec("diagnostics_period_s", 1.0,
               "Period (s) of the /diagnostics messages.", min_value=0.05, max_value=60.0),

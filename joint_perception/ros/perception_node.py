@@ -47,7 +47,7 @@ from joint_perception.image_codec import COLOR_ENCODINGS, ImageFormatError, imag
 from joint_perception.pointcloud import pack_organized
 from joint_perception.ros import conversions as conv
 from joint_perception.ros.diagnostics import PerceptionStats, build_diagnostic_array
-from joint_perception.ros.frame_buffer import CameraInfoMatcher, LatestSlot
+from joint_perception.ros.frame_buffer import CameraInfoMatcher, FifoSlot, LatestSlot
 from joint_perception.ros.parameters import declare_parameters, validate
 from joint_perception.ros.qos import input_qos, output_qos
 from joint_perception.runtime.factory import create_backend, resolve_model_path
@@ -102,7 +102,9 @@ class PerceptionNode(Node):
                         else label_palette(self.metadata.num_classes))
 
         self.stats = PerceptionStats()
-        self.slot = LatestSlot()
+        # newest-frame-only by default; a FIFO only for the queue_size benchmark baseline
+        self.slot = FifoSlot(p["queue_size"]) if p["queue_size"] > 0 else LatestSlot()
+        self._debug_delay_s = p["debug_delay_ms"] / 1e3
         self.matcher = CameraInfoMatcher(p["camera_info_sync"], int(p["sync_slop_s"] * 1e9))
         self._reason_loggers: dict = {}
         self._warned_once: set[str] = set()
@@ -233,6 +235,8 @@ class PerceptionNode(Node):
                 self.process(*item)
             except Exception as exc:  # keep the node alive; the reason is logged and counted
                 self._skip(PROCESSING_ERROR, f"processing failed: {type(exc).__name__}: {exc}")
+            if self._debug_delay_s:
+                time.sleep(self._debug_delay_s)
 
     def wanted_outputs(self) -> set[str]:
         """Pipeline outputs needed by the current subscribers (``depth``, ``labels``, ...)."""
