@@ -128,6 +128,9 @@ def test_stage_one_without_labels_runs_the_module_and_bad_stage():
     with torch.no_grad():
         out = model(torch.randn(1, 3, 64, 64))
     assert "aux_attention_logits" in out
+    batch = make_batch(1, 64, 64)
+    with torch.no_grad():  # eval mode (validation/inference): labels never replace A~
+        assert "aux_attention_logits" in model(batch["image"], batch)
     with pytest.raises(ValueError, match="stages"):
         model.set_stage(4)
 

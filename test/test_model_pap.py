@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from joint_perception.data.synthetic import SyntheticScenes
 from joint_perception.models import build_model
 from joint_perception.models.affinity import (
     AffinityLearning,
@@ -23,44 +24,17 @@ SMALL = dict(backbone="resnet18", channels=32, num_classes=40)
 
 
 def make_batch(n: int = 2, h: int = 64, w: int = 80, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A model batch (models/base.py contract) from synthetic scenes, or structured tensors.
-
-    Uses ``joint_perception.data.synthetic.SyntheticScenes`` when it is available; otherwise
-    a scene-like batch: depth rising towards the top (a floor), a box in front, labels and
-    normals consistent with that layout.
-    """
+    """A model batch (models/base.py contract) of procedural indoor scenes (SyntheticScenes)."""
+    ds = SyntheticScenes(n, height=h, width=w, seed=seed)
+    items = [ds[i] for i in range(n)]
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    try:
-        from joint_perception.data.synthetic import SyntheticScenes
-    except ImportError:
-        SyntheticScenes = None
-    if SyntheticScenes is not None:
-        ds = SyntheticScenes(n, height=h, width=w, seed=seed)
-        items = [ds[i] for i in range(n)]
-        rgb = torch.from_numpy(np.stack([it["rgb"] for it in items])).permute(0, 3, 1, 2).float() / 255
-        depth = torch.from_numpy(np.stack([it["depth"] for it in items]))[:, None].float()
-        labels = torch.from_numpy(np.stack([it["labels"] for it in items]).astype(np.int64))
-        normals = torch.from_numpy(np.stack([it["normals"] for it in items])).permute(0, 3, 1, 2).float()
-    else:
-        g = torch.Generator().manual_seed(seed)
-        yy = torch.linspace(0, 1, h).view(1, 1, h, 1).expand(n, 1, h, w)
-        depth = (1.0 + 5.0 * (1 - yy)).clone()
-        labels = torch.ones(n, h, w, dtype=torch.int64)  # wall
-        labels[:, h // 2 :] = 2  # floor
-        normals = torch.zeros(n, 3, h, w)
-        normals[:, 2] = -1.0
-        for i in range(n):
-            y0, x0 = int(torch.randint(0, h // 2, (1,), generator=g)), int(torch.randint(0, w // 2, (1,), generator=g))
-            depth[i, :, y0 : y0 + h // 3, x0 : x0 + w // 3] = 1.5
-            labels[i, y0 : y0 + h // 3, x0 : x0 + w // 3] = 7
-        rgb = torch.stack([depth[:, 0] / 6, (labels.float() / 7), 1 - depth[:, 0] / 6], 1)
-        rgb = rgb + 0.05 * torch.rand(rgb.shape, generator=g)
+    rgb = torch.from_numpy(np.stack([it["rgb"] for it in items])).permute(0, 3, 1, 2).float() / 255
     return {
         "image": (rgb - mean) / std,
-        "depth": depth,
-        "labels": labels,
-        "normals": normals,
+        "depth": torch.from_numpy(np.stack([it["depth"] for it in items]))[:, None].float(),
+        "labels": torch.from_numpy(np.stack([it["labels"] for it in items]).astype(np.int64)),
+        "normals": torch.from_numpy(np.stack([it["normals"] for it in items])).permute(0, 3, 1, 2).float(),
         "has_labels": torch.ones(n, dtype=torch.bool),
         "has_normals": torch.ones(n, dtype=torch.bool),
     }
@@ -156,6 +130,13 @@ def test_forward_shapes_and_ranges(scale):
         assert a.shape == (1, 3, p, s)
         assert (a >= 0).all()
         torch.testing.assert_close(a.sum(-1), torch.ones(1, 3, p))
+
+
+def test_vgg16_backbone_for_normals():
+    model = build_model("pap", backbone="vgg16", channels=16, num_classes=40).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 32, 64))
+    assert out["normals"].shape == (1, 3, 32, 64) and out["aux_affinity"].shape == (1, 3, 32, 8)
 
 
 def test_task_subset_and_bad_config():

@@ -144,8 +144,9 @@ class CINet(JointModel):
     ``forward(x, batch=None)`` with x (N, 3, H, W) normalised RGB returns ``depth``
     (N, 1, H, W) metres, ``seg`` (N, C, H, W) logits, ``normals`` (N, 3, H, W) when asked,
     and ``aux_attention`` (N, P, P), P = ceil(H/8) * ceil(W/8) (the learned A~, or the ideal
-    attention in stage 1). In stage 1, ``batch["labels"]`` (N, H, W) must be passed while
-    training; without it (inference, export) the learned module runs.
+    attention in stage 1). In stage 1 and ``self.training``, ``batch["labels"]`` (N, H, W)
+    replaces A~ by the ideal attention; without a batch, or in eval mode (validation,
+    inference, export), the learned module runs.
     """
 
     def __init__(
@@ -230,7 +231,7 @@ class CINet(JointModel):
         n, _, h, w = x.shape
         feat = self.reduce(self.backbone.forward_features(x)[-1])
         gt_att = None
-        if self.stage == 1 and batch is not None and "labels" in batch:
+        if self.stage == 1 and self.training and batch is not None and "labels" in batch:
             gt_att = ideal_attention(batch["labels"], self.num_classes, tuple(feat.shape[-2:]))
         y, att, att_logits = self.scene(feat, gt_att)
         f_d, f_s = y, y
