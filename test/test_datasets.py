@@ -265,3 +265,24 @@ def test_registry_and_mixture(shared_data):
         build_dataset("nyu2")
     with pytest.raises(ValueError, match="name"):
         build_mixture([{"root": "x"}])
+
+
+def test_normal_axes_convention(shared_data):
+    """The stored 0433 normals agree with normals computed from its depth only after the axis
+    conversion x,-z,y (DrSleep's files are not in the REP 103 optical frame)."""
+    from joint_perception.data.nyuv2 import parse_normal_axes
+    from joint_perception.geometry import normals_from_depth
+
+    def median_angle(axes):
+        s = NYUFolder(shared_data / "nyuv2_test", frames=["0433"], normal_axes=axes)[0]
+        d = cv2.medianBlur(s["depth"], 5)
+        g = normals_from_depth(np.where(d > 0, d, np.nan).astype(np.float32), s["K"])
+        ok = (np.abs(s["normals"]).sum(-1) > 0) & np.isfinite(g).all(-1)
+        cos = np.clip((s["normals"][ok] * g[ok]).sum(-1), -1, 1)
+        return np.degrees(np.median(np.arccos(cos)))
+
+    assert median_angle("x,-z,y") < 35 < 70 < median_angle("x,y,z")
+    order, signs = parse_normal_axes("x,-z,y")
+    assert order.tolist() == [0, 2, 1] and signs.tolist() == [1, -1, 1]
+    with pytest.raises(ValueError, match="signed permutation"):
+        parse_normal_axes("x,x,y")

@@ -92,6 +92,31 @@ def read_normals_png(path: str | os.PathLike) -> np.ndarray:
     return np.where(ok, n / np.maximum(length, 1e-6), 0.0).astype(np.float32)
 
 
+def parse_normal_axes(spec: str) -> tuple[np.ndarray, np.ndarray]:
+    """``"x,-z,y"`` -> (channel order, signs): REP 103 component k = sign_k * decoded[order_k].
+
+    Normal maps in the wild use different axis conventions; this converts them to the optical
+    frame (x right, y down, z forward). ``"x,y,z"`` keeps the decoded vector.
+
+    Raises:
+        ValueError: not a signed permutation of x, y, z.
+    """
+    parts = [p.strip() for p in spec.split(",")]
+    axes = [p.lstrip("+-") for p in parts]
+    if len(parts) != 3 or sorted(axes) != ["x", "y", "z"]:
+        raise ValueError(f"normal_axes must be a signed permutation like 'x,-z,y', got {spec!r}")
+    order = np.array(["xyz".index(a) for a in axes])
+    signs = np.array([-1.0 if p.startswith("-") else 1.0 for p in parts], np.float32)
+    return order, signs
+
+
+def _apply_axes(normals: np.ndarray, spec: str) -> np.ndarray:
+    if spec == "x,y,z":
+        return normals
+    order, signs = parse_normal_axes(spec)
+    return np.ascontiguousarray(normals[..., order] * signs, dtype=np.float32)
+
+
 def load_splits(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """``splits.mat`` -> {"train": 0-based indices (795,), "test": (654,)}.
 
@@ -277,14 +302,18 @@ class NYUDMultiTask:
             smaller than 640x480, e.g. 425x560).
         num_classes: 40 or 13 (40-class files converted with MAP40_TO_13).
         depth_png_scale: units per metre of 16-bit depth PNGs (1000 = mm).
+        normal_axes: axis convention of the stored normals (see :class:`NYUFolder`).
 
     Items carry ``edges`` (HxW uint8 0/1) when the edges folder has the frame.
     """
 
     IMAGE_EXTS = (".jpg", ".png")
 
-    def __init__(self, root, split: str = "train", K=None, num_classes: int = 40, depth_png_scale: float = 1000.0):
+    def __init__(self, root, split: str = "train", K=None, num_classes: int = 40, depth_png_scale: float = 1000.0,
+                 normal_axes: str = "x,y,z"):
         self.root = Path(root)
+        parse_normal_axes(normal_axes)
+        self.normal_axes = normal_axes
         if num_classes not in (13, 40):
             raise ValueError(f"num_classes must be 40 or 13, got {num_classes}")
         self.num_classes = num_classes
@@ -339,6 +368,7 @@ class NYUDMultiTask:
                 normals = np.where(length > 0.5, normals / np.maximum(length, 1e-6), 0.0)
             else:
                 normals = read_normals_png(npth)
+            normals = _apply_axes(normals, self.normal_axes)
         K = self.K if self.K is not None else _nyu_k_for(h, w)
         s = make_sample(rgb, K, depth, labels, normals, name=fid)
         ep = self._find("edges", fid, (".png",))
@@ -357,12 +387,19 @@ class NYUFolder:
         num_classes: 40 (``label40/``) or 13 (``label13/``); frames without a label file get
             ``has_labels=False``.
         frames: optional subset of frame stems (e.g. ``["0001", "0433"]``).
+        normal_axes: axis convention of the stored normal PNGs as a signed permutation mapping
+            to REP 103 (see :func:`parse_normal_axes`). The decoded ``normal/0433.png`` of
+            ``../shared/data/nyuv2_test`` agrees best with normals computed from its depth for
+            ``"x,-z,y"`` (median 29 deg vs 85 deg as stored); "x,y,z" keeps the files as-is.
 
     K comes from ``manifest.json`` (``intrinsics_rgb_640x480``) or NYU_K when absent.
     """
 
-    def __init__(self, root, num_classes: int = 40, frames: Sequence[str] | None = None):
+    def __init__(self, root, num_classes: int = 40, frames: Sequence[str] | None = None,
+                 normal_axes: str = "x,y,z"):
         self.root = Path(root)
+        parse_normal_axes(normal_axes)
+        self.normal_axes = normal_axes
         if not (self.root / "rgb").is_dir():
             raise FileNotFoundError(f"NYU folder has no rgb/ directory: {self.root}")
         if num_classes not in (13, 40):
@@ -400,6 +437,6 @@ class NYUFolder:
         if labels is not None and labels.max(initial=0) > self.num_classes:
             raise ValueError(f"{lp}: label id {labels.max()} outside 0..{self.num_classes}")
         npth = self.root / "normal" / f"{stem}.png"
-        normals = read_normals_png(npth) if npth.exists() else None
+        normals = _apply_axes(read_normals_png(npth), self.normal_axes) if npth.exists() else None
         K = self.K if rgb.shape[:2] == NYU_SIZE else _nyu_k_for(*rgb.shape[:2])
         return make_sample(rgb, K, depth, labels, normals, name=stem)
