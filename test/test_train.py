@@ -35,17 +35,17 @@ def _tiny_cfg(run_dir: Path, **trainer) -> dict:
         "input_size": [64, 80],
         "model": dict(TINY_MODEL),
         "data": {
-            "train": [{"name": "synthetic", "length": 4, "height": 64, "width": 80, "seed": 3}],
+            "train": [{"name": "synthetic", "length": 4, "height": 64, "width": 80, "seed": 3, "repeat": 6}],
             "val": [{"name": "synthetic", "tag": "syn", "length": 2, "height": 64, "width": 80}],
             "batch_size": 4,
             "num_workers": 0,
             "augment": {"scale": None, "flip": False, "color_jitter": 0.0},
         },
         "optim": {"optimizer": "adamw", "lr": 3e-3, "schedule": "constant", "weight_decay": 0.0},
-        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 30, "max_epochs": 1000,
-                    "check_val_every_n_epoch": 15, "log_every_n_steps": 1, "enable_progress_bar": False,
-                    **trainer},
-        "checkpoint": {"monitor": "val/abs_rel", "mode": "min", "every_n_train_steps": 2},
+        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 24, "max_epochs": 1000,
+                    "check_val_every_n_epoch": 4, "log_every_n_steps": 1, "enable_progress_bar": False,
+                    "num_sanity_val_steps": 0, **trainer},
+        "checkpoint": {"monitor": "val/abs_rel", "mode": "min", "every_n_train_steps": 12},
         "export": {"enabled": True},
     }
 
@@ -155,9 +155,9 @@ def _train_losses(run_dir: Path) -> list[float]:
 
 def test_tiny_run_loss_falls(tiny_run):
     run_dir, summary = tiny_run
-    assert summary["global_step"] == 30
+    assert summary["global_step"] == 24
     losses = _train_losses(run_dir)
-    assert len(losses) == 30
+    assert len(losses) == 24
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
 
 
@@ -173,7 +173,7 @@ def test_tiny_run_checkpoints_and_export(tiny_run):
     export = run_dir / "export"
     meta = json.loads((export / "metadata.json").read_text())
     assert meta["architecture"] == "realtime" and [meta["input_height"], meta["input_width"]] == [64, 80]
-    assert meta["training"]["global_step"] == 30
+    assert meta["training"]["global_step"] == 24
     assert "val/abs_rel" in meta["metrics"]["last_validation"]
     # ONNX Runtime matches the PyTorch module of the best checkpoint to < 1e-4 (fp32)
     model = load_checkpoint_model(summary["best_checkpoint"]).eval()
@@ -190,6 +190,7 @@ def test_tiny_run_checkpoints_and_export(tiny_run):
 def test_kill9_then_resume_finishes_at_the_right_step(tmp_path):
     run_dir = tmp_path / "killed"
     cfg = _tiny_cfg(run_dir, max_steps=14)
+    cfg["checkpoint"]["every_n_train_steps"] = 2
     cfg["data"]["val"] = []
     cfg["export"]["enabled"] = False
     recipe = _write_recipe(tmp_path / "r.yaml", cfg)
