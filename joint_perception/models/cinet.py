@@ -183,7 +183,6 @@ class CINet(JointModel):
             "normals": float(normal_weight),
         }
         self.num_pixels = int(num_pixels)
-        self.pretrained = pretrained
 
         self.backbone = build_backbone(
             backbone, pretrained=pretrained, replace_stride_with_dilation=(False, True, True)
@@ -304,6 +303,8 @@ class CINet(JointModel):
         return terms
 
     def config(self) -> dict:
+        """Constructor arguments; ``pretrained`` is left out (the weights travel in the
+        state_dict, and the ImageNet file need not exist where the model is rebuilt)."""
         cfg = super().config()
         cfg.update(
             backbone=self.backbone_name,
@@ -318,7 +319,6 @@ class CINet(JointModel):
             norm_weight=self.weights["norm"],
             num_pixels=self.num_pixels,
             normal_weight=self.weights["normals"],
-            pretrained=self.pretrained,
         )
         return cfg
 

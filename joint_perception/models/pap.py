@@ -124,7 +124,6 @@ class PAPNet(JointModel):
         self.pair_weight = float(pair_weight)
         self.num_pairs = int(num_pairs)
         self.initial_loss_weight = float(initial_loss_weight)
-        self.pretrained = pretrained
 
         self.backbone = build_backbone(backbone, pretrained=pretrained)
         c = self.channels
@@ -246,6 +245,8 @@ class PAPNet(JointModel):
         return terms
 
     def config(self) -> dict:
+        """Constructor arguments; ``pretrained`` is left out (the weights travel in the
+        state_dict, and the ImageNet file need not exist where the model is rebuilt)."""
         cfg = super().config()
         cfg.update(
             backbone=self.backbone_name,
@@ -258,6 +259,5 @@ class PAPNet(JointModel):
             pair_weight=self.pair_weight,
             num_pairs=self.num_pairs,
             initial_loss_weight=self.initial_loss_weight,
-            pretrained=self.pretrained,
         )
         return cfg
