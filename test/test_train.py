@@ -221,3 +221,18 @@ def test_kill9_then_resume_finishes_at_the_right_step(tmp_path):
     # the resumed run logged only the remaining steps in a new log version
     versions = sorted((run_dir / "logs").glob("version_*"))
     assert len(versions) == 2
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    """DDP through Lightning's launcher (2 CPU processes, gloo): metrics reduced across ranks,
+    rank 0 exports."""
+    run_dir = tmp_path / "ddp"
+    cfg = _tiny_cfg(run_dir, max_steps=4, devices=2, strategy="ddp", check_val_every_n_epoch=1)
+    recipe = _write_recipe(tmp_path / "ddp.yaml", cfg)
+    res = subprocess.run([sys.executable, "-m", "joint_perception.training.train", "--config", str(recipe)],
+                         cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "MEMBER: 2/2" in res.stderr
+    meta = json.loads((run_dir / "export" / "metadata.json").read_text())
+    assert meta["training"]["global_step"] == 4
+    assert np.isfinite(meta["metrics"]["last_validation"]["val/abs_rel"])
