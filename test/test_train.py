@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -236,3 +237,19 @@ def test_ddp_two_cpu_processes(tmp_path):
     meta = json.loads((run_dir / "export" / "metadata.json").read_text())
     assert meta["training"]["global_step"] == 4
     assert np.isfinite(meta["metrics"]["last_validation"]["val/abs_rel"])
+
+
+def test_atomic_checkpoint_io_keeps_the_old_file_on_failure(tmp_path):
+    from joint_perception.training.train import AtomicCheckpointIO, resolve_resume
+
+    io_ = AtomicCheckpointIO()
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io_.save_checkpoint({"global_step": 7}, path)
+    with pytest.raises(pickle.PicklingError):
+        io_.save_checkpoint({"global_step": 8, "bad": lambda: None}, path)  # unpicklable mid-save
+    assert torch.load(path, weights_only=False)["global_step"] == 7
+    assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
+    assert resolve_resume("auto", tmp_path) == str(path)
+    assert resolve_resume("auto", tmp_path / "fresh") is None
+    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+        resolve_resume(str(tmp_path / "nope.ckpt"), tmp_path)

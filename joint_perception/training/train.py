@@ -39,6 +39,7 @@ from typing import Any
 
 import torch
 import yaml
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from joint_perception.io_utils import atomic_open, atomic_write_text
 from joint_perception.training.config import load_config
@@ -48,23 +49,16 @@ log = logging.getLogger("joint_perception.train")
 __all__ = ["main", "run", "AtomicCheckpointIO", "resolve_resume"]
 
 
-def _atomic_checkpoint_io():
-    from lightning.pytorch.plugins.io import TorchCheckpointIO
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O that never leaves a half-written ``.ckpt`` (a crash or
+    ``kill -9`` during a save keeps the previous file): writes a temporary sibling, fsyncs and
+    renames it over the target (``io_utils.atomic_open``)."""
 
-    class AtomicCheckpointIO(TorchCheckpointIO):
-        """Lightning checkpoint I/O that never leaves a half-written ``.ckpt``: writes to a
-        temporary sibling, fsyncs and renames (``io_utils.atomic_open``)."""
-
-        def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-            if storage_options is not None:
-                raise TypeError("AtomicCheckpointIO takes no storage_options")
-            with atomic_open(path, "wb") as f:
-                torch.save(checkpoint, f)
-
-    return AtomicCheckpointIO()
-
-
-AtomicCheckpointIO = _atomic_checkpoint_io  # factory; the class needs Lightning imported
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        with atomic_open(path, "wb") as f:
+            torch.save(checkpoint, f)
 
 
 def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
