@@ -245,8 +245,8 @@ def test_atomic_checkpoint_io_keeps_the_old_file_on_failure(tmp_path):
     io_ = AtomicCheckpointIO()
     path = tmp_path / "checkpoints" / "last.ckpt"
     io_.save_checkpoint({"global_step": 7}, path)
-    with pytest.raises(pickle.PicklingError):
-        io_.save_checkpoint({"global_step": 8, "bad": lambda: None}, path)  # unpicklable mid-save
+    with pytest.raises((pickle.PicklingError, AttributeError)):  # unpicklable object
+        io_.save_checkpoint({"global_step": 8, "bad": lambda: None}, path)
     assert torch.load(path, weights_only=False)["global_step"] == 7
     assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
     assert resolve_resume("auto", tmp_path) == str(path)
