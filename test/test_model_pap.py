@@ -18,6 +18,7 @@ from joint_perception.models.affinity import (
     TaskPropagation,
     combine_affinities,
     diffuse,
+    pool_sources,
 )
 
 SMALL = dict(backbone="resnet18", channels=32, num_classes=40)
@@ -108,6 +109,13 @@ def test_diffusion_subsampled_sources():
     m = AffinityLearning(4, 4, subsample=2)(torch.randn(1, 4, 6, 8))
     const = torch.full((1, 2, 6, 8), 2.5)
     torch.testing.assert_close(diffuse(const, m, 2, 0.05, 2), const)
+
+
+def test_source_pooling_odd_sizes_averages_only_real_pixels():
+    x = torch.arange(9.0).view(1, 1, 3, 3)  # [[0,1,2],[3,4,5],[6,7,8]]
+    expected = torch.tensor([[(0 + 1 + 3 + 4) / 4, (2 + 5) / 2], [(6 + 7) / 2, 8.0]])
+    torch.testing.assert_close(pool_sources(x, 2)[0, 0], expected)
+    assert pool_sources(x, 1) is x
 
 
 def test_bad_module_arguments():

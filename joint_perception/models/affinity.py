@@ -138,7 +138,7 @@ def diffuse(
         ValueError: affinity shape does not match h0.
     """
     n, c, h, w = h0.shape
-    if affinity.shape[-2] != h * w:
+    if not torch.jit.is_tracing() and affinity.shape[-2] != h * w:
         raise ValueError(f"affinity has {affinity.shape[-2]} rows, feature map {h}x{w} has {h * w}")
     ht = h0
     for _ in range(iterations):

@@ -89,7 +89,8 @@ class PAPNet(JointModel):
     ``aux_affinity`` (N, T, H/s*W/s, ceil(H/2s)*ceil(W/2s)) learned per-task affinities,
     ``aux_affinity_combined`` (same shape, after cross-task mixing) and
     ``aux_initial_<task>`` initial predictions at the affinity scale (depth in metres,
-    normals unit, segmentation logits). H and W must be multiples of 32 (the encoder's stride).
+    normals unit, segmentation logits). Any H, W >= 32 works (feature grids use floor
+    division); multiples of 32 keep the encoder and affinity grids aligned.
     """
 
     def __init__(
@@ -165,7 +166,7 @@ class PAPNet(JointModel):
         return raw
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        n, _, h, w = x.shape
+        h, w = x.shape[-2:]
         feats = self.backbone.forward_features(x)
         size = (h // self.affinity_scale, w // self.affinity_scale)
         g = self.fuse(torch.cat([upsample_to(p(f), size) for p, f in zip(self.stage_proj, feats, strict=True)], 1))
