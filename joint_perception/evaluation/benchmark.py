@@ -21,7 +21,10 @@ Also measured in the same run, so every speed claim is a ratio:
 * PyTorch eager (the deploy wrapper called directly, NCHW fp32) — each backend's speed-up;
 * peak resident memory of each combination (``VmHWM`` reset through ``/proc/self/clear_refs``);
 * the organised PointCloud2 packing against a straightforward per-point Python reference
-  (``struct.pack_into`` per point), checked to give the same points.
+  (``struct.pack_into`` per point), checked to give the same points;
+* with ``--ros`` (real node over loopback DDS, through ``replay``; :func:`ros_baselines`):
+  the direct (no-ROS) pipeline against the ROS round trip, and the newest-frame-only node
+  against a node with a FIFO queue of 10 (``queue_size:=10``) under 30 Hz input.
 
 Models come from ``models/<name>`` when shipped (its weights), else are built untrained from
 the registry (FLOPs and speed do not depend on the weights; the output says which). Each
@@ -53,7 +56,9 @@ __all__ = ["BenchmarkOptions", "run_benchmark", "format_table", "measure_sgemm",
 DEFAULT_RESOLUTIONS = ((240, 320), (480, 640))
 FRAME_SIZE = (480, 640)
 NON_NETWORK_BUDGET_MS = 15.0
-SHARED_FRAME = Path(__file__).resolve().parents[2].parent / "shared/data/nyuv2_test/rgb/0001.png"
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SHARED_FRAME = SHARED_DATA / "nyuv2_test" / "rgb" / "0001.png"
+DEFAULT_BAG = SHARED_DATA / "bags" / "nyuv2_test10_mcap"
 NYU_K = np.array([[518.8579, 0.0, 325.58245], [0.0, 519.46961, 253.73617], [0.0, 0.0, 1.0]])
 
 
@@ -343,6 +348,9 @@ class BenchmarkOptions:
     frame: Path | None = None
     work_dir: Path | None = None
     pointcloud_baseline: bool = True
+    ros: bool = False
+    bag: Path = DEFAULT_BAG
+    ros_frames: int = 60
     progress: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
 
 
@@ -357,7 +365,8 @@ def _machine() -> dict:
                        cpu)
     except OSError:
         pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "python": platform.python_version(),
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "load_average_1_5_15_min": os.getloadavg(),
+            "python": platform.python_version(),
             "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
             "cuda": torch.cuda.is_available(), "platform": platform.platform()}
 
@@ -426,6 +435,18 @@ def run_benchmark(opts: BenchmarkOptions) -> dict:
                         "eager_torch_ms": eager, "speedup_vs_eager": eager / inf,
                         "peak_rss_mb": peak_rss_mb(),
                     })
+        if opts.ros:
+            first = next((r for r in result["runs"] if r["backend"] == "onnxruntime"), None)
+            if first is None:
+                raise ValueError("--ros needs the onnxruntime backend in --backends")
+            name, hw = first["model"], first["resolution"]
+            model_dir = Path(work) / f"{name}_{hw[0]}x{hw[1]}"
+            log(f"ROS baselines with {name} {hw[0]}x{hw[1]} on onnxruntime ({opts.bag}) ...")
+            direct = sum(v for k, v in first["stages_ms"].items()
+                         if v is not None and k != "decode_jpeg")
+            result["baselines"].update(ros_baselines(model_dir, opts.bag, direct, Path(work),
+                                                     opts.ros_frames))
+        result["machine"]["load_average_after"] = os.getloadavg()
         if opts.pointcloud_baseline:
             log("point cloud: vectorised vs per-point Python ...")
             from joint_perception.data.nyuv2 import read_png
@@ -445,6 +466,60 @@ def run_benchmark(opts: BenchmarkOptions) -> dict:
     return result
 
 
+def ros_baselines(model_dir: Path, bag: Path, direct_ms: float, work_dir: Path,
+                  frames: int = 60) -> dict:
+    """Baselines through the real node over loopback DDS (three ``replay`` runs).
+
+    * ``ros_round_trip``: the node at 2 Hz (never busy): p50 of send -> last output, against
+      ``direct_ms`` (the same stages called directly, no ROS); the difference is the cost of
+      the middleware (serialisation, DDS transport of every output, executor hand-offs).
+    * ``queue``: ``frames`` frames at 30 Hz to the default newest-frame-only node and to one
+      with ``queue_size:=10``: mean and p95 end-to-end latency and missed frames.
+
+    Args:
+        model_dir: exported model for the node (``model:=``), run on ONNX Runtime.
+        bag: input bag (RealSense-style topics).
+        direct_ms: per-frame time of the direct pipeline for the same model and backend.
+        work_dir: replay outputs go to sub-directories here.
+        frames: frames per 30 Hz run.
+
+    Raises:
+        FileNotFoundError: no bag; RuntimeError: the node failed (replay's message).
+    """
+    from joint_perception.evaluation.replay import ReplayOptions, replay
+
+    if not Path(bag).exists():
+        raise FileNotFoundError(f"bag for the ROS baselines not found: {bag}")
+    base = [f"model:={model_dir}", "backend:=onnxruntime"]
+
+    def run(out: str, rate: float, n: int | None, extra: list[str]) -> dict:
+        return replay(ReplayOptions(bag=Path(bag), out=work_dir / out, rate_hz=rate, frames=n,
+                                    overrides=base + extra, progress=False, report=False))
+
+    slow = run("ros_2hz", 2.0, None, [])
+    newest = run("newest_30hz", 30.0, frames, [])
+    queued = run("queue10_30hz", 30.0, frames, ["queue_size:=10"])
+    ros_p50 = slow["latency_all_outputs_ms"]["p50_ms"]
+
+    def lat(s: dict) -> dict:
+        p = s["performance"]
+        return {"mean_ms": p["MEAN_LATENCY"], "p95_ms": p["P95_LATENCY"],
+                "missed": p["NUM_MISSED_FRAMES"], "sent": p["NUM_FRAMES_SENT"],
+                "output_rate_hz": p["MEAN_FRAME_RATE"], "node_cpu_percent":
+                p.get("NODE_CPU_PERCENT")}
+
+    n, q = lat(newest), lat(queued)
+    return {
+        "ros_round_trip": {"direct_ms": direct_ms, "ros_p50_ms": ros_p50,
+                           "middleware_ms": None if ros_p50 is None else ros_p50 - direct_ms,
+                           "frames": slow["frames_in"]},
+        "queue": {"rate_hz": 30.0, "newest": n, "queue10": q,
+                  "newest_mean_ms": n["mean_ms"], "queue_mean_ms": q["mean_ms"],
+                  "ratio": (q["mean_ms"] / n["mean_ms"]) if n["mean_ms"] and q["mean_ms"]
+                  else None},
+    }
+
+
 # ---------------------------------------------------------------------------- output
 
 
@@ -455,11 +530,13 @@ def _f(v, nd: int = 1) -> str:
 def format_table(result: dict) -> str:
     """Markdown tables: per-stage times per run, throughput/FLOPs, baselines, skipped."""
     runs = result["runs"]
+    load = result["machine"].get("load_average_1_5_15_min", [float("nan")])[0]
     stage_names = ["decode", "preprocess", "inference", "postprocess", "pointcloud", "colorize",
                    "messages", "decode_jpeg"]
     lines = [f"Frame {result['frame_size'][1]}x{result['frame_size'][0]} ({result['frame']}); "
              f"{result['machine']['cpu']}, {result['machine']['cpu_count']} CPUs; median of "
-             f"{result['repeats']} runs. sgemm ceiling {result['sgemm']['best_gflops']:.1f} "
+             f"{result['repeats']} runs; load average {load:.1f} at the start. "
+             f"sgemm ceiling {result['sgemm']['best_gflops']:.1f} "
              f"GFLOP/s (torch {result['sgemm']['torch_gflops']:.1f}, numpy "
              f"{result['sgemm']['numpy_gflops']:.1f}).", "",
              "| model | net | backend | " + " | ".join(stage_names) + " | non-network | total |"
@@ -491,9 +568,11 @@ def format_table(result: dict) -> str:
                      f"+{_f(p['middleware_ms'])} ms middleware |")
     if "queue" in b:
         p = b["queue"]
-        lines.append(f"| 30 Hz input, mean latency: newest-frame vs queue of 10 | "
-                     f"{_f(p['newest_mean_ms'])} ms | {_f(p['queue_mean_ms'])} ms | "
-                     f"{_f(p['ratio'])}x |")
+        n, q = p["newest"], p["queue10"]
+        lines.append(f"| 30 Hz input, mean latency (p95; missed of {n['sent']}): newest-frame "
+                     f"vs FIFO queue of 10 | {_f(n['mean_ms'])} ms ({_f(n['p95_ms'])}; "
+                     f"{n['missed']}) | {_f(q['mean_ms'])} ms ({_f(q['p95_ms'])}; "
+                     f"{q['missed']}) | {_f(p['ratio'])}x |")
     for s in result.get("skipped", []):
         lines.append(f"\nskipped {s['backend']} ({s['model']} {s['resolution'][0]}x"
                      f"{s['resolution'][1]}): {s['reason']}")
@@ -512,7 +591,8 @@ def _resolution(text: str) -> tuple[int, int]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console script ``benchmark``; prints the tables, optionally writes JSON. Returns 0."""
+    """Console script ``benchmark``; prints the tables, optionally writes JSON. Returns 0, or 1
+    with a message on a missing bag/frame or a failed node."""
     ap = argparse.ArgumentParser(prog="benchmark", description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="realtime",
                     help="comma-separated registry names (default realtime; e.g. pap,cinet)")
@@ -526,6 +606,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--work-dir", type=Path, default=None, help="keep the exports here")
     ap.add_argument("--json", type=Path, default=None, help="write the full result here")
     ap.add_argument("--no-pointcloud-baseline", action="store_true")
+    ap.add_argument("--ros", action="store_true",
+                    help="also measure the ROS baselines through the real node (~1 min)")
+    ap.add_argument("--bag", type=Path, default=DEFAULT_BAG, help="bag for --ros")
+    ap.add_argument("--ros-frames", type=int, default=60, help="frames per 30 Hz --ros run")
     a = ap.parse_args(argv)
     try:
         resolutions = [_resolution(r) for r in a.resolutions.split(",") if r]
@@ -546,8 +630,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ap.error(f"unknown backend(s) {bad}; known: {', '.join(BACKENDS)}")
     opts = BenchmarkOptions(models=models, backends=backends, resolutions=resolutions,
                             repeats=a.repeats, warmup=a.warmup, frame=a.frame,
-                            work_dir=a.work_dir, pointcloud_baseline=not a.no_pointcloud_baseline)
-    result = run_benchmark(opts)
+                            work_dir=a.work_dir, pointcloud_baseline=not a.no_pointcloud_baseline,
+                            ros=a.ros, bag=a.bag, ros_frames=a.ros_frames)
+    try:
+        result = run_benchmark(opts)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"benchmark: error: {exc}", file=sys.stderr)
+        return 1
     print(format_table(result), end="")
     if a.json:
         atomic_write_json(a.json, result)
