@@ -37,6 +37,8 @@ def test_ideal_attention_is_same_class_indicator():
     flat = lab.flatten(1)
     same = (flat[:, :, None] == flat[:, None, :]) & (flat[:, :, None] > 0)
     torch.testing.assert_close(a, same.float())
+    with pytest.raises(ValueError, match="0..4"):
+        ideal_attention(torch.full((1, 2, 2), 5), 4, (2, 2))
 
 
 def test_scene_understanding_module_shapes_and_gt_attention():

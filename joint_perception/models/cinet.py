@@ -36,7 +36,7 @@ from joint_perception.models.registry import register_model
 
 
 def ideal_attention(labels: torch.Tensor, num_classes: int, size: tuple[int, int]) -> torch.Tensor:
-    """Ideal affinity ``A = M M^T`` of labels at the feature size (CI-Net section 3.2).
+    """Ideal affinity ``A = M M^T`` of labels at the feature size (CI-Net attention target).
 
     Args:
         labels: (N, H, W) int, 0 = void, classes 1..num_classes.
@@ -46,9 +46,16 @@ def ideal_attention(labels: torch.Tensor, num_classes: int, size: tuple[int, int
     Returns:
         (N, h*w, h*w) float32, ``A_ij = 1`` when positions i and j carry the same class,
         0 otherwise (void positions have all-zero rows and columns).
+
+    Raises:
+        ValueError: a label outside 0..num_classes.
     """
     from joint_perception.training import losses as L
 
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > num_classes):
+        raise ValueError(
+            f"labels must be in 0..{num_classes} (0 = void), got {int(labels.min())}..{int(labels.max())}"
+        )
     lab = L.downsample_labels(labels, size)  # (N, h, w)
     onehot = F.one_hot(lab, num_classes + 1)[..., 1:].permute(0, 3, 1, 2).float()  # void -> 0
     return L.ideal_affinity(onehot)
