@@ -565,7 +565,8 @@ def format_table(result: dict) -> str:
         p = b["ros_round_trip"]
         lines.append(f"| direct pipeline vs ROS round trip (p50) | {_f(p['direct_ms'])} ms "
                      f"direct | {_f(p['ros_p50_ms'])} ms via ROS | "
-                     f"+{_f(p['middleware_ms'])} ms middleware |")
+                     + ("-" if p["middleware_ms"] is None else f"{p['middleware_ms']:+.1f}")
+                     + " ms middleware |")
     if "queue" in b:
         p = b["queue"]
         n, q = p["newest"], p["queue10"]

@@ -713,7 +713,7 @@ def _accuracy(opts: ReplayOptions, frames: list[InputFrame], schedule: list[tupl
             K = ref.K if d is None else scale_intrinsics(ref.K, ref.rgb.shape[:2], d.shape)
             err = depth_error_map(d, ref.depth) if d is not None and ref.depth is not None \
                 else None
-            samples.append(ReportSample(f"frame {idx} (stamp {frames[idx].stamp_ns})", ref.rgb,
+            samples.append(ReportSample(f"bag frame {idx}", ref.rgb,
                                         d, ref.depth, out.get("labels"), out.get("normals"),
                                         err, K))
     return ev.result(), samples

@@ -114,9 +114,16 @@ def figure_latency(path: Path, send_times_s: Sequence[float], latencies_ms: Sequ
     return _save(fig, path)
 
 
+STAGE_ORDER = ("decode", "decode_jpeg", "preprocess", "inference", "postprocess", "pointcloud",
+               "colorize", "messages", "publish")
+"""Pipeline order of the stage names used by the node and ``benchmark``."""
+
+
 def figure_stages(path: Path, stages_ms: Mapping[str, float], title: str = "") -> Path:
-    """Horizontal bars of per-stage times (ms), in pipeline order, with values printed."""
-    names = list(stages_ms)
+    """Horizontal bars of per-stage times (ms), in pipeline order (:data:`STAGE_ORDER`, unknown
+    names last), with values printed."""
+    names = sorted(stages_ms, key=lambda k: (STAGE_ORDER.index(k) if k in STAGE_ORDER
+                                             else len(STAGE_ORDER), k))
     vals = [float(stages_ms[k]) for k in names]
     fig = _figure(7, 0.45 * len(names) + 1.2)
     ax = fig.subplots()
