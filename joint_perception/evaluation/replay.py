@@ -302,9 +302,16 @@ class Recorder:
         """Relative output topics that the node publishes."""
         return [rel for rel, s in self.subs.items() if s.get_publisher_count() > 0]
 
-    def count(self, rel: str) -> int:
+    def arrivals(self, rel: str) -> dict[int, float]:
+        """A copy of ``{stamp ns: arrival wall time}`` of output ``rel`` (thread-safe)."""
         with self._lock:
-            return len(self.received.get(rel, {}))
+            return dict(self.received.get(rel, {}))
+
+    def count(self, rel: str, stamps=None) -> int:
+        """Messages received on ``rel`` (only those whose stamp is in ``stamps``, if given)."""
+        with self._lock:
+            got = self.received.get(rel, {})
+            return len(got) if stamps is None else sum(1 for s in stamps if s in got)
 
     def close(self) -> None:
         """Stop receiving, write the queued messages and close the bag."""
@@ -437,8 +444,8 @@ def summarise(frames: list[InputFrame], sent: dict[int, float], recorder: Record
     all_sent = set(sent) if all_sent is None else set(all_sent)
     active = recorder.active_outputs()
     primary = "depth/image" if "depth/image" in active else (active[0] if active else None)
-    received = {rel: {s: t for s, t in recorder.received.get(rel, {}).items() if s in sent}
-                for rel in active}
+    arrivals = {rel: recorder.arrivals(rel) for rel in active}
+    received = {rel: {s: t for s, t in arrivals[rel].items() if s in sent} for rel in active}
     out_stamps = set(received.get(primary, {})) if primary else set()
     latency = [1e3 * (received[primary][s] - sent[s]) for s in sorted(out_stamps)]
     all_out = [s for s in sent if all(s in received[rel] for rel in active)]
@@ -458,14 +465,14 @@ def summarise(frames: list[InputFrame], sent: dict[int, float], recorder: Record
         "frames_in": len(sent),
         "frames_out": len(out_stamps),
         "frames_dropped": len(sent) - len(out_stamps),
-        "unexpected_stamps": sum(len(set(recorder.received.get(rel, {})) - all_sent)
+        "unexpected_stamps": sum(len(set(arrivals[rel]) - all_sent)
                                  for rel in active),
         "elapsed_s": elapsed_s,
         "input_stamps_ns": sorted(sent),
         "input_frame_ids": input_ids,
         "outputs": {rel: {"topic": recorder.output_topics[rel], "count": len(received[rel]),
                           "frame_ids": sorted(recorder.frame_ids.get(rel, set())),
-                          "stamps_match_input": set(recorder.received.get(rel, {})) <= all_sent}
+                          "stamps_match_input": set(arrivals[rel]) <= all_sent}
                     for rel in active},
         "primary_output": primary,
         "latency_ms": _percentiles(latency),
@@ -638,9 +645,7 @@ class ReplaySession:
             last_n, last_change = -1, time.monotonic()
             while time.monotonic() < deadline:
                 self.node.check_alive()
-                with self.recorder._lock:
-                    got = self.recorder.received.get(self.primary, {})
-                    n = sum(1 for s in sent if s in got)
+                n = self.recorder.count(self.primary, sent)
                 if n == len(sent):
                     break
                 if n != last_n:
@@ -736,7 +741,7 @@ def _peak_search(session: ReplaySession, frames: list[InputFrame], opts: ReplayO
         sched = full[start:start + opts.peak_frames]
         cursor[0] += opts.peak_frames
         sent, proc, elapsed = session.run(frames, sched, rate)
-        got = session.recorder.received.get(session.primary, {})
+        got = session.recorder.arrivals(session.primary)
         perf = performance_fields(sent, {s: t for s, t in got.items() if s in sent})
         runs[rate] = (sent, proc, sched, elapsed)
         time.sleep(0.3)
@@ -810,7 +815,7 @@ def replay(opts: ReplayOptions) -> dict:
         from joint_perception.evaluation.report import write_report
 
         t_first = min(sent.values()) if sent else 0.0
-        got = session.recorder.received.get(summary["primary_output"] or "", {})
+        got = session.recorder.arrivals(summary["primary_output"] or "")
         order = sorted(sent, key=sent.get)
         notes = [f"{summary['frames_in']} frames sent "
                  + (f"at {opts.rate_hz:g} Hz" if opts.rate_hz else "at the recorded rate")
