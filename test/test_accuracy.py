@@ -124,3 +124,37 @@ def test_references_from_a_real_bag(shared_data):
     rec = ev.add(0, pred_depth=ref.depth, pred_labels=ref.labels, ref=ref)
     assert rec["depth"]["abs_rel"] == pytest.approx(0.0, abs=1e-7)
     assert rec["segmentation"]["pixel_acc"] == 1.0
+
+
+def test_references_with_a_labels_topic(tmp_path):
+    from joint_perception.data.rosbag_io import (
+        CAMERA_INFO,
+        IMAGE,
+        BagTopics,
+        BagWriter,
+        camera_info_msg,
+        image_msg,
+    )
+
+    topics = BagTopics()
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    depth_mm = np.full((6, 8), 1500, np.uint16)
+    depth_mm[0, 0] = 0  # invalid
+    labels = np.arange(48, dtype=np.uint8).reshape(6, 8) % 5
+    Ks = np.array([[10.0, 0, 3.5], [0, 10.0, 2.5], [0, 0, 1]])
+    bag = tmp_path / "bag"
+    with BagWriter(bag) as w:
+        for i, t in enumerate((1_000_000_000, 1_500_000_000)):
+            w.write(topics.color_info, CAMERA_INFO, camera_info_msg(t, "cam", Ks, 6, 8), t)
+            w.write(topics.color, IMAGE, image_msg(t, "cam", rgb, "rgb8"), t)
+            w.write(topics.depth, IMAGE, image_msg(t, "cam", depth_mm, "16UC1"), t)
+            w.write("/gt/labels", IMAGE, image_msg(t, "cam", labels + i, "mono8"), t)
+    refs = load_references(bag, labels_topic="/gt/labels", num_classes=5)
+    assert sorted(refs) == [1_000_000_000, 1_500_000_000]
+    np.testing.assert_array_equal(refs[1_500_000_000].labels, labels + 1)
+    d = refs[1_000_000_000].depth
+    assert np.isnan(d[0, 0]) and d[1, 1] == pytest.approx(1.5)
+    with pytest.raises(ValueError, match="no labels topic '/nope'"):
+        load_references(bag, labels_topic="/nope")
+    with pytest.raises(ValueError, match="not both"):
+        load_references(bag, labelled_folder=tmp_path, labels_topic="/gt/labels")

@@ -5,7 +5,8 @@ aggregate, with the shared :mod:`joint_perception.metrics` (NYUv2 conventions, D
   down by GT distance (default bins (0, 2], (2, 4], (4, 10] m — navigation cares most about
   near obstacles);
 * segmentation: mIoU, pixel accuracy and per-class IoU from the accumulated confusion matrix
-  (void ignored), when labels exist: a labels topic, or a labelled folder such as
+  (void ignored), when labels exist: a labels topic of the bag (:func:`labels_from_topic`),
+  or a labelled folder such as
   ``../shared/data/nyuv2_test`` whose ``manifest.json`` lists the frames in bag order
   (:func:`labels_from_folder`, checked by RGB agreement);
 * normals: angular error against explicit GT normals when given, else against normals computed
@@ -36,6 +37,7 @@ __all__ = [
     "AccuracyEvaluator",
     "depth_error_map",
     "labels_from_folder",
+    "labels_from_topic",
     "load_references",
     "load_recorded_outputs",
 ]
@@ -293,31 +295,78 @@ def labels_from_folder(folder: str | os.PathLike, rgbs: Sequence[np.ndarray],
     return out
 
 
+def labels_from_topic(bag: str | os.PathLike, topic: str) -> dict[int, np.ndarray]:
+    """Semantic GT recorded in a bag: ``{header stamp ns: (H, W) class ids}``.
+
+    Args:
+        bag: rosbag2 directory.
+        topic: sensor_msgs/Image topic with ``mono8``/``8UC1``/``mono16``/``16UC1`` class ids
+            (0 = void).
+
+    Raises:
+        ValueError: the topic is not in the bag, or a message has another encoding (both name
+            the bag and topic).
+    """
+    from rosbags.highlevel import AnyReader
+
+    from joint_perception.image_codec import decode_image
+
+    out: dict[int, np.ndarray] = {}
+    with AnyReader([Path(bag)]) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        if not conns:
+            have = ", ".join(sorted({c.topic for c in reader.connections}))
+            raise ValueError(f"{bag}: no labels topic {topic!r} (bag has: {have})")
+        for conn, _, raw in reader.messages(connections=conns):
+            msg = reader.deserialize(raw, conn.msgtype)
+            if msg.encoding not in ("mono8", "8UC1", "mono16", "16UC1"):
+                raise ValueError(f"{bag} topic {topic}: labels must be mono8/8UC1/mono16/16UC1,"
+                                 f" got {msg.encoding!r}")
+            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            out[stamp] = np.array(decode_image(msg.encoding, msg.height, msg.width, msg.step,
+                                               msg.data, msg.is_bigendian), copy=True)
+    return out
+
+
 def load_references(bag: str | os.PathLike, labelled_folder: str | os.PathLike | None = None,
-                    num_classes: int = 40, topics=None) -> dict[int, FrameReference]:
+                    num_classes: int = 40, topics=None, labels_topic: str | None = None
+                    ) -> dict[int, FrameReference]:
     """Ground truth of every colour frame of an input bag, keyed by header stamp (ns).
 
     Depth and K come from the bag (16UC1 mm or 32FC1 m depth topic, colour camera_info);
-    labels, when ``labelled_folder`` is given, from :func:`labels_from_folder` in bag order.
+    labels from a labels topic of the bag (same header stamp), or from a labelled folder
+    paired in bag order (:func:`labels_from_folder`).
 
     Args:
         bag: rosbag2 directory.
         labelled_folder: optional labelled data set folder.
         num_classes: label set of that folder.
         topics: :class:`joint_perception.data.rosbag_io.BagTopics` (RealSense-style default).
+        labels_topic: optional labels topic in the bag (see :func:`labels_from_topic`).
 
     Raises:
-        as :func:`joint_perception.data.rosbag_io.iter_frames` and :func:`labels_from_folder`.
+        ValueError: both label sources given; label maps whose size differs from the frames;
+            as :func:`joint_perception.data.rosbag_io.iter_frames`, :func:`labels_from_folder`
+            and :func:`labels_from_topic`.
     """
     from joint_perception.data.rosbag_io import BagTopics, iter_frames
 
+    if labelled_folder is not None and labels_topic is not None:
+        raise ValueError("give either a labelled folder or a labels topic, not both")
     frames = list(iter_frames(bag, topics or BagTopics()))
-    labels = (labels_from_folder(labelled_folder, [f.rgb for f in frames], num_classes)
-              if labelled_folder is not None else [None] * len(frames))
+    if labels_topic is not None:
+        by_stamp = labels_from_topic(bag, labels_topic)
+        labels = [by_stamp.get(f.stamp_ns) for f in frames]
+        source = f"{bag} topic {labels_topic}"
+    elif labelled_folder is not None:
+        labels = labels_from_folder(labelled_folder, [f.rgb for f in frames], num_classes)
+        source = str(labelled_folder)
+    else:
+        labels, source = [None] * len(frames), ""
     refs = {}
     for f, lab in zip(frames, labels):
         if lab is not None and lab.shape != f.rgb.shape[:2]:
-            raise ValueError(f"{labelled_folder}: label map {lab.shape} does not match the bag "
+            raise ValueError(f"{source}: label map {lab.shape} does not match the bag "
                              f"frame {f.rgb.shape[:2]} at stamp {f.stamp_ns}")
         refs[f.stamp_ns] = FrameReference(K=f.K, rgb=f.rgb, depth=f.depth, labels=lab)
     return refs

@@ -2,7 +2,8 @@
 way ros2_benchmark does, evaluate the outputs and report.
 
     replay --bag ../shared/data/bags/nyuv2_test10_mcap --out out/replay [--rate 10]
-           [--frames 100] [--peak [--max-missed 0.05]] [--labels-dir ../shared/data/nyuv2_test]
+           [--frames 100] [--peak [--max-missed 0.05]] [--labels-dir ../shared/data/nyuv2_test |
+           --labels-topic TOPIC]
            [--params config/perception.yaml] [--set backend:=onnxruntime] [--compressed]
 
 Steps (each a separate piece, reused by the fixed-rate run and the peak-throughput search):
@@ -27,7 +28,7 @@ Steps (each a separate piece, reused by the fixed-rate run and the peak-throughp
    (:func:`joint_perception.evaluation.rates.performance_fields`), per-stage times (from the
    node's diagnostics), device/backend/model/resolutions and the bag's SHA-256;
    :mod:`joint_perception.evaluation.accuracy` adds depth (overall and by distance),
-   segmentation (``--labels-dir``) and normal metrics from the output bag; ``DIR/summary.json``,
+   segmentation (``--labels-topic`` or ``--labels-dir``) and normal metrics from the output bag; ``DIR/summary.json``,
    ``DIR/summary.md``, ``DIR/report.html`` + ``DIR/report.md``
    (:mod:`joint_perception.evaluation.report`) are written atomically; the bag goes to
    ``DIR/output/``.
@@ -563,6 +564,7 @@ class ReplayOptions:
     progress: bool = True
     frames: int | None = None
     labels_dir: Path | None = None
+    labels_topic: str | None = None
     report: bool = True
     report_samples: int = 3
     peak: bool = False
@@ -690,9 +692,10 @@ def _accuracy(opts: ReplayOptions, frames: list[InputFrame], schedule: list[tupl
 
         topics = BagTopics(color=opts.topics.image, color_compressed=opts.topics.compressed,
                            color_info=opts.topics.camera_info, depth=opts.topics.depth)
-        refs = load_references(opts.bag, opts.labels_dir, num_classes, topics)
+        refs = load_references(opts.bag, opts.labels_dir, num_classes, topics,
+                               opts.labels_topic)
     except ValueError:
-        if opts.labels_dir is not None:
+        if opts.labels_dir is not None or opts.labels_topic is not None:
             raise
         return None, []
     ns = opts.namespace.rstrip("/")
@@ -863,6 +866,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels-dir", type=Path, default=None,
                     help="labelled folder paired with the bag frames (e.g. "
                          "../shared/data/nyuv2_test) for segmentation metrics")
+    ap.add_argument("--labels-topic", default=None,
+                    help="ground-truth labels topic in the bag (mono8/mono16 class ids)")
     ap.add_argument("--no-report", action="store_true", help="skip report.html/report.md")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
@@ -876,6 +881,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("need 0 < --peak-min-rate <= --peak-max-rate")
     if a.peak_frames < 3:
         ap.error("--peak-frames must be >= 3")
+    if a.labels_dir is not None and a.labels_topic is not None:
+        ap.error("give either --labels-dir or --labels-topic, not both")
     if a.params is not None and not a.params.is_file():
         ap.error(f"--params: no such file {a.params}")
     topics = ReplayTopics(a.image_topic, a.compressed_topic, a.camera_info_topic, a.depth_topic)
@@ -883,7 +890,8 @@ def main(argv: list[str] | None = None) -> int:
         s = replay(ReplayOptions(bag=a.bag, out=a.out, rate_hz=a.rate, params_file=a.params,
                                  overrides=a.set, topics=topics, compressed=a.compressed,
                                  progress=not a.no_progress, frames=a.frames,
-                                 labels_dir=a.labels_dir, report=not a.no_report, peak=a.peak,
+                                 labels_dir=a.labels_dir, labels_topic=a.labels_topic,
+                                 report=not a.no_report, peak=a.peak,
                                  max_missed=a.max_missed, peak_min_rate_hz=a.peak_min_rate,
                                  peak_max_rate_hz=a.peak_max_rate, peak_frames=a.peak_frames))
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
