@@ -94,3 +94,24 @@ def test_benchmark_cli_rejects_bad_arguments():
         main(["--models", "nonexistent"])
     with pytest.raises(SystemExit):
         main(["--backends", "opencl"])
+
+
+def test_table_reports_the_ros_baselines_as_ratios(tmp_path):
+    from joint_perception.evaluation.benchmark import ros_baselines
+
+    result = {"frame_size": [480, 640], "frame": "f.png", "repeats": 3, "runs": [],
+              "machine": {"cpu": "cpu", "cpu_count": 2, "load_average_1_5_15_min": [1.0]},
+              "sgemm": {"best_gflops": 50.0, "torch_gflops": 50.0, "numpy_gflops": 40.0},
+              "baselines": {
+                  "ros_round_trip": {"direct_ms": 100.0, "ros_p50_ms": 90.0,
+                                     "middleware_ms": -10.0},
+                  "queue": {"ratio": 4.0,
+                            "newest": {"mean_ms": 100.0, "p95_ms": 150.0, "missed": 40,
+                                       "sent": 60},
+                            "queue10": {"mean_ms": 400.0, "p95_ms": 900.0, "missed": 30,
+                                        "sent": 60}}}}
+    text = format_table(result)
+    assert "| 100.0 ms direct | 90.0 ms via ROS | -10.0 ms middleware |" in text
+    assert "100.0 ms (150.0; 40) | 400.0 ms (900.0; 30) | 4.0x |" in text
+    with pytest.raises(FileNotFoundError, match="bag for the ROS baselines"):
+        ros_baselines(tmp_path, tmp_path / "no_bag", 1.0, tmp_path)
