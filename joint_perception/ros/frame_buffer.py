@@ -29,49 +29,53 @@ class SlotCounters:
     dropped: int = 0
 
 
-class LatestSlot:
-    """A thread-safe single-item slot that keeps only the newest item.
+class _BoundedSlot:
+    """Thread-safe bounded FIFO hand-over shared by :class:`LatestSlot` and :class:`FifoSlot`.
 
-    ``put`` replaces an item the consumer has not taken yet (counted in
-    ``counters.dropped``) and wakes the consumer; ``take`` waits for an item.
-    After :meth:`close`, ``take`` returns None immediately and ``put`` is ignored.
+    ``put`` never blocks: into a full slot it drops the *oldest* item (counted in
+    ``counters.dropped``) and wakes the consumer; ``take`` waits for an item. After
+    :meth:`close`, ``take`` returns None immediately and ``put`` is ignored.
+
+    Args:
+        capacity: items held at most (>= 1).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int) -> None:
         self._cond = threading.Condition()
-        self._item: Any = None
-        self._full = False
+        self._queue: deque = deque()
+        self._capacity = int(capacity)
         self._closed = False
         self.counters = SlotCounters()
 
     def put(self, item: Any) -> bool:
-        """Store ``item`` as the newest frame; returns True when an unprocessed one was dropped."""
+        """Store ``item``; returns True when an unprocessed item was dropped for it."""
         with self._cond:
             if self._closed:
                 return False
-            dropped = self._full
-            self._item, self._full = item, True
+            dropped = len(self._queue) >= self._capacity
+            if dropped:
+                self._queue.popleft()
+            self._queue.append(item)
             self.counters.received += 1
             self.counters.dropped += int(dropped)
             self._cond.notify()
             return dropped
 
     def take(self, timeout: float | None = None) -> Any:
-        """Remove and return the newest item; None after ``timeout`` seconds or when closed."""
+        """Remove and return the oldest held item; None after ``timeout`` seconds or when closed."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._full or self._closed, timeout):
+            if not self._cond.wait_for(lambda: self._queue or self._closed, timeout):
                 return None
             if self._closed:
                 return None
-            item, self._item, self._full = self._item, None, False
             self.counters.taken += 1
-            return item
+            return self._queue.popleft()
 
     def close(self) -> None:
         """Wake and release every waiting consumer; later ``take`` calls return None."""
         with self._cond:
             self._closed = True
-            self._item, self._full = None, False
+            self._queue.clear()
             self._cond.notify_all()
 
     @property
@@ -79,7 +83,20 @@ class LatestSlot:
         return self._closed
 
 
-class FifoSlot(LatestSlot):
+class LatestSlot(_BoundedSlot):
+    """A thread-safe single-item slot that keeps only the newest item.
+
+    ``put`` replaces an item the consumer has not taken yet (counted in
+    ``counters.dropped``) and wakes the consumer; ``take`` waits for an item.
+    After :meth:`close`, ``take`` returns None immediately and ``put`` is ignored.
+    (A bounded FIFO of one item: the oldest held item is the newest one.)
+    """
+
+    def __init__(self) -> None:
+        super().__init__(1)
+
+
+class FifoSlot(_BoundedSlot):
     """A bounded first-in-first-out queue with the :class:`LatestSlot` interface.
 
     Only for the ``queue_size > 0`` benchmark baseline (a node that processes every frame in
@@ -89,46 +106,16 @@ class FifoSlot(LatestSlot):
 
     Args:
         size: capacity in frames (>= 1).
+
+    Raises:
+        ValueError: ``size`` < 1.
     """
 
     def __init__(self, size: int) -> None:
         if size < 1:
             raise ValueError(f"queue size must be >= 1, got {size}")
-        super().__init__()
-        self._queue: deque = deque()
+        super().__init__(size)
         self.size = int(size)
-
-    def put(self, item: Any) -> bool:
-        """Append ``item``; returns True when the oldest queued frame was dropped for it."""
-        with self._cond:
-            if self._closed:
-                return False
-            dropped = len(self._queue) >= self.size
-            if dropped:
-                self._queue.popleft()
-            self._queue.append(item)
-            self._full = True
-            self.counters.received += 1
-            self.counters.dropped += int(dropped)
-            self._cond.notify()
-            return dropped
-
-    def take(self, timeout: float | None = None) -> Any:
-        """Remove and return the oldest item; None after ``timeout`` seconds or when closed."""
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._full or self._closed, timeout):
-                return None
-            if self._closed:
-                return None
-            item = self._queue.popleft()
-            self._full = bool(self._queue)
-            self.counters.taken += 1
-            return item
-
-    def close(self) -> None:
-        with self._cond:
-            self._queue.clear()
-        super().close()
 
 
 class CameraInfoMatcher:
