@@ -63,8 +63,17 @@ class JointModel(nn.Module):
         raise NotImplementedError
 
     def set_stage(self, stage: int) -> None:
-        """Select a training stage (paper-specific; 0 = the default, all losses)."""
-        self.stage = int(stage)
+        """Select a training stage (paper-specific; 0 = the default, all losses).
+
+        Raises:
+            ValueError: for a staged model (``num_stages`` > 1), ``stage`` outside
+                0..num_stages. A model without staging accepts any stage (it has one).
+        """
+        stage = int(stage)
+        n = self.num_stages
+        if n > 1 and not 0 <= stage <= n:
+            raise ValueError(f"{self.arch} has stages 1..{n} (0 = all losses), got {stage}")
+        self.stage = stage
 
     @property
     def num_stages(self) -> int:

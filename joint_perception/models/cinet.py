@@ -214,17 +214,9 @@ class CINet(JointModel):
 
     @property
     def num_stages(self) -> int:
+        """3 (``set_stage``): 0 (default) or 3: all losses; 1: GT attention, depth + seg;
+        2: + attention loss."""
         return 3
-
-    def set_stage(self, stage: int) -> None:
-        """0 (default) or 3: all losses; 1: GT attention, depth + seg; 2: + attention loss.
-
-        Raises:
-            ValueError: stage outside 0..3.
-        """
-        if stage not in (0, 1, 2, 3):
-            raise ValueError(f"CI-Net has stages 1..3 (0 = all losses), got {stage}")
-        super().set_stage(stage)
 
     def param_groups(self, lr: float) -> list[dict]:
         """Backbone at ``0.1 * lr`` (paper), everything else at ``lr``."""

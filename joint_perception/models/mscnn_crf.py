@@ -171,17 +171,9 @@ class MultiScaleCRFNet(JointModel):
     # ------------------------------------------------------------------ stages
     @property
     def num_stages(self) -> int:
+        """3 (``set_stage``): 1 = segmentation, 2 = + depth, 3 = + CRF (end to end); 0 = all
+        (as 3)."""
         return 3
-
-    def set_stage(self, stage: int) -> None:
-        """1 = segmentation, 2 = + depth, 3 = + CRF (end to end); 0 = all (as 3).
-
-        Raises:
-            ValueError: stage outside 0..3.
-        """
-        if stage not in (0, 1, 2, 3):
-            raise ValueError(f"mscnn_crf has stages 1..3 (0 = all), got {stage}")
-        super().set_stage(stage)
 
     @property
     def crf_active(self) -> bool:
