@@ -27,3 +27,24 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "README.md").exists():
         pytest.skip(f"real test data not found at {SHARED_DATA} (set JP_SHARED_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A small untrained ``realtime`` network exported once per session (read-only: copy first).
+
+    Seed 0, 40 classes, width_mult 0.35, decoder 16 / head 8 channels, ONNX at 64x80 input
+    (``model.onnx`` + ``metadata.json`` from :func:`joint_perception.export.onnx_export.export_onnx`).
+    The global torch RNG is left as it was.
+    """
+    import torch
+
+    from joint_perception.export.onnx_export import export_onnx
+    from joint_perception.models.registry import build_model
+
+    out = tmp_path_factory.mktemp("tiny_realtime")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = build_model("realtime", num_classes=40, width_mult=0.35, decoder_channels=16, head_channels=8)
+    export_onnx(net, out, input_size=(64, 80))
+    return out

@@ -13,7 +13,6 @@ import logging
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto, helper
 
 from joint_perception.export.accuracy_gate import (
@@ -32,18 +31,6 @@ from joint_perception.runtime.base import Backend, Prediction
 from joint_perception.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
 SIZE = (64, 80)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from joint_perception.export.onnx_export import export_onnx
-    from joint_perception.models.registry import build_model
-
-    torch.manual_seed(0)
-    net = build_model("realtime", num_classes=40, width_mult=0.35, decoder_channels=16, head_channels=8)
-    out = tmp_path_factory.mktemp("realtime")
-    export_onnx(net, out, input_size=SIZE)
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -105,16 +92,16 @@ def test_nan_output_fails_even_with_loose_thresholds():
     json.dumps(res.to_dict(), allow_nan=False)
 
 
-def test_qdq_int8_model_runs_in_ort_and_passes_int8_gate(model_dir, frames, tmp_path):
-    meta = load_metadata(model_dir)
-    qdq = quantize_qdq(model_dir / "model.onnx", tmp_path / "model.qdq.onnx", frames)
+def test_qdq_int8_model_runs_in_ort_and_passes_int8_gate(tiny_model_dir, frames, tmp_path):
+    meta = load_metadata(tiny_model_dir)
+    qdq = quantize_qdq(tiny_model_dir / "model.onnx", tmp_path / "model.qdq.onnx", frames)
     q, dq = count_qdq(qdq)
     assert q > 10 and dq > q  # weights have DQ only; activations Q and DQ
     model = onnx.load(str(qdq))
     zero_points = [init for init in model.graph.initializer if init.name.endswith("_zero_point")]
     assert zero_points and all(not onnx.numpy_helper.to_array(z).any() for z in zero_points)  # symmetric
     cand = OnnxRuntimeBackend(qdq, metadata=_unhashed(meta))
-    res = run_gate(cand, model_dir / "model.onnx", frames.images, GateConfig.for_precision("int8"))
+    res = run_gate(cand, tiny_model_dir / "model.onnx", frames.images, GateConfig.for_precision("int8"))
     assert res.passed, res.failures
     assert 0 < res.metrics["depth_abs_rel"] < 0.05  # really quantised, and close
     assert res.metrics["normal_angle_deg"] > 0
@@ -142,10 +129,10 @@ def _overflow_in_fp16(src, dst):
     return dst
 
 
-def test_fp16_overflow_graph_fails_and_refuse_policy_raises(model_dir, frames, tmp_path, caplog):
-    meta = load_metadata(model_dir)
-    broken = _overflow_in_fp16(model_dir / "model.onnx", tmp_path / "broken.onnx")
-    ref = reference_backend(model_dir / "model.onnx")
+def test_fp16_overflow_graph_fails_and_refuse_policy_raises(tiny_model_dir, frames, tmp_path, caplog):
+    meta = load_metadata(tiny_model_dir)
+    broken = _overflow_in_fp16(tiny_model_dir / "model.onnx", tmp_path / "broken.onnx")
+    ref = reference_backend(tiny_model_dir / "model.onnx")
     res = run_gate(OnnxRuntimeBackend(broken, metadata=_unhashed(meta)), ref, frames.images[:3],
                    GateConfig.for_precision("fp16"))
     assert not res.passed
@@ -162,9 +149,9 @@ def test_fp16_overflow_graph_fails_and_refuse_policy_raises(model_dir, frames, t
     assert record["passed"] is False
 
 
-def test_same_model_passes_fp32_gate_and_config_validation(model_dir, frames):
-    cand = OnnxRuntimeBackend(model_dir)
-    res = run_gate(cand, model_dir / "model.onnx", frames.images[:2], GateConfig.for_precision("fp32"))
+def test_same_model_passes_fp32_gate_and_config_validation(tiny_model_dir, frames):
+    cand = OnnxRuntimeBackend(tiny_model_dir)
+    res = run_gate(cand, tiny_model_dir / "model.onnx", frames.images[:2], GateConfig.for_precision("fp32"))
     assert res.passed
     assert res.metrics["depth_abs_rel"] == 0.0 and res.metrics["label_agreement"] == 1.0
     enforce(res, "refuse")  # no exception
@@ -176,14 +163,14 @@ def test_same_model_passes_fp32_gate_and_config_validation(model_dir, frames):
         compare(cand, cand, np.zeros((0, 3, 64, 80), np.float32), GateThresholds())
 
 
-def test_quantize_refuses_wrong_size_and_logs_random(model_dir, tmp_path, caplog):
+def test_quantize_refuses_wrong_size_and_logs_random(tiny_model_dir, tmp_path, caplog):
     with pytest.raises(ValueError, match="expects 64x80 input"):
-        quantize_qdq(model_dir / "model.onnx", tmp_path / "q.onnx",
+        quantize_qdq(tiny_model_dir / "model.onnx", tmp_path / "q.onnx",
                      CalibrationFrames.random((32, 32), n=2, allow_random=True))
     assert not (tmp_path / "q.onnx").exists()
     if importlib.util.find_spec("modelopt") is None:  # method="modelopt" must not fall back
         with pytest.raises(ImportError):
-            quantize_qdq(model_dir / "model.onnx", tmp_path / "q.onnx",
+            quantize_qdq(tiny_model_dir / "model.onnx", tmp_path / "q.onnx",
                          CalibrationFrames.random(SIZE, n=2, allow_random=True), method="modelopt")
         assert "RANDOM calibration data" in caplog.text
     assert list(tmp_path.iterdir()) == []  # no temporary files left

@@ -6,7 +6,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 from onnx import TensorProto, helper
 
 from joint_perception.export.onnx_checks import (
@@ -15,19 +14,6 @@ from joint_perception.export.onnx_checks import (
     fold_constants,
     make_static,
 )
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """The default real-time network, small, exported through the project's exporter."""
-    from joint_perception.export.onnx_export import export_onnx
-    from joint_perception.models.registry import build_model
-
-    torch.manual_seed(0)
-    net = build_model("realtime", num_classes=40, width_mult=0.35, decoder_channels=16, head_channels=8)
-    out = tmp_path_factory.mktemp("realtime")
-    export_onnx(net, out, input_size=(64, 80))
-    return out
 
 
 def _save(tmp_path, nodes, inputs, outputs, opset=17, name="g.onnx", domains=()):
@@ -43,8 +29,8 @@ def _vi(name, shape, dtype=TensorProto.FLOAT):
     return helper.make_tensor_value_info(name, dtype, shape)
 
 
-def test_exported_model_passes(model_dir):
-    report = check_onnx(model_dir / "model.onnx")
+def test_exported_model_passes(tiny_model_dir):
+    report = check_onnx(tiny_model_dir / "model.onnx")
     assert report.ok, report.summary()
     assert report.opset == 17
     assert report.inputs == {"image": [1, 3, 64, 80]}
@@ -113,8 +99,8 @@ def test_unreadable_files_raise_with_the_path(tmp_path):
         check_onnx(junk)
 
 
-def test_fold_constants_shrinks_graph_and_keeps_outputs(model_dir, tmp_path):
-    src = model_dir / "model.onnx"
+def test_fold_constants_shrinks_graph_and_keeps_outputs(tiny_model_dir, tmp_path):
+    src = tiny_model_dir / "model.onnx"
     out = fold_constants(src, tmp_path / "folded.onnx")
     before, after = check_onnx(src), check_onnx(out)
     assert after.ok

@@ -20,18 +20,6 @@ HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 SIZE = (64, 80)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    from joint_perception.export.onnx_export import export_onnx
-    from joint_perception.models.registry import build_model
-
-    torch.manual_seed(0)
-    net = build_model("realtime", num_classes=40, width_mult=0.35, decoder_channels=16, head_channels=8)
-    out = tmp_path_factory.mktemp("realtime")
-    export_onnx(net, out, input_size=SIZE)
-    return out
-
-
 def test_trtexec_line_default_fp16():
     line = trtexec_command("models/realtime/model.onnx", "/tmp/e.engine", BuildOptions())
     assert line == ("trtexec --onnx=models/realtime/model.onnx --saveEngine=/tmp/e.engine "
@@ -67,29 +55,29 @@ def test_build_options_validation(kwargs, match):
         BuildOptions(**kwargs)
 
 
-def test_cli_print_trtexec_works_without_tensorrt(model_dir, tmp_path, capsys):
-    rc = main(["--model", str(model_dir), "--precision", "fp16", "--cache-dir", str(tmp_path),
+def test_cli_print_trtexec_works_without_tensorrt(tiny_model_dir, tmp_path, capsys):
+    rc = main(["--model", str(tiny_model_dir), "--precision", "fp16", "--cache-dir", str(tmp_path),
                "--workspace-mb", "256", "--print-trtexec"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "opset 17" in out and "OK for TensorRT 10" in out
-    assert (f"trtexec --onnx={model_dir / 'model.onnx'} --saveEngine={tmp_path / 'fp16-1x3x64x80.engine'} "
+    assert (f"trtexec --onnx={tiny_model_dir / 'model.onnx'} --saveEngine={tmp_path / 'fp16-1x3x64x80.engine'} "
             "--memPoolSize=workspace:256M --fp16 --skipInference") in out
 
 
 @pytest.mark.skipif(HAVE_TRT, reason="checks the failure without TensorRT; tensorrt is installed here")
-def test_cli_fails_clearly_without_tensorrt(model_dir, tmp_path, capsys):
-    rc = main(["--model", str(model_dir), "--cache-dir", str(tmp_path)])
+def test_cli_fails_clearly_without_tensorrt(tiny_model_dir, tmp_path, capsys):
+    rc = main(["--model", str(tiny_model_dir), "--cache-dir", str(tmp_path)])
     captured = capsys.readouterr()
     assert rc == 2
     assert "trtexec --onnx=" in captured.out  # checks and trtexec line came first
     assert "cannot build here: TensorRT is not installed" in captured.err
     with pytest.raises(tb.TensorRTUnavailable, match="TensorRT is not installed"):
-        tb.build_engine(model_dir / "model.onnx", BuildOptions())
+        tb.build_engine(tiny_model_dir / "model.onnx", BuildOptions())
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
-def test_cli_errors_for_missing_or_replaced_model(model_dir, tmp_path, capsys):
+def test_cli_errors_for_missing_or_replaced_model(tiny_model_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([])
     assert "--model is required" in capsys.readouterr().err
@@ -97,13 +85,13 @@ def test_cli_errors_for_missing_or_replaced_model(model_dir, tmp_path, capsys):
     assert "model metadata not found" in capsys.readouterr().err
     bad = tmp_path / "bad"
     bad.mkdir()
-    (bad / "metadata.json").write_text((model_dir / "metadata.json").read_text())
-    (bad / "model.onnx").write_bytes((model_dir / "model.onnx").read_bytes() + b"\0")
+    (bad / "metadata.json").write_text((tiny_model_dir / "metadata.json").read_text())
+    (bad / "model.onnx").write_bytes((tiny_model_dir / "model.onnx").read_bytes() + b"\0")
     assert main(["--model", str(bad), "--print-trtexec"]) == 1
     assert "does not match metadata" in capsys.readouterr().err
-    assert main(["--model", str(model_dir), "--dla-core", "0", "--precision", "fp32"]) == 1
+    assert main(["--model", str(tiny_model_dir), "--dla-core", "0", "--precision", "fp32"]) == 1
     assert "DLA runs FP16 or INT8" in capsys.readouterr().err
-    assert main(["--model", str(model_dir), "--precision", "int8", "--cache-dir", str(tmp_path / "c")]) == 1
+    assert main(["--model", str(tiny_model_dir), "--precision", "int8", "--cache-dir", str(tmp_path / "c")]) == 1
     assert "int8 needs real calibration frames" in capsys.readouterr().err
 
 
@@ -169,23 +157,23 @@ def trt_gpu():
         pytest.skip("TensorRT is installed but no CUDA GPU is visible")
 
 
-def test_build_engine_with_gate_fp16_records_gate(trt_gpu, model_dir, tmp_path, shared_data):
+def test_build_engine_with_gate_fp16_records_gate(trt_gpu, tiny_model_dir, tmp_path, shared_data):
     from joint_perception.export.calibration import CalibrationFrames
 
     frames = CalibrationFrames.from_bag(shared_data / "bags" / "nyuv2_test3_sqlite3", SIZE)
     opts = BuildOptions(precision="fp16", workspace_mb=256, timing_cache=str(tmp_path / "timing.cache"))
-    entry = tb.build_engine_with_gate(model_dir, opts, tmp_path / "engines", gate_frames=frames)
+    entry = tb.build_engine_with_gate(tiny_model_dir, opts, tmp_path / "engines", gate_frames=frames)
     gate = entry.metadata["accuracy_gate"]
     assert gate["passed"] is True
     side = json.loads(entry.sidecar_path.read_text())
     assert side["metadata"]["accuracy_gate"]["metrics"]["frames"] == 3.0
     assert (tmp_path / "timing.cache").stat().st_size > 0
-    again = tb.build_engine_with_gate(model_dir, opts, tmp_path / "engines", gate_frames=frames)
+    again = tb.build_engine_with_gate(tiny_model_dir, opts, tmp_path / "engines", gate_frames=frames)
     assert again.sha256 == entry.sha256  # served from the cache
 
 
-def test_build_int8_from_real_bag(trt_gpu, model_dir, tmp_path, shared_data):
-    rc = main(["--model", str(model_dir), "--precision", "int8", "--cache-dir", str(tmp_path),
+def test_build_int8_from_real_bag(trt_gpu, tiny_model_dir, tmp_path, shared_data):
+    rc = main(["--model", str(tiny_model_dir), "--precision", "int8", "--cache-dir", str(tmp_path),
                "--calib-bag", str(shared_data / "bags" / "nyuv2_test10_mcap"), "--calib-frames", "10",
                "--workspace-mb", "256", "--gate-policy", "warn"])
     assert rc == 0
