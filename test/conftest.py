@@ -48,3 +48,16 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         net = build_model("realtime", num_classes=40, width_mult=0.35, decoder_channels=16, head_channels=8)
     export_onnx(net, out, input_size=(64, 80))
     return out
+
+
+@pytest.fixture
+def single_torch_thread():
+    """One torch intra-op thread while a test runs (restored after): on the shared 2-core
+    machine, two threads competing with other jobs made each network step 10-50x slower.
+    Use with ``pytestmark = pytest.mark.usefixtures("single_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

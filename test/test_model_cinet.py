@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 import torch
-from test_model_pap import make_batch, single_torch_thread  # noqa: F401 (autouse fixture)
+from model_helpers import onnx_parity_gap, synthetic_batch
 
 from joint_perception.models import build_model
 from joint_perception.models.cinet import (
@@ -18,6 +17,8 @@ from joint_perception.models.cinet import (
 )
 
 SMALL = dict(backbone="resnet18", channels=32, key_channels=8, decoder_channels=(16, 16, 16), num_classes=40)
+# one torch thread: on the shared 2-core machine two competing threads were 10-50x slower
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 def _grads(model) -> dict[str, bool]:
@@ -99,7 +100,7 @@ def test_stages_switch_losses_and_trained_parameters(stage):
     model = build_model("cinet", tasks=("depth", "segmentation", "normals"), **SMALL)
     assert model.num_stages == 3
     model.set_stage(stage)
-    batch = make_batch()
+    batch = synthetic_batch()
     out = model(batch["image"], batch)
     losses = model.compute_losses(out, batch)
     losses["total"].backward()
@@ -130,7 +131,7 @@ def test_stage_one_without_labels_runs_the_module_and_bad_stage():
     with torch.no_grad():
         out = model(torch.randn(1, 3, 64, 64))
     assert "aux_attention_logits" in out
-    batch = make_batch(1, 64, 64)
+    batch = synthetic_batch(1, 64, 64)
     with torch.no_grad():  # eval mode (validation/inference): labels never replace A~
         assert "aux_attention_logits" in model(batch["image"], batch)
     with pytest.raises(ValueError, match="stages"):
@@ -160,7 +161,7 @@ def test_config_round_trip():
 def test_staged_training_reduces_the_loss():
     torch.manual_seed(0)
     model = build_model("cinet", **SMALL)
-    batch = make_batch()
+    batch = synthetic_batch()
     opt = torch.optim.SGD(model.param_groups(0.05), momentum=0.9, weight_decay=5e-4)
 
     def loss_now():
@@ -183,29 +184,10 @@ def test_staged_training_reduces_the_loss():
 
 
 def test_onnx_export_matches_pytorch(tmp_path):
-    ort = pytest.importorskip("onnxruntime")
     torch.manual_seed(0)
     model = build_model("cinet", tasks=("depth", "segmentation", "normals"), **SMALL).eval()
-
-    class Wrapper(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, image):
-            out = self.m(image)
-            return out["depth"], out["seg"], out["normals"]
-
-    wrapper = Wrapper(model).eval()
     x = torch.randn(1, 3, 64, 80)
-    path = tmp_path / "cinet.onnx"
-    torch.onnx.export(wrapper, (x,), str(path), opset_version=17, dynamo=False,
-                      input_names=["image"], output_names=["depth", "seg", "normals"])
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"image": x.numpy()})
-    with torch.no_grad():
-        ref = wrapper(x)
-    assert max(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, ref, strict=True)) < 1e-4
+    assert onnx_parity_gap(model, x, tmp_path / "cinet.onnx", ("depth", "seg", "normals")) < 1e-4
 
 
 def test_full_size_forward_480x640():

@@ -6,11 +6,10 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
 import pytest
 import torch
+from model_helpers import onnx_parity_gap, synthetic_batch
 
-from joint_perception.data.synthetic import SyntheticScenes
 from joint_perception.models import build_model
 from joint_perception.models.affinity import (
     AffinityLearning,
@@ -22,33 +21,8 @@ from joint_perception.models.affinity import (
 )
 
 SMALL = dict(backbone="resnet18", channels=32, num_classes=40)
-
-
-@pytest.fixture(autouse=True)
-def single_torch_thread():
-    """One intra-op thread while these tests run (restored after): on the shared 2-core CI
-    machine, two threads competing with other jobs made each step 10-50x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def make_batch(n: int = 2, h: int = 64, w: int = 80, seed: int = 0) -> dict[str, torch.Tensor]:
-    """A model batch (models/base.py contract) of procedural indoor scenes (SyntheticScenes)."""
-    ds = SyntheticScenes(n, height=h, width=w, seed=seed)
-    items = [ds[i] for i in range(n)]
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    rgb = torch.from_numpy(np.stack([it["rgb"] for it in items])).permute(0, 3, 1, 2).float() / 255
-    return {
-        "image": (rgb - mean) / std,
-        "depth": torch.from_numpy(np.stack([it["depth"] for it in items]))[:, None].float(),
-        "labels": torch.from_numpy(np.stack([it["labels"] for it in items]).astype(np.int64)),
-        "normals": torch.from_numpy(np.stack([it["normals"] for it in items])).permute(0, 3, 1, 2).float(),
-        "has_labels": torch.ones(n, dtype=torch.bool),
-        "has_normals": torch.ones(n, dtype=torch.bool),
-    }
+# one torch thread: on the shared 2-core machine two competing threads were 10-50x slower
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 # ----------------------------------------------------------------------------- modules
@@ -172,7 +146,7 @@ def test_task_subset_and_bad_config():
 def test_every_parameter_gets_a_gradient_and_loss_terms():
     torch.manual_seed(0)
     model = build_model("pap", **SMALL)
-    batch = make_batch()
+    batch = synthetic_batch()
     losses = model.compute_losses(model(batch["image"]), batch)
     assert set(losses) == {"total", "depth", "depth_pair", "seg", "seg_pair", "normals", "normals_pair"}
     expected = sum(
@@ -187,7 +161,7 @@ def test_every_parameter_gets_a_gradient_and_loss_terms():
 def test_initial_prediction_supervision_option():
     torch.manual_seed(0)
     model = build_model("pap", initial_loss_weight=0.5, **SMALL)
-    batch = make_batch()
+    batch = synthetic_batch()
     losses = model.compute_losses(model(batch["image"]), batch)
     assert {"depth_initial", "seg_initial", "normals_initial"} <= set(losses)
 
@@ -206,7 +180,7 @@ def test_config_round_trip():
 def test_training_steps_reduce_the_loss():
     torch.manual_seed(0)
     model = build_model("pap", **SMALL)
-    batch = make_batch()
+    batch = synthetic_batch()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
 
     def loss_now():
@@ -223,35 +197,11 @@ def test_training_steps_reduce_the_loss():
     assert after < 0.8 * before, (before, after)
 
 
-def _export_and_compare(model, x, tmp_path):
-    ort = pytest.importorskip("onnxruntime")
-
-    class Wrapper(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, image):
-            out = self.m(image)
-            return out["depth"], out["seg"], out["normals"]
-
-    wrapper = Wrapper(model).eval()
-    path = tmp_path / "pap.onnx"
-    torch.onnx.export(
-        wrapper, (x,), str(path), opset_version=17, dynamo=False,
-        input_names=["image"], output_names=["depth", "seg", "normals"],
-    )
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"image": x.numpy()})
-    with torch.no_grad():
-        ref = wrapper(x)
-    return max(float(np.abs(g - r.numpy()).max()) for g, r in zip(got, ref, strict=True))
-
-
 def test_onnx_export_matches_pytorch(tmp_path):
     torch.manual_seed(0)
     model = build_model("pap", **SMALL).eval()
-    assert _export_and_compare(model, torch.randn(1, 3, 64, 80), tmp_path) < 1e-4
+    x = torch.randn(1, 3, 64, 80)
+    assert onnx_parity_gap(model, x, tmp_path / "pap.onnx", ("depth", "seg", "normals")) < 1e-4
 
 
 def test_full_size_forward_480x640():

@@ -3,39 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 import torch.nn.functional as F
+from model_helpers import onnx_parity_gap, synthetic_batch
 
 from joint_perception.models import build_model
 from joint_perception.models.sosd import SemanticToDepth
 
 H, W = 64, 80
-
-
-def synthetic_batch(n=2, h=H, w=W, seed=0) -> dict[str, torch.Tensor]:
-    """A model batch (models/base.py) from SyntheticScenes, or random tensors without it."""
-    try:
-        from joint_perception.data.synthetic import SyntheticScenes
-        from joint_perception.data.transforms import ToTensor
-
-        ds, tt = SyntheticScenes(n, height=h, width=w, seed=seed), ToTensor()
-        items = [tt(ds[i]) for i in range(n)]
-        keys = ("image", "depth", "labels", "normals", "K", "has_labels", "has_normals")
-        return {k: torch.stack([torch.as_tensor(it[k]) for it in items]) for k in keys}
-    except (ImportError, AttributeError):
-        g = torch.Generator().manual_seed(seed)
-        normals = F.normalize(torch.randn(n, 3, h, w, generator=g), dim=1)
-        return {
-            "image": torch.randn(n, 3, h, w, generator=g),
-            "depth": 0.5 + 5 * torch.rand(n, 1, h, w, generator=g),
-            "labels": torch.randint(0, 41, (n, h, w), generator=g),
-            "normals": normals,
-            "K": torch.eye(3).expand(n, 3, 3).clone(),
-            "has_labels": torch.ones(n, dtype=torch.bool),
-            "has_normals": torch.ones(n, dtype=torch.bool),
-        }
 
 
 def small(**kw):
@@ -148,27 +124,8 @@ def test_few_training_steps_lower_the_loss():
 
 def test_onnx_export_matches_torch(tmp_path):
     m = small().eval()
-
-    class Deploy(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            o = self.net(x)
-            return o["depth"], o["seg"]
-
     x = torch.randn(1, 3, H, W)
-    path = tmp_path / "sosd.onnx"
-    deploy = Deploy(m).eval()  # export restores the wrapper's mode onto the net: keep it eval
-    torch.onnx.export(deploy, (x,), str(path), opset_version=17, dynamo=False,
-                      input_names=["image"], output_names=["depth", "seg"])
-    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"image": x.numpy()})
-    with torch.no_grad():
-        want = [t.numpy() for t in deploy(x)]
-    for g, w in zip(got, want):
-        assert np.abs(g - w).max() < 1e-4
+    assert onnx_parity_gap(m, x, tmp_path / "sosd.onnx", ("depth", "seg")) < 1e-4
 
 
 @pytest.mark.slow
