@@ -42,9 +42,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 
 from joint_perception.colormap import colorize_labels, label_palette, overlay
-from joint_perception.geometry import backproject, scale_intrinsics
+from joint_perception.geometry import scale_intrinsics
 from joint_perception.image_codec import COLOR_ENCODINGS, ImageFormatError, image_to_rgb8
-from joint_perception.pointcloud import pack_organized
+from joint_perception.pointcloud import pack_depth
 from joint_perception.ros import conversions as conv
 from joint_perception.ros.diagnostics import PerceptionStats, build_diagnostic_array
 from joint_perception.ros.frame_buffer import CameraInfoMatcher, FifoSlot, LatestSlot
@@ -374,9 +374,8 @@ class PerceptionNode(Node):
         if result.confidence is not None and live(self.pub_confidence):
             self.pub_confidence.publish(conv.array_to_image_msg(result.confidence, "32FC1", header))
         if result.depth is not None and live(self.pub_points):
-            points = backproject(result.depth, result.K)
-            packed = pack_organized(points, rgb=rgb_at_output(), labels=result.labels,
-                                    decimation=p["points_decimation"])
+            packed = pack_depth(result.depth, result.K, rgb=rgb_at_output(),
+                                labels=result.labels, decimation=p["points_decimation"])
             self.pub_points.publish(conv.cloud_to_msg(packed, header))
 
     # ------------------------------------------------------------------ shutdown
