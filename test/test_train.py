@@ -253,3 +253,22 @@ def test_atomic_checkpoint_io_keeps_the_old_file_on_failure(tmp_path):
     assert resolve_resume("auto", tmp_path / "fresh") is None
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         resolve_resume(str(tmp_path / "nope.ckpt"), tmp_path)
+
+
+def test_run_without_validation_exports_the_final_weights(tmp_path):
+    """No validation -> no best checkpoint: the export holds the weights of the last step, not
+    those of the last periodic checkpoint (step 5 of 7 here)."""
+    from joint_perception.export.onnx_export import load_checkpoint_model, load_torch_model
+
+    cfg = _tiny_cfg(tmp_path / "run", max_steps=7)
+    cfg["data"]["val"] = []
+    cfg["checkpoint"]["every_n_train_steps"] = 5
+    summary = run(cfg)
+    assert summary["global_step"] == 7 and not summary["best_checkpoint"]
+    exported, meta = load_torch_model(tmp_path / "run" / "export")
+    assert meta.training["checkpoint"] == "final weights (step 7)"
+    stale = load_checkpoint_model(summary["last_checkpoint"])
+    diffs = [float((a - b).abs().max()) for a, b in
+             zip(exported.state_dict().values(), stale.state_dict().values(), strict=True)
+             if a.dtype.is_floating_point]
+    assert max(diffs) > 0  # the last.ckpt weights lag behind the exported final weights

@@ -153,7 +153,10 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> dict[str, Any]:
 def _export(cfg: dict, module, summary: dict, trainer) -> Path:
     from joint_perception.export.onnx_export import export_onnx
 
-    ckpt = summary["best_checkpoint"] or summary["last_checkpoint"]
+    # The best checkpoint by the monitored metric; without one (no validation ran, e.g. a run
+    # stopped by trainer.max_time) the final in-memory weights, which are never older than
+    # last.ckpt (a periodic save may lag the last optimiser steps).
+    ckpt = summary["best_checkpoint"]
     model = module.model
     if ckpt:
         state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
@@ -169,7 +172,7 @@ def _export(cfg: dict, module, summary: dict, trainer) -> Path:
             "seed": cfg["seed"],
             "global_step": summary["global_step"],
             "epochs": int(trainer.current_epoch),
-            "checkpoint": ckpt,
+            "checkpoint": ckpt or f"final weights (step {summary['global_step']})",
             "monitor": cfg["checkpoint"].get("monitor"),
             "best_score": summary["best_score"],
         },
@@ -192,7 +195,7 @@ def _maybe_tensorrt(cfg: dict, out_dir: Path) -> None:
 
     opts = BuildOptions(**(cfg["export"].get("tensorrt") or {}))
     entry = build_engine_with_gate(out_dir, opts)
-    log.info("TensorRT engine built: %s", getattr(entry, "path", entry))
+    log.info("TensorRT engine built: %s", getattr(entry, "engine_path", entry))
 
 
 def build_parser() -> argparse.ArgumentParser:
