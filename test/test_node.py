@@ -174,3 +174,22 @@ def test_outputs_without_subscribers_are_not_computed(model_dir, frame):
         h.close()
     assert snap["frames_processed"] == 1 and snap["frames_skipped"] == 0
     assert {"decode", "preprocess", "inference", "postprocess", "publish"} <= set(stages)
+
+
+def test_auto_backend_reports_its_choice_and_why(model_dir):
+    """``backend: auto`` on a machine without TensorRT/CUDA picks ONNX Runtime and says why."""
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("tensorrt") is not None or torch.cuda.is_available():
+        pytest.skip("this machine has TensorRT or CUDA: auto picks another backend here")
+    h = NodeHarness(model_dir, {"backend": "auto"}, outputs=("depth/image",))
+    try:
+        h.wait_for(lambda: bool(h.diagnostics), 10.0, "a diagnostics message")
+        diag = status_values(h.diagnostics[-1].status[0])
+    finally:
+        h.close()
+    assert diag["backend"] == "onnxruntime"
+    assert diag["backend_reason"].startswith("auto: tensorrt not importable")
+    assert "no CUDA device" in diag["backend_reason"]
