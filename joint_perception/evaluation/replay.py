@@ -53,6 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
+from joint_perception.data.rosbag_io import BagTopics
 from joint_perception.evaluation.rates import (
     ProcessMonitor,
     find_peak_rate,
@@ -79,12 +80,13 @@ DIAGNOSTICS_TOPIC = "/diagnostics"
 
 @dataclass
 class ReplayTopics:
-    """Bag topic names (RealSense-style defaults, as in ../shared/data/bags)."""
+    """Bag topics replay publishes from and scores against; defaults are the RealSense-style
+    names of :class:`joint_perception.data.rosbag_io.BagTopics` (as in ../shared/data/bags)."""
 
-    image: str = "/camera/color/image_raw"
-    compressed: str = "/camera/color/image_raw/compressed"
-    camera_info: str = "/camera/color/camera_info"
-    depth: str = "/camera/aligned_depth_to_color/image_raw"
+    image: str = BagTopics.color
+    compressed: str = BagTopics.color_compressed
+    camera_info: str = BagTopics.color_info
+    depth: str = BagTopics.depth
 
 
 @dataclass
