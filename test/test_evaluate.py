@@ -54,6 +54,10 @@ def test_evaluate_writes_table_figure_and_correct_metrics(exported, shared_data,
     assert sum(b["n_pixels"] for b in bins.values()) == m["depth"]["n_pixels"]
     md = (out / "metrics.md").read_text()
     assert "| all |" in md and "## Segmentation" in md and "## Surface normals" in md
+    # the trivial baselines are scored on the same frames and printed beside the model
+    assert m["baselines"]["depth"]["n_pixels"] == m["depth"]["n_pixels"]
+    assert set(m["margins"]) == {"abs_rel", "delta1", "miou", "pixel_acc"}
+    assert "## Model vs trivial baselines" in md
     fig = cv2.imread(str(out / "figure.png"))
     assert fig is not None and fig.shape[0] > 200 and fig.shape[1] > fig.shape[0]
 

@@ -9,9 +9,14 @@ aggregate, with the shared :mod:`joint_perception.metrics` (NYUv2 conventions, D
   or a labelled folder such as
   ``../shared/data/nyuv2_test`` whose ``manifest.json`` lists the frames in bag order
   (:func:`labels_from_folder`, checked by RGB agreement);
-* normals: angular error against explicit GT normals when given, else against normals computed
-  from the GT depth with :func:`joint_perception.geometry.normals_from_depth` (central
-  differences of back-projected points; NaN at holes and borders, which are excluded).
+* normals: angular error against explicit GT normals when given, else (``derive_normals``)
+  against normals computed from the GT depth with
+  :func:`joint_perception.geometry.normals_from_depth` (central differences of back-projected
+  points; NaN at holes and borders, which are excluded);
+* baselines (:mod:`joint_perception.baselines`, no test ground truth used): the same depth and
+  segmentation metrics for a constant depth and for the layout band on the same frames, and
+  :func:`joint_perception.baselines.margins` — whether the model clears the project's margins
+  over them.
 
 Predictions at another resolution than the GT are resized nearest-neighbour to the GT size
 (no mixing of valid and NaN pixels). Recorded outputs are read back from a replay's output
@@ -29,12 +34,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from joint_perception import baselines as base
 from joint_perception.geometry import normals_from_depth
 from joint_perception.metrics import DepthMetrics, NormalMetrics, SegmentationMetrics
 
 __all__ = [
     "FrameReference",
     "AccuracyEvaluator",
+    "baseline_table",
     "depth_error_map",
     "labels_from_folder",
     "labels_from_topic",
@@ -111,6 +118,11 @@ class AccuracyEvaluator:
         min_depth, max_depth: GT validity range in metres (NYU: (1e-3, 10]).
         range_edges: increasing GT-distance bin edges in metres.
         eigen_crop: as :class:`joint_perception.metrics.DepthMetrics`.
+        baselines: also score the constant depth and the layout band
+            (:mod:`joint_perception.baselines`) on every frame with ground truth; the layout
+            band needs NYUv2-40 (or 13, mapped) class ids.
+        derive_normals: without GT normals, score normals against normals derived from the GT
+            depth (False: only frames with GT normals count).
 
     Raises:
         ValueError: invalid edges or depth range.
@@ -118,7 +130,8 @@ class AccuracyEvaluator:
 
     def __init__(self, num_classes: int = 40, class_names: Sequence[str] | None = None,
                  min_depth: float = 1e-3, max_depth: float = 10.0,
-                 range_edges: Sequence[float] = DEFAULT_RANGES, eigen_crop: bool | str = False):
+                 range_edges: Sequence[float] = DEFAULT_RANGES, eigen_crop: bool | str = False,
+                 baselines: bool = True, derive_normals: bool = True):
         edges = [float(e) for e in range_edges]
         if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
             raise ValueError(f"range_edges must be increasing with >= 2 values, got {range_edges}")
@@ -134,7 +147,11 @@ class AccuracyEvaluator:
                            for lo, hi in zip(edges, edges[1:])}
         self.seg = SegmentationMetrics(self.num_classes)
         self.normals = NormalMetrics()
+        self.derive_normals = bool(derive_normals)
         self.frames: list[dict] = []
+        self.baseline_depth = DepthMetrics(**self._dm_kwargs) if baselines else None
+        self._band_ids = _band_class_map(self.num_classes) if baselines else None
+        self.baseline_seg = SegmentationMetrics(self.num_classes) if self._band_ids is not None else None
 
     @staticmethod
     def _bin_name(lo: float, hi: float) -> str:
@@ -184,6 +201,11 @@ class AccuracyEvaluator:
             return rec
         if pred_depth is not None and ref.depth is not None:
             self._add_depth(pred_depth, ref.depth, rec)
+        if self.baseline_depth is not None and ref.depth is not None:
+            self.baseline_depth.update(base.constant_depth(*ref.depth.shape[:2]), ref.depth)
+        if self.baseline_seg is not None and ref.labels is not None:
+            band = self._band_ids[base.layout_band_labels(*ref.labels.shape[:2])]
+            self.baseline_seg.update(band, ref.labels)
         if pred_labels is not None and ref.labels is not None:
             lab = _to_size(np.asarray(pred_labels), ref.labels.shape)
             self.seg.update(lab, ref.labels)
@@ -194,7 +216,7 @@ class AccuracyEvaluator:
                                                                   "n_pixels")})
         if pred_normals is not None:
             gt_n = ref.normals
-            if gt_n is None and ref.depth is not None:
+            if gt_n is None and ref.depth is not None and self.derive_normals:
                 gt_n = normals_from_depth(ref.depth, ref.K)
             if gt_n is not None:
                 pn = _to_size(np.asarray(pred_normals, dtype=np.float32), gt_n.shape[:2])
@@ -208,7 +230,9 @@ class AccuracyEvaluator:
     def aggregate(self) -> dict:
         """Set-wise metrics: ``depth``, ``depth_by_range``, ``segmentation`` (with
         ``iou_per_class`` as ``{name: IoU}``), ``normals`` (``normals_reference`` says which
-        GT); tasks never evaluated are None. NaN becomes None."""
+        GT), and with baselines ``baselines`` (``{"depth": constant depth, "segmentation":
+        layout band}``) and ``margins`` (:func:`joint_perception.baselines.margins`); tasks
+        never evaluated are None. NaN becomes None."""
         out: dict = {"frames": len(self.frames), "depth": None, "depth_by_range": None,
                      "segmentation": None, "normals": None}
         d = self.depth.compute()
@@ -226,12 +250,67 @@ class AccuracyEvaluator:
         n = self.normals.compute()
         if n["n_pixels"]:
             out["normals"] = _finite_dict(n)
+        if self.baseline_depth is not None:
+            b: dict = {"depth": None, "segmentation": None,
+                       "definition": {"depth": f"constant {base.CONSTANT_DEPTH_M} m",
+                                      "segmentation": f"layout band: top {base.CEILING_FRACTION:g} ceiling, "
+                                                      f"from {base.FLOOR_FRACTION:g} down floor, wall between"}}
+            d = self.baseline_depth.compute()
+            if d["n_pixels"]:
+                b["depth"] = _finite_dict(d)
+            if self.baseline_seg is not None:
+                s = self.baseline_seg.compute()
+                if s["n_pixels"]:
+                    b["segmentation"] = _finite_dict({k: v for k, v in s.items() if k != "iou_per_class"})
+            out["baselines"] = b
+            out["margins"] = base.margins(out, b)
         return out
 
     def result(self) -> dict:
         """``{"aggregate": aggregate(), "per_frame": [...], "normals_reference": str}``."""
         return {"aggregate": self.aggregate(), "per_frame": list(self.frames),
                 "normals_reference": "GT normals where given, else normals_from_depth(GT depth)"}
+
+
+_MARGIN_LABELS = {
+    "abs_rel": ("depth abs rel", "<= 0.75 x constant"),
+    "delta1": ("depth delta1", ">= constant + 0.15"),
+    "miou": ("labels mIoU", ">= 3 x layout band"),
+    "pixel_acc": ("labels pixel accuracy", ">= layout band + 0.10"),
+}
+
+
+def baseline_table(aggregate: Mapping) -> tuple[list[str], list[list[str]]] | None:
+    """Model beside the baselines, one row per metric, for reports and the console.
+
+    Args:
+        aggregate: :meth:`AccuracyEvaluator.aggregate` (with ``margins``).
+
+    Returns:
+        (header, rows) — ``metric | model | baseline | needed | clears`` — or None when no
+        metric has both a model and a baseline value.
+    """
+    margins = aggregate.get("margins") or {}
+    if not margins:
+        return None
+    rows = []
+    for key, m in margins.items():
+        label, rule = _MARGIN_LABELS[key]
+        rows.append([label, f"{m['model']:.3f}", f"{m['baseline']:.3f}", f"{rule} = {m['need']:.3f}",
+                     "yes" if m["ok"] else "NO"])
+    return ["metric", "model", "baseline", "needed", "clears"], rows
+
+
+def _band_class_map(num_classes: int) -> np.ndarray | None:
+    """Lookup NYUv2-40 id -> the evaluated class ids (identity for 40 classes, ``MAP40_TO_13``
+    for 13), or None when the classes are not NYUv2's (no layout band baseline then)."""
+    if num_classes == 40:
+        return np.arange(41, dtype=np.uint8)
+    if num_classes == 13:
+        from joint_perception.data.nyuv2_classes import MAP40_TO_13
+
+        return np.asarray(MAP40_TO_13, dtype=np.uint8)
+    return None
 
 
 def labels_from_folder(folder: str | os.PathLike, rgbs: Sequence[np.ndarray],

@@ -36,9 +36,9 @@ from typing import Any
 
 import numpy as np
 
+from joint_perception.evaluation.accuracy import AccuracyEvaluator, FrameReference, baseline_table
 from joint_perception.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from joint_perception.metadata import ModelMetadata
-from joint_perception.metrics import DepthMetrics, NormalMetrics, SegmentationMetrics
 from joint_perception.runtime.base import Backend, prediction_from_outputs
 
 log = logging.getLogger("joint_perception.evaluate")
@@ -135,8 +135,14 @@ def evaluate(
     eigen_crop: str | None = None,
     num_classes: int | None = None,
     figure_rows: int = 4,
+    baselines: bool = True,
 ) -> tuple[dict[str, Any], list[dict[str, np.ndarray]]]:
     """Run ``pipeline`` over ``dataset`` (sample dicts) and accumulate all metrics.
+
+    The metrics come from :class:`joint_perception.evaluation.accuracy.AccuracyEvaluator`, the
+    same accumulator ``replay`` uses, with normals scored only where the data set has GT
+    normals, and the trivial baselines (:mod:`joint_perception.baselines`) scored on the same
+    frames.
 
     Args:
         pipeline: ``runtime.processing.Pipeline``.
@@ -146,9 +152,13 @@ def evaluate(
         num_classes: class count of the GT labels; a 40-class model on 13-class GT is mapped
             with ``MAP40_TO_13``.
         figure_rows: how many frames to keep for the figure.
+        baselines: score the constant-depth and layout-band baselines too.
 
     Returns:
         (metrics dict, figure rows: dicts of rgb / depth / gt_depth / labels / gt_labels / normals).
+        The metrics dict has ``depth``, ``depth_by_range``, ``segmentation`` (with
+        ``iou_per_class`` by name), ``normals`` (each only when evaluated), ``baselines`` and
+        ``margins`` (:func:`joint_perception.baselines.margins`).
     """
     meta = pipeline.metadata
     model_classes = meta.num_classes
@@ -160,61 +170,41 @@ def evaluate(
         remap = MAP40_TO_13
     elif model_classes and gt_classes != model_classes:
         raise ValueError(f"model has {model_classes} classes, ground truth {gt_classes}: no mapping known")
-    dm = DepthMetrics(max_depth=max_depth, eigen_crop=eigen_crop or False)
-    bins = [DepthMetrics(max_depth=max_depth, eigen_crop=eigen_crop or False) for _ in RANGE_EDGES[1:]]
-    sm = SegmentationMetrics(gt_classes) if gt_classes else None
-    nm = NormalMetrics()
+    ev = AccuracyEvaluator(max(gt_classes, 1), _class_names(gt_classes, meta) if gt_classes else None,
+                           max_depth=max_depth, range_edges=RANGE_EDGES, eigen_crop=eigen_crop or False,
+                           baselines=baselines, derive_normals=False)
     rows: list[dict[str, np.ndarray]] = []
     infer_ms: list[float] = []
-    n_frames = 0
     for i in range(len(dataset)):
         s = dataset[i]
         rgb, gt = s["rgb"], s["depth"]
         t0 = time.perf_counter()
         res = pipeline.run(rgb, s["K"], out_size=rgb.shape[:2])
         infer_ms.append((time.perf_counter() - t0) * 1e3)
-        n_frames += 1
         gt_nan = np.where(gt > 0, gt, np.nan).astype(np.float32)
-        if res.depth is not None:
-            dm.update(res.depth, gt_nan)
-            for (lo, hi), b in zip(zip(RANGE_EDGES, RANGE_EDGES[1:]), bins):
-                with np.errstate(invalid="ignore"):
-                    b.update(res.depth, np.where((gt_nan > lo) & (gt_nan <= hi), gt_nan, np.nan))
         labels = None
         if res.labels is not None:
             labels = remap[res.labels] if remap is not None else res.labels
-            if s["has_labels"] and sm is not None:
-                sm.update(labels, s["labels"])
-        if res.normals is not None and s["has_normals"]:
-            nm.update(res.normals, s["normals"])
+        ref = FrameReference(K=s["K"], rgb=rgb, depth=gt_nan if np.any(gt > 0) else None,
+                             labels=s["labels"] if s["has_labels"] and gt_classes else None,
+                             normals=s["normals"] if s["has_normals"] else None)
+        ev.add(s.get("name", str(i)), res.depth, labels if gt_classes else None, res.normals, ref)
         if len(rows) < figure_rows:
             rows.append({"name": s.get("name", str(i)), "rgb": rgb, "depth": res.depth, "gt_depth": gt_nan,
                          "labels": labels, "gt_labels": s["labels"] if s["has_labels"] else None,
                          "normals": res.normals})
+    agg = ev.aggregate()
     metrics: dict[str, Any] = {
         "model": {"architecture": meta.architecture, "input_size": [meta.input_height, meta.input_width],
                   "backend": pipeline.backend.describe()},
-        "n_frames": n_frames,
+        "n_frames": len(infer_ms),
         "settings": {"max_depth": max_depth, "eigen_crop": eigen_crop, "num_classes": gt_classes},
         "timing_ms": {"mean_per_frame": float(np.mean(infer_ms)) if infer_ms else None},
     }
-    if _seen_depth(dm):
-        metrics["depth"] = dm.compute()
-        metrics["depth_by_range"] = {f"{lo:g}-{hi:g} m": b.compute()
-                                     for (lo, hi), b in zip(zip(RANGE_EDGES, RANGE_EDGES[1:]), bins)}
-    if sm is not None and sm.confusion.sum():
-        seg = sm.compute()
-        names = _class_names(gt_classes, meta)
-        seg["iou_per_class"] = dict(zip(names, seg["iou_per_class"]))
-        metrics["segmentation"] = seg
-    if nm._angles:
-        metrics["normals"] = nm.compute()
+    for key in ("depth", "depth_by_range", "segmentation", "normals", "baselines", "margins"):
+        if agg.get(key):
+            metrics[key] = agg[key]
     return metrics, rows
-
-
-def _seen_depth(dm: DepthMetrics) -> bool:
-    """True once any valid GT pixel was seen."""
-    return dm._n_gt > 0
 
 
 def _class_names(n: int, meta: ModelMetadata) -> list[str]:
@@ -259,6 +249,15 @@ def markdown_table(metrics: dict[str, Any]) -> str:
         lines += ["## Segmentation", "", "| pixel acc | mean acc | mIoU | fwIoU | pixels |", "|---|---|---|---|---|",
                   f"| {fmt(s['pixel_acc'])} | {fmt(s['mean_acc'])} | {fmt(s['miou'])} | {fmt(s['fwiou'])} | "
                   f"{s['n_pixels']} |", ""]
+    versus = baseline_table(metrics)
+    if versus:
+        head, rows = versus
+        lines += ["## Model vs trivial baselines", "",
+                  "Baselines use no test ground truth (`joint_perception.baselines`): depth = a constant "
+                  "2.666 m; labels = ceiling / wall / floor bands by image row.", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        lines.append("")
     if "normals" in metrics:
         n = metrics["normals"]
         lines += ["## Surface normals (degrees)", "", "| mean | median | rmse | < 11.25 | < 22.5 | < 30 | pixels |",
@@ -367,6 +366,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("wrote %s, %s, %s", out / "metrics.json", out / "metrics.md", out / "figure.png")
     print(json.dumps(_nan_to_none({k: metrics[k] for k in ("depth", "segmentation", "normals") if k in metrics}),
                      indent=1)[:2000])
+    versus = baseline_table(metrics)
+    if versus:
+        print("model vs trivial baselines (constant depth, layout band):")
+        for row in versus[1]:
+            print("  " + " | ".join(row))
     return 0
 
 

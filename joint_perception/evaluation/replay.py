@@ -522,6 +522,7 @@ def summary_markdown(s: dict) -> str:
     if s.get("depth_metrics"):
         lines += ["", "| depth metric | value |", "|---|---|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in s["depth_metrics"].items()]
+    lines += _versus_baselines_markdown(s)
     if s.get("peak"):
         p = s["peak"]
         lines += ["", f"Peak throughput: {_fmt(p['peak_rate_hz'])} Hz with at most "
@@ -539,6 +540,19 @@ def summary_markdown(s: dict) -> str:
     if node:
         lines += ["", "Node: " + "; ".join(f"{k} = {v}" for k, v in node.items())]
     return "\n".join(lines) + "\n"
+
+
+def _versus_baselines_markdown(s: dict) -> list[str]:
+    """Markdown lines of the model-vs-baselines table (empty without accuracy)."""
+    from joint_perception.evaluation.accuracy import baseline_table
+
+    versus = baseline_table(((s.get("accuracy") or {}).get("aggregate")) or {})
+    if not versus:
+        return []
+    head, rows = versus
+    return (["", "Model vs trivial baselines (constant depth, layout band; no test ground truth):", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def write_summary(out_dir: Path, summary: dict) -> tuple[Path, Path]:
@@ -907,6 +921,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{_fmt(perf.get('NODE_CPU_PERCENT'))} %")
     if s.get("peak"):
         print(f"peak rate {_fmt(s['peak']['peak_rate_hz'])} Hz (<= {a.max_missed:g} missed)")
+    versus = _versus_baselines_markdown(s)
+    if versus:
+        print("\n".join(versus[1:]))
     print(f"output bag: {s['output_bag']}\nsummary: {a.out / 'summary.json'}, "
           f"{a.out / 'summary.md'}" + (f"\nreport: {s['report']}" if s.get("report") else ""))
     return 0

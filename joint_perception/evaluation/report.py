@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from joint_perception.colormap import colorize_depth, colorize_labels, label_palette, normals_to_rgb
+from joint_perception.evaluation.accuracy import baseline_table
 from joint_perception.io_utils import atomic_write_bytes, atomic_write_text
 
 __all__ = ["ReportSample", "write_report", "figure_latency", "figure_stages", "figure_iou",
@@ -307,6 +308,9 @@ def _tables(summary: Mapping, accuracy: Mapping | None) -> list[tuple[str, list[
     if setup:
         tables.append(("Set-up", ["item", "value"], [[k, _fmt(v)] for k, v in setup.items()]))
     agg = (accuracy or {}).get("aggregate") or {}
+    versus = baseline_table(agg)
+    if versus:
+        tables.append(("Model vs trivial baselines (constant depth, layout band)", *versus))
     if agg.get("depth"):
         d = agg["depth"]
         tables.append(("Depth (all valid GT pixels)", ["abs rel", "RMSE (m)", "delta1", "delta2",
