@@ -193,3 +193,30 @@ def test_auto_backend_reports_its_choice_and_why(model_dir):
     assert diag["backend"] == "onnxruntime"
     assert diag["backend_reason"].startswith("auto: tensorrt not importable")
     assert "no CUDA device" in diag["backend_reason"]
+
+
+def test_camera_aware_depth_one_image_two_camera_infos(tmp_path, frame):
+    """A model trained at a canonical focal length (metadata ``canonical_focal``) is metric for
+    any camera: the same picture sent with a CameraInfo of half the focal length comes back at
+    half the depth (pixel for pixel where both are in range)."""
+    import json
+
+    rgb, K = frame
+    model = export_tiny_model(tmp_path / "m")
+    meta = json.loads((model / "metadata.json").read_text())
+    meta.update(canonical_focal=40.0, min_depth=0.01, max_depth=1000.0)
+    (model / "metadata.json").write_text(json.dumps(meta))
+    K_half = K.copy()
+    K_half[0, 0] /= 2
+    K_half[1, 1] /= 2
+    h = NodeHarness(model, {"camera_info_sync": "exact"}, outputs=("depth/image",))
+    try:
+        h.send(image_msg(rgb, STAMP), camera_info_msg(K, 480, 640, STAMP))
+        full = _array(h.wait_outputs(STAMP)["depth/image"])
+        h.send(image_msg(rgb, STAMP + 1), camera_info_msg(K_half, 480, 640, STAMP + 1))
+        half = _array(h.wait_outputs(STAMP + 1)["depth/image"])
+    finally:
+        h.close()
+    both = np.isfinite(full) & np.isfinite(half)
+    assert both.mean() > 0.99
+    np.testing.assert_allclose(half[both], 0.5 * full[both], rtol=1e-5)

@@ -272,3 +272,26 @@ def test_run_without_validation_exports_the_final_weights(tmp_path):
              zip(exported.state_dict().values(), stale.state_dict().values(), strict=True)
              if a.dtype.is_floating_point]
     assert max(diffs) > 0  # the last.ckpt weights lag behind the exported final weights
+
+
+def test_init_from_an_exported_model(tiny_model_dir, tmp_path):
+    """``model.init_from`` starts training from an exported model directory (the fine-tune path
+    of the shipped default): every tensor equal; another architecture or class count refused
+    unless ``init_strict: false`` (then the head stays fresh and the rest is loaded)."""
+    from joint_perception.export.onnx_export import load_torch_model
+
+    exported, _ = load_torch_model(tiny_model_dir)
+    cfg = {**TINY_MODEL, "init_from": str(tiny_model_dir)}
+    module = JointLightningModule(cfg)
+    for k, v in exported.state_dict().items():
+        assert torch.equal(module.model.state_dict()[k], v), k
+    assert "init_from" not in module.hparams["model"]  # checkpoints never depend on the file
+    with pytest.raises(ValueError, match="num_classes|shape-mismatched"):
+        JointLightningModule({**cfg, "num_classes": 13})
+    loose = JointLightningModule({**cfg, "num_classes": 13, "init_strict": False})
+    assert any(k.startswith("heads.seg") for k in loose.init_report["skipped"])
+    assert torch.equal(loose.model.encoder.features[0][0].weight, exported.encoder.features[0][0].weight)
+    with pytest.raises(ValueError, match="holds a 'realtime' network"):
+        JointLightningModule({"name": "pap", "init_from": str(tiny_model_dir)})
+    with pytest.raises(FileNotFoundError):
+        JointLightningModule({**cfg, "init_from": str(tmp_path / "nope")})

@@ -14,6 +14,14 @@
   across DDP ranks), logged as ``val/abs_rel``, ``val/rmse``, ``val/delta1``, ``val/miou``,
   ``val/normal_mean`` (first validation set) and ``val/<tag>/<metric>`` for every set.
 
+``model.init_from`` (a path: an exported model directory such as ``models/realtime``, its
+``model.pt``, or a Lightning ``.ckpt``) starts from those weights instead of the backbone's
+initialisation — the way a robot team fine-tunes the shipped default on its own recordings. The
+architecture must match; tensors whose shape differs (e.g. a segmentation head for another class
+count) are kept at their fresh initialisation only with ``model.init_strict: false``, and are
+listed in the log. The path is not a constructor argument and is not saved with the
+hyper-parameters (a checkpoint never depends on the file it started from).
+
 Hyper-parameters are saved as ``{"architecture", "model", "optim", "stages", ...}`` so
 ``export.onnx_export.load_checkpoint_model`` rebuilds the network from a ``.ckpt``.
 """
@@ -21,6 +29,7 @@ Hyper-parameters are saved as ``{"architecture", "model", "optim", "stages", ...
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,7 +41,48 @@ import torch
 from joint_perception.metrics import DepthMetrics, SegmentationMetrics
 from joint_perception.models import build_model
 
-__all__ = ["JointLightningModule", "stage_for_epoch", "lr_lambda"]
+log = logging.getLogger(__name__)
+
+__all__ = ["JointLightningModule", "stage_for_epoch", "lr_lambda", "init_from_weights"]
+
+
+def init_from_weights(model: torch.nn.Module, arch: str, path: str, strict: bool = True) -> dict[str, list[str]]:
+    """Copy the weights of an exported model / checkpoint into a freshly built ``model``.
+
+    Args:
+        model: the network to initialise (built by ``models.build_model(arch, ...)``).
+        arch: its registry name; the file must hold the same architecture.
+        path: exported model directory, ``model.pt`` or Lightning ``.ckpt``.
+        strict: refuse any missing, unexpected or shape-mismatched tensor; False skips the
+            shape-mismatched ones (e.g. another class count) and loads the rest.
+
+    Returns:
+        ``{"loaded": [...], "skipped": [...]}`` tensor names.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``.
+        ValueError: another architecture, or (strict) tensors that do not fit — the message
+            names the file and the first offending tensors.
+    """
+    from joint_perception.export.onnx_export import load_checkpoint_model
+
+    source = load_checkpoint_model(path)
+    if source.arch != arch:
+        raise ValueError(f"init_from {path}: holds a {source.arch!r} network, the recipe builds {arch!r}")
+    src = source.state_dict()
+    own = model.state_dict()
+    mismatched = sorted(k for k, v in src.items() if k in own and own[k].shape != v.shape)
+    missing = sorted(set(own) - set(src))
+    unexpected = sorted(set(src) - set(own))
+    if strict and (mismatched or missing or unexpected):
+        raise ValueError(
+            f"init_from {path}: weights do not fit the recipe's {arch!r} network: shape-mismatched "
+            f"{mismatched[:4]}, missing {missing[:4]}, unexpected {unexpected[:4]} "
+            "(set model.init_strict=false to keep those at their fresh initialisation)"
+        )
+    usable = {k: v for k, v in src.items() if k in own and k not in mismatched}
+    model.load_state_dict(usable, strict=False)
+    return {"loaded": sorted(usable), "skipped": sorted(set(own) - set(usable))}
 
 
 def stage_for_epoch(stages: Sequence[int], epoch: int) -> int:
@@ -94,11 +144,19 @@ class JointLightningModule(L.LightningModule):
         if "name" not in model_cfg:
             raise ValueError(f"model config needs a 'name' (registry), got keys {sorted(model_cfg)}")
         name = model_cfg.pop("name")
+        init_from = model_cfg.pop("init_from", None)
+        init_strict = bool(model_cfg.pop("init_strict", True))
         self.save_hyperparameters(
             {"architecture": name, "model": model_cfg, "optim": dict(optim_cfg or {}), "stages": list(stages),
              "val_tags": list(val_tags), "max_depth": max_depth, "num_classes": num_classes}
         )
         self.model = build_model(name, **model_cfg)
+        self.init_report = None
+        if init_from:
+            self.init_report = init_from_weights(self.model, name, str(init_from), init_strict)
+            log.info("initialised from %s: %d tensors loaded, %d kept fresh %s", init_from,
+                     len(self.init_report["loaded"]), len(self.init_report["skipped"]),
+                     self.init_report["skipped"][:6])
         self.optim_cfg = dict(optim_cfg or {})
         self.stages = [int(s) for s in stages]
         self.val_tags = list(val_tags)

@@ -170,6 +170,7 @@ def _export(cfg: dict, module, summary: dict, trainer) -> Path:
             "recipe": cfg.get("recipe"),
             "data": {"train": cfg["data"]["train"], "val": cfg["data"].get("val")},
             "seed": cfg["seed"],
+            "init_from": cfg["model"].get("init_from"),
             "global_step": summary["global_step"],
             "epochs": int(trainer.current_epoch),
             "checkpoint": ckpt or f"final weights (step {summary['global_step']})",
