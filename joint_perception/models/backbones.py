@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from joint_perception.models.base import IMAGENET_MEAN, IMAGENET_STD
 from joint_perception.models.blocks import SeparableConv
 
 log = logging.getLogger(__name__)
@@ -575,21 +576,51 @@ class LoadReport:
     mismatched: list[str]
 
 
-def load_pretrained(module: nn.Module, path: str | os.PathLike, strict: bool = False) -> LoadReport:
-    """Load a state_dict file (e.g. torchvision's ``resnet50-0676ba61.pth``) into ``module``.
+def load_pretrained(
+    module: nn.Module,
+    path: str | os.PathLike,
+    strict: bool = False,
+    input_mean: Sequence[float] = IMAGENET_MEAN,
+    input_std: Sequence[float] = IMAGENET_STD,
+) -> LoadReport:
+    """Load pretrained weights from a file into ``module``. Never downloads.
 
-    Accepts a plain state_dict or a dict with ``"state_dict"``/``"model"``; a ``module.``
-    prefix (DataParallel) is stripped. Never downloads.
+    * a torch state_dict file (``.pth``/``.pt``, e.g. torchvision's ``resnet50-0676ba61.pth``),
+      read with ``torch.load(weights_only=True)``: a plain state_dict or a dict with
+      ``"state_dict"``/``"model"``; a ``module.`` prefix (DataParallel) is stripped. Loaded
+      as stored (torchvision weights expect the ImageNet ``input_mean``/``input_std``).
+    * a TFLite flatbuffer (``.tflite``, :class:`MobileNetV2` only), e.g. the ImageNet
+      ``mobilenet_v2_1.0_224_quant.tflite`` or the backbone of a DeepLabV3-MobileNetV2: the
+      weights are dequantised and mapped by
+      :func:`joint_perception.models.tflite_import.mobilenet_v2_state_dict_from_tflite` (batch
+      norm folded into the convs, so every BN is an identity carrying the bias), then the
+      first conv is rewritten so that the module takes RGB normalised with ``input_mean`` /
+      ``input_std`` (in [0, 1] units) instead of TF-slim's [-1, 1]
+      (:func:`~joint_perception.models.tflite_import.fold_input_normalization`). For exact
+      TF outputs build the module with ``tf_same_padding=True``.
+
+    The keys are then checked against ``module`` the same way for both formats.
+
+    Args:
+        module: the network to fill in place.
+        path: the weight file; ``.tflite`` (any case) selects the TFLite importer.
+        strict: raise when keys or shapes differ instead of loading the matching subset.
+        input_mean, input_std: RGB normalisation (per channel, [0, 1] units) the module is
+            fed with; used for ``.tflite`` files only. Default: ImageNet (the project's).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file holds no state_dict, or ``strict=True`` and keys or shapes differ
-            (the message names the file and the first offending keys).
+        ValueError: the file holds no state_dict, a ``.tflite`` file for a module other than
+            MobileNetV2 or whose graph does not match it, or ``strict=True`` and keys or shapes
+            differ (the message names the file and the first offending keys).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"pretrained weights not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if path.lower().endswith(".tflite"):
+        obj = _state_dict_from_tflite(module, path, input_mean, input_std)
+    else:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(obj, dict):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), dict):
@@ -615,3 +646,17 @@ def load_pretrained(module: nn.Module, path: str | os.PathLike, strict: bool = F
         report.loaded, path, len(missing), len(unexpected), len(mismatched),
     )
     return report
+
+
+def _state_dict_from_tflite(
+    module: nn.Module, path: str, input_mean: Sequence[float], input_std: Sequence[float]
+) -> dict[str, torch.Tensor]:
+    """MobileNetV2 state_dict from a TFLite file, folded to ``input_mean``/``input_std``."""
+    from joint_perception.models import tflite_import as T  # imports this module
+
+    if not isinstance(module, MobileNetV2):
+        raise ValueError(
+            f"{path}: TFLite weights load into MobileNetV2 only, not {type(module).__name__}"
+        )
+    state = T.mobilenet_v2_state_dict_from_tflite(path, width_mult=module.width_mult)
+    return T.fold_input_normalization(state, T.TF_SLIM_MEAN, T.TF_SLIM_STD, input_mean, input_std)
