@@ -49,6 +49,7 @@ __all__ = [
     "mobilenet_v2",
     "build_backbone",
     "load_pretrained",
+    "calibrate_folded_batchnorm",
     "LoadReport",
 ]
 
@@ -660,3 +661,71 @@ def _state_dict_from_tflite(
         )
     state = T.mobilenet_v2_state_dict_from_tflite(path, width_mult=module.width_mult)
     return T.fold_input_normalization(state, T.TF_SLIM_MEAN, T.TF_SLIM_STD, input_mean, input_std)
+
+
+def calibrate_folded_batchnorm(module: nn.Module, images: Sequence[torch.Tensor]) -> int:
+    """Give batch norms that are identities (as :func:`load_pretrained` builds them from a
+    TFLite file, where batch norm was folded into the convolutions) the statistics of real data,
+    without changing the eval-mode function.
+
+    A folded BN computes ``y = x + b`` (weight 1, running mean 0, running variance ``1 - eps``).
+    In training mode it would normalise by batch statistics instead and destroy the pretrained
+    features. For every such BN this measures the per-channel mean ``mu`` and variance ``s2`` of
+    its input over ``images`` (eval mode, one pass: the function does not change) and sets
+    ``running_mean = mu``, ``running_var = s2``, ``weight = sqrt(s2 + eps)``,
+    ``bias = b + mu``: eval mode still gives ``x + b`` exactly (up to rounding), and training mode
+    now gives approximately the same on batches like ``images`` (data-dependent initialisation
+    in the spirit of Kraehenbuehl et al., ICLR 2016).
+
+    Args:
+        module: a network containing the folded batch norms (others are left alone: a BN is
+            "folded" when its running mean is 0, its running variance ``1 - eps`` and its
+            weight 1).
+        images: input batches (N, 3, H, W) as ``module`` expects them (normalised).
+
+    Returns:
+        The number of batch norms recalibrated.
+
+    Raises:
+        ValueError: no images.
+    """
+    if not images:
+        raise ValueError("calibrate_folded_batchnorm needs at least one batch of images")
+    folded = [
+        m for m in module.modules()
+        if isinstance(m, nn.BatchNorm2d) and m.running_mean is not None
+        and torch.all(m.running_mean == 0) and torch.allclose(m.running_var, torch.full_like(m.running_var, 1 - m.eps))
+        and torch.all(m.weight == 1)
+    ]
+    if not folded:
+        return 0
+    sums: dict[nn.Module, list[torch.Tensor]] = {m: [0.0, 0.0, 0] for m in folded}
+
+    def hook(bn, args):
+        x = args[0].detach().double()
+        acc = sums[bn]
+        acc[0] = acc[0] + x.sum(dim=(0, 2, 3))
+        acc[1] = acc[1] + (x * x).sum(dim=(0, 2, 3))
+        acc[2] += x.numel() // x.shape[1]
+
+    handles = [m.register_forward_pre_hook(hook) for m in folded]
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            for x in images:
+                module(x)
+    finally:
+        for h in handles:
+            h.remove()
+        module.train(was_training)
+    with torch.no_grad():
+        for bn in folded:
+            s, s2, n = sums[bn]
+            mu = s / n
+            var = (s2 / n - mu * mu).clamp_min(0.0)
+            bn.running_mean.copy_(mu.float())
+            bn.running_var.copy_(var.float())
+            bn.weight.copy_(torch.sqrt(var + bn.eps).float())
+            bn.bias.add_(mu.float())
+    return len(folded)
