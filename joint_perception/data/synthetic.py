@@ -307,7 +307,7 @@ class SceneOptions:
     Camera pose:
         camera_height: (min, max) optical centre height in metres (triangular, mode 1.45 m).
         pitch_deg, roll_deg: (min, max) camera pitch (up-positive) and roll in degrees; pitch
-            is triangular with its mode 5 degrees down (2 up below 0.8 m).
+            is triangular with its mode 2 degrees down (3 up below 0.8 m).
         near_wall: probability that the camera stands 0.35-0.9 m in front of a wall (a
             doorway or corner shot), looking into the room.
     Intrinsics:
@@ -350,17 +350,18 @@ class SceneOptions:
         brightness: (min, max) room illuminance relative to a well-lit room (log-uniform);
             darker rooms are imaged darker, noisier and with more motion blur.
         contrast: (min, max) strength of the S-shaped tone curve.
+        sharpen: (min, max) amount of the ISP's unsharp masking (sigma 1 pixel).
     """
 
     room_x: tuple[float, float] = (1.3, 14.0)
     room_y: tuple[float, float] = (1.3, 14.0)
     room_z: tuple[float, float] = (2.3, 3.6)
     room_types: tuple[str, ...] = _ROOM_TYPES
-    furniture: tuple[int, int] = (6, 14)
-    wall_items: tuple[int, int] = (3, 8)
-    clutter: tuple[int, int] = (6, 24)
+    furniture: tuple[int, int] = (8, 16)
+    wall_items: tuple[int, int] = (5, 12)
+    clutter: tuple[int, int] = (10, 30)
     camera_height: tuple[float, float] = (0.3, 1.8)
-    pitch_deg: tuple[float, float] = (-30.0, 15.0)
+    pitch_deg: tuple[float, float] = (-30.0, 20.0)
     roll_deg: tuple[float, float] = (-5.0, 5.0)
     near_wall: float = 0.3
     intrinsics: str = "varied"
@@ -377,7 +378,7 @@ class SceneOptions:
     specular: bool = True
     textures: str = "rich"
     camera_effects: bool = True
-    noise: float = 0.008
+    noise: float = 0.01
     blur: float = 0.5
     defocus: float = 0.005
     motion_blur: float = 0.012
@@ -386,9 +387,10 @@ class SceneOptions:
     jpeg_quality: tuple[int, int] = (50, 95)
     white_balance: float = 0.05
     color_jitter: float = 0.03
-    exposure_ev: tuple[float, float] = (-0.4, 0.6)
+    exposure_ev: tuple[float, float] = (0.0, 0.6)
     brightness: tuple[float, float] = (0.25, 4.0)
-    contrast: tuple[float, float] = (0.1, 0.6)
+    contrast: tuple[float, float] = (0.2, 0.7)
+    sharpen: tuple[float, float] = (0.0, 1.2)
 
     def __post_init__(self):
         for name, allowed in _CHOICES.items():
@@ -475,21 +477,39 @@ def _box_arrays(scene: Scene):
     return centers, halves, yaws
 
 
-def _projected_rect(corners_w, cam: Camera, height: int, width: int):
-    """Conservative pixel rectangle (v0, v1, u0, u1) of world points, or None if off-screen."""
-    pc = (corners_w - cam.position) @ cam.R  # world -> camera: R^T (p - o)
-    z = pc[:, 2]
-    if np.all(z <= _NEAR):
-        return None
-    if np.any(z <= 0.05):
-        return 0, height, 0, width
-    u = cam.K[0, 0] * pc[:, 0] / z + cam.K[0, 2]
-    v = cam.K[1, 1] * pc[:, 1] / z + cam.K[1, 2]
-    u0, u1 = max(int(math.floor(u.min())) - 1, 0), min(int(math.ceil(u.max())) + 2, width)
-    v0, v1 = max(int(math.floor(v.min())) - 1, 0), min(int(math.ceil(v.max())) + 2, height)
-    if u0 >= u1 or v0 >= v1:
-        return None
-    return v0, v1, u0, u1
+def _projected_rects(scene: Scene, cam: Camera, height: int, width: int):
+    """Conservative pixel rectangles ``(k, v0, v1, u0, u1, zmin)`` of the boxes ``k >= 6``
+    that can be in view, nearest first (``zmin``: smallest camera-frame z of a corner); all
+    boxes at once; a box reaching behind the camera gets the full image."""
+    centers, halves, yaws = _box_arrays(scene)
+    n = scene.num_objects - 6
+    if n <= 0:
+        return []
+    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)])
+    loc = signs[None, :, :] * halves[6:, None, :]  # (n, 8, 3)
+    cs, sn = np.cos(yaws[6:])[:, None], np.sin(yaws[6:])[:, None]
+    rel = [
+        centers[6:, None, 0] + cs * loc[..., 0] - sn * loc[..., 1] - cam.position[0],
+        centers[6:, None, 1] + sn * loc[..., 0] + cs * loc[..., 1] - cam.position[1],
+        centers[6:, None, 2] + loc[..., 2] - cam.position[2],
+    ]
+    R = cam.R  # world -> camera: R^T (p - o)
+    x, y, z = (R[0, a] * rel[0] + R[1, a] * rel[1] + R[2, a] * rel[2] for a in range(3))
+    visible = ~np.all(z <= _NEAR, axis=1)
+    behind = np.any(z <= 0.05, axis=1)
+    zs = np.where(z > 0.05, z, 1.0)
+    with np.errstate(invalid="ignore"):
+        u = cam.K[0, 0] * x / zs + cam.K[0, 2]
+        v = cam.K[1, 1] * y / zs + cam.K[1, 2]
+    u0 = np.clip(np.floor(u.min(1)) - 1, 0, width).astype(int)
+    u1 = np.clip(np.ceil(u.max(1)) + 2, 0, width).astype(int)
+    v0 = np.clip(np.floor(v.min(1)) - 1, 0, height).astype(int)
+    v1 = np.clip(np.ceil(v.max(1)) + 2, 0, height).astype(int)
+    u0[behind], v0[behind], u1[behind], v1[behind] = 0, 0, width, height
+    keep = np.flatnonzero(visible & (u0 < u1) & (v0 < v1))
+    zmin = np.maximum(z.min(axis=1), 0.0)  # no point of a box is nearer than its corners
+    keep = keep[np.argsort(zmin[keep], kind="stable")]  # front to back
+    return [(int(k) + 6, v0[k], v1[k], u0[k], u1[k], zmin[k]) for k in keep]
 
 
 def cast_rays(scene: Scene, cam: Camera, height: int, width: int):
@@ -526,45 +546,33 @@ def cast_rays(scene: Scene, cam: Camera, height: int, width: int):
     obj = face.astype(np.int32)  # room face k is object k
 
     centers, halves, yaws = _box_arrays(scene)
-    signs = np.array(
-        [[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64
-    )
-    for k in range(6, scene.num_objects):
+    for k, v0, v1, u0, u1, zmin in _projected_rects(scene, cam, height, width):
+        sl = (slice(v0, v1), slice(u0, u1))
+        tsl = t[sl]
+        if tsl.max() <= zmin:
+            continue  # everything in its rectangle is already nearer than the box can be
         c, h, yaw = centers[k], halves[k], yaws[k]
         cs, sn = math.cos(yaw), math.sin(yaw)
-        rot = np.array([[cs, -sn, 0.0], [sn, cs, 0.0], [0.0, 0.0, 1.0]])
-        rect = _projected_rect(c + (signs * h) @ rot.T, cam, height, width)
-        if rect is None:
-            continue
-        sl = (slice(rect[0], rect[1]), slice(rect[2], rect[3]))
         rx, ry, rz = o - c
         lo = (cs * rx + sn * ry, -sn * rx + cs * ry, rz)
         ddx, ddy, ddz = dx[sl], dy[sl], dz[sl]
         ld = (cs * ddx + sn * ddy, -sn * ddx + cs * ddy, ddz)
+        tmins, tf = [], None
         with np.errstate(divide="ignore", invalid="ignore"):
-            tn = tf = None
-            near_axis = None
             for a in range(3):
-                inv = 1.0 / ld[a]
-                t1 = (-h[a] - lo[a]) * inv
-                t2 = (h[a] - lo[a]) * inv
-                tmin = np.minimum(t1, t2)
-                tmax = np.maximum(t1, t2)
-                if tn is None:
-                    tn, tf = tmin, tmax
-                    near_axis = np.zeros(tn.shape, dtype=np.int8)
-                else:
-                    upd = tmin > tn
-                    tn = np.where(upd, tmin, tn)
-                    near_axis[upd] = a
-                    tf = np.minimum(tf, tmax)
-            tsl = t[sl]
+                t1 = (-h[a] - lo[a]) / ld[a]
+                t2 = (h[a] - lo[a]) / ld[a]
+                tmins.append(np.minimum(t1, t2))
+                tf = np.maximum(t1, t2) if tf is None else np.minimum(tf, np.maximum(t1, t2))
+            tn = np.maximum(np.maximum(tmins[0], tmins[1]), tmins[2])
             hit = (tn <= tf) & (tn > _NEAR) & (tn < tsl)
         if not hit.any():
             continue
-        tsl[hit] = tn[hit]
-        na = near_axis[hit]
-        # entering face: the - side when moving in +axis direction
+        tnh = tn[hit]
+        tsl[hit] = tnh
+        # entering face: the first axis whose slab is entered last, on its - side when
+        # moving in the + direction
+        na = np.argmax(np.stack([tm[hit] for tm in tmins]) == tnh, axis=0).astype(np.int8)
         lda = np.choose(na, (ld[0][hit], ld[1][hit], ld[2][hit]))
         face[sl][hit] = 2 * na + (lda < 0)
         obj[sl][hit] = k
@@ -637,9 +645,13 @@ def _trace(scene: Scene, cam: Camera, height: int, width: int) -> _Hits:
 
 
 def _lowres_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of the ~2000 pixels where occlusion is evaluated."""
-    step = max(2, int(round(math.sqrt(height * width / 2000.0))))
-    return np.arange(step // 2, height, step), np.arange(step // 2, width, step)
+    """Rows and columns of the ~2000 pixels where occlusion is evaluated: the pixels nearest
+    to the sample positions of a ``cv2.resize`` from that grid back to the image."""
+    step = max(2.0, math.sqrt(height * width / 2000.0))
+    h, w = max(2, int(round(height / step))), max(2, int(round(width / step)))
+    rows = np.clip(np.round((np.arange(h) + 0.5) * height / h - 0.5), 0, height - 1)
+    cols = np.clip(np.round((np.arange(w) + 0.5) * width / w - 0.5), 0, width - 1)
+    return rows.astype(np.intp), cols.astype(np.intp)
 
 
 def _smooth_within_objects(vals: np.ndarray, obj_lr: np.ndarray) -> np.ndarray:
@@ -657,27 +669,39 @@ def _smooth_within_objects(vals: np.ndarray, obj_lr: np.ndarray) -> np.ndarray:
     return acc / wsum[..., None]
 
 
-def _upsample_within_objects(vals, obj_lr, obj, rows, cols) -> np.ndarray:
-    """Bilinear upsampling of (h, w, C) samples at ``rows`` x ``cols`` to the (H, W) pixels
-    of ``obj``, weighting each sample by whether it lies on the same object (no shadow or
-    occlusion bleeds across object borders). Returns (H * W, C)."""
+def _upsample_within_objects(vals, obj_lr, obj) -> np.ndarray:
+    """Bilinear upsampling of (h, w, C) samples on the :func:`_lowres_grid` to the (H, W)
+    pixels of ``obj``; where the four samples around a pixel do not all lie on its object,
+    only those that do are used (no shadow or occlusion bleeds across object borders).
+    Returns (H * W, C)."""
+    import cv2
+
     H, W = obj.shape
     h, w, C = vals.shape
-    fy = np.interp(np.arange(H), rows, np.arange(h))
-    fx = np.interp(np.arange(W), cols, np.arange(w))
+    out = cv2.resize(vals, (W, H), interpolation=cv2.INTER_LINEAR).reshape(H * W, C)
+    fy = np.clip((np.arange(H) + 0.5) * h / H - 0.5, 0, h - 1)
+    fx = np.clip((np.arange(W) + 0.5) * w / W - 0.5, 0, w - 1)
     y0, x0 = np.floor(fy).astype(np.intp), np.floor(fx).astype(np.intp)
     y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    wy, wx = (fy - y0).astype(np.float32), (fx - x0).astype(np.float32)
-    flat_v, flat_o, objf = vals.reshape(-1, C), obj_lr.reshape(-1), obj.reshape(-1)
-    acc = np.zeros((H * W, C), dtype=np.float32)
-    wsum = np.zeros(H * W, dtype=np.float32)
-    for yy, ay in ((y0, 1 - wy), (y1, wy)):
-        for xx, ax in ((x0, 1 - wx), (x1, wx)):
-            idx = (yy[:, None] * w + xx[None, :]).reshape(-1)
-            wgt = np.outer(ay, ax).reshape(-1) * ((flat_o[idx] == objf) + np.float32(1e-3))
-            acc += wgt[:, None] * np.take(flat_v, idx, axis=0)
-            wsum += wgt
-    return acc / wsum[:, None]
+    objf = obj.reshape(-1)
+    corners = [(yy, xx) for yy in (y0, y1) for xx in (x0, x1)]
+    mixed = np.zeros(H * W, dtype=bool)
+    for yy, xx in corners:
+        mixed |= obj_lr[np.ix_(yy, xx)].reshape(-1) != objf
+    bad = np.flatnonzero(mixed)
+    if not bad.size:
+        return out
+    by, bx = bad // W, bad % W
+    wy, wx = (fy - y0)[by].astype(np.float32), (fx - x0)[bx].astype(np.float32)
+    acc = np.zeros((bad.size, C), dtype=np.float32)
+    wsum = np.zeros(bad.size, dtype=np.float32)
+    for (yy, xx), wgt in zip(corners, ((1 - wy) * (1 - wx), (1 - wy) * wx, wy * (1 - wx), wy * wx)):
+        iy, ix = yy[by], xx[bx]
+        wgt = wgt * ((obj_lr[iy, ix] == objf[bad]) + np.float32(1e-3))
+        acc += wgt[:, None] * vals[iy, ix]
+        wsum += wgt
+    out[bad] = acc / wsum[:, None]
+    return out
 
 
 def _ambient_occlusion(scene: Scene, P: np.ndarray, of: np.ndarray) -> np.ndarray:
@@ -747,11 +771,14 @@ def _segment_blocked(P: np.ndarray, Q: np.ndarray, occ) -> np.ndarray:
         return ((tn < tf) & (tf > 1e-3) & (tn < 0.999)).any(axis=1)
 
 
-def _light_samples(scene: Scene, j: int, n: int) -> np.ndarray:
-    """(n, 3) deterministic jittered points on emitter ``j`` (its centre for point lights)."""
-    k = np.arange(n)
-    a = 2.0 * _hash01(k * 3 + 7919 * j + 1) - 1.0
-    b = 2.0 * _hash01(k * 5 + 104729 * j + 2) - 1.0
+def _light_samples(scene: Scene, j: int, h: int, w: int) -> np.ndarray:
+    """(h * w, 3) points on emitter ``j`` (its centre for point lights) for an h x w grid of
+    shadow rays: each 3x3 block of the grid covers the emitter's 9 strata once (jittered
+    within them), so that the 3x3 smoothing of the visibility averages a stratified set."""
+    gi, gj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    k = (gi * w + gj).reshape(-1)
+    a = ((gi % 3).reshape(-1) + _hash01(k * 3 + 7919 * j + 1)) / 1.5 - 1.0
+    b = ((gj % 3).reshape(-1) + _hash01(k * 5 + 104729 * j + 2)) / 1.5 - 1.0
     ext = scene.light_extent[j].astype(np.float32)
     return scene.lights[j].astype(np.float32) + a[:, None] * ext[0] + b[:, None] * ext[1]
 
@@ -760,8 +787,8 @@ def _occlusion(scene: Scene, hits: _Hits, height: int, width: int, shadows: bool
     """Ambient occlusion (N,) and per-light visibility (N, M) in [0, 1].
 
     Both are evaluated on a ~2000-pixel grid (visibility: one shadow ray per grid pixel and
-    light, to a jittered point of the emitter, so area lights give soft penumbrae), smoothed
-    and upsampled within objects."""
+    light, to a stratified jittered point of the emitter, so area lights give soft
+    penumbrae), smoothed and upsampled within objects."""
     rows, cols = _lowres_grid(height, width)
     sub = (rows[:, None] * width + cols[None, :]).ravel()
     P, of = hits.P[sub], hits.of[sub]
@@ -771,12 +798,12 @@ def _occlusion(scene: Scene, hits: _Hits, height: int, width: int, shadows: bool
     if occ is not None:
         Ps = P + np.float32(2e-3) * hits.nw[sub]
         for j in range(n_lights):
-            blocked = _segment_blocked(Ps, _light_samples(scene, j, sub.size), occ)
+            blocked = _segment_blocked(Ps, _light_samples(scene, j, rows.size, cols.size), occ)
             planes.append(1.0 - blocked.astype(np.float32))
     obj_lr = of.reshape(rows.size, cols.size)
     vals = np.stack(planes, axis=-1).reshape(rows.size, cols.size, -1).astype(np.float32)
-    vals = _smooth_within_objects(vals, obj_lr)
-    full = _upsample_within_objects(vals, obj_lr, hits.obj, rows, cols)
+    vals = _smooth_within_objects(_smooth_within_objects(vals, obj_lr), obj_lr)
+    full = _upsample_within_objects(vals, obj_lr, hits.obj)
     vis = full[:, 1:] if occ is not None else np.ones((hits.of.size, n_lights), dtype=np.float32)
     return full[:, 0], vis
 
@@ -1013,7 +1040,7 @@ def _tex_paint(c: _TexCtx, i):
     """Painted wall: roller unevenness, a gradient, baseboard (color3); pattern 1 striped and
     2 dotted wallpaper (color2), 3 a two-tone wall with a chair rail."""
     u, v, z, s = c.u[i], c.v[i], c.z[i], c.s[i]
-    shade = 1.0 + 0.04 * (c.noise.fbm(u * 0.4, v * 0.4, 2) - 0.5) + 0.05 * np.clip(z / 2.5, 0, 1)
+    shade = 1.0 + 0.04 * (c.noise(u * 0.4, v * 0.4) - 0.5) + 0.05 * np.clip(z / 2.5, 0, 1)
     out = c.col1[i] * shade[:, None]
     pat = c.pattern[i]
     lod = _lod(c.fp[i], 2.0 * s)
@@ -1279,6 +1306,7 @@ class CameraEffects:
         wb_gains: white-balance gains (R, G, B); color_matrix: 9 numbers of a row-major 3x3
             colour matrix applied after them (empty: identity).
         contrast: strength of the S-shaped tone curve applied after the sRGB-like gamma.
+        sharpen: amount of unsharp masking (sigma 1 pixel) after the tone curve.
         jpeg_quality: JPEG quality of the final image (0: no compression).
     """
 
@@ -1295,6 +1323,7 @@ class CameraEffects:
     wb_gains: tuple[float, float, float] = (1.0, 1.0, 1.0)
     color_matrix: tuple[float, ...] = ()
     contrast: float = 0.0
+    sharpen: float = 0.0
     jpeg_quality: int = 0
 
 
@@ -1327,7 +1356,7 @@ def draw_camera_effects(
     ``illuminant`` (linear RGB). A fixed number of values is drawn whatever the options, so
     switching one effect off leaves the others unchanged."""
     o = options
-    r = rng.random(12)
+    r = rng.random(13)
     z = rng.standard_normal(12)
     lo, hi = o.brightness
     bright = math.exp(math.log(lo) + r[0] * (math.log(hi) - math.log(lo)))
@@ -1339,7 +1368,7 @@ def draw_camera_effects(
     return CameraEffects(
         exposure_ev=o.exposure_ev[0]
         + r[1] * (o.exposure_ev[1] - o.exposure_ev[0])
-        + 0.35 * math.log2(bright),
+        + 0.2 * math.log2(bright),
         glare=o.glare * r[2],
         vignetting=o.vignetting * r[3],
         defocus_px=o.defocus * width * r[4] ** 3,
@@ -1352,6 +1381,7 @@ def draw_camera_effects(
         wb_gains=_white_balance(illuminant, r[8], z[:3], o.white_balance),
         color_matrix=_color_matrix(r[9], z[3:12], o.color_jitter),
         contrast=o.contrast[0] + r[10] * (o.contrast[1] - o.contrast[0]),
+        sharpen=o.sharpen[0] + r[12] * (o.sharpen[1] - o.sharpen[0]),
         jpeg_quality=int(round(q0 + r[11] * (q1 - q0))) if q1 > 0 else 0,
     )
 
@@ -1440,7 +1470,8 @@ def _sensor(img: np.ndarray, fx: CameraEffects, rng: np.random.Generator) -> np.
 
 
 def _isp(img: np.ndarray, fx: CameraEffects) -> np.ndarray:
-    """White balance, colour matrix, gamma and tone curve -> sRGB-like values in [0, 1]."""
+    """White balance, colour matrix, gamma, tone curve and sharpening -> sRGB-like values in
+    [0, 1]."""
     import cv2
 
     img = img * np.asarray(fx.wb_gains, dtype=np.float32)
@@ -1449,7 +1480,9 @@ def _isp(img: np.ndarray, fx: CameraEffects) -> np.ndarray:
     img = np.clip(img, 0.0, 1.0) ** np.float32(1 / 2.2)
     if fx.contrast > 0:
         img = img + np.float32(fx.contrast) * img * (1.0 - img) * (2.0 * img - 1.0)
-    return img
+    if fx.sharpen > 0:
+        img = img + np.float32(fx.sharpen) * (img - cv2.GaussianBlur(img, (0, 0), 1.0))
+    return np.clip(img, 0.0, 1.0)
 
 
 def apply_camera_effects(
@@ -1457,7 +1490,7 @@ def apply_camera_effects(
 ) -> np.ndarray:
     """Image a linear-light (H, W, 3) float32 radiance map exposed to a mean of ~0.2:
     exposure, glare, vignetting, defocus/motion/optical blur, native-resolution sensor
-    noise and saturation, white balance, colour matrix, gamma and tone curve. Returns
+    noise and saturation, white balance, colour matrix, gamma, tone curve and sharpening. Returns
     (H, W, 3) float32 sRGB-like values in [0, 1] (quantisation and JPEG follow in
     :func:`render`)."""
     img = img * np.float32(2.0**effects.exposure_ev)
@@ -2448,7 +2481,7 @@ _WINDOWS = {"corridor": (0, 1), "bathroom": (0, 1), "open_office": (1, 4)}
 def _add_wall_items(b: _Builder, k: _Kit, room_type: str, n_extra: int) -> None:
     r = b.rng
     d0, d1 = _DOORS.get(room_type, (0, 1))
-    n_doors = int(r.integers(d0, d1 + 1)) if d1 > 1 else int(r.random() < 0.7)
+    n_doors = int(r.integers(d0, d1 + 1)) if d1 > 1 else int(r.random() < 0.55)
     for _ in range(n_doors):
         _wall_door(b, k)
     w0, w1 = _WINDOWS.get(room_type, (0, 2))
@@ -2952,21 +2985,21 @@ def _aim_camera(r, b: _Builder, spot, opts: SceneOptions, K) -> Camera:
     else:
         yaw = 2 * math.pi * u[1]
     lo, hi = opts.pitch_deg
-    mode = float(np.clip(-5.0 if z > 0.8 else 2.0, lo, hi))
+    mode = float(np.clip(-2.0 if z > 0.8 else 3.0, lo, hi))
     pitch = r.triangular(lo, mode, hi) if hi > lo else lo
     roll = opts.roll_deg[0] + u[2] * (opts.roll_deg[1] - opts.roll_deg[0])
     return Camera.look((xy[0], xy[1], z), yaw, math.radians(pitch), math.radians(roll), K)
 
 
 def _view_is_informative(scene: Scene, cam: Camera, height: int, width: int) -> bool:
-    """False for a view (cast at 12 x 16 rays) with median depth under 0.9 m or one object
-    filling 85 % of it: people rarely photograph a blank wall from up close."""
+    """False for a view (cast at 12 x 16 rays) with median depth under 1.2 m or one object
+    filling 70 % of it: people rarely photograph a blank wall from up close."""
     s = 16.0 / width
     K = cam.K * np.array([[s, s, 1.0], [s, s, 1.0], [1.0, 1.0, 1.0]])
     K[0, 2], K[1, 2] = (cam.K[0, 2] + 0.5) * s - 0.5, (cam.K[1, 2] + 0.5) * s - 0.5
     h = max(int(round(height * s)), 4)
     t, obj, _, _ = cast_rays(scene, Camera(K, cam.R, cam.position), h, 16)
-    return float(np.median(t)) > 0.9 and np.bincount(obj.reshape(-1)).max() < 0.85 * obj.size
+    return float(np.median(t)) > 1.2 and np.bincount(obj.reshape(-1)).max() < 0.7 * obj.size
 
 
 def _transform(parts, dx: float, dy: float, turn: bool):
@@ -3050,7 +3083,7 @@ def sample_scene(
     living rooms, kitchens, offices, bathrooms, dining rooms, corridors, open-plan offices)
     and sized like one; walls carry doors, windows and pictures, the floor furniture, the
     tops clutter. The camera stands clear of the furniture (sometimes just in front of a
-    wall), 0.3-1.8 m high, aimed at the furniture with pitch mostly downwards; its
+    wall), 0.3-1.8 m high, aimed at the furniture with a pitch slightly downwards on average; its
     intrinsics come from :func:`sample_intrinsics`. Layout, materials, clutter, lights, pose
     and intrinsics use separate random streams derived from ``rng``.
     """
@@ -3078,7 +3111,7 @@ def sample_scene(
         n = int(st.clutter.integers(c0, c1 + 1))
         _add_clutter(b, st.clutter, _Kit(st.clutter_look, scene, opts), n)
     K = sample_intrinsics(st.intrinsics, height, width, opts)
-    for _ in range(4):  # re-aim at blank close-ups of a wall or an object
+    for _ in range(6):  # re-aim at blank close-ups of a wall or an object
         cam = _aim_camera(st.pose, b, spot, opts, K)
         if _view_is_informative(scene, cam, height, width):
             break
