@@ -330,7 +330,7 @@ def test_clutter_rests_on_tops_and_switches_off():
         resting = [
             np.min(np.abs(b - tops[: n + j])) < 1e-6 or abs(b) < 1e-6 for j, b in enumerate(bottoms)
         ]
-        assert np.mean(resting) > 0.8
+        assert np.mean(resting) > 0.7
     labels = {ID40[x] for x in ("books", "box", "otherprop", "paper", "bag", "clothes")}
     assert labels & set(full.labels[n:])
 

@@ -1055,26 +1055,40 @@ def _tex_paint(c: _TexCtx, i):
 
 
 def _tex_image(c: _TexCtx, i):
-    """Image-like content for pictures, posters and screens: colour regions with soft and hard
-    edges from a 3-octave noise over a sky-like gradient; pattern 1 adds a frame (color3),
-    pattern 2 a white margin."""
+    """Image-like content for pictures, posters and screens. ``pattern & 3``: 1 adds a frame
+    (color3), 2 a white margin; ``pattern >> 2`` picks the content: 0 colour regions with
+    hard and soft edges, 1 a landscape (sky, horizon, ground), 2 a collage of rectangles,
+    3 a poster with a title bar."""
     x = c.uc[i] / np.maximum(c.hu[i], 1e-3)
     y = c.vc[i] / np.maximum(c.hv[i], 1e-3)
     seed = (c.obj[i] % 97).astype(np.float32) * 3.7
-    f = c.s[i]
+    f, style = c.s[i], c.pattern[i] >> 2
+    c1, c2, c3 = c.col1[i], c.col2[i], c.col3[i]
     g1 = c.noise.fbm(x * f + seed, y * f - seed, 3)
     g2 = c.noise.fbm(x * f * 2.1 - seed, y * f * 1.7 + seed, 2)
     region = np.clip((g1 - 0.3) * 2.5, 0.0, 0.999) * 3.0  # three colour regions, hard borders
-    out = np.where(
-        (region < 1)[:, None], c.col1[i], np.where((region < 2)[:, None], c.col2[i], c.col3[i])
+    out = np.where((region < 1)[:, None], c1, np.where((region < 2)[:, None], c2, c3))
+    out = _mix(out, c2, np.clip((g2 - 0.45) * 2.0, 0, 0.6))
+    horizon = 0.3 * (_hash01(c.obj[i]) - 0.5) + 0.25 * (g2 - 0.5)
+    sky = _mix(np.full_like(c1, 0.9), c1, 0.4 + 0.3 * (1 - y))
+    land = np.where(
+        (y > horizon)[:, None], sky, _mix(c3, c2, np.clip(horizon - y, 0, 1) + 0.3 * g1)
     )
-    out = _mix(out, c.col2[i], np.clip((g2 - 0.45) * 2.0, 0, 0.6))
-    out = out * (0.7 + 0.3 * g2 + 0.25 * np.clip(y * 0.5 + 0.5, 0, 1))[:, None]
+    cells = _hash01(
+        np.floor((x + 1) * (1 + f)) * 31 + np.floor((y + 1) * (1 + 0.7 * f)) * 7 + c.obj[i]
+    )
+    collage = np.where((cells < 0.33)[:, None], c1, np.where((cells < 0.66)[:, None], c2, c3))
+    title = _mix(
+        c3, np.full_like(c3, 0.95), ((np.abs(y - 0.78) < 0.06) & (_frac(x * 6) < 0.7)) * 1.0
+    )
+    out = np.where((style == 1)[:, None], land, out)
+    out = np.where((style == 2)[:, None], collage * (0.8 + 0.3 * g2)[:, None], out)
+    out = np.where(((style == 3) & (y > 0.6))[:, None], title, out)
+    out = out * (0.75 + 0.3 * g2)[:, None]
     edge = np.minimum(c.hu[i] - np.abs(c.uc[i]), c.hv[i] - np.abs(c.vc[i]))
-    pat = c.pattern[i]
-    frame = (pat == 1) & (edge < 0.035)
-    margin = (pat == 2) & (edge < 0.05)
-    out = np.where(frame[:, None], c.col3[i] * 0.5, out)
+    frame = (c.pattern[i] & 3) == 1
+    margin = ((c.pattern[i] & 3) == 2) & (edge < 0.05)
+    out = np.where((frame & (edge < 0.035))[:, None], c3 * 0.5, out)
     return np.where(margin[:, None], 0.92, out)
 
 
@@ -1667,11 +1681,12 @@ class _Kit:
 
     def image(self, frame: int, emissive: float = 0.0, scale=(1.0, 3.0)) -> int:
         """Image-like content (pictures, posters, screens); ``frame``: 0 none, 1, 2 margin."""
-        cols = [self.color(s=(0.1, 0.8), v=(0.15, 0.95)) for _ in range(3)]
+        cols = [self.color(s=(0.1, 0.7), v=(0.15, 0.95)) for _ in range(3)]
         f = self.rng.uniform(*scale)
+        style = int(self.rng.integers(4))
         if not self.rich:
             return self.add(Material(cols[0], cols[1], NOISE, 3.0, emissive=emissive))
-        return self.add(Material(cols[0], cols[1], IMAGE, f, emissive, cols[2], frame))
+        return self.add(Material(cols[0], cols[1], IMAGE, f, emissive, cols[2], frame | style << 2))
 
     def text(self, paper, ink, lines: float, sparse: bool = False) -> int:
         if not self.rich:
@@ -1707,7 +1722,7 @@ class _Kit:
         return self.add(Material(c, _darker(c, 0.85), NOISE, 15.0))
 
     def colorful(self, gloss=(0.0, 0.0)) -> int:
-        return self.plain(v=(0.2, 0.95), s=(0.3, 0.9), gloss=gloss)
+        return self.plain(v=(0.15, 0.9), s=(0.2, 0.75), gloss=gloss)
 
     def shade(self, on: bool) -> int:
         c = self.color(h=(0.08, 0.14), s=(0.1, 0.4), v=(0.85, 1.0))
@@ -2724,7 +2739,10 @@ def _add_clutter(b: _Builder, r: np.random.Generator, k: _Kit, n: int) -> None:
         on_floor = r.random() < 0.15 or not supports
         if on_floor:
             parts, hw, hd = _OBJECTS[_pick(r, _CLUTTER["floor"])](r, k)
-            b.try_free(parts, hw, hd, tries=6, margin=0.02)
+            if r.random() < 0.7:  # mostly along the walls, out of the way
+                b.try_against_wall(parts, hw, hd, 0.5, tries=6)
+            else:
+                b.try_free(parts, hw, hd, tries=6, margin=0.02)
             continue
         area = np.array([s.half[0] * s.half[1] for s in supports])
         sup = supports[int(r.choice(len(supports), p=area / area.sum()))]
