@@ -25,8 +25,8 @@ Camera
 Appearance
     Ceiling panels, downlights and pendants as area lights with cosine falloff, daylight
     through windows, lamps; colour temperatures 2700-6500 K (:func:`kelvin_to_rgb`), a
-    tinted ambient term, soft shadows (shadow rays at ~2000 pixels to jittered points of the
-    emitters, upsampled within objects), ambient occlusion at room edges and under
+    tinted ambient term, soft shadows (shadow rays at up to ~2000 pixels to jittered points
+    of the emitters, upsampled within objects), ambient occlusion at room edges and under
     furniture, Blinn-Phong highlights on glossy floors, tables, counters and screens.
     Procedural textures: painted walls with gradients and baseboards, wallpaper, two-tone
     walls, wood grain and floor planks, tiles, carpet, woven fabric and curtains, drop
@@ -411,9 +411,10 @@ class SceneOptions:
         return cls(**{**kwargs, **tuples})
 
 
-#: Options with every realism feature of :class:`SceneOptions` switched off (the earlier
-#: generator's distribution: NYU intrinsics, five room types, point lights, basic textures,
-#: no clutter, gamma + blur + additive noise), for ablations: ``SyntheticScenes(n, **BASIC_OPTIONS)``.
+#: Options with every realism feature of :class:`SceneOptions` switched off (close to the
+#: earlier generator's distribution: NYU intrinsics, five room types, point lights, basic
+#: textures, no clutter, gamma + blur + additive noise), for ablations:
+#: ``SyntheticScenes(n, **BASIC_OPTIONS)``.
 BASIC_OPTIONS: dict[str, Any] = dict(
     room_x=(3.0, 8.0),
     room_y=(3.0, 8.0),
@@ -645,9 +646,11 @@ def _trace(scene: Scene, cam: Camera, height: int, width: int) -> _Hits:
 
 
 def _lowres_grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of the ~2000 pixels where occlusion is evaluated: the pixels nearest
-    to the sample positions of a ``cv2.resize`` from that grid back to the image."""
-    step = max(2.0, math.sqrt(height * width / 2000.0))
+    """Rows and columns of the pixels where occlusion is evaluated (~2000, or one in 30 for
+    small images): the pixels nearest to the sample positions of a ``cv2.resize`` from that
+    grid back to the image."""
+    n = min(2000.0, max(300.0, height * width / 30.0))
+    step = max(2.0, math.sqrt(height * width / n))
     h, w = max(2, int(round(height / step))), max(2, int(round(width / step)))
     rows = np.clip(np.round((np.arange(h) + 0.5) * height / h - 0.5), 0, height - 1)
     cols = np.clip(np.round((np.arange(w) + 0.5) * width / w - 0.5), 0, width - 1)
@@ -786,9 +789,9 @@ def _light_samples(scene: Scene, j: int, h: int, w: int) -> np.ndarray:
 def _occlusion(scene: Scene, hits: _Hits, height: int, width: int, shadows: bool):
     """Ambient occlusion (N,) and per-light visibility (N, M) in [0, 1].
 
-    Both are evaluated on a ~2000-pixel grid (visibility: one shadow ray per grid pixel and
-    light, to a stratified jittered point of the emitter, so area lights give soft
-    penumbrae), smoothed and upsampled within objects."""
+    Both are evaluated on a coarse grid (:func:`_lowres_grid`; visibility: one shadow ray
+    per grid pixel and light, to a stratified jittered point of the emitter, so area lights
+    give soft penumbrae), smoothed and upsampled within objects."""
     rows, cols = _lowres_grid(height, width)
     sub = (rows[:, None] * width + cols[None, :]).ravel()
     P, of = hits.P[sub], hits.of[sub]
@@ -1465,7 +1468,11 @@ def _add_noise(x: np.ndarray, shot: float, read: float, rng: np.random.Generator
     std = np.sqrt(np.float32(shot) * x + np.float32(read * read))
     common = rng.standard_normal(x.shape[:2], dtype=np.float32)[..., None]
     z = rng.standard_normal(x.shape, dtype=np.float32)
-    return np.clip(x + std * (0.6 * common + 0.8 * z), 0.0, 1.0)
+    z *= np.float32(0.8)
+    z += np.float32(0.6) * common
+    z *= std
+    z += x
+    return np.clip(z, 0.0, 1.0, out=z)
 
 
 def _sensor(img: np.ndarray, fx: CameraEffects, rng: np.random.Generator) -> np.ndarray:
@@ -1491,7 +1498,7 @@ def _isp(img: np.ndarray, fx: CameraEffects) -> np.ndarray:
     img = img * np.asarray(fx.wb_gains, dtype=np.float32)
     if fx.color_matrix:
         img = cv2.transform(img, np.asarray(fx.color_matrix, dtype=np.float32).reshape(3, 3))
-    img = np.clip(img, 0.0, 1.0) ** np.float32(1 / 2.2)
+    img = cv2.pow(np.clip(img, 0.0, 1.0), 1 / 2.2)
     if fx.contrast > 0:
         img = img + np.float32(fx.contrast) * img * (1.0 - img) * (2.0 * img - 1.0)
     if fx.sharpen > 0:
@@ -1566,7 +1573,7 @@ def render(
     rng = np.random.default_rng(0) if rng is None else rng
     hits = _trace(scene, cam, height, width)
     albedo = _albedo(scene, hits.of, hits.ff, hits.p_local, hits.footprint, _Noise(rng))
-    albedo_lin = albedo**2.2
+    albedo_lin = cv2.pow(albedo, 2.2)  # much faster than numpy's power
     ao, vis = _occlusion(scene, hits, height, width, shadows)
     lin = _shade(scene, hits, albedo_lin, ao, vis)
     emis = np.array([m.emissive for m in scene.materials], dtype=np.float32)[
@@ -1574,7 +1581,7 @@ def render(
     ]
     img = _expose(lin, albedo_lin, emis, height, width)
     if effects is None:
-        img = np.clip(img, 0.0, 1.0) ** np.float32(1.0 / 2.2)
+        img = cv2.pow(np.clip(img, 0.0, 1.0), 1.0 / 2.2)
     else:
         img = apply_camera_effects(img, effects, rng)
     if blur > 0:
@@ -2168,8 +2175,14 @@ def _fur_floor_lamp(r, k):
 def _fur_plant(r, k):
     pr, ph = r.uniform(0.1, 0.18), r.uniform(0.15, 0.35)
     pot = k.plain(v=(0.2, 0.9), s=(0.0, 0.6), h=(0.0, 0.12))
-    leaf = k.add(Material(k.color(h=(0.22, 0.38), s=(0.4, 0.8), v=(0.15, 0.5)),
-                          k.color(h=(0.2, 0.35), s=(0.3, 0.7), v=(0.05, 0.3)), NOISE, 25.0))  # fmt: skip
+    leaf = k.add(
+        Material(
+            k.color(h=(0.22, 0.38), s=(0.4, 0.8), v=(0.15, 0.5)),
+            k.color(h=(0.2, 0.35), s=(0.3, 0.7), v=(0.05, 0.3)),
+            NOISE,
+            25.0,
+        )
+    )
     parts = [_part(0, 0, 0, pr, pr, ph / 2, "otherprop", pot)]
     for _ in range(int(r.integers(3, 6))):
         s = r.uniform(0.08, 0.2)
@@ -2387,8 +2400,10 @@ def _wall_papers(b: _Builder, k: _Kit) -> None:
     z = r.uniform(1.15, 1.5)
 
     def parts(d):
-        return [_part(x, 0.002 + 0.001 * i, z + y - hh, hw, 0.001, hh, "paper", mats[i])
-                for i, (x, y, hw, hh) in enumerate(sheets)]  # fmt: skip
+        return [
+            _part(x, 0.002 + 0.001 * i, z + y - hh, hw, 0.001, hh, "paper", mats[i])
+            for i, (x, y, hw, hh) in enumerate(sheets)
+        ]
 
     b.try_wall_item(parts, 1.0, z - 0.45, z + 0.45, 0.003)
 
@@ -2399,9 +2414,14 @@ def _wall_shelves(b: _Builder, k: _Kit) -> None:
     m = k.wood()
     n = int(r.integers(1, 3))
     b.try_wall_item(
-        lambda d: [_part(0, 0.12, z + i * 0.35 - 0.012, w / 2, 0.12, 0.012, "shelves", m) for i in range(n)],
-        w, z - 0.05, z + 0.6, 0.12,
-    )  # fmt: skip
+        lambda d: [
+            _part(0, 0.12, z + i * 0.35 - 0.012, w / 2, 0.12, 0.012, "shelves", m) for i in range(n)
+        ],
+        w,
+        z - 0.05,
+        z + 0.6,
+        0.12,
+    )
 
 
 def _wall_towel(b: _Builder, k: _Kit) -> None:
@@ -2410,8 +2430,10 @@ def _wall_towel(b: _Builder, k: _Kit) -> None:
     bar, tm = k.plain(v=(0.5, 0.9), gloss=(0.05, 0.15)), k.fabric(v=(0.4, 0.95))
 
     def parts(d):
-        return [_part(0, 0.05, z + hh * 2, w / 2 + 0.05, 0.012, 0.012, "otherprop", bar),
-                _part(0, 0.05, z, w / 2, 0.03, hh, "towel", tm)]  # fmt: skip
+        return [
+            _part(0, 0.05, z + hh * 2, w / 2 + 0.05, 0.012, 0.012, "otherprop", bar),
+            _part(0, 0.05, z, w / 2, 0.03, hh, "towel", tm),
+        ]
 
     b.try_wall_item(parts, w + 0.1, z, z + 2 * hh + 0.03, 0.08)
 
@@ -2634,8 +2656,18 @@ def _obj_bag(r, k):
 def _obj_clothes(r, k):
     m, parts = k.fabric(), []
     for i in range(int(r.integers(1, 4))):
-        parts.append(_part(r.uniform(-0.08, 0.08), r.uniform(-0.08, 0.08), 0.03 * i,
-                           r.uniform(0.12, 0.25), r.uniform(0.1, 0.2), r.uniform(0.01, 0.03), "clothes", m))  # fmt: skip
+        parts.append(
+            _part(
+                r.uniform(-0.08, 0.08),
+                r.uniform(-0.08, 0.08),
+                0.03 * i,
+                r.uniform(0.12, 0.25),
+                r.uniform(0.1, 0.2),
+                r.uniform(0.01, 0.03),
+                "clothes",
+                m,
+            )
+        )
     return parts, 0.35, 0.3
 
 
@@ -2653,8 +2685,19 @@ def _obj_plant(r, k):
         )
     )
     parts = [_part(0, 0, 0, pr, pr, pr, "otherprop", k.colorful())]
-    parts += [_part(r.uniform(-pr, pr), r.uniform(-pr, pr), 2 * pr + r.uniform(0, 0.08), 0.06, 0.06, 0.06, "otherprop", leaf)
-              for _ in range(3)]  # fmt: skip
+    parts += [
+        _part(
+            r.uniform(-pr, pr),
+            r.uniform(-pr, pr),
+            2 * pr + r.uniform(0, 0.08),
+            0.06,
+            0.06,
+            0.06,
+            "otherprop",
+            leaf,
+        )
+        for _ in range(3)
+    ]
     return parts, pr + 0.07, pr + 0.07
 
 
@@ -2822,8 +2865,12 @@ def _lamp_and_window_lights(scene: Scene, r, opts: SceneOptions, kelvin) -> None
     """Lights inside lit table/floor lamp shades and daylight through (day) windows."""
     for k in _emitter_boxes(scene, "lamp", 0.5)[:2]:
         h = scene.halves[k]
-        scene.add_light(scene.centers[k], r.uniform(0.25, 0.5), kelvin(r.uniform(2700, 3200)),
-                        extent=((h[0], 0, 0), (0, h[1], 0)))  # fmt: skip
+        scene.add_light(
+            scene.centers[k],
+            r.uniform(0.25, 0.5),
+            kelvin(r.uniform(2700, 3200)),
+            extent=((h[0], 0, 0), (0, h[1], 0)),
+        )
     if not opts.window_light:
         return
     for k in _emitter_boxes(scene, "window", 1.0)[:2]:
@@ -2831,8 +2878,13 @@ def _lamp_and_window_lights(scene: Scene, r, opts: SceneOptions, kelvin) -> None
         inward = np.array([-math.sin(yaw), math.cos(yaw), 0.0])
         along = np.array([math.cos(yaw), math.sin(yaw), 0.0])
         area = 4 * h[0] * h[2]
-        scene.add_light(scene.centers[k] + 0.05 * inward, r.uniform(1.0, 2.5) * min(1.0, area / 1.5),
-                        kelvin(r.uniform(5500, 7500)), extent=(h[0] * along, (0, 0, h[2])), direction=inward)  # fmt: skip
+        scene.add_light(
+            scene.centers[k] + 0.05 * inward,
+            r.uniform(1.0, 2.5) * min(1.0, area / 1.5),
+            kelvin(r.uniform(5500, 7500)),
+            extent=(h[0] * along, (0, 0, h[2])),
+            direction=inward,
+        )
 
 
 def _add_lighting(scene: Scene, r, opts: SceneOptions, room_type: str, cam_xy) -> None:
@@ -2889,20 +2941,86 @@ _ROOM_SPECS = {  # NYUv2-like mix: weight, x range, y range, z range (metres)
     "open_office": (0.12, (7.0, 14.0), (6.0, 12.0), (2.7, 3.6)),
 }
 _ROOM_FURNITURE = {  # anchors (always tried first), extras (drawn)
-    "bedroom": (["bed"], ["night stand", "night stand", "dresser", "cabinet", "chair", "desk", "bookshelf",
-                         "box", "tv stand", "floor lamp", "plant", "shelves", "armchair"]),
-    "living": (["sofa"], ["coffee table", "armchair", "tv stand", "bookshelf", "cabinet", "floor lamp",
-                          "plant", "sofa", "table", "shelves", "otherfurniture", "box"]),
-    "office": (["desk"], ["office chair", "bookshelf", "file cabinet", "cabinet", "desk", "table", "box",
-                          "plant", "trash can", "shelves"]),
-    "kitchen": (["counter"], ["refridgerator", "table", "chair", "counter", "cabinet", "trash can", "box"]),
+    "bedroom": (
+        ["bed"],
+        [
+            "night stand",
+            "night stand",
+            "dresser",
+            "cabinet",
+            "chair",
+            "desk",
+            "bookshelf",
+            "box",
+            "tv stand",
+            "floor lamp",
+            "plant",
+            "shelves",
+            "armchair",
+        ],
+    ),
+    "living": (
+        ["sofa"],
+        [
+            "coffee table",
+            "armchair",
+            "tv stand",
+            "bookshelf",
+            "cabinet",
+            "floor lamp",
+            "plant",
+            "sofa",
+            "table",
+            "shelves",
+            "otherfurniture",
+            "box",
+        ],
+    ),
+    "office": (
+        ["desk"],
+        [
+            "office chair",
+            "bookshelf",
+            "file cabinet",
+            "cabinet",
+            "desk",
+            "table",
+            "box",
+            "plant",
+            "trash can",
+            "shelves",
+        ],
+    ),
+    "kitchen": (
+        ["counter"],
+        ["refridgerator", "table", "chair", "counter", "cabinet", "trash can", "box"],
+    ),
     "bathroom": (["toilet", "sink"], ["bathtub", "cabinet", "trash can", "shelves"]),
-    "dining": (["table"], ["cabinet", "dresser", "bookshelf", "plant", "chair", "shelves", "table"]),
-    "corridor": ([], ["cabinet", "file cabinet", "trash can", "bookshelf", "box", "plant", "chair"]),
-    "open_office": ([], ["file cabinet", "cabinet", "bookshelf", "plant", "table", "trash can", "shelves"]),
-}  # fmt: skip
-_FREE_STANDING = {"table", "coffee table", "chair", "office chair", "armchair", "box", "otherfurniture",
-                  "plant", "trash can", "floor lamp"}  # fmt: skip
+    "dining": (
+        ["table"],
+        ["cabinet", "dresser", "bookshelf", "plant", "chair", "shelves", "table"],
+    ),
+    "corridor": (
+        [],
+        ["cabinet", "file cabinet", "trash can", "bookshelf", "box", "plant", "chair"],
+    ),
+    "open_office": (
+        [],
+        ["file cabinet", "cabinet", "bookshelf", "plant", "table", "trash can", "shelves"],
+    ),
+}
+_FREE_STANDING = {
+    "table",
+    "coffee table",
+    "chair",
+    "office chair",
+    "armchair",
+    "box",
+    "otherfurniture",
+    "plant",
+    "trash can",
+    "floor lamp",
+}
 
 
 class _Streams:
