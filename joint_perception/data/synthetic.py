@@ -323,7 +323,7 @@ class SceneOptions:
         lighting: ``"area"`` (ceiling panels, downlights, pendant/table/floor lamps and window
             daylight as area emitters with cosine falloff) or ``"point"`` (point lights).
         lights: (min, max) number of ceiling light sources.
-        color_temperature: (min, max) Kelvin of artificial lights (window daylight: 5000-7500
+        color_temperature: (min, max) Kelvin of artificial lights (window daylight: 5500-7500
             K); an empty tuple makes all lights white.
         window_light: windows let in daylight (or show a night sky).
         shadows: soft shadows of furniture (shadow rays at reduced resolution to jittered
@@ -420,6 +420,8 @@ BASIC_OPTIONS: dict[str, Any] = dict(
     room_y=(3.0, 8.0),
     room_z=(2.4, 3.2),
     room_types=("bedroom", "living", "office", "kitchen", "bathroom"),
+    furniture=(6, 12),
+    wall_items=(2, 5),
     clutter=(0, 0),
     camera_height=(0.8, 1.8),
     pitch_deg=(-25.0, 10.0),
