@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from joint_perception.models import losses
 from joint_perception.models.backbones import build_backbone
 from joint_perception.models.base import JointModel
 from joint_perception.models.blocks import ConvBNReLU, SeparableConv, upsample_to
@@ -50,15 +51,14 @@ def ideal_attention(labels: torch.Tensor, num_classes: int, size: tuple[int, int
     Raises:
         ValueError: a label outside 0..num_classes.
     """
-    from joint_perception.training import losses as L
 
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > num_classes):
         raise ValueError(
             f"labels must be in 0..{num_classes} (0 = void), got {int(labels.min())}..{int(labels.max())}"
         )
-    lab = L.downsample_labels(labels, size)  # (N, h, w)
+    lab = losses.downsample_labels(labels, size)  # (N, h, w)
     onehot = F.one_hot(lab, num_classes + 1)[..., 1:].permute(0, 3, 1, 2).float()  # void -> 0
-    return L.ideal_affinity(onehot)
+    return losses.ideal_affinity(onehot)
 
 
 class SceneUnderstandingModule(nn.Module):
@@ -258,7 +258,6 @@ class CINet(JointModel):
         learned ``log_sigma``. Stage 1: depth + seg; stage 2: + att; stage 3/0: + con. The
         optional normals L1 loss is active in every stage. Returns ``total`` and every term.
         """
-        from joint_perception.training import losses as L
 
         depth, seg = outputs["depth"], outputs["seg"]
         gt = batch["depth"]
@@ -270,14 +269,14 @@ class CINet(JointModel):
         zero = depth.sum() * 0.0
         terms: dict[str, torch.Tensor] = {}
         if bool(mask.any()):
-            terms["berhu"] = L.berhu_loss(depth, gt, mask)
-            terms["pair"] = L.pairwise_signed_loss(depth, gt, mask, num_pixels=self.num_pixels)
-            terms["norm"] = L.depth_gradient_normal_loss(depth, gt, mask)
+            terms["berhu"] = losses.berhu_loss(depth, gt, mask)
+            terms["pair"] = losses.pairwise_signed_loss(depth, gt, mask, num_pixels=self.num_pixels)
+            terms["norm"] = losses.depth_gradient_normal_loss(depth, gt, mask)
         else:
             terms["berhu"] = terms["pair"] = terms["norm"] = zero
         terms["depth"] = terms["berhu"] + self.weights["pair"] * terms["pair"] + self.weights["norm"] * terms["norm"]
         if bool((labels > 0).any()):
-            terms["seg"] = L.cross_entropy_loss(seg, labels, weights=L.class_weights(labels, self.num_classes))
+            terms["seg"] = losses.cross_entropy_loss(seg, labels, weights=losses.class_weights(labels, self.num_classes))
         else:
             terms["seg"] = zero
         total = self.weights["depth"] * terms["depth"] + self.weights["seg"] * terms["seg"]
@@ -286,17 +285,17 @@ class CINet(JointModel):
             nmask = gn.abs().sum(1, keepdim=True) > 0
             if "has_normals" in batch:
                 nmask = nmask & batch["has_normals"].view(-1, 1, 1, 1).bool()
-            terms["normals"] = L.normal_l1_loss(outputs["normals"], gn, nmask) if bool(nmask.any()) else zero
+            terms["normals"] = losses.normal_l1_loss(outputs["normals"], gn, nmask) if bool(nmask.any()) else zero
             total = total + self.weights["normals"] * terms["normals"]
         if self.stage in (0, 2, 3):
             side = _feature_size(depth.shape[-2:])
             if "aux_attention_logits" in outputs:
-                terms["att"] = L.attention_bce_loss(outputs["aux_attention_logits"], labels, side, from_logits=True)
+                terms["att"] = losses.attention_bce_loss(outputs["aux_attention_logits"], labels, side, from_logits=True)
             else:
-                terms["att"] = L.attention_bce_loss(outputs["aux_attention"], labels, side)
+                terms["att"] = losses.attention_bce_loss(outputs["aux_attention"], labels, side)
             total = total + self.weights["att"] * terms["att"]
         if self.stage in (0, 3):
-            terms["con"] = L.consistency_loss(depth, seg, offsets=(1, 2), log_sigma=self.log_sigma)
+            terms["con"] = losses.consistency_loss(depth, seg, offsets=(1, 2), log_sigma=self.log_sigma)
             total = total + self.weights["con"] * terms["con"]
         terms["total"] = total
         return terms

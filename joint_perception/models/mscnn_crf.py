@@ -34,12 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from joint_perception.models import losses
 from joint_perception.models.backbones import build_backbone
 from joint_perception.models.base import JointModel
 from joint_perception.models.blocks import upsample_to
 from joint_perception.models.crf import DEFAULT_THETA, DEFAULT_WEIGHTS, ConvCRF
 from joint_perception.models.registry import register_model
-from joint_perception.training import losses as L
 
 # indices of pool1..pool4 in torchvision's VGG-16 ``features``, their strides, channels
 _POOL_TAPS = (4, 9, 16, 23)
@@ -230,9 +230,9 @@ class MultiScaleCRFNet(JointModel):
         labels = batch["labels"]
         if "has_labels" in batch:
             labels = labels * batch["has_labels"].view(-1, 1, 1).to(labels.dtype)
-        l_seg = L.cross_entropy_loss(outputs["seg"], labels, reduction="sum")
+        l_seg = losses.cross_entropy_loss(outputs["seg"], labels, reduction="sum")
         gt = batch["depth"]
-        l_depth = L.silog_loss(outputs["depth"], gt, mask=gt <= self.max_depth, lam=self.silog_lambda)
+        l_depth = losses.silog_loss(outputs["depth"], gt, mask=gt <= self.max_depth, lam=self.silog_lambda)
         terms = {"seg": l_seg, "depth": l_depth}
         total = self.seg_weight * l_seg
         if self.stage != 1:
@@ -241,7 +241,7 @@ class MultiScaleCRFNet(JointModel):
             nt = batch["normals"]
             if "has_normals" in batch:
                 nt = nt * batch["has_normals"].view(-1, 1, 1, 1).to(nt.dtype)
-            terms["normals"] = L.normal_cosine_loss(outputs["normals"], nt)
+            terms["normals"] = losses.normal_cosine_loss(outputs["normals"], nt)
             if self.stage != 1:
                 total = total + terms["normals"]
         terms["total"] = total

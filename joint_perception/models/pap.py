@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from joint_perception.models import losses
 from joint_perception.models.affinity import AffinityLearning, CrossTaskPropagation, TaskPropagation
 from joint_perception.models.backbones import build_backbone
 from joint_perception.models.base import JointModel
@@ -196,14 +197,13 @@ class PAPNet(JointModel):
     # ------------------------------------------------------------------ losses
     def _task_terms(self, task: str, pred: torch.Tensor, batch: dict[str, torch.Tensor]):
         """(task loss, pair-wise loss) of one task, targets resized (nearest) to pred's size."""
-        from joint_perception.training import losses as L
 
         size = tuple(pred.shape[-2:])
         if task == "depth":
             gt = batch["depth"]
             if tuple(gt.shape[-2:]) != size:
                 gt = F.interpolate(gt, size=size, mode="nearest")
-            return L.berhu_loss(pred, gt), L.pairwise_depth_loss(pred, gt, num_pairs=self.num_pairs)
+            return losses.berhu_loss(pred, gt), losses.pairwise_depth_loss(pred, gt, num_pairs=self.num_pairs)
         if task == "normals":
             gt = batch["normals"]
             if tuple(gt.shape[-2:]) != size:
@@ -212,15 +212,15 @@ class PAPNet(JointModel):
             if "has_normals" in batch:
                 mask = mask & batch["has_normals"].view(-1, 1, 1).bool()
             gt = torch.where(mask[:, None], gt, torch.zeros_like(gt))
-            return L.normal_l1_loss(pred, gt, mask), L.pairwise_depth_loss(pred, gt, mask, num_pairs=self.num_pairs)
+            return losses.normal_l1_loss(pred, gt, mask), losses.pairwise_depth_loss(pred, gt, mask, num_pairs=self.num_pairs)
         labels = batch["labels"].long()
         if tuple(labels.shape[-2:]) != size:
-            labels = L.downsample_labels(labels, size)
+            labels = losses.downsample_labels(labels, size)
         if "has_labels" in batch:
             labels = labels * batch["has_labels"].view(-1, 1, 1).long()
         onehot = F.one_hot(labels, self.num_classes + 1)[..., 1:].permute(0, 3, 1, 2).to(pred.dtype)
         prob = torch.softmax(pred, dim=1)
-        return L.cross_entropy_loss(pred, labels), L.pairwise_depth_loss(prob, onehot, labels > 0, num_pairs=self.num_pairs)
+        return losses.cross_entropy_loss(pred, labels), losses.pairwise_depth_loss(prob, onehot, labels > 0, num_pairs=self.num_pairs)
 
     def compute_losses(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """PAP loss ``L = sum_T lambda_T (L_T + xi_T L_pair_T)``.

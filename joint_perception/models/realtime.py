@@ -13,8 +13,8 @@ Architecture (documented choices, no single paper):
   upsampling so they are unit vectors at every output pixel (camera optical frame, REP 103).
 * Losses: berHu on valid depth (Laina et al. 2016), class-weighted cross-entropy with void
   ignored, ``1 - cos`` normal loss; fixed weights or homoscedastic uncertainty weighting
-  (Kendall et al., CVPR 2018). The functions come from :mod:`joint_perception.training.losses`,
-  imported lazily so that the runtime (which builds models) never imports ``training``.
+  (Kendall et al., CVPR 2018). The functions live with the networks in
+  :mod:`joint_perception.models.losses`.
 
 Everything exports to ONNX opset 17 with static shapes (see ``export.onnx_export``).
 """
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from joint_perception.models import losses
 from joint_perception.models.backbones import load_pretrained, mobilenet_v2
 from joint_perception.models.base import JointModel
 from joint_perception.models.blocks import ConvBNReLU, SeparableConv, upsample_to
@@ -58,7 +59,7 @@ class RealtimeJointNet(JointModel):
             Kendall et al. 2018; adds ``loss_weighting_module.log_vars``).
         loss_weights: fixed weights by loss name ``depth``/``seg``/``normals`` (default 1).
         class_weights: optional C per-class CE weights (e.g. from
-            ``training.losses.class_weights`` on the training set).
+            ``models.losses.class_weights`` on the training set).
         pretrained_backbone: path of a torchvision MobileNetV2 state_dict file (never
             downloaded); not part of :meth:`config`.
 
@@ -116,9 +117,7 @@ class RealtimeJointNet(JointModel):
             self.register_buffer("class_weights", cw, persistent=False)
         self.loss_weighting_module: nn.Module | None = None
         if loss_weighting == "uncertainty":
-            from joint_perception.training.losses import UncertaintyWeighting
-
-            self.loss_weighting_module = UncertaintyWeighting(len(self.tasks))
+            self.loss_weighting_module = losses.UncertaintyWeighting(len(self.tasks))
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Shared stride-4 decoder feature (N, decoder_channels, ceil(H/4), ceil(W/4))."""
@@ -151,22 +150,21 @@ class RealtimeJointNet(JointModel):
         Returns:
             ``{"total", "depth", "seg", "normals"}`` 0-dim tensors (the tasks present).
         """
-        from joint_perception.training import losses as L
 
         terms: dict[str, torch.Tensor] = {}
         if "depth" in outputs and "depth" in batch:
-            terms["depth"] = L.berhu_loss(outputs["depth"], batch["depth"])
+            terms["depth"] = losses.berhu_loss(outputs["depth"], batch["depth"])
         if "seg" in outputs and "labels" in batch:
             labels = batch["labels"].long()
             if "has_labels" in batch:
                 labels = labels * batch["has_labels"].to(labels.dtype).view(-1, 1, 1)
-            terms["seg"] = L.cross_entropy_loss(outputs["seg"], labels, self.class_weights)
+            terms["seg"] = losses.cross_entropy_loss(outputs["seg"], labels, self.class_weights)
         if "normals" in outputs and "normals" in batch:
             mask = None
             if "has_normals" in batch:
                 n, _, h, w = batch["normals"].shape
                 mask = batch["has_normals"].to(torch.bool).view(-1, 1, 1).expand(n, h, w)
-            terms["normals"] = L.normal_cosine_loss(outputs["normals"], batch["normals"], mask)
+            terms["normals"] = losses.normal_cosine_loss(outputs["normals"], batch["normals"], mask)
         if not terms:
             raise ValueError(
                 f"batch {sorted(batch)} has no target for the outputs {sorted(outputs)}"
@@ -177,7 +175,7 @@ class RealtimeJointNet(JointModel):
                 [terms.get(k, outputs[next(iter(outputs))].sum() * 0.0) for k in order]
             )
         else:
-            total = L.fixed_weighting(terms, {k: v for k, v in self.loss_weights.items() if k in terms})
+            total = losses.fixed_weighting(terms, {k: v for k, v in self.loss_weights.items() if k in terms})
         return {"total": total, **terms}
 
     def config(self) -> dict:

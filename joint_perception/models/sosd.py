@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from joint_perception.models import losses
 from joint_perception.models.backbones import build_backbone
 from joint_perception.models.base import JointModel
 from joint_perception.models.blocks import ASPP, ConvBNReLU, upsample_to
 from joint_perception.models.registry import register_model
-from joint_perception.training import losses as L
 
 DEPTH_OUTPUTS = ("depth", "inverse")
 _INV_DEPTH_FLOOR = 1e-3  # 1/m: inverse-depth floor, i.e. depth <= 1000 m
@@ -211,15 +211,15 @@ class SOSDNet(JointModel):
             shared + self._params(self._semantic_modules()),
         )
 
-    def em_step_losses(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def em_step_losses(self, terms: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Split :meth:`compute_losses` output into (depth-step loss, semantic-step loss).
 
         The depth step takes the depth loss (+ the normals loss when the head exists).
         """
-        depth_step = losses["depth"]
-        if "normals" in losses:
-            depth_step = depth_step + losses["normals"]
-        return depth_step, losses["seg"]
+        depth_step = terms["depth"]
+        if "normals" in terms:
+            depth_step = depth_step + terms["normals"]
+        return depth_step, terms["seg"]
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -254,19 +254,19 @@ class SOSDNet(JointModel):
         gt = batch["depth"]
         if self.depth_output == "inverse":
             inv_gt = torch.where(gt > 0, 1.0 / gt.clamp_min(1e-6), torch.zeros_like(gt))
-            l_depth = L.l1_loss(outputs["aux_inv_depth"], inv_gt)
+            l_depth = losses.l1_loss(outputs["aux_inv_depth"], inv_gt)
         else:
-            l_depth = L.l1_loss(outputs["depth"], gt)
+            l_depth = losses.l1_loss(outputs["depth"], gt)
         labels = batch["labels"]
         if "has_labels" in batch:
             labels = labels * batch["has_labels"].view(-1, 1, 1).to(labels.dtype)
-        l_seg = L.cross_entropy_loss(outputs["seg"], labels)
+        l_seg = losses.cross_entropy_loss(outputs["seg"], labels)
         terms = {"depth": l_depth, "seg": l_seg}
         if "normals" in self.tasks:
             nt = batch["normals"]
             if "has_normals" in batch:
                 nt = nt * batch["has_normals"].view(-1, 1, 1, 1).to(nt.dtype)
-            terms["normals"] = L.normal_cosine_loss(outputs["normals"], nt)
+            terms["normals"] = losses.normal_cosine_loss(outputs["normals"], nt)
         terms["total"] = sum(terms.values())
         return terms
 

@@ -1,4 +1,5 @@
-"""Training losses for joint depth / segmentation / normal networks (plain torch).
+"""Losses of the joint depth / segmentation / normal networks (plain torch); each network's
+``compute_losses`` combines them as its paper states.
 
 Conventions shared by every function (docs/architecture.md, models/base.py):
 
