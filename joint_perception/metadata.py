@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from joint_perception.io_utils import atomic_write_json, sha256_file
+from joint_perception.tasks import check_tasks
 
 SCHEMA_VERSION = 1
-TASKS = ("depth", "segmentation", "normals")
 
 
 @dataclass
@@ -75,9 +75,7 @@ class ModelMetadata:
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        unknown = set(self.tasks) - set(TASKS)
-        if unknown:
-            raise ValueError(f"unknown task(s) {sorted(unknown)}; expected a subset of {TASKS}")
+        self.tasks = list(check_tasks(self.tasks))
         if self.input_height <= 0 or self.input_width <= 0:
             raise ValueError(f"input size must be positive, got {self.input_height}x{self.input_width}")
         if not 0 < self.min_depth < self.max_depth:

@@ -46,7 +46,7 @@ class _SelectOutputs(torch.nn.Module):
 
 
 def onnx_parity_gap(model: torch.nn.Module, x: torch.Tensor, path: Path,
-                    outputs: tuple[str, ...] = ("depth", "seg")) -> float:
+                    outputs: tuple[str, ...] = ("depth", "segmentation")) -> float:
     """Export ``model`` (in eval mode) to ``path`` and run it in ONNX Runtime on ``x``.
 
     Uses the TorchScript exporter at opset 17, input ``image``, the named ``outputs``; the

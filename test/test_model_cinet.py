@@ -82,7 +82,7 @@ def test_forward_shapes_output_stride_8_and_normals_option():
     model = build_model("cinet", **SMALL).eval()
     with torch.no_grad():
         out = model(torch.randn(1, 3, 64, 80))
-    assert out["depth"].shape == (1, 1, 64, 80) and out["seg"].shape == (1, 40, 64, 80)
+    assert out["depth"].shape == (1, 1, 64, 80) and out["segmentation"].shape == (1, 40, 64, 80)
     assert "normals" not in out
     assert out["aux_attention"].shape == (1, 80, 80)  # (64/8) * (80/8)
     assert (out["depth"] > 0).all()
@@ -120,9 +120,9 @@ def test_stages_switch_losses_and_trained_parameters(stage):
     else:
         assert all(grads.values())
         assert {"att", "con"} <= set(losses)
-    weights = {"att": 1.0, "depth": 1.0, "con": 5.0, "seg": 0.3, "normals": 1.0}
+    weights = {"att": 1.0, "depth": 1.0, "con": 5.0, "segmentation": 0.3, "normals": 1.0}
     torch.testing.assert_close(losses["total"], sum(w * losses[k] for k, w in weights.items() if k in losses))
-    torch.testing.assert_close(losses["depth"], losses["berhu"] + losses["pair"] + 5 * losses["norm"])
+    torch.testing.assert_close(losses["depth"], losses["berhu"] + losses["pair"] + 5 * losses["depth_normal"])
 
 
 def test_stage_one_without_labels_runs_the_module_and_bad_stage():
@@ -155,7 +155,7 @@ def test_config_round_trip():
     again.load_state_dict(model.state_dict())
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        torch.testing.assert_close(again(x)["seg"], model(x)["seg"])
+        torch.testing.assert_close(again(x)["segmentation"], model(x)["segmentation"])
 
 
 def test_staged_training_reduces_the_loss():
@@ -169,7 +169,7 @@ def test_staged_training_reduces_the_loss():
         torch.manual_seed(123)  # same sampled pixels every time
         with torch.no_grad():
             losses = model.compute_losses(model(batch["image"], batch), batch)
-        return float(losses["depth"] + losses["seg"] + losses["att"])
+        return float(losses["depth"] + losses["segmentation"] + losses["att"])
 
     model.set_stage(3)
     before = loss_now()
@@ -187,7 +187,7 @@ def test_onnx_export_matches_pytorch(tmp_path):
     torch.manual_seed(0)
     model = build_model("cinet", tasks=("depth", "segmentation", "normals"), **SMALL).eval()
     x = torch.randn(1, 3, 64, 80)
-    assert onnx_parity_gap(model, x, tmp_path / "cinet.onnx", ("depth", "seg", "normals")) < 1e-4
+    assert onnx_parity_gap(model, x, tmp_path / "cinet.onnx", ("depth", "segmentation", "normals")) < 1e-4
 
 
 def test_full_size_forward_480x640():
@@ -197,6 +197,6 @@ def test_full_size_forward_480x640():
     t0 = time.perf_counter()
     with torch.no_grad():
         out = model(torch.randn(1, 3, 480, 640))
-    assert out["depth"].shape == (1, 1, 480, 640) and out["seg"].shape == (1, 40, 480, 640)
+    assert out["depth"].shape == (1, 1, 480, 640) and out["segmentation"].shape == (1, 40, 480, 640)
     assert out["aux_attention"].shape == (1, 4800, 4800)
     assert time.perf_counter() - t0 < 60

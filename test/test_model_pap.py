@@ -109,7 +109,7 @@ def test_forward_shapes_and_ranges(scale):
     with torch.no_grad():
         out = model(torch.randn(1, 3, 64, 96))
     assert out["depth"].shape == (1, 1, 64, 96)
-    assert out["seg"].shape == (1, 40, 64, 96)
+    assert out["segmentation"].shape == (1, 40, 64, 96)
     assert out["normals"].shape == (1, 3, 64, 96)
     torch.testing.assert_close(out["normals"].norm(dim=1), torch.ones(1, 64, 96))
     assert (out["depth"] > 0).all() and (out["depth"] < model.max_depth).all()
@@ -148,9 +148,9 @@ def test_every_parameter_gets_a_gradient_and_loss_terms():
     model = build_model("pap", **SMALL)
     batch = synthetic_batch()
     losses = model.compute_losses(model(batch["image"]), batch)
-    assert set(losses) == {"total", "depth", "depth_pair", "seg", "seg_pair", "normals", "normals_pair"}
+    assert set(losses) == {"total", "depth", "depth_pair", "segmentation", "segmentation_pair", "normals", "normals_pair"}
     expected = sum(
-        (1 / 3) * (losses[k] + 0.2 * losses[f"{k}_pair"]) for k in ("depth", "seg", "normals")
+        (1 / 3) * (losses[k] + 0.2 * losses[f"{k}_pair"]) for k in ("depth", "segmentation", "normals")
     )
     torch.testing.assert_close(losses["total"], expected)
     losses["total"].backward()
@@ -163,7 +163,7 @@ def test_initial_prediction_supervision_option():
     model = build_model("pap", initial_loss_weight=0.5, **SMALL)
     batch = synthetic_batch()
     losses = model.compute_losses(model(batch["image"]), batch)
-    assert {"depth_initial", "seg_initial", "normals_initial"} <= set(losses)
+    assert {"depth_initial", "segmentation_initial", "normals_initial"} <= set(losses)
 
 
 def test_config_round_trip():
@@ -201,7 +201,7 @@ def test_onnx_export_matches_pytorch(tmp_path):
     torch.manual_seed(0)
     model = build_model("pap", **SMALL).eval()
     x = torch.randn(1, 3, 64, 80)
-    assert onnx_parity_gap(model, x, tmp_path / "pap.onnx", ("depth", "seg", "normals")) < 1e-4
+    assert onnx_parity_gap(model, x, tmp_path / "pap.onnx", ("depth", "segmentation", "normals")) < 1e-4
 
 
 def test_full_size_forward_480x640():

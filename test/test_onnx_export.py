@@ -7,15 +7,11 @@ import pytest
 import torch
 
 from joint_perception.data.nyuv2_classes import NAMES40
-from joint_perception.export.onnx_export import (
-    DeployWrapper,
-    export_onnx,
-    load_checkpoint_model,
-    load_torch_model,
-    main,
-)
+from joint_perception.export.onnx_export import export_onnx, main
 from joint_perception.io_utils import sha256_file
 from joint_perception.models import build_model
+from joint_perception.models.deploy import DeployWrapper
+from joint_perception.models.serialization import load_checkpoint_model, load_torch_model
 from joint_perception.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
 H, W = 120, 160
@@ -64,7 +60,7 @@ def test_ort_backend_matches_torch_wrapper(exported):
     wrapper = DeployWrapper(model.eval())
     with torch.no_grad():
         depth, labels, conf, normals = wrapper(x)
-        logits = model((x - wrapper.mean) / wrapper.std)["seg"]
+        logits = model((x - wrapper.mean) / wrapper.std)["segmentation"]
     assert pred.depth.shape == (2, H, W) and pred.normals.shape == (2, H, W, 3)
     assert pred.labels.dtype == np.int32 and pred.labels.min() >= 1 and pred.labels.max() <= 40
     assert np.abs(pred.depth - depth[:, 0].numpy()).max() < 1e-4

@@ -165,7 +165,8 @@ def test_tiny_run_loss_falls(tiny_run):
 def test_tiny_run_checkpoints_and_export(tiny_run):
     import onnxruntime as ort
 
-    from joint_perception.export.onnx_export import DeployWrapper, load_checkpoint_model
+    from joint_perception.models.deploy import DeployWrapper
+    from joint_perception.models.serialization import load_checkpoint_model
 
     run_dir, summary = tiny_run
     assert Path(summary["last_checkpoint"]).name == "last.ckpt"
@@ -258,7 +259,7 @@ def test_atomic_checkpoint_io_keeps_the_old_file_on_failure(tmp_path):
 def test_run_without_validation_exports_the_final_weights(tmp_path):
     """No validation -> no best checkpoint: the export holds the weights of the last step, not
     those of the last periodic checkpoint (step 5 of 7 here)."""
-    from joint_perception.export.onnx_export import load_checkpoint_model, load_torch_model
+    from joint_perception.models.serialization import load_checkpoint_model, load_torch_model
 
     cfg = _tiny_cfg(tmp_path / "run", max_steps=7)
     cfg["data"]["val"] = []
@@ -278,7 +279,7 @@ def test_init_from_an_exported_model(tiny_model_dir, tmp_path):
     """``model.init_from`` starts training from an exported model directory (the fine-tune path
     of the shipped default): every tensor equal; another architecture or class count refused
     unless ``init_strict: false`` (then the head stays fresh and the rest is loaded)."""
-    from joint_perception.export.onnx_export import load_torch_model
+    from joint_perception.models.serialization import load_torch_model
 
     exported, _ = load_torch_model(tiny_model_dir)
     cfg = {**TINY_MODEL, "init_from": str(tiny_model_dir)}

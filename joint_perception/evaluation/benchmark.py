@@ -226,8 +226,10 @@ def prepare_model(name: str, size_hw: tuple[int, int], work_dir: Path) -> Prepar
     Raises:
         KeyError: unknown model name (the registry lists the known ones).
     """
-    from joint_perception.export.onnx_export import DeployWrapper, export_onnx, load_torch_model
+    from joint_perception.export.onnx_export import export_onnx
+    from joint_perception.models.deploy import DeployWrapper
     from joint_perception.models.registry import build_model
+    from joint_perception.models.serialization import load_torch_model
 
     weights = "untrained (random initialisation; timing and FLOPs do not depend on weights)"
     model = None

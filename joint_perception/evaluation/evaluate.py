@@ -57,7 +57,7 @@ class CheckpointBackend(Backend):
     def __init__(self, model, metadata: ModelMetadata):
         import torch
 
-        from joint_perception.export.onnx_export import DeployWrapper
+        from joint_perception.models.deploy import DeployWrapper
 
         super().__init__(metadata)
         self._torch = torch
@@ -76,7 +76,7 @@ class CheckpointBackend(Backend):
 def _checkpoint_metadata(model, path: Path, input_size: Sequence[int] | None) -> ModelMetadata:
     """Metadata for a checkpoint: input size / canonical focal from the run's config.yaml
     (``<run_dir>/checkpoints/x.ckpt`` -> ``<run_dir>/config.yaml``) unless given."""
-    from joint_perception.export.onnx_export import default_class_names
+    from joint_perception.data.nyuv2_classes import default_class_names
 
     cfg: dict[str, Any] = {}
     for cand in (path.parent.parent / "config.yaml", path.parent / "config.yaml"):
@@ -107,7 +107,7 @@ def load_model(path: str | Path, backend: str = "auto", input_size: Sequence[int
     if not p.exists():
         raise FileNotFoundError(f"model not found: {p}")
     if p.suffix in (".ckpt", ".pt"):
-        from joint_perception.export.onnx_export import load_checkpoint_model
+        from joint_perception.models.serialization import load_checkpoint_model
 
         model = load_checkpoint_model(p)
         return Pipeline(CheckpointBackend(model, _checkpoint_metadata(model, p, input_size)))
@@ -210,7 +210,7 @@ def evaluate(
 def _class_names(n: int, meta: ModelMetadata) -> list[str]:
     if n == meta.num_classes:
         return list(meta.class_names)
-    from joint_perception.export.onnx_export import default_class_names
+    from joint_perception.data.nyuv2_classes import default_class_names
 
     return default_class_names(n)
 

@@ -143,13 +143,13 @@ class CINet(JointModel):
         channels: width after the encoder reduction (the module's C).
         key_channels: Q/K width.
         decoder_channels: widths of the three upsampling blocks.
-        att_weight, depth_weight, con_weight, seg_weight: paper 1, 1, 5, 0.3.
-        pair_weight, norm_weight, num_pixels: inside L_depth (paper 1, 5, 500).
-        normal_weight: weight of the optional normals L1 loss.
+        att_weight, depth_weight, con_weight, segmentation_weight: paper 1, 1, 5, 0.3.
+        pair_weight, depth_normal_weight, num_pixels: inside L_depth (paper 1, 5, 500).
+        normals_weight: weight of the optional normals L1 loss.
         pretrained: optional ImageNet state_dict path for the backbone.
 
     ``forward(x, batch=None)`` with x (N, 3, H, W) normalised RGB returns ``depth``
-    (N, 1, H, W) metres, ``seg`` (N, C, H, W) logits, ``normals`` (N, 3, H, W) when asked,
+    (N, 1, H, W) metres, ``segmentation`` (N, C, H, W) logits, ``normals`` (N, 3, H, W) when asked,
     and ``aux_attention`` (N, P, P), P = ceil(H/8) * ceil(W/8) (the learned A~, or the ideal
     attention in stage 1). In stage 1 and ``self.training``, ``batch["labels"]`` (N, H, W)
     replaces A~ by the ideal attention; without a batch, or in eval mode (validation,
@@ -168,11 +168,11 @@ class CINet(JointModel):
         att_weight: float = 1.0,
         depth_weight: float = 1.0,
         con_weight: float = 5.0,
-        seg_weight: float = 0.3,
+        segmentation_weight: float = 0.3,
         pair_weight: float = 1.0,
-        norm_weight: float = 5.0,
+        depth_normal_weight: float = 5.0,
         num_pixels: int = 500,
-        normal_weight: float = 1.0,
+        normals_weight: float = 1.0,
         pretrained: str | None = None,
     ):
         super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
@@ -186,8 +186,8 @@ class CINet(JointModel):
             raise ValueError(f"decoder_channels needs 3 widths (1/4, 1/2, 1/1), got {self.decoder_channels}")
         self.weights = {
             "att": float(att_weight), "depth": float(depth_weight), "con": float(con_weight),
-            "seg": float(seg_weight), "pair": float(pair_weight), "norm": float(norm_weight),
-            "normals": float(normal_weight),
+            "segmentation": float(segmentation_weight), "pair": float(pair_weight), "depth_normal": float(depth_normal_weight),
+            "normals": float(normals_weight),
         }
         self.num_pixels = int(num_pixels)
 
@@ -240,7 +240,7 @@ class CINet(JointModel):
             f_s = bs(upsample_to(f_s, size))
         out = {
             "depth": self.max_depth * torch.sigmoid(self.depth_head(f_d)),
-            "seg": self.seg_head(f_s),
+            "segmentation": self.seg_head(f_s),
             "aux_attention": att,
         }
         if att_logits is not None:
@@ -259,7 +259,7 @@ class CINet(JointModel):
         optional normals L1 loss is active in every stage. Returns ``total`` and every term.
         """
 
-        depth, seg = outputs["depth"], outputs["seg"]
+        depth, seg = outputs["depth"], outputs["segmentation"]
         gt = batch["depth"]
         mask = torch.isfinite(gt) & (gt > 0)
         gt = torch.where(mask, gt, torch.zeros_like(gt))
@@ -271,15 +271,15 @@ class CINet(JointModel):
         if bool(mask.any()):
             terms["berhu"] = losses.berhu_loss(depth, gt, mask)
             terms["pair"] = losses.pairwise_signed_loss(depth, gt, mask, num_pixels=self.num_pixels)
-            terms["norm"] = losses.depth_gradient_normal_loss(depth, gt, mask)
+            terms["depth_normal"] = losses.depth_gradient_normal_loss(depth, gt, mask)
         else:
-            terms["berhu"] = terms["pair"] = terms["norm"] = zero
-        terms["depth"] = terms["berhu"] + self.weights["pair"] * terms["pair"] + self.weights["norm"] * terms["norm"]
+            terms["berhu"] = terms["pair"] = terms["depth_normal"] = zero
+        terms["depth"] = terms["berhu"] + self.weights["pair"] * terms["pair"] + self.weights["depth_normal"] * terms["depth_normal"]
         if bool((labels > 0).any()):
-            terms["seg"] = losses.cross_entropy_loss(seg, labels, weights=losses.class_weights(labels, self.num_classes))
+            terms["segmentation"] = losses.cross_entropy_loss(seg, labels, weights=losses.class_weights(labels, self.num_classes))
         else:
-            terms["seg"] = zero
-        total = self.weights["depth"] * terms["depth"] + self.weights["seg"] * terms["seg"]
+            terms["segmentation"] = zero
+        total = self.weights["depth"] * terms["depth"] + self.weights["segmentation"] * terms["segmentation"]
         if "normals" in outputs:
             gn = batch["normals"]
             nmask = gn.abs().sum(1, keepdim=True) > 0
@@ -312,11 +312,11 @@ class CINet(JointModel):
             att_weight=self.weights["att"],
             depth_weight=self.weights["depth"],
             con_weight=self.weights["con"],
-            seg_weight=self.weights["seg"],
+            segmentation_weight=self.weights["segmentation"],
             pair_weight=self.weights["pair"],
-            norm_weight=self.weights["norm"],
+            depth_normal_weight=self.weights["depth_normal"],
             num_pixels=self.num_pixels,
-            normal_weight=self.weights["normals"],
+            normals_weight=self.weights["normals"],
         )
         return cfg
 

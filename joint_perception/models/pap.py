@@ -86,7 +86,7 @@ class PAPNet(JointModel):
         pretrained: optional path to an ImageNet state_dict for the backbone.
 
     ``forward(x)`` with x (N, 3, H, W) normalised RGB returns ``depth`` (N, 1, H, W) metres,
-    ``seg`` (N, C, H, W) logits, ``normals`` (N, 3, H, W) unit (only the tasks present), plus
+    ``segmentation`` (N, C, H, W) logits, ``normals`` (N, 3, H, W) unit (only the tasks present), plus
     ``aux_affinity`` (N, T, H/s*W/s, ceil(H/2s)*ceil(W/2s)) learned per-task affinities,
     ``aux_affinity_combined`` (same shape, after cross-task mixing) and
     ``aux_initial_<task>`` initial predictions at the affinity scale (depth in metres,
@@ -188,7 +188,7 @@ class PAPNet(JointModel):
             h0 = torch.cat([task_feat[t], initial[t]], 1)
             hp = self.propagation(h0, combined[i])
             raw = upsample_to(self.reconstruct[t](hp, shared), (h, w))
-            out["seg" if t == "segmentation" else t] = self._activate(t, raw)
+            out[t] = self._activate(t, raw)
             out[f"aux_initial_{t}"] = self._activate(t, initial[t])
         out["aux_affinity"] = affin.transpose(0, 1)
         out["aux_affinity_combined"] = combined.transpose(0, 1)
@@ -232,15 +232,14 @@ class PAPNet(JointModel):
         affinity scale. Returns ``total`` and per-term scalars (``depth``, ``depth_pair``, ...).
         """
         terms: dict[str, torch.Tensor] = {}
-        total = outputs[next(k for k in ("depth", "seg", "normals") if k in outputs)].sum() * 0.0
+        total = outputs[next(k for k in ("depth", "segmentation", "normals") if k in outputs)].sum() * 0.0
         for t in self.tasks:
-            key = "seg" if t == "segmentation" else t
-            lt, lp = self._task_terms(t, outputs[key], batch)
-            terms[key], terms[f"{key}_pair"] = lt, lp
+            lt, lp = self._task_terms(t, outputs[t], batch)
+            terms[t], terms[f"{t}_pair"] = lt, lp
             total = total + self.task_weight * (lt + self.pair_weight * lp)
             if self.initial_loss_weight > 0:
                 li, lpi = self._task_terms(t, outputs[f"aux_initial_{t}"], batch)
-                terms[f"{key}_initial"] = li
+                terms[f"{t}_initial"] = li
                 total = total + self.initial_loss_weight * self.task_weight * (li + self.pair_weight * lpi)
         terms["total"] = total
         return terms

@@ -34,8 +34,6 @@ from joint_perception.models.base import JointModel
 from joint_perception.models.blocks import ConvBNReLU, SeparableConv, upsample_to
 from joint_perception.models.registry import register_model
 
-_LOSS_NAMES = {"depth": "depth", "segmentation": "seg", "normals": "normals"}
-
 
 class _Head(nn.Sequential):
     """Separable 3x3 conv (in -> mid) then a 1x1 conv with bias to ``out`` channels."""
@@ -57,14 +55,14 @@ class RealtimeJointNet(JointModel):
         head_channels: channels of each head's hidden layer.
         loss_weighting: ``"fixed"`` (``loss_weights``) or ``"uncertainty"`` (learned,
             Kendall et al. 2018; adds ``loss_weighting_module.log_vars``).
-        loss_weights: fixed weights by loss name ``depth``/``seg``/``normals`` (default 1).
+        loss_weights: fixed weights by loss name ``depth``/``segmentation``/``normals`` (default 1).
         class_weights: optional C per-class CE weights (e.g. from
             ``models.losses.class_weights`` on the training set).
         pretrained_backbone: path of a torchvision MobileNetV2 state_dict file (never
             downloaded); not part of :meth:`config`.
 
     ``forward(x)``: x (N, 3, H, W) normalised RGB -> ``{"depth": (N,1,H,W) metres,
-    "seg": (N,C,H,W) logits, "normals": (N,3,H,W) unit}`` (only the configured tasks).
+    "segmentation": (N,C,H,W) logits, "normals": (N,3,H,W) unit}`` (only the configured tasks).
     """
 
     def __init__(
@@ -81,8 +79,6 @@ class RealtimeJointNet(JointModel):
         pretrained_backbone: str | os.PathLike | None = None,
     ):
         super().__init__(tasks, num_classes, max_depth)
-        if not self.tasks or set(self.tasks) - set(_LOSS_NAMES):
-            raise ValueError(f"tasks must be a non-empty subset of {tuple(_LOSS_NAMES)}, got {self.tasks}")
         if loss_weighting not in ("fixed", "uncertainty"):
             raise ValueError(f"loss_weighting must be 'fixed' or 'uncertainty', got {loss_weighting!r}")
         if class_weights is not None and len(class_weights) != self.num_classes:
@@ -92,7 +88,7 @@ class RealtimeJointNet(JointModel):
         self.head_channels = int(head_channels)
         self.loss_weighting = loss_weighting
         self.loss_weights = {k: float(v) for k, v in (loss_weights or {}).items()}
-        unknown = set(self.loss_weights) - {_LOSS_NAMES[t] for t in self.tasks}
+        unknown = set(self.loss_weights) - set(self.tasks)
         if unknown:
             raise ValueError(f"loss_weights for unknown losses {sorted(unknown)}")
 
@@ -106,7 +102,7 @@ class RealtimeJointNet(JointModel):
         if "depth" in self.tasks:
             self.heads["depth"] = _Head(d, self.head_channels, 1)
         if "segmentation" in self.tasks:
-            self.heads["seg"] = _Head(d, self.head_channels, self.num_classes)
+            self.heads["segmentation"] = _Head(d, self.head_channels, self.num_classes)
         if "normals" in self.tasks:
             self.heads["normals"] = _Head(d, self.head_channels, 3)
 
@@ -133,8 +129,8 @@ class RealtimeJointNet(JointModel):
         out: dict[str, torch.Tensor] = {}
         if "depth" in self.heads:
             out["depth"] = self.max_depth * torch.sigmoid(upsample_to(self.heads["depth"](f), x))
-        if "seg" in self.heads:
-            out["seg"] = upsample_to(self.heads["seg"](f), x)
+        if "segmentation" in self.heads:
+            out["segmentation"] = upsample_to(self.heads["segmentation"](f), x)
         if "normals" in self.heads:
             out["normals"] = F.normalize(upsample_to(self.heads["normals"](f), x), dim=1, eps=1e-6)
         return out
@@ -148,17 +144,17 @@ class RealtimeJointNet(JointModel):
         normal loss. A target missing from ``batch`` drops that loss (weight 0).
 
         Returns:
-            ``{"total", "depth", "seg", "normals"}`` 0-dim tensors (the tasks present).
+            ``{"total", "depth", "segmentation", "normals"}`` 0-dim tensors (the tasks present).
         """
 
         terms: dict[str, torch.Tensor] = {}
         if "depth" in outputs and "depth" in batch:
             terms["depth"] = losses.berhu_loss(outputs["depth"], batch["depth"])
-        if "seg" in outputs and "labels" in batch:
+        if "segmentation" in outputs and "labels" in batch:
             labels = batch["labels"].long()
             if "has_labels" in batch:
                 labels = labels * batch["has_labels"].to(labels.dtype).view(-1, 1, 1)
-            terms["seg"] = losses.cross_entropy_loss(outputs["seg"], labels, self.class_weights)
+            terms["segmentation"] = losses.cross_entropy_loss(outputs["segmentation"], labels, self.class_weights)
         if "normals" in outputs and "normals" in batch:
             mask = None
             if "has_normals" in batch:
@@ -170,7 +166,7 @@ class RealtimeJointNet(JointModel):
                 f"batch {sorted(batch)} has no target for the outputs {sorted(outputs)}"
             )
         if self.loss_weighting_module is not None:
-            order = [_LOSS_NAMES[t] for t in self.tasks]
+            order = list(self.tasks)
             total = self.loss_weighting_module(
                 [terms.get(k, outputs[next(iter(outputs))].sum() * 0.0) for k in order]
             )

@@ -127,7 +127,7 @@ class SOSDNet(JointModel):
             loss for Cityscapes up to the constant fx * baseline).
         pretrained: optional path to an ImageNet state_dict for the backbone.
 
-    Outputs of ``forward``: ``depth`` (N, 1, H, W) metres > 0, ``seg`` (N, C, H, W),
+    Outputs of ``forward``: ``depth`` (N, 1, H, W) metres > 0, ``segmentation`` (N, C, H, W),
     ``normals`` (N, 3, H, W) unit when asked, ``aux_geometric`` (N, 1, h, w) the positive
     semantic-to-depth cue, ``aux_inv_depth`` (N, 1, H, W) 1/m for ``depth_output="inverse"``.
 
@@ -219,7 +219,7 @@ class SOSDNet(JointModel):
         depth_step = terms["depth"]
         if "normals" in terms:
             depth_step = depth_step + terms["normals"]
-        return depth_step, terms["seg"]
+        return depth_step, terms["segmentation"]
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -239,7 +239,7 @@ class SOSDNet(JointModel):
             out["depth"] = 1.0 / q.clamp_min(_INV_DEPTH_FLOOR)
         else:
             out["depth"] = q
-        out["seg"] = upsample_to(self.d2s(sem, dfeat, common), (h, w))
+        out["segmentation"] = upsample_to(self.d2s(sem, dfeat, common), (h, w))
         if "normals" in self.tasks:
             n = upsample_to(self.normals_head(torch.cat([dfeat, sem], dim=1)), (h, w))
             out["normals"] = F.normalize(n, dim=1, eps=1e-6)
@@ -247,7 +247,7 @@ class SOSDNet(JointModel):
 
     # ------------------------------------------------------------------ losses
     def compute_losses(self, outputs, batch):
-        """``depth``: L1 (metres, or 1/m for ``depth_output="inverse"``); ``seg``:
+        """``depth``: L1 (metres, or 1/m for ``depth_output="inverse"``); ``segmentation``:
         cross-entropy (void ignored, samples without labels skipped); ``normals``: cosine.
         ``total`` = sum (used when training without EM alternation).
         """
@@ -260,8 +260,8 @@ class SOSDNet(JointModel):
         labels = batch["labels"]
         if "has_labels" in batch:
             labels = labels * batch["has_labels"].view(-1, 1, 1).to(labels.dtype)
-        l_seg = losses.cross_entropy_loss(outputs["seg"], labels)
-        terms = {"depth": l_depth, "seg": l_seg}
+        l_seg = losses.cross_entropy_loss(outputs["segmentation"], labels)
+        terms = {"depth": l_depth, "segmentation": l_seg}
         if "normals" in self.tasks:
             nt = batch["normals"]
             if "has_normals" in batch:

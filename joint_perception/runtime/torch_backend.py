@@ -87,7 +87,8 @@ class TorchBackend(Backend):
             raise ValueError("fp16 autocast needs a CUDA device; use fp16=False on CPU")
 
         try:
-            from joint_perception.export.onnx_export import DeployWrapper, load_torch_model
+            from joint_perception.models.deploy import DeployWrapper
+            from joint_perception.models.serialization import load_torch_model
 
             model, meta = load_torch_model(Path(model_dir))
         except (FileNotFoundError, KeyError, ImportError, RuntimeError, ValueError) as exc:

@@ -23,7 +23,7 @@ listed in the log. The path is not a constructor argument and is not saved with 
 hyper-parameters (a checkpoint never depends on the file it started from).
 
 Hyper-parameters are saved as ``{"architecture", "model", "optim", "stages", ...}`` so
-``export.onnx_export.load_checkpoint_model`` rebuilds the network from a ``.ckpt``.
+``models.serialization.load_checkpoint_model`` rebuilds the network from a ``.ckpt``.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import torch
 
 from joint_perception.metrics import DepthMetrics, SegmentationMetrics
 from joint_perception.models import build_model
+from joint_perception.models.serialization import load_checkpoint_model
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,6 @@ def init_from_weights(model: torch.nn.Module, arch: str, path: str, strict: bool
         ValueError: another architecture, or (strict) tensors that do not fit — the message
             names the file and the first offending tensors.
     """
-    from joint_perception.export.onnx_export import load_checkpoint_model
-
     source = load_checkpoint_model(path)
     if source.arch != arch:
         raise ValueError(f"init_from {path}: holds a {source.arch!r} network, the recipe builds {arch!r}")
@@ -209,7 +208,7 @@ class JointLightningModule(L.LightningModule):
             loss = sum(v for k, v in losses.items() if k in ("depth", "normals")) or losses["total"]
             opt = opt_d
         else:
-            loss = losses.get("seg", losses["total"])
+            loss = losses.get("segmentation", losses["total"])
             opt = opt_s
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
@@ -231,7 +230,7 @@ class JointLightningModule(L.LightningModule):
         if idx not in self._val_state:
             self._val_state[idx] = {
                 "depth": DepthMetrics(max_depth=self.max_depth),
-                "seg": SegmentationMetrics(self.num_classes),
+                "segmentation": SegmentationMetrics(self.num_classes),
                 "normal_sum": 0.0,
                 "normal_n": 0,
             }
@@ -250,11 +249,11 @@ class JointLightningModule(L.LightningModule):
             tag = self.val_tags[dataloader_idx] if dataloader_idx < len(self.val_tags) else f"val{dataloader_idx}"
             key = "val/loss" if dataloader_idx == 0 else f"val/{tag}/loss"
             self.log(key, loss, add_dataloader_idx=False, batch_size=batch["image"].shape[0], sync_dist=True)
-        if "seg" in out:
+        if "segmentation" in out:
             has = batch["has_labels"].cpu().numpy()
             if has.any():
-                pred = (out["seg"].argmax(1) + 1).cpu().numpy()[has]
-                st["seg"].update(pred, batch["labels"].cpu().numpy()[has])
+                pred = (out["segmentation"].argmax(1) + 1).cpu().numpy()[has]
+                st["segmentation"].update(pred, batch["labels"].cpu().numpy()[has])
         if "normals" in out:
             n_p = out["normals"].detach().float()
             n_g = batch["normals"].float()
@@ -290,7 +289,7 @@ class JointLightningModule(L.LightningModule):
             dm._sums = dict(zip(keys, vec[: len(keys)].tolist()))
             dm._n, dm._n_gt = int(vec[len(keys)]), int(vec[len(keys) + 1])
             nsum, nn_ = vec[-2], vec[-1]
-            sm: SegmentationMetrics = st["seg"]
+            sm: SegmentationMetrics = st["segmentation"]
             sm.confusion = self._reduce(sm.confusion.astype(np.float64)).astype(np.int64)
             metrics: dict[str, float] = {}
             if dm._n:
