@@ -38,8 +38,12 @@ TRAIN = [
     "tensorboard>=2.14",
     "h5py>=3.9",
     "scipy>=1.11",
+    # TFLite flatbuffers -> torch weights (models/tflite_import.py)
+    "tflite>=2.18",
+    "flatbuffers>=24.3.25",
 ]
-TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5"]
+# ai-edge-litert: the TFLite interpreter, reference in test/test_tflite_import.py only
+TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "ai-edge-litert>=2.3"]
 
 setup(
     name=PACKAGE,

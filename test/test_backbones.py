@@ -1,11 +1,13 @@
 """Backbones (torchvision names, strides, dilation, weight files) and the shared blocks."""
 
+import copy
 import io
 
 import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from torch import nn
 
 from joint_perception.models import backbones as B
 from joint_perception.models.blocks import (
@@ -154,3 +156,31 @@ def test_blocks_export_to_onnx_and_match():
         ref = net(x).numpy()
     assert got.shape == (1, 6, 30, 40)
     assert abs(got - ref).max() < 1e-4
+
+
+def test_calibrate_folded_batchnorm_keeps_the_function_and_fixes_training_mode():
+    """A BN that is an identity carrying a folded bias (TFLite import) gets the data's
+    statistics: eval output unchanged; training-mode output on the calibration batch equal to
+    it (before, batch normalisation changed it completely); ordinary BNs untouched."""
+    from joint_perception.models.backbones import calibrate_folded_batchnorm
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
+                        nn.Conv2d(8, 4, 1, bias=False), nn.BatchNorm2d(4))
+    folded = net[1]
+    with torch.no_grad():
+        folded.running_var.fill_(1 - folded.eps)
+        folded.bias.copy_(torch.linspace(-1, 1, 8))
+        net[4].running_mean.fill_(0.3)  # an ordinary, trained BN
+    x = 3 * torch.randn(4, 3, 16, 16) + 1
+    net.eval()
+    before = net(x)
+    trained = copy.deepcopy(net).train()
+    assert (trained(x) - before).abs().max() > 0.5  # batch statistics destroy the folded weights
+    stats4 = net[4].running_mean.clone()
+    assert calibrate_folded_batchnorm(net, [x]) == 1
+    torch.testing.assert_close(net(x), before, atol=1e-4, rtol=1e-4)
+    assert torch.equal(net[4].running_mean, stats4)
+    first = net[:2]
+    first.train()
+    torch.testing.assert_close(first(x), first.eval()(x), atol=1e-3, rtol=1e-3)

@@ -15,6 +15,7 @@ sunrgbd         ``data.sunrgbd.SUNRGBD``                         root, split_fil
 cityscapes      ``data.cityscapes.Cityscapes``                   root
 kitti           ``data.kitti.KITTIDepth``                        raw_root, depth_root, split_file
 rosbag          ``data.recordings.RosbagRecording``              bag, stride, max_frames
+sevenscenes     ``data.sevenscenes.SevenScenes``                 root, labels, normals, cache_dir, frames, layout
 ==============  ===============================================  ===========================
 
 Every name also accepts ``max_items`` (keep the first N items) and ``repeat`` (repeat the
@@ -29,7 +30,7 @@ from joint_perception.data.transforms import make_sample
 
 __all__ = ["build_dataset", "build_mixture", "DATASETS", "Subset", "Repeat"]
 
-DATASETS = ("synthetic", "nyuv2_labeled", "nyud_mt", "nyu_folder", "sunrgbd", "cityscapes", "kitti", "rosbag")
+DATASETS = ("synthetic", "nyuv2_labeled", "nyud_mt", "nyu_folder", "sunrgbd", "cityscapes", "kitti", "rosbag", "sevenscenes")
 
 #: seed offset of the synthetic validation/test split, so it never overlaps training scenes
 SYNTHETIC_VAL_SEED_OFFSET = 1_000_003
@@ -126,6 +127,10 @@ def build_dataset(name: str, split: str = "train", **cfg):
         from joint_perception.data.recordings import RosbagRecording
 
         ds = RosbagRecording(**cfg)
+    elif name == "sevenscenes":
+        from joint_perception.data.sevenscenes import SevenScenes
+
+        ds = SevenScenes(split="val" if split in ("val", "test") else split, **cfg)
     else:
         raise KeyError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
     if max_items is not None:

@@ -27,8 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from joint_perception.models.base import IMAGENET_MEAN, IMAGENET_STD
 from joint_perception.models.blocks import SeparableConv
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ __all__ = [
     "mobilenet_v2",
     "build_backbone",
     "load_pretrained",
+    "calibrate_folded_batchnorm",
     "LoadReport",
 ]
 
@@ -388,12 +391,37 @@ def _make_divisible(v: float, divisor: int = 8) -> int:
     return new_v
 
 
-class _ConvBNReLU6(nn.Sequential):
-    """torchvision ``Conv2dNormActivation`` with ReLU6: names ``0`` (conv), ``1`` (bn)."""
+class Conv2dTFSame(nn.Conv2d):
+    """``nn.Conv2d`` with TensorFlow's ``"SAME"`` padding (its ``padding`` argument is ignored).
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups=1):
+    TF pads ``max((ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)`` pixels along a side of n
+    pixels, half before and the odd one after (bottom/right): with stride 2 and an even input
+    that is 0 above/left and 1 below/right, whereas torch's symmetric ``padding=1`` shifts the
+    sampling grid by one pixel. The padding is computed from the input size at every call
+    (explicit ``F.pad``), so weights converted from TF reproduce TF's outputs exactly.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads: list[int] = []  # F.pad order: last dimension (width) first
+        for n, k, s, d in zip(
+            x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1], self.dilation[::-1]
+        ):
+            n = int(n)  # a constant when traced: ONNX export at a fixed input size
+            total = max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0)
+            pads += [total // 2, total - total // 2]
+        return F.conv2d(
+            F.pad(x, pads), self.weight, self.bias, self.stride, 0, self.dilation, self.groups
+        )
+
+
+class _ConvBNReLU6(nn.Sequential):
+    """torchvision ``Conv2dNormActivation`` with ReLU6: names ``0`` (conv), ``1`` (bn).
+    ``tf_same``: a strided conv pads as TF ``"SAME"`` (:class:`Conv2dTFSame`)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups=1, tf_same=False):
+        conv = Conv2dTFSame if tf_same and stride > 1 else nn.Conv2d
         super().__init__(
-            nn.Conv2d(in_ch, out_ch, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
+            conv(in_ch, out_ch, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
             nn.BatchNorm2d(out_ch),
             nn.ReLU6(inplace=True),
         )
@@ -403,7 +431,7 @@ class InvertedResidual(nn.Module):
     """torchvision MobileNetV2 block: [1x1 expand] -> 3x3 depthwise -> 1x1 linear projection,
     residual when stride 1 and channels equal. Names ``conv.0.0``, ..., as torchvision."""
 
-    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int):
+    def __init__(self, inp: int, oup: int, stride: int, expand_ratio: int, tf_same: bool = False):
         super().__init__()
         hidden = int(round(inp * expand_ratio))
         self.use_res_connect = stride == 1 and inp == oup
@@ -411,7 +439,7 @@ class InvertedResidual(nn.Module):
         if expand_ratio != 1:
             layers.append(_ConvBNReLU6(inp, hidden, 1))
         layers += [
-            _ConvBNReLU6(hidden, hidden, 3, stride, groups=hidden),
+            _ConvBNReLU6(hidden, hidden, 3, stride, groups=hidden, tf_same=tf_same),
             nn.Conv2d(hidden, oup, 1, bias=False),
             nn.BatchNorm2d(oup),
         ]
@@ -436,19 +464,30 @@ class MobileNetV2(nn.Module):
         last_conv: keep ``features.18`` (1x1 conv to 1280 x max(1, width_mult)); the deepest
             feature is then its output, otherwise that of ``features.17`` (320 x width_mult),
             which is what dense-prediction decoders usually want (fewer parameters).
+        tf_same_padding: the stride-2 convs pad as TF ``"SAME"`` (:class:`Conv2dTFSame`,
+            bottom/right for even sizes) instead of torch's symmetric 1 pixel, to reproduce
+            TF-trained weights (e.g. from :mod:`joint_perception.models.tflite_import`)
+            exactly. Same parameters and names; off by default (sizes and ONNX graph as
+            torchvision). Odd input sizes pad the same either way.
 
     ``forward_features(x)``: (N, 3, H, W) -> [features.3 (/4), features.6 (/8),
     features.13 (/16), features.17 or 18 (/32)]; ``channels`` [24, 32, 96, 320] at width 1.
     """
 
-    def __init__(self, width_mult: float = 1.0, last_conv: bool = False):
+    def __init__(
+        self, width_mult: float = 1.0, last_conv: bool = False, tf_same_padding: bool = False
+    ):
         super().__init__()
         input_channel = _make_divisible(32 * width_mult)
-        layers: list[nn.Module] = [_ConvBNReLU6(3, input_channel, stride=2)]
+        layers: list[nn.Module] = [
+            _ConvBNReLU6(3, input_channel, stride=2, tf_same=tf_same_padding)
+        ]
         for t, c, n, s in _MBV2_SETTING:
             out_ch = _make_divisible(c * width_mult)
             for i in range(n):
-                layers.append(InvertedResidual(input_channel, out_ch, s if i == 0 else 1, t))
+                layers.append(
+                    InvertedResidual(input_channel, out_ch, s if i == 0 else 1, t, tf_same_padding)
+                )
                 input_channel = out_ch
         taps = [3, 6, 13, 17]
         if last_conv:
@@ -465,6 +504,7 @@ class MobileNetV2(nn.Module):
         self.channels = [out_ch_of(i) for i in taps]
         self.strides = [4, 8, 16, 32]
         self.width_mult = width_mult
+        self.tf_same_padding = tf_same_padding
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
@@ -484,9 +524,11 @@ class MobileNetV2(nn.Module):
         return self.forward_features(x)
 
 
-def mobilenet_v2(width_mult: float = 1.0, last_conv: bool = False) -> MobileNetV2:
+def mobilenet_v2(
+    width_mult: float = 1.0, last_conv: bool = False, tf_same_padding: bool = False
+) -> MobileNetV2:
     """MobileNetV2 trunk; see :class:`MobileNetV2`."""
-    return MobileNetV2(width_mult, last_conv)
+    return MobileNetV2(width_mult, last_conv, tf_same_padding)
 
 
 # --------------------------------------------------------------------------- registry + loading
@@ -535,21 +577,51 @@ class LoadReport:
     mismatched: list[str]
 
 
-def load_pretrained(module: nn.Module, path: str | os.PathLike, strict: bool = False) -> LoadReport:
-    """Load a state_dict file (e.g. torchvision's ``resnet50-0676ba61.pth``) into ``module``.
+def load_pretrained(
+    module: nn.Module,
+    path: str | os.PathLike,
+    strict: bool = False,
+    input_mean: Sequence[float] = IMAGENET_MEAN,
+    input_std: Sequence[float] = IMAGENET_STD,
+) -> LoadReport:
+    """Load pretrained weights from a file into ``module``. Never downloads.
 
-    Accepts a plain state_dict or a dict with ``"state_dict"``/``"model"``; a ``module.``
-    prefix (DataParallel) is stripped. Never downloads.
+    * a torch state_dict file (``.pth``/``.pt``, e.g. torchvision's ``resnet50-0676ba61.pth``),
+      read with ``torch.load(weights_only=True)``: a plain state_dict or a dict with
+      ``"state_dict"``/``"model"``; a ``module.`` prefix (DataParallel) is stripped. Loaded
+      as stored (torchvision weights expect the ImageNet ``input_mean``/``input_std``).
+    * a TFLite flatbuffer (``.tflite``, :class:`MobileNetV2` only), e.g. the ImageNet
+      ``mobilenet_v2_1.0_224_quant.tflite`` or the backbone of a DeepLabV3-MobileNetV2: the
+      weights are dequantised and mapped by
+      :func:`joint_perception.models.tflite_import.mobilenet_v2_state_dict_from_tflite` (batch
+      norm folded into the convs, so every BN is an identity carrying the bias), then the
+      first conv is rewritten so that the module takes RGB normalised with ``input_mean`` /
+      ``input_std`` (in [0, 1] units) instead of TF-slim's [-1, 1]
+      (:func:`~joint_perception.models.tflite_import.fold_input_normalization`). For exact
+      TF outputs build the module with ``tf_same_padding=True``.
+
+    The keys are then checked against ``module`` the same way for both formats.
+
+    Args:
+        module: the network to fill in place.
+        path: the weight file; ``.tflite`` (any case) selects the TFLite importer.
+        strict: raise when keys or shapes differ instead of loading the matching subset.
+        input_mean, input_std: RGB normalisation (per channel, [0, 1] units) the module is
+            fed with; used for ``.tflite`` files only. Default: ImageNet (the project's).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        ValueError: the file holds no state_dict, or ``strict=True`` and keys or shapes differ
-            (the message names the file and the first offending keys).
+        ValueError: the file holds no state_dict, a ``.tflite`` file for a module other than
+            MobileNetV2 or whose graph does not match it, or ``strict=True`` and keys or shapes
+            differ (the message names the file and the first offending keys).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"pretrained weights not found: {path}")
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    if path.lower().endswith(".tflite"):
+        obj = _state_dict_from_tflite(module, path, input_mean, input_std)
+    else:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(obj, dict):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), dict):
@@ -575,3 +647,85 @@ def load_pretrained(module: nn.Module, path: str | os.PathLike, strict: bool = F
         report.loaded, path, len(missing), len(unexpected), len(mismatched),
     )
     return report
+
+
+def _state_dict_from_tflite(
+    module: nn.Module, path: str, input_mean: Sequence[float], input_std: Sequence[float]
+) -> dict[str, torch.Tensor]:
+    """MobileNetV2 state_dict from a TFLite file, folded to ``input_mean``/``input_std``."""
+    from joint_perception.models import tflite_import as T  # imports this module
+
+    if not isinstance(module, MobileNetV2):
+        raise ValueError(
+            f"{path}: TFLite weights load into MobileNetV2 only, not {type(module).__name__}"
+        )
+    state = T.mobilenet_v2_state_dict_from_tflite(path, width_mult=module.width_mult)
+    return T.fold_input_normalization(state, T.TF_SLIM_MEAN, T.TF_SLIM_STD, input_mean, input_std)
+
+
+def calibrate_folded_batchnorm(module: nn.Module, images: Sequence[torch.Tensor]) -> int:
+    """Give batch norms that are identities (as :func:`load_pretrained` builds them from a
+    TFLite file, where batch norm was folded into the convolutions) the statistics of real data,
+    without changing the eval-mode function.
+
+    A folded BN computes ``y = x + b`` (weight 1, running mean 0, running variance ``1 - eps``).
+    In training mode it would normalise by batch statistics instead and destroy the pretrained
+    features. For every such BN this measures the per-channel mean ``mu`` and variance ``s2`` of
+    its input over ``images`` (eval mode, one pass: the function does not change) and sets
+    ``running_mean = mu``, ``running_var = s2``, ``weight = sqrt(s2 + eps)``,
+    ``bias = b + mu``: eval mode still gives ``x + b`` exactly (up to rounding), and training mode
+    now gives approximately the same on batches like ``images`` (data-dependent initialisation
+    in the spirit of Kraehenbuehl et al., ICLR 2016).
+
+    Args:
+        module: a network containing the folded batch norms (others are left alone: a BN is
+            "folded" when its running mean is 0, its running variance ``1 - eps`` and its
+            weight 1).
+        images: input batches (N, 3, H, W) as ``module`` expects them (normalised).
+
+    Returns:
+        The number of batch norms recalibrated.
+
+    Raises:
+        ValueError: no images.
+    """
+    if not images:
+        raise ValueError("calibrate_folded_batchnorm needs at least one batch of images")
+    folded = [
+        m for m in module.modules()
+        if isinstance(m, nn.BatchNorm2d) and m.running_mean is not None
+        and torch.all(m.running_mean == 0) and torch.allclose(m.running_var, torch.full_like(m.running_var, 1 - m.eps))
+        and torch.all(m.weight == 1)
+    ]
+    if not folded:
+        return 0
+    sums: dict[nn.Module, list[torch.Tensor]] = {m: [0.0, 0.0, 0] for m in folded}
+
+    def hook(bn, args):
+        x = args[0].detach().double()
+        acc = sums[bn]
+        acc[0] = acc[0] + x.sum(dim=(0, 2, 3))
+        acc[1] = acc[1] + (x * x).sum(dim=(0, 2, 3))
+        acc[2] += x.numel() // x.shape[1]
+
+    handles = [m.register_forward_pre_hook(hook) for m in folded]
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            for x in images:
+                module(x)
+    finally:
+        for h in handles:
+            h.remove()
+        module.train(was_training)
+    with torch.no_grad():
+        for bn in folded:
+            s, s2, n = sums[bn]
+            mu = s / n
+            var = (s2 / n - mu * mu).clamp_min(0.0)
+            bn.running_mean.copy_(mu.float())
+            bn.running_var.copy_(var.float())
+            bn.weight.copy_(torch.sqrt(var + bn.eps).float())
+            bn.bias.add_(mu.float())
+    return len(folded)

@@ -59,6 +59,21 @@ class JointModel(nn.Module):
         self.std = IMAGENET_STD
         self.stage = 0
 
+    def calibrate(self, images: list[torch.Tensor]) -> int:
+        """Data-dependent initialisation before the first training step (default: none).
+
+        Networks whose pretrained weights need statistics of the training data (e.g. a
+        MobileNetV2 imported from TFLite, whose batch norms were folded away:
+        :func:`joint_perception.models.backbones.calibrate_folded_batchnorm`) override this.
+
+        Args:
+            images: a few normalised training batches (N, 3, H, W).
+
+        Returns:
+            The number of layers changed.
+        """
+        return 0
+
     def compute_losses(
         self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:

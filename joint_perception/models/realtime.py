@@ -29,7 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from joint_perception.models import losses
-from joint_perception.models.backbones import load_pretrained, mobilenet_v2
+from joint_perception.models.backbones import (
+    calibrate_folded_batchnorm,
+    load_pretrained,
+    mobilenet_v2,
+)
 from joint_perception.models.base import JointModel
 from joint_perception.models.blocks import ConvBNReLU, SeparableConv, upsample_to
 from joint_perception.models.registry import register_model
@@ -58,8 +62,10 @@ class RealtimeJointNet(JointModel):
         loss_weights: fixed weights by loss name ``depth``/``segmentation``/``normals`` (default 1).
         class_weights: optional C per-class CE weights (e.g. from
             ``models.losses.class_weights`` on the training set).
-        pretrained_backbone: path of a torchvision MobileNetV2 state_dict file (never
-            downloaded); not part of :meth:`config`.
+        pretrained_backbone: path of ImageNet weights for the encoder, never downloaded: a
+            torchvision MobileNetV2 state_dict file, or a TF-slim MobileNetV2 ``.tflite``
+            (e.g. ``mobilenet_v2_1.0_224_quant.tflite``; its folded batch norms get data
+            statistics in :meth:`calibrate` before training). Not part of :meth:`config`.
 
     ``forward(x)``: x (N, 3, H, W) normalised RGB -> ``{"depth": (N,1,H,W) metres,
     "segmentation": (N,C,H,W) logits, "normals": (N,3,H,W) unit}`` (only the configured tasks).
@@ -114,6 +120,11 @@ class RealtimeJointNet(JointModel):
         self.loss_weighting_module: nn.Module | None = None
         if loss_weighting == "uncertainty":
             self.loss_weighting_module = losses.UncertaintyWeighting(len(self.tasks))
+
+    def calibrate(self, images: list[torch.Tensor]) -> int:
+        """Give the encoder's folded batch norms (ImageNet weights from a TFLite file) the
+        statistics of ``images`` (:func:`~joint_perception.models.backbones.calibrate_folded_batchnorm`)."""
+        return calibrate_folded_batchnorm(self.encoder, images)
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """Shared stride-4 decoder feature (N, decoder_channels, ceil(H/4), ceil(W/4))."""

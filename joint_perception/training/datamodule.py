@@ -17,10 +17,41 @@ from typing import Any
 import lightning as L
 from torch.utils.data import DataLoader
 
-from joint_perception.data.registry import build_dataset, build_mixture
+from joint_perception.data.registry import Repeat, build_dataset
 from joint_perception.data.transforms import Transformed, build_transforms
+from joint_perception.training.pseudo_labels import TeacherLabels
 
-__all__ = ["JointDataModule", "val_tags"]
+__all__ = ["JointDataModule", "val_tags", "build_spec"]
+
+#: data set spec keys handled here, not by the reader: semantic pseudo-labels from a teacher
+TEACHER_KEYS = ("teacher_labels", "teacher_min_confidence")
+
+
+def build_spec(spec: Mapping[str, Any], split: str, progress: bool = True):
+    """One data set from a recipe spec ``{"name", **reader options, "repeat"?, "teacher_labels"?,
+    "teacher_min_confidence"?}``: the reader (``data.registry.build_dataset``), then — when
+    ``teacher_labels`` names a DeepLab PASCAL ``.tflite`` — teacher pseudo-labels merged into
+    its labels (:class:`~joint_perception.training.pseudo_labels.TeacherLabels`, cached on
+    disk, computed here with a progress bar), then the repetition.
+
+    Raises:
+        ValueError: a spec without ``name``. Errors of the reader and the teacher pass through.
+    """
+    spec = dict(spec)
+    if "name" not in spec:
+        raise ValueError(f"data set spec without 'name': {spec}")
+    name = spec.pop("name")
+    teacher = spec.pop("teacher_labels", None)
+    min_conf = float(spec.pop("teacher_min_confidence", 0.7))
+    repeat = int(spec.pop("repeat", 1))
+    ds = build_dataset(name, split, **spec)
+    if teacher:
+        import json
+
+        identity = json.dumps({"name": name, "split": split, **{k: str(v) for k, v in spec.items()}}, sort_keys=True)
+        ds = TeacherLabels(ds, teacher, min_conf, identity=identity)
+        ds.prepare(progress)
+    return Repeat(ds, repeat) if repeat != 1 else ds
 
 
 def val_tags(val_specs: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -62,7 +93,10 @@ class JointDataModule(L.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            self.train_set = Transformed(build_mixture(self.cfg["train"], "train"), self.train_tf)
+            from torch.utils.data import ConcatDataset
+
+            sets = [build_spec(spec, "train") for spec in self.cfg["train"]]
+            self.train_set = Transformed(sets[0] if len(sets) == 1 else ConcatDataset(sets), self.train_tf)
             self.val_sets = []
             for spec in self.cfg.get("val") or []:
                 spec = {k: v for k, v in spec.items() if k != "tag"}

@@ -169,6 +169,20 @@ class JointLightningModule(L.LightningModule):
             self.automatic_optimization = False
         self._val_state: dict[int, dict[str, Any]] = {}
 
+    def on_train_start(self) -> None:
+        """Before the first step of a fresh run (not on resume): the network's data-dependent
+        initialisation (:meth:`JointModel.calibrate`) on the first few training batches."""
+        if self.global_step > 0 or self.init_report is not None:
+            return
+        images = []
+        for batch in self.trainer.train_dataloader:
+            images.append(batch["image"].to(self.device))
+            if len(images) >= 4:
+                break
+        n = self.model.calibrate(images)
+        if n:
+            log.info("calibrated %d layers of %s on %d training batches", n, self.model.arch, len(images))
+
     # ------------------------------------------------------------------ forward / loss
     def forward(self, image: torch.Tensor, batch: dict | None = None) -> dict[str, torch.Tensor]:
         if self._forward_takes_batch:
