@@ -34,6 +34,7 @@ ROS = [
 TRAIN = [
     TORCH,
     "lightning>=2.2",
+    "omegaconf>=2.4",
     "torchmetrics>=1.3",
     "tensorboard>=2.14",
     "h5py>=3.9",

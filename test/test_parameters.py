@@ -132,3 +132,53 @@ def test_qos_profiles_follow_rep2003_and_overrides():
         make_qos("sometimes", "volatile", 1)
     with pytest.raises(ValueError, match="QoS depth must be >= 1"):
         make_qos("reliable", "volatile", 0)
+
+
+def test_qos_defaults_come_from_the_parameter_table(monkeypatch):
+    """ros/qos.py restates no default: change the table and the profiles follow."""
+    import dataclasses
+
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+    from joint_perception.ros import qos
+
+    changed = {"qos.input.reliability": "reliable", "qos.input.depth": 5,
+               "qos.output.durability": "transient_local", "qos.output.depth": 9}
+    table = tuple(dataclasses.replace(s, default=changed[s.name]) if s.name in changed else s
+                  for s in P.PARAMETERS)
+    monkeypatch.setattr(P, "PARAMETERS", table)
+    q_in, q_out = qos.input_qos({}), qos.output_qos({"qos.output.depth": 3})
+    assert (q_in.reliability, q_in.depth) == (ReliabilityPolicy.RELIABLE, 5)
+    assert (q_out.durability, q_out.depth) == (DurabilityPolicy.TRANSIENT_LOCAL, 3)
+    # every policy name the table accepts maps to an rclpy policy
+    for name in P.RELIABILITIES:
+        assert qos.make_qos(name, "volatile", 1).reliability.name.lower() == name
+    for name in P.DURABILITIES:
+        assert qos.make_qos("reliable", name, 1).durability.name.lower() == name
+
+
+def test_yaml_comments_repeat_the_table(repo_root):
+    """Each value in config/perception.yaml is documented by the table's description and says
+    whether it is read-only (the comments above it, joined)."""
+    lines = (repo_root / "config" / "perception.yaml").read_text().splitlines()
+    path: list[tuple[int, str]] = []  # (indent, key) of the enclosing mappings
+    seen = set()
+    for i, line in enumerate(lines):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        key, _, value = line.strip().partition(":")
+        path = [(d, k) for d, k in path if d < indent]
+        if not value.strip():
+            path.append((indent, key))
+            continue
+        name = ".".join([k for _, k in path if k not in ("perception_node", "ros__parameters")] + [key])
+        j = i
+        while j > 0 and lines[j - 1].lstrip().startswith("#"):
+            j -= 1
+        comment = " ".join(c.strip().lstrip("#").strip() for c in lines[j:i])
+        spec = P.SPECS[name]
+        assert spec.description in comment, name
+        assert ("read-only" in comment) == spec.read_only, name
+        seen.add(name)
+    assert seen == set(P.SPECS)

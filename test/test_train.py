@@ -17,7 +17,12 @@ import pytest
 import torch
 import yaml
 
-from joint_perception.training.config import apply_overrides, load_config, parse_override
+from joint_perception.training.config import (
+    apply_overrides,
+    load_config,
+    parse_override,
+    resolve_config,
+)
 from joint_perception.training.lightning_module import (
     JointLightningModule,
     lr_lambda,
@@ -62,7 +67,7 @@ def test_overrides_and_recipe_errors(tmp_path):
     assert parse_override("export.input_size=null") == (["export", "input_size"], None)
     cfg = apply_overrides({"optim": {"lr": 1.0}}, ["optim.lr=0.5", "trainer.precision=16-mixed"])
     assert cfg["optim"]["lr"] == 0.5 and cfg["trainer"]["precision"] == "16-mixed"
-    with pytest.raises(ValueError, match="unknown section"):
+    with pytest.raises(ValueError, match="unknown recipe key optm "):
         apply_overrides({}, ["optm.lr=1"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("modle: {}\n")
@@ -75,7 +80,7 @@ def test_every_shipped_recipe_loads_and_names_registered_parts():
     from joint_perception.data.registry import DATASETS
     from joint_perception.models.registry import list_models
 
-    recipes = sorted((REPO / "config" / "train").glob("*.yaml"))
+    recipes = sorted((REPO / "config" / "train").rglob("*.yaml"))
     names = {p.stem for p in recipes}
     assert {"smoke", "realtime", "pap_nyuv2", "cinet_nyuv2", "sosd_nyuv2", "sosd_cityscapes",
             "mscnn_crf_nyuv2", "kitti", "sunrgbd", "nyuv2_depth_normals"} <= names
@@ -169,6 +174,10 @@ def test_tiny_run_checkpoints_and_export(tiny_run):
     from joint_perception.models.serialization import load_checkpoint_model
 
     run_dir, summary = tiny_run
+    # the resolved recipe (every default filled in) is written and loads back as a recipe
+    written = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert written == resolve_config(_tiny_cfg(run_dir)) and written["optim"]["weight_decay"] == 0.0
+    assert load_config(run_dir / "config.yaml")["optim"] == written["optim"]
     assert Path(summary["last_checkpoint"]).name == "last.ckpt"
     assert summary["best_checkpoint"] and Path(summary["best_checkpoint"]).exists()
     assert not list((run_dir / "checkpoints").glob("*.tmp"))

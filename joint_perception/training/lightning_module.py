@@ -41,6 +41,7 @@ import torch
 from joint_perception.metrics import DepthMetrics, SegmentationMetrics
 from joint_perception.models import build_model
 from joint_perception.models.serialization import load_checkpoint_model
+from joint_perception.training.config import resolve_section
 
 log = logging.getLogger(__name__)
 
@@ -122,11 +123,14 @@ class JointLightningModule(L.LightningModule):
 
     Args:
         model_cfg: ``{"name": registry name, **constructor kwargs}``.
-        optim_cfg: see :data:`training.config.DEFAULTS` ``optim``.
+        optim_cfg: the recipe's ``optim`` section (:class:`training.config.OptimConfig`);
+            missing keys take the recipe defaults, unknown keys are refused.
         stages: epochs per stage (see module docstring).
         val_tags: names of the validation sets (metric key prefixes).
         max_depth: GT cap for the depth metrics (metres).
         num_classes: for the segmentation metrics (default: the model's).
+        grad_clip: gradient-norm clip applied by the module itself under ``optim.em`` (manual
+            optimisation, where Lightning's ``gradient_clip_val`` is off); None = none.
     """
 
     def __init__(
@@ -137,6 +141,7 @@ class JointLightningModule(L.LightningModule):
         val_tags: Sequence[str] = ("val",),
         max_depth: float | None = None,
         num_classes: int | None = None,
+        grad_clip: float | None = None,
     ):
         super().__init__()
         model_cfg = dict(model_cfg)
@@ -145,9 +150,12 @@ class JointLightningModule(L.LightningModule):
         name = model_cfg.pop("name")
         init_from = model_cfg.pop("init_from", None)
         init_strict = bool(model_cfg.pop("init_strict", True))
+        self.optim_cfg = resolve_section("optim", optim_cfg)
+        self.grad_clip = grad_clip
         self.save_hyperparameters(
-            {"architecture": name, "model": model_cfg, "optim": dict(optim_cfg or {}), "stages": list(stages),
-             "val_tags": list(val_tags), "max_depth": max_depth, "num_classes": num_classes}
+            {"architecture": name, "model": model_cfg, "optim": self.optim_cfg, "stages": list(stages),
+             "val_tags": list(val_tags), "max_depth": max_depth, "num_classes": num_classes,
+             "grad_clip": grad_clip}
         )
         self.model = build_model(name, **model_cfg)
         self.init_report = None
@@ -156,13 +164,12 @@ class JointLightningModule(L.LightningModule):
             log.info("initialised from %s: %d tensors loaded, %d kept fresh %s", init_from,
                      len(self.init_report["loaded"]), len(self.init_report["skipped"]),
                      self.init_report["skipped"][:6])
-        self.optim_cfg = dict(optim_cfg or {})
         self.stages = [int(s) for s in stages]
         self.val_tags = list(val_tags)
         self.max_depth = float(max_depth if max_depth is not None else self.model.max_depth)
         self.num_classes = int(num_classes or self.model.num_classes)
         self._forward_takes_batch = "batch" in inspect.signature(self.model.forward).parameters
-        self.em = bool(self.optim_cfg.get("em", False))
+        self.em = bool(self.optim_cfg["em"])
         if self.em:
             if self.model.em_groups() is None:
                 raise ValueError(f"optim.em=true but model {name!r} has no em_groups()")
@@ -226,9 +233,8 @@ class JointLightningModule(L.LightningModule):
             opt = opt_s
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        clip = self.optim_cfg.get("grad_clip")  # Lightning's own clipping is off in manual mode
-        if clip:
-            self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        if self.grad_clip:  # Lightning's own clipping is off in manual mode
+            self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
         opt.step()
         (sch_d if depth_step else sch_s).step()
         for k, v in losses.items():
@@ -322,12 +328,12 @@ class JointLightningModule(L.LightningModule):
     # ------------------------------------------------------------------ optimisers
     def _make_optimizer(self, groups: list[dict]) -> torch.optim.Optimizer:
         cfg = self.optim_cfg
-        name = str(cfg.get("optimizer", "adamw")).lower()
-        lr = float(cfg.get("lr", 1e-3))
-        wd = float(cfg.get("weight_decay", 0.0))
+        name = str(cfg["optimizer"]).lower()
+        lr = float(cfg["lr"])
+        wd = float(cfg["weight_decay"])
         if name == "sgd":
-            return torch.optim.SGD(groups, lr=lr, momentum=float(cfg.get("momentum", 0.9)), weight_decay=wd)
-        betas = tuple(float(b) for b in cfg.get("betas", (0.9, 0.999)))
+            return torch.optim.SGD(groups, lr=lr, momentum=float(cfg["momentum"]), weight_decay=wd)
+        betas = tuple(float(b) for b in cfg["betas"])
         if name == "adam":
             return torch.optim.Adam(groups, lr=lr, betas=betas, weight_decay=wd)
         if name == "adamw":
@@ -336,12 +342,11 @@ class JointLightningModule(L.LightningModule):
 
     def _scheduler(self, opt, total_steps: int) -> dict:
         cfg = self.optim_cfg
-        f = lr_lambda(str(cfg.get("schedule", "poly")), total_steps, float(cfg.get("poly_power", 0.9)),
-                      int(cfg.get("warmup_steps", 0)))
+        f = lr_lambda(str(cfg["schedule"]), total_steps, float(cfg["poly_power"]), int(cfg["warmup_steps"]))
         return {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, f), "interval": "step"}
 
     def configure_optimizers(self):
-        lr = float(self.optim_cfg.get("lr", 1e-3))
+        lr = float(self.optim_cfg["lr"])
         try:
             total = int(self.trainer.estimated_stepping_batches)
         except (AttributeError, RuntimeError):

@@ -5,6 +5,10 @@ Usage::
     train --config config/train/smoke.yaml [key.sub=value ...] [--resume auto|PATH]
     ros2 run joint_perception train --config config/train/realtime.yaml trainer.devices=2
 
+The recipe and the overrides are checked against the schema of ``training.config`` (unknown
+keys at any depth, types, model / data set / Trainer arguments); a bad one exits with status 2
+and a message naming the file or override and the full key path.
+
 What a run does (all outputs under the recipe's ``run_dir``):
 
 1. seeds everything (``seed``; data loader workers too) and writes the resolved recipe to
@@ -42,7 +46,7 @@ import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from joint_perception.io_utils import atomic_open, atomic_write_text
-from joint_perception.training.config import load_config
+from joint_perception.training.config import load_config, resolve_config
 
 log = logging.getLogger("joint_perception.train")
 
@@ -94,38 +98,46 @@ def _loggers(run_dir: Path) -> list:
 
 
 def run(cfg: dict[str, Any], resume: str | None = None) -> dict[str, Any]:
-    """Train (and export) from a resolved configuration; returns a summary dict with
-    ``run_dir``, ``best_checkpoint``, ``last_checkpoint``, ``global_step``, ``export_dir``."""
+    """Train (and export) from a configuration (resolved and checked here with
+    ``training.config.resolve_config``: missing keys take the recipe defaults); returns a
+    summary dict with ``run_dir``, ``best_checkpoint``, ``last_checkpoint``, ``global_step``,
+    ``export_dir``.
+
+    Raises:
+        ValueError: an invalid configuration (``training.config.RecipeError``).
+    """
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
     from joint_perception.training.datamodule import JointDataModule, val_tags
     from joint_perception.training.lightning_module import JointLightningModule
 
+    cfg = resolve_config(cfg)
     run_dir = Path(cfg["run_dir"])
     ckpt_dir = run_dir / "checkpoints"
     L.seed_everything(int(cfg["seed"]), workers=True)
     ckpt_path = resolve_resume(resume, run_dir)
 
-    optim = dict(cfg["optim"])
     trainer_cfg = {k: v for k, v in cfg["trainer"].items() if v is not None}
-    if optim.get("em"):
+    grad_clip = None
+    if cfg["optim"]["em"]:
         # manual optimisation: clipping is done by the module
-        optim["grad_clip"] = trainer_cfg.pop("gradient_clip_val", None)
+        grad_clip = trainer_cfg.pop("gradient_clip_val", None)
         trainer_cfg.pop("accumulate_grad_batches", None)
-    vspecs = cfg["data"].get("val") or []
-    module = JointLightningModule(cfg["model"], optim, cfg.get("stages") or [], val_tags(vspecs) or ["val"])
+    vspecs = cfg["data"]["val"]
+    module = JointLightningModule(cfg["model"], cfg["optim"], cfg["stages"], val_tags(vspecs) or ["val"],
+                                  grad_clip=grad_clip)
     dm = JointDataModule(cfg["data"], cfg["input_size"], module.model.mean, module.model.std)
 
     ck = cfg["checkpoint"]
     last_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="step{step:07d}", save_top_k=0, save_last=True,
-                              every_n_train_steps=ck.get("every_n_train_steps") or None,
+                              every_n_train_steps=ck["every_n_train_steps"] or None,
                               auto_insert_metric_name=False)
     callbacks = [last_cb, LearningRateMonitor(logging_interval="step")]
     best_cb = None
-    if vspecs and ck.get("monitor"):
+    if vspecs and ck["monitor"]:
         best_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best-epoch{epoch:03d}-step{step:07d}",
-                                  monitor=ck["monitor"], mode=ck.get("mode", "min"), save_top_k=1,
+                                  monitor=ck["monitor"], mode=ck["mode"], save_top_k=1,
                                   auto_insert_metric_name=False)
         callbacks.append(best_cb)
     if not vspecs:
@@ -145,7 +157,7 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> dict[str, Any]:
         "global_step": int(trainer.global_step),
         "export_dir": None,
     }
-    if trainer.is_global_zero and cfg["export"].get("enabled", True):
+    if trainer.is_global_zero and cfg["export"]["enabled"]:
         summary["export_dir"] = str(_export(cfg, module, summary, trainer))
     return summary
 
@@ -163,26 +175,26 @@ def _export(cfg: dict, module, summary: dict, trainer) -> Path:
         module.load_state_dict(state)
         log.info("exporting %s", ckpt)
     model = model.cpu().eval()
-    size = cfg["export"].get("input_size") or cfg["input_size"]
+    size = cfg["export"]["input_size"] or cfg["input_size"]
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     overrides = {
         "training": {
-            "recipe": cfg.get("recipe"),
-            "data": {"train": cfg["data"]["train"], "val": cfg["data"].get("val")},
+            "recipe": cfg["recipe"],
+            "data": {"train": cfg["data"]["train"], "val": cfg["data"]["val"]},
             "seed": cfg["seed"],
-            "init_from": cfg["model"].get("init_from"),
+            "init_from": cfg["model"]["init_from"],
             "global_step": summary["global_step"],
             "epochs": int(trainer.current_epoch),
             "checkpoint": ckpt or f"final weights (step {summary['global_step']})",
-            "monitor": cfg["checkpoint"].get("monitor"),
+            "monitor": cfg["checkpoint"]["monitor"],
             "best_score": summary["best_score"],
         },
         "metrics": {"last_validation": metrics} if metrics else {},
     }
-    if cfg["data"].get("canonical_focal"):
+    if cfg["data"]["canonical_focal"]:
         overrides["canonical_focal"] = float(cfg["data"]["canonical_focal"])
     out_dir = Path(cfg["run_dir"]) / "export"
-    export_onnx(model, out_dir, size, opset=int(cfg["export"].get("opset", 17)),
+    export_onnx(model, out_dir, size, opset=int(cfg["export"]["opset"]),
                 metadata_overrides=overrides, verify_atol=1e-4)
     _maybe_tensorrt(cfg, out_dir)
     return out_dir
@@ -194,7 +206,7 @@ def _maybe_tensorrt(cfg: dict, out_dir: Path) -> None:
         return
     from joint_perception.export.tensorrt_build import BuildOptions, build_engine_with_gate
 
-    opts = BuildOptions(**(cfg["export"].get("tensorrt") or {}))
+    opts = BuildOptions(**cfg["export"]["tensorrt"])
     entry = build_engine_with_gate(out_dir, opts)
     log.info("TensorRT engine built: %s", getattr(entry, "engine_path", entry))
 
