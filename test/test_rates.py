@@ -21,6 +21,7 @@ from joint_perception.evaluation.rates import (
     restamp_cdr,
 )
 from joint_perception.evaluation.replay import header_from_cdr
+from joint_perception.evaluation.replay.peak import MAX_TRIALS
 from joint_perception.ros.frame_buffer import LatestSlot
 
 
@@ -218,3 +219,58 @@ def test_peak_search_on_a_slowed_newest_frame_worker():
     assert res.peak_rate_hz is not None
     assert 14.0 <= res.peak_rate_hz <= 52.0  # generous: the CPU is shared
     assert any(frac > 0.05 for _, frac, _ in res.trials)  # the search found a failing rate
+
+
+def _newest_frame_node(frame_s: float, n_frames: int):
+    """Trial of a newest-frame-only node, without a clock: frame ``k`` arrives at
+    ``k / rate``; the worker takes the slot's frame as soon as it is free and is then busy
+    ``frame_s``; a frame still in the slot when the next one arrives is overwritten (missed).
+    The last frame is never overwritten."""
+
+    def trial(rate: float) -> dict:
+        free_at = 0.0  # when the worker can take the next frame
+        held = None  # arrival time of the frame in the slot
+        processed = 0
+        for k in range(n_frames):
+            t = k / rate
+            if held is not None and max(held, free_at) <= t:  # taken before this arrival
+                free_at = max(held, free_at) + frame_s
+                processed += 1
+            held = t  # replaces the held frame if it was not taken
+        processed += 1
+        return {"MISSED_FRAME_FRACTION": 1.0 - processed / n_frames}
+
+    return trial
+
+
+def _newest_frame_bound_hz(frame_s: float, n_frames: int) -> float:
+    """Highest rate at which that node misses none of ``n_frames`` (derivation in
+    test_replay.py::test_peak_search_on_a_node_slowed_on_purpose)."""
+    return (n_frames - 1) / ((n_frames - 2) * frame_s)
+
+
+@pytest.mark.parametrize("frame_s", [0.025, 0.150, 0.180])
+@pytest.mark.parametrize("n_frames", [3, 6, 16])
+def test_newest_frame_node_misses_nothing_up_to_the_derived_bound(frame_s, n_frames):
+    trial = _newest_frame_node(frame_s, n_frames)
+    bound = _newest_frame_bound_hz(frame_s, n_frames)
+    assert bound > 1.0 / frame_s  # a short trial passes above the sustainable rate
+    assert trial(bound * (1 - 1e-9))["MISSED_FRAME_FRACTION"] == 0.0
+    assert trial(bound * (1 + 1e-6))["MISSED_FRAME_FRACTION"] > 0.0
+    assert trial(0.5 / frame_s)["MISSED_FRAME_FRACTION"] == 0.0
+
+
+def test_replay_peak_search_on_the_clock_free_slowed_node():
+    """The search of test_replay's peak test (2..32 Hz, 6 frames per trial, 5 % missed, replay's
+    MAX_TRIALS) on the clock-free node: 8.0 Hz for 150 ms per frame (8 passes; 16, 11.3, 9.5,
+    8.7 fail: the bound is 8.33 Hz) and 6.727 Hz for 180 ms (as a real run measured) - above
+    1 / 0.15 s = 6.67 Hz, which a 6-frame trial may legally exceed. Never above the bound."""
+
+    def peak(frame_s: float) -> float | None:
+        trial = _newest_frame_node(frame_s, 6)
+        return find_peak_rate(trial, 2.0, 32.0, 0.05, max_trials=MAX_TRIALS).peak_rate_hz
+
+    assert peak(0.150) == 8.0
+    assert peak(0.180) == pytest.approx(6.727, abs=1e-3)
+    for frame_s in np.linspace(0.150, 0.600, 46):
+        assert 2.0 <= peak(frame_s) <= _newest_frame_bound_hz(frame_s, 6)

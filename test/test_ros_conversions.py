@@ -162,6 +162,7 @@ def test_real_bag_messages(shared_data):
     assert depth.dtype == np.uint16 and np.array_equal(depth, ref_d)
 
 
+@pytest.mark.perf
 def test_message_building_640x480_is_fast():
     rgb = np.zeros((480, 640, 3), np.uint8)
     times = []
