@@ -77,9 +77,13 @@ class ModelMetadata:
     def __post_init__(self) -> None:
         self.tasks = list(check_tasks(self.tasks))
         if self.input_height <= 0 or self.input_width <= 0:
-            raise ValueError(f"input size must be positive, got {self.input_height}x{self.input_width}")
+            raise ValueError(
+                f"input size must be positive, got {self.input_height}x{self.input_width}"
+            )
         if not 0 < self.min_depth < self.max_depth:
-            raise ValueError(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+            raise ValueError(
+                f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}"
+            )
         if "segmentation" in self.tasks and not self.class_names:
             raise ValueError("a segmentation model needs class_names")
 

@@ -89,9 +89,21 @@ class DepthMetrics:
         eigen_crop: False, True/``"nyu"`` or ``"kitti"``.
     """
 
-    _KEYS = ("abs_rel", "sq_rel", "sq_err", "sq_log", "log10", "log_d", "delta1", "delta2", "delta3")
+    _KEYS = (
+        "abs_rel",
+        "sq_rel",
+        "sq_err",
+        "sq_log",
+        "log10",
+        "log_d",
+        "delta1",
+        "delta2",
+        "delta3",
+    )
 
-    def __init__(self, min_depth: float = 1e-3, max_depth: float = 10.0, eigen_crop: bool | str = False):
+    def __init__(
+        self, min_depth: float = 1e-3, max_depth: float = 10.0, eigen_crop: bool | str = False
+    ):
         if not 0 <= min_depth < max_depth:
             raise ValueError(f"need 0 <= min_depth < max_depth, got {min_depth}, {max_depth}")
         self.min_depth = float(min_depth)
@@ -161,9 +173,22 @@ class DepthMetrics:
         """
         n = self._n
         s = self._sums
-        out: dict[str, float] = {"n_pixels": n, "coverage": n / self._n_gt if self._n_gt else float("nan")}
+        out: dict[str, float] = {
+            "n_pixels": n,
+            "coverage": n / self._n_gt if self._n_gt else float("nan"),
+        }
         if n == 0:
-            for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "delta1", "delta2", "delta3"):
+            for k in (
+                "abs_rel",
+                "sq_rel",
+                "rmse",
+                "rmse_log",
+                "log10",
+                "silog",
+                "delta1",
+                "delta2",
+                "delta3",
+            ):
                 out[k] = float("nan")
             return out
         mean_d = s["log_d"] / n
@@ -333,8 +358,16 @@ class NormalMetrics:
         cov = n / self._n_gt if self._n_gt else float("nan")
         if n == 0:
             nan = float("nan")
-            return dict(mean=nan, median=nan, rmse=nan, pct_11_25=nan, pct_22_5=nan, pct_30=nan,
-                        n_pixels=0, coverage=cov)
+            return dict(
+                mean=nan,
+                median=nan,
+                rmse=nan,
+                pct_11_25=nan,
+                pct_22_5=nan,
+                pct_30=nan,
+                n_pixels=0,
+                coverage=cov,
+            )
         return {
             "mean": float(a.mean()),
             "median": float(np.median(a)),

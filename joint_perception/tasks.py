@@ -23,7 +23,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Task", "NetworkOutput", "TASKS", "OUTPUTS", "TASK_NAMES", "OUTPUT_NAMES", "outputs_of", "check_tasks"]
+__all__ = [
+    "Task",
+    "NetworkOutput",
+    "TASKS",
+    "OUTPUTS",
+    "TASK_NAMES",
+    "OUTPUT_NAMES",
+    "outputs_of",
+    "check_tasks",
+]
 
 
 @dataclass(frozen=True)
@@ -77,14 +86,38 @@ TASKS: dict[str, Task] = {
 OUTPUTS: dict[str, NetworkOutput] = {
     o.name: o
     for o in (
-        NetworkOutput("depth", "depth", "(N, 1, H, W)", "NHW", "float32",
-                      "metres along z of the camera optical frame (REP 103, REP 118)"),
-        NetworkOutput("labels", "segmentation", "(N, H, W)", "NHW", "int32",
-                      "class ids 1..C (0 = void, never predicted)"),
-        NetworkOutput("confidence", "segmentation", "(N, H, W)", "NHW", "float32",
-                      "maximum softmax probability of the predicted class, in [0, 1]"),
-        NetworkOutput("normals", "normals", "(N, 3, H, W)", "NHWC", "float32",
-                      "unit vectors in the camera optical frame (x right, y down, z forward)"),
+        NetworkOutput(
+            "depth",
+            "depth",
+            "(N, 1, H, W)",
+            "NHW",
+            "float32",
+            "metres along z of the camera optical frame (REP 103, REP 118)",
+        ),
+        NetworkOutput(
+            "labels",
+            "segmentation",
+            "(N, H, W)",
+            "NHW",
+            "int32",
+            "class ids 1..C (0 = void, never predicted)",
+        ),
+        NetworkOutput(
+            "confidence",
+            "segmentation",
+            "(N, H, W)",
+            "NHW",
+            "float32",
+            "maximum softmax probability of the predicted class, in [0, 1]",
+        ),
+        NetworkOutput(
+            "normals",
+            "normals",
+            "(N, 3, H, W)",
+            "NHWC",
+            "float32",
+            "unit vectors in the camera optical frame (x right, y down, z forward)",
+        ),
     )
 }
 

@@ -45,7 +45,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_realtime")
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        net = build_model("realtime", num_classes=40, width_mult=0.35, decoder_channels=16, head_channels=8)
+        net = build_model(
+            "realtime", num_classes=40, width_mult=0.35, decoder_channels=16, head_channels=8
+        )
     export_onnx(net, out, input_size=(64, 80))
     return out
 

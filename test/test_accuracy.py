@@ -113,8 +113,9 @@ def test_labels_from_folder_pairs_by_rgb(shared_data, tmp_path):
 
 
 def test_references_from_a_real_bag(shared_data):
-    refs = load_references(shared_data / "bags" / "nyuv2_test3_sqlite3",
-                           labelled_folder=shared_data / "nyuv2_test")
+    refs = load_references(
+        shared_data / "bags" / "nyuv2_test3_sqlite3", labelled_folder=shared_data / "nyuv2_test"
+    )
     assert len(refs) == 3
     ref = refs[sorted(refs)[1]]  # idx 433: raw depth with holes
     assert ref.depth.shape == (480, 640) and ref.labels.shape == (480, 640)

@@ -60,7 +60,9 @@ def test_class_weights_and_weighted_ce():
     # uniform logits: CE = log 3 on every non-void pixel regardless of weights
     assert losses.cross_entropy_loss(logits, labels).item() == pytest.approx(math.log(3))
     assert losses.cross_entropy_loss(logits, labels, w).item() == pytest.approx(math.log(3))
-    assert losses.cross_entropy_loss(logits, labels, reduction="sum").item() == pytest.approx(4 * math.log(3))
+    assert losses.cross_entropy_loss(logits, labels, reduction="sum").item() == pytest.approx(
+        4 * math.log(3)
+    )
     with pytest.raises(ValueError, match="exceeds"):
         losses.cross_entropy_loss(logits, torch.full((1, 1, 6), 4))
 
@@ -104,7 +106,9 @@ def test_pairwise_losses():
     assert losses.pairwise_depth_loss(g, g).item() == 0.0
     # a constant offset preserves every difference
     assert losses.pairwise_depth_loss(g + 0.5, g).item() == pytest.approx(0.0, abs=1e-6)
-    assert losses.pairwise_signed_loss(g + 0.5, g, num_pixels=50).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.pairwise_signed_loss(g + 0.5, g, num_pixels=50).item() == pytest.approx(
+        0.0, abs=1e-6
+    )
     # two valid pixels only: every sampled pair is (a,a), (b,b), (a,b) or (b,a)
     pred = torch.zeros(1, 1, 1, 4)
     gt = torch.tensor([[[[1.0, 0.0, 3.0, 0.0]]]])
@@ -127,9 +131,9 @@ def test_ideal_affinity_and_attention_bce():
     loss = losses.attention_bce_loss(att, labels, (2, 2))
     assert loss.item() == pytest.approx(-math.log(0.9), rel=1e-5)
     logits = torch.log(att / (1 - att))
-    assert losses.attention_bce_loss(logits, labels, (2, 2), from_logits=True).item() == pytest.approx(
-        -math.log(0.9), rel=1e-5
-    )
+    assert losses.attention_bce_loss(
+        logits, labels, (2, 2), from_logits=True
+    ).item() == pytest.approx(-math.log(0.9), rel=1e-5)
 
 
 def test_consistency_loss_formula():

@@ -39,7 +39,9 @@ def test_forward_shapes_depth_expectation_and_config_roundtrip():
     assert out["aux_depth_logits"].shape == (2, 50, H // 8, W // 8)
     assert m.bin_size == pytest.approx(0.14)
     grid_depth = soft_bin_depth(out["aux_depth_logits"], 0.14)
-    up = torch.nn.functional.interpolate(grid_depth, size=(H, W), mode="bilinear", align_corners=False)
+    up = torch.nn.functional.interpolate(
+        grid_depth, size=(H, W), mode="bilinear", align_corners=False
+    )
     torch.testing.assert_close(out["depth"], up)
     assert out["depth"].min() >= 0.14 - 1e-6 and out["depth"].max() <= 7.0 + 1e-6
     again = build_model("mscnn_crf", **m.config())

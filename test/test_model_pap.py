@@ -148,13 +148,24 @@ def test_every_parameter_gets_a_gradient_and_loss_terms():
     model = build_model("pap", **SMALL)
     batch = synthetic_batch()
     losses = model.compute_losses(model(batch["image"]), batch)
-    assert set(losses) == {"total", "depth", "depth_pair", "segmentation", "segmentation_pair", "normals", "normals_pair"}
+    assert set(losses) == {
+        "total",
+        "depth",
+        "depth_pair",
+        "segmentation",
+        "segmentation_pair",
+        "normals",
+        "normals_pair",
+    }
     expected = sum(
-        (1 / 3) * (losses[k] + 0.2 * losses[f"{k}_pair"]) for k in ("depth", "segmentation", "normals")
+        (1 / 3) * (losses[k] + 0.2 * losses[f"{k}_pair"])
+        for k in ("depth", "segmentation", "normals")
     )
     torch.testing.assert_close(losses["total"], expected)
     losses["total"].backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
     assert missing == []
 
 
@@ -201,7 +212,10 @@ def test_onnx_export_matches_pytorch(tmp_path):
     torch.manual_seed(0)
     model = build_model("pap", **SMALL).eval()
     x = torch.randn(1, 3, 64, 80)
-    assert onnx_parity_gap(model, x, tmp_path / "pap.onnx", ("depth", "segmentation", "normals")) < 1e-4
+    assert (
+        onnx_parity_gap(model, x, tmp_path / "pap.onnx", ("depth", "segmentation", "normals"))
+        < 1e-4
+    )
 
 
 def _full_size_forward() -> tuple[dict, float]:

@@ -74,7 +74,9 @@ def test_em_alternation_moves_only_its_side_and_the_shared_encoder():
     assert any(n.startswith("s2d.") for n in dnames - snames)
     assert any(n.startswith("d2s.") for n in snames - dnames)
     batch = synthetic_batch()
-    opt = {k: torch.optim.Adam(g, lr=1e-3) for k, g in zip(("depth", "sem"), (depth_group, sem_group))}
+    opt = {
+        k: torch.optim.Adam(g, lr=1e-3) for k, g in zip(("depth", "sem"), (depth_group, sem_group))
+    }
     for step, names in (("depth", dnames), ("sem", snames)):
         # the trainer's EM step: freeze the other side, backprop this step's loss, update
         for n, p in m.named_parameters():
@@ -101,8 +103,11 @@ def test_inverse_depth_output_and_loss():
     torch.testing.assert_close(out["depth"], 1.0 / out["aux_inv_depth"].clamp_min(1e-3))
     gt = torch.full((1, 1, H, W), 2.0)
     gt[..., :10] = 0  # invalid
-    fake = {"depth": torch.full((1, 1, H, W), 4.0), "aux_inv_depth": torch.full((1, 1, H, W), 0.25),
-            "segmentation": torch.zeros(1, 40, H, W)}
+    fake = {
+        "depth": torch.full((1, 1, H, W), 4.0),
+        "aux_inv_depth": torch.full((1, 1, H, W), 0.25),
+        "segmentation": torch.zeros(1, 40, H, W),
+    }
     losses = m.compute_losses(fake, {"depth": gt, "labels": torch.ones(1, H, W, dtype=torch.long)})
     assert losses["depth"].item() == pytest.approx(0.25)  # |1/4 - 1/2|
     assert losses["segmentation"].item() == pytest.approx(np.log(40), rel=1e-5)

@@ -22,9 +22,12 @@ def exported(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model("realtime")
     out = tmp_path_factory.mktemp("export")
-    onnx_path, meta = export_onnx(model, out, input_size=(H, W),
-                                  metadata_overrides={"canonical_focal": 130.0,
-                                                      "training": {"dataset": "none"}})
+    onnx_path, meta = export_onnx(
+        model,
+        out,
+        input_size=(H, W),
+        metadata_overrides={"canonical_focal": 130.0, "training": {"dataset": "none"}},
+    )
     return model, out, onnx_path, meta
 
 
@@ -115,15 +118,37 @@ def test_depth_only_model_and_bad_arguments(tmp_path):
 
 
 def test_cli_exports_lightning_checkpoint(tmp_path, capsys):
-    model = build_model("realtime", tasks=["depth", "normals"], decoder_channels=16, head_channels=8)
+    model = build_model(
+        "realtime", tasks=["depth", "normals"], decoder_channels=16, head_channels=8
+    )
     ckpt = tmp_path / "last.ckpt"
-    torch.save({"state_dict": {"model." + k: v for k, v in model.state_dict().items()},
-                "hyper_parameters": {"model": {"name": "realtime", **model.config()}},
-                "epoch": 3}, ckpt)
-    assert torch.equal(load_checkpoint_model(ckpt).encoder.features[0][0].weight,
-                       model.encoder.features[0][0].weight)
-    assert main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "e"), "--height", "64",
-                 "--width", "96"]) == 0
+    torch.save(
+        {
+            "state_dict": {"model." + k: v for k, v in model.state_dict().items()},
+            "hyper_parameters": {"model": {"name": "realtime", **model.config()}},
+            "epoch": 3,
+        },
+        ckpt,
+    )
+    assert torch.equal(
+        load_checkpoint_model(ckpt).encoder.features[0][0].weight,
+        model.encoder.features[0][0].weight,
+    )
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(tmp_path / "e"),
+                "--height",
+                "64",
+                "--width",
+                "96",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((tmp_path / "e" / "metadata.json").read_text())
     assert meta["outputs"] == ["depth", "normals"] and meta["input_width"] == 96
     assert meta["training"]["checkpoint"] == str(ckpt)

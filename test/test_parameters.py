@@ -12,12 +12,32 @@ from joint_perception.ros import parameters as P
 def test_defaults_are_valid_and_cover_the_brief():
     assert P.validate(P.defaults(), check_model=False) == []
     required = {
-        "model", "backend", "device", "engine_cache_dir", "input_transport", "camera_info_sync",
-        "sync_slop_s", "output_resolution", "min_depth", "max_depth", "publish_depth",
-        "publish_labels", "publish_color", "color_overlay_alpha", "publish_normals",
-        "publish_points", "points_decimation", "publish_confidence", "diagnostics_period_s",
-        "warn_throttle_s", "qos.input.reliability", "qos.input.depth", "qos.output.reliability",
-        "qos.output.durability", "qos.output.depth", "qos.input.durability",
+        "model",
+        "backend",
+        "device",
+        "engine_cache_dir",
+        "input_transport",
+        "camera_info_sync",
+        "sync_slop_s",
+        "output_resolution",
+        "min_depth",
+        "max_depth",
+        "publish_depth",
+        "publish_labels",
+        "publish_color",
+        "color_overlay_alpha",
+        "publish_normals",
+        "publish_points",
+        "points_decimation",
+        "publish_confidence",
+        "diagnostics_period_s",
+        "warn_throttle_s",
+        "qos.input.reliability",
+        "qos.input.depth",
+        "qos.output.reliability",
+        "qos.output.durability",
+        "qos.output.depth",
+        "qos.input.durability",
     }
     assert required <= set(P.SPECS)
     for spec in P.PARAMETERS:
@@ -91,9 +111,15 @@ def test_declare_parameters_on_a_real_node(tmp_path):
     rclpy.init(context=ctx)
     try:
         # model "realtime" may not be shipped yet: an existing directory passes the model check
-        node = Node("param_test2", context=ctx, parameter_overrides=[
-            Parameter("model", value=str(tmp_path)), Parameter("backend", value="torch"),
-            Parameter("points_decimation", value=4)])
+        node = Node(
+            "param_test2",
+            context=ctx,
+            parameter_overrides=[
+                Parameter("model", value=str(tmp_path)),
+                Parameter("backend", value="torch"),
+                Parameter("points_decimation", value=4),
+            ],
+        )
         values = P.declare_parameters(node)
         assert values["backend"] == "torch" and values["points_decimation"] == 4
         desc = node.describe_parameter("points_decimation")
@@ -105,9 +131,15 @@ def test_declare_parameters_on_a_real_node(tmp_path):
         assert (rng.from_value, rng.to_value) == (0.0, 1.0)
         node.destroy_node()
 
-        node = Node("param_test3", context=ctx, parameter_overrides=[
-            Parameter("model", value=str(tmp_path)), Parameter("min_depth", value=4.0),
-            Parameter("max_depth", value=1.0)])
+        node = Node(
+            "param_test3",
+            context=ctx,
+            parameter_overrides=[
+                Parameter("model", value=str(tmp_path)),
+                Parameter("min_depth", value=4.0),
+                Parameter("max_depth", value=1.0),
+            ],
+        )
         with pytest.raises(ValueError, match="min_depth: 4.0 must be smaller than max_depth 1.0"):
             P.declare_parameters(node)
         node.destroy_node()
@@ -124,10 +156,18 @@ def test_qos_profiles_follow_rep2003_and_overrides():
     assert q_in.reliability == ReliabilityPolicy.BEST_EFFORT and q_in.depth == 1
     q_out = output_qos(P.defaults())
     assert q_out.reliability == ReliabilityPolicy.RELIABLE and q_out.depth == 2
-    q = output_qos({"qos.output.reliability": "best_effort", "qos.output.durability":
-                    "transient_local", "qos.output.depth": 7})
+    q = output_qos(
+        {
+            "qos.output.reliability": "best_effort",
+            "qos.output.durability": "transient_local",
+            "qos.output.depth": 7,
+        }
+    )
     assert (q.reliability, q.durability, q.depth) == (
-        ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.TRANSIENT_LOCAL, 7)
+        ReliabilityPolicy.BEST_EFFORT,
+        DurabilityPolicy.TRANSIENT_LOCAL,
+        7,
+    )
     with pytest.raises(ValueError, match="unknown QoS reliability 'sometimes'"):
         make_qos("sometimes", "volatile", 1)
     with pytest.raises(ValueError, match="QoS depth must be >= 1"):
@@ -142,10 +182,16 @@ def test_qos_defaults_come_from_the_parameter_table(monkeypatch):
 
     from joint_perception.ros import qos
 
-    changed = {"qos.input.reliability": "reliable", "qos.input.depth": 5,
-               "qos.output.durability": "transient_local", "qos.output.depth": 9}
-    table = tuple(dataclasses.replace(s, default=changed[s.name]) if s.name in changed else s
-                  for s in P.PARAMETERS)
+    changed = {
+        "qos.input.reliability": "reliable",
+        "qos.input.depth": 5,
+        "qos.output.durability": "transient_local",
+        "qos.output.depth": 9,
+    }
+    table = tuple(
+        dataclasses.replace(s, default=changed[s.name]) if s.name in changed else s
+        for s in P.PARAMETERS
+    )
     monkeypatch.setattr(P, "PARAMETERS", table)
     q_in, q_out = qos.input_qos({}), qos.output_qos({"qos.output.depth": 3})
     assert (q_in.reliability, q_in.depth) == (ReliabilityPolicy.RELIABLE, 5)
@@ -172,7 +218,9 @@ def test_yaml_comments_repeat_the_table(repo_root):
         if not value.strip():
             path.append((indent, key))
             continue
-        name = ".".join([k for _, k in path if k not in ("perception_node", "ros__parameters")] + [key])
+        name = ".".join(
+            [k for _, k in path if k not in ("perception_node", "ros__parameters")] + [key]
+        )
         j = i
         while j > 0 and lines[j - 1].lstrip().startswith("#"):
             j -= 1

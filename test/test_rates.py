@@ -58,8 +58,12 @@ def test_pace_does_not_drift_when_a_publish_is_slow():
 
 def test_pace_schedule_follows_recorded_offsets():
     t = [0.0]
-    times = pace_schedule([0.0, 0.5, 0.5, 2.0], lambda i: None, clock=lambda: t[0],
-                          sleep=lambda d: t.__setitem__(0, t[0] + d))
+    times = pace_schedule(
+        [0.0, 0.5, 0.5, 2.0],
+        lambda i: None,
+        clock=lambda: t[0],
+        sleep=lambda d: t.__setitem__(0, t[0] + d),
+    )
     assert times == [0.0, 0.5, 0.5, 2.0]
     with pytest.raises(ValueError, match="non-decreasing"):
         pace_schedule([0.0, 1.0, 0.5], lambda i: None)
@@ -96,9 +100,15 @@ def test_loop_schedule_keeps_stamps_unique_and_increasing():
     sched = loop_schedule(stamps, 7)
     assert [i for i, _ in sched] == [0, 1, 2, 0, 1, 2, 0]
     # pass k is shifted by k * (span 1 s + gap 0.5 s)
-    assert [s for _, s in sched] == [1_000_000_000, 1_500_000_000, 2_000_000_000,
-                                     2_500_000_000, 3_000_000_000, 3_500_000_000,
-                                     4_000_000_000]
+    assert [s for _, s in sched] == [
+        1_000_000_000,
+        1_500_000_000,
+        2_000_000_000,
+        2_500_000_000,
+        3_000_000_000,
+        3_500_000_000,
+        4_000_000_000,
+    ]
     single = loop_schedule([5], 3)
     assert [s for _, s in single] == [5, 1_000_000_005, 2_000_000_005]
     with pytest.raises(ValueError, match="empty"):
@@ -136,8 +146,10 @@ def test_performance_fields_with_nothing_received():
 
 
 def test_process_monitor_measures_a_busy_child():
-    code = "import time\nt = time.process_time()\nb = bytearray(60 * 2**20)\n" \
-           "while time.process_time() - t < 5: pass\n"
+    code = (
+        "import time\nt = time.process_time()\nb = bytearray(60 * 2**20)\n"
+        "while time.process_time() - t < 5: pass\n"
+    )
     proc = subprocess.Popen([sys.executable, "-S", "-c", code])
     try:
         time.sleep(0.3)  # let it allocate
@@ -154,14 +166,21 @@ def test_process_monitor_measures_a_busy_child():
 
 def _capacity_trial(capacity_hz: float):
     """A consumer that keeps up to capacity_hz and misses the excess (exact arithmetic)."""
+
     def trial(rate):
         return {"MISSED_FRAME_FRACTION": max(0.0, 1.0 - capacity_hz / rate)}
+
     return trial
 
 
 def test_peak_search_gallops_then_bisects():
-    res = find_peak_rate(_capacity_trial(33.0), min_rate_hz=4.0, max_rate_hz=200.0,
-                         max_missed=0.05, rel_tolerance=0.05)
+    res = find_peak_rate(
+        _capacity_trial(33.0),
+        min_rate_hz=4.0,
+        max_rate_hz=200.0,
+        max_missed=0.05,
+        rel_tolerance=0.05,
+    )
     rates = [r for r, _, _ in res.trials]
     assert rates[:5] == [4.0, 8.0, 16.0, 32.0, 64.0]  # galloping until the first failure
     # the true limit is 33 / 0.95 = 34.74 Hz; the result passes and is within 5 % of it
@@ -213,8 +232,14 @@ def test_peak_search_on_a_slowed_newest_frame_worker():
         worker.close()
         return performance_fields(sent, worker.received)
 
-    res = find_peak_rate(trial, min_rate_hz=10.0, max_rate_hz=160.0, max_missed=0.05,
-                         rel_tolerance=0.15, max_trials=7)
+    res = find_peak_rate(
+        trial,
+        min_rate_hz=10.0,
+        max_rate_hz=160.0,
+        max_missed=0.05,
+        rel_tolerance=0.15,
+        max_trials=7,
+    )
     assert res.trials[0][1] == 0.0  # 10 Hz: nothing missed
     assert res.peak_rate_hz is not None
     assert 14.0 <= res.peak_rate_hz <= 52.0  # generous: the CPU is shared

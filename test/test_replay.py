@@ -33,20 +33,40 @@ def test_replay_end_to_end(shared_data, tmp_path):
     frames, _ = load_input_frames(bag)
     assert len(frames) == 3 and all(f.info_cdr is not None for f in frames)
     out = tmp_path / "out"
-    code = main(["--bag", str(bag), "--out", str(out), "--rate", "1", "--no-progress",
-                 "--set", f"model:={model}", "--set", "backend:=onnxruntime"])
+    code = main(
+        [
+            "--bag",
+            str(bag),
+            "--out",
+            str(out),
+            "--rate",
+            "1",
+            "--no-progress",
+            "--set",
+            f"model:={model}",
+            "--set",
+            "backend:=onnxruntime",
+        ]
+    )
     assert code == 0
     s = json.loads((out / "summary.json").read_text())
     assert (s["frames_in"], s["frames_out"], s["frames_dropped"]) == (3, 3, 0)
     assert s["input_stamps_ns"] == sorted(f.stamp_ns for f in frames)
-    assert set(s["outputs"]) == {"depth/image", "depth/camera_info", "segmentation/labels",
-                                 "segmentation/color", "normals/image", "points"}
+    assert set(s["outputs"]) == {
+        "depth/image",
+        "depth/camera_info",
+        "segmentation/labels",
+        "segmentation/color",
+        "normals/image",
+        "points",
+    }
     for o in s["outputs"].values():
         assert o["count"] == 3 and o["stamps_match_input"]
         assert o["frame_ids"] == ["camera_color_optical_frame"]
     assert 0 < s["latency_ms"]["p50_ms"] <= s["latency_ms"]["max_ms"]
     assert {"inference", "preprocess", "postprocess", "decode", "publish"} <= set(
-        s["stages_p50_ms"])
+        s["stages_p50_ms"]
+    )
     m = s["depth_metrics"]
     assert m["frames"] == 3 and m["abs_rel"] > 0 and 0 <= m["delta1"] <= m["delta2"] <= 1
     assert (out / "summary.md").read_text().startswith("# Replay of")
@@ -74,9 +94,25 @@ def test_replay_loops_the_bag_at_a_fixed_rate(shared_data, tmp_path):
     bag = shared_data / "bags" / "nyuv2_test3_sqlite3"
     model = export_tiny_model(tmp_path / "model")
     out = tmp_path / "loop"
-    code = main(["--bag", str(bag), "--out", str(out), "--rate", "8", "--frames", "10",
-                 "--labels-dir", str(shared_data / "nyuv2_test"), "--no-progress",
-                 "--set", f"model:={model}", "--set", "backend:=onnxruntime"])
+    code = main(
+        [
+            "--bag",
+            str(bag),
+            "--out",
+            str(out),
+            "--rate",
+            "8",
+            "--frames",
+            "10",
+            "--labels-dir",
+            str(shared_data / "nyuv2_test"),
+            "--no-progress",
+            "--set",
+            f"model:={model}",
+            "--set",
+            "backend:=onnxruntime",
+        ]
+    )
     assert code == 0
     s = json.loads((out / "summary.json").read_text())
     p = s["performance"]
@@ -135,11 +171,31 @@ def test_peak_search_on_a_node_slowed_on_purpose(shared_data, tmp_path):
     bag = shared_data / "bags" / "nyuv2_test3_sqlite3"
     model = export_tiny_model(tmp_path / "model")
     out = tmp_path / "peak"
-    code = main(["--bag", str(bag), "--out", str(out), "--peak", "--peak-min-rate", "2",
-                 "--peak-max-rate", "32", "--peak-frames", str(frames_per_trial),
-                 "--max-missed", "0.05", "--no-report", "--no-progress",
-                 "--set", f"model:={model}", "--set", "backend:=onnxruntime",
-                 "--set", f"debug_delay_ms:={1e3 * min_frame_s}"])
+    code = main(
+        [
+            "--bag",
+            str(bag),
+            "--out",
+            str(out),
+            "--peak",
+            "--peak-min-rate",
+            "2",
+            "--peak-max-rate",
+            "32",
+            "--peak-frames",
+            str(frames_per_trial),
+            "--max-missed",
+            "0.05",
+            "--no-report",
+            "--no-progress",
+            "--set",
+            f"model:={model}",
+            "--set",
+            "backend:=onnxruntime",
+            "--set",
+            f"debug_delay_ms:={1e3 * min_frame_s}",
+        ]
+    )
     assert code == 0
     s = json.loads((out / "summary.json").read_text())
     peak = s["peak"]

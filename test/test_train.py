@@ -31,7 +31,13 @@ from joint_perception.training.lightning_module import (
 from joint_perception.training.train import main, run
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_MODEL = {"name": "realtime", "width_mult": 0.35, "decoder_channels": 16, "head_channels": 8, "num_classes": 40}
+TINY_MODEL = {
+    "name": "realtime",
+    "width_mult": 0.35,
+    "decoder_channels": 16,
+    "head_channels": 8,
+    "num_classes": 40,
+}
 
 
 def _tiny_cfg(run_dir: Path, **trainer) -> dict:
@@ -41,16 +47,33 @@ def _tiny_cfg(run_dir: Path, **trainer) -> dict:
         "input_size": [64, 80],
         "model": dict(TINY_MODEL),
         "data": {
-            "train": [{"name": "synthetic", "length": 4, "height": 64, "width": 80, "seed": 3, "repeat": 6}],
+            "train": [
+                {
+                    "name": "synthetic",
+                    "length": 4,
+                    "height": 64,
+                    "width": 80,
+                    "seed": 3,
+                    "repeat": 6,
+                }
+            ],
             "val": [{"name": "synthetic", "tag": "syn", "length": 2, "height": 64, "width": 80}],
             "batch_size": 4,
             "num_workers": 0,
             "augment": {"scale": None, "flip": False, "color_jitter": 0.0},
         },
         "optim": {"optimizer": "adamw", "lr": 3e-3, "schedule": "constant", "weight_decay": 0.0},
-        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 24, "max_epochs": 1000,
-                    "check_val_every_n_epoch": 4, "log_every_n_steps": 1, "enable_progress_bar": False,
-                    "num_sanity_val_steps": 0, **trainer},
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_steps": 24,
+            "max_epochs": 1000,
+            "check_val_every_n_epoch": 4,
+            "log_every_n_steps": 1,
+            "enable_progress_bar": False,
+            "num_sanity_val_steps": 0,
+            **trainer,
+        },
         "checkpoint": {"monitor": "val/abs_rel", "mode": "min", "every_n_train_steps": 12},
         "export": {"enabled": True},
     }
@@ -82,8 +105,18 @@ def test_every_shipped_recipe_loads_and_names_registered_parts():
 
     recipes = sorted((REPO / "config" / "train").rglob("*.yaml"))
     names = {p.stem for p in recipes}
-    assert {"smoke", "realtime", "pap_nyuv2", "cinet_nyuv2", "sosd_nyuv2", "sosd_cityscapes",
-            "mscnn_crf_nyuv2", "kitti", "sunrgbd", "nyuv2_depth_normals"} <= names
+    assert {
+        "smoke",
+        "realtime",
+        "pap_nyuv2",
+        "cinet_nyuv2",
+        "sosd_nyuv2",
+        "sosd_cityscapes",
+        "mscnn_crf_nyuv2",
+        "kitti",
+        "sunrgbd",
+        "nyuv2_depth_normals",
+    } <= names
     for p in recipes:
         cfg = load_config(p)
         assert cfg["model"]["name"] in list_models(), p
@@ -109,8 +142,10 @@ def test_em_alternation_moves_the_right_parameters():
     from joint_perception.data.registry import build_dataset
     from joint_perception.data.transforms import build_transforms
 
-    module = JointLightningModule({"name": "sosd", "backbone": "resnet18", "num_classes": 40},
-                                  {"optimizer": "adam", "lr": 1e-3, "em": True, "schedule": "constant"})
+    module = JointLightningModule(
+        {"name": "sosd", "backbone": "resnet18", "num_classes": 40},
+        {"optimizer": "adam", "lr": 1e-3, "em": True, "schedule": "constant"},
+    )
     depth_p, sem_p = module.model.em_groups()
     groups = {
         "sem_only": [p for p in sem_p if all(p is not q for q in depth_p)],
@@ -130,17 +165,30 @@ def test_em_alternation_moves_the_right_parameters():
             self.before[batch_idx] = {k: [p.detach().clone() for p in v] for k, v in groups.items()}
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.moved[batch_idx] = {k: moved(self.before[batch_idx][k], v) for k, v in groups.items()}
+            self.moved[batch_idx] = {
+                k: moved(self.before[batch_idx][k], v) for k, v in groups.items()
+            }
 
     ds = build_dataset("synthetic", "train", length=2, height=64, width=64)
     tf = build_transforms((64, 64), train=False)
     loader = DataLoader([tf(ds[i]) for i in range(2)], batch_size=1)
     probe = Probe()
-    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[probe])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[probe],
+    )
     trainer.fit(module, train_dataloaders=loader)
     depth_step, sem_step = probe.moved[0], probe.moved[1]
-    assert not any(depth_step["sem_only"]) and any(depth_step["depth_only"]) and any(depth_step["shared"])
+    assert (
+        not any(depth_step["sem_only"])
+        and any(depth_step["depth_only"])
+        and any(depth_step["shared"])
+    )
     assert not any(sem_step["depth_only"]) and any(sem_step["sem_only"]) and any(sem_step["shared"])
 
 
@@ -183,7 +231,10 @@ def test_tiny_run_checkpoints_and_export(tiny_run):
     assert not list((run_dir / "checkpoints").glob("*.tmp"))
     export = run_dir / "export"
     meta = json.loads((export / "metadata.json").read_text())
-    assert meta["architecture"] == "realtime" and [meta["input_height"], meta["input_width"]] == [64, 80]
+    assert meta["architecture"] == "realtime" and [meta["input_height"], meta["input_width"]] == [
+        64,
+        80,
+    ]
     assert meta["training"]["global_step"] == 24
     assert "val/abs_rel" in meta["metrics"]["last_validation"]
     # ONNX Runtime matches the PyTorch module of the best checkpoint to < 1e-4 (fp32)
@@ -193,7 +244,9 @@ def test_tiny_run_checkpoints_and_export(tiny_run):
         ref = DeployWrapper(model)(x)
     sess = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
     outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"image": x.numpy()})))
-    ref = dict(zip(DeployWrapper(model).output_names, ref if isinstance(ref, (tuple, list)) else [ref]))
+    ref = dict(
+        zip(DeployWrapper(model).output_names, ref if isinstance(ref, (tuple, list)) else [ref])
+    )
     for name in ("depth", "normals", "confidence"):
         assert np.abs(outs[name] - ref[name].numpy()).max() < 1e-4, name
 
@@ -205,7 +258,15 @@ def test_kill9_then_resume_finishes_at_the_right_step(tmp_path):
     cfg["data"]["val"] = []
     cfg["export"]["enabled"] = False
     recipe = _write_recipe(tmp_path / "r.yaml", cfg)
-    cmd = [sys.executable, "-m", "joint_perception.training.train", "--config", str(recipe), "--resume", "auto"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "joint_perception.training.train",
+        "--config",
+        str(recipe),
+        "--resume",
+        "auto",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run_dir / "checkpoints" / "last.ckpt"
     step = -1
@@ -240,8 +301,13 @@ def test_ddp_two_cpu_processes(tmp_path):
     run_dir = tmp_path / "ddp"
     cfg = _tiny_cfg(run_dir, max_steps=4, devices=2, strategy="ddp", check_val_every_n_epoch=1)
     recipe = _write_recipe(tmp_path / "ddp.yaml", cfg)
-    res = subprocess.run([sys.executable, "-m", "joint_perception.training.train", "--config", str(recipe)],
-                         cwd=REPO, capture_output=True, text=True, timeout=240)
+    res = subprocess.run(
+        [sys.executable, "-m", "joint_perception.training.train", "--config", str(recipe)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "MEMBER: 2/2" in res.stderr
     meta = json.loads((run_dir / "export" / "metadata.json").read_text())
@@ -278,9 +344,11 @@ def test_run_without_validation_exports_the_final_weights(tmp_path):
     exported, meta = load_torch_model(tmp_path / "run" / "export")
     assert meta.training["checkpoint"] == "final weights (step 7)"
     stale = load_checkpoint_model(summary["last_checkpoint"])
-    diffs = [float((a - b).abs().max()) for a, b in
-             zip(exported.state_dict().values(), stale.state_dict().values(), strict=True)
-             if a.dtype.is_floating_point]
+    diffs = [
+        float((a - b).abs().max())
+        for a, b in zip(exported.state_dict().values(), stale.state_dict().values(), strict=True)
+        if a.dtype.is_floating_point
+    ]
     assert max(diffs) > 0  # the last.ckpt weights lag behind the exported final weights
 
 
@@ -300,7 +368,9 @@ def test_init_from_an_exported_model(tiny_model_dir, tmp_path):
         JointLightningModule({**cfg, "num_classes": 13})
     loose = JointLightningModule({**cfg, "num_classes": 13, "init_strict": False})
     assert any(k.startswith("heads.seg") for k in loose.init_report["skipped"])
-    assert torch.equal(loose.model.encoder.features[0][0].weight, exported.encoder.features[0][0].weight)
+    assert torch.equal(
+        loose.model.encoder.features[0][0].weight, exported.encoder.features[0][0].weight
+    )
     with pytest.raises(ValueError, match="holds a 'realtime' network"):
         JointLightningModule({"name": "pap", "init_from": str(tiny_model_dir)})
     with pytest.raises(FileNotFoundError):

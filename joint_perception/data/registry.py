@@ -31,7 +31,15 @@ from collections.abc import Sequence
 
 from joint_perception.data.transforms import make_sample
 
-__all__ = ["build_dataset", "build_mixture", "dataset_options", "reader_class", "DATASETS", "Subset", "Repeat"]
+__all__ = [
+    "build_dataset",
+    "build_mixture",
+    "dataset_options",
+    "reader_class",
+    "DATASETS",
+    "Subset",
+    "Repeat",
+]
 
 #: name -> (module, class) of the reader; imported on first use
 _READERS: dict[str, tuple[str, str]] = {
@@ -124,8 +132,11 @@ def dataset_options(name: str) -> tuple[str, ...]:
         KeyError: unknown name.
     """
     cls = reader_class(name)
-    keys = [p.name for p in inspect.signature(cls).parameters.values()
-            if p.name != "split" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    keys = [
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.name != "split" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
     if name == "synthetic":
         from joint_perception.data.synthetic import SceneOptions
 

@@ -128,30 +128,44 @@ class AccuracyEvaluator:
         ValueError: invalid edges or depth range.
     """
 
-    def __init__(self, num_classes: int = 40, class_names: Sequence[str] | None = None,
-                 min_depth: float = 1e-3, max_depth: float = 10.0,
-                 range_edges: Sequence[float] = DEFAULT_RANGES, eigen_crop: bool | str = False,
-                 baselines: bool = True, derive_normals: bool = True):
+    def __init__(
+        self,
+        num_classes: int = 40,
+        class_names: Sequence[str] | None = None,
+        min_depth: float = 1e-3,
+        max_depth: float = 10.0,
+        range_edges: Sequence[float] = DEFAULT_RANGES,
+        eigen_crop: bool | str = False,
+        baselines: bool = True,
+        derive_normals: bool = True,
+    ):
         edges = [float(e) for e in range_edges]
         if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
             raise ValueError(f"range_edges must be increasing with >= 2 values, got {range_edges}")
         self.edges = edges
         self.num_classes = int(num_classes)
-        self.class_names = list(class_names) if class_names else [
-            f"class_{i}" for i in range(1, self.num_classes + 1)]
+        self.class_names = (
+            list(class_names)
+            if class_names
+            else [f"class_{i}" for i in range(1, self.num_classes + 1)]
+        )
         if len(self.class_names) != self.num_classes:
             raise ValueError(f"{len(self.class_names)} class names for {num_classes} classes")
         self._dm_kwargs = dict(min_depth=min_depth, max_depth=max_depth, eigen_crop=eigen_crop)
         self.depth = DepthMetrics(**self._dm_kwargs)
-        self.depth_bins = {self._bin_name(lo, hi): DepthMetrics(**self._dm_kwargs)
-                           for lo, hi in zip(edges, edges[1:])}
+        self.depth_bins = {
+            self._bin_name(lo, hi): DepthMetrics(**self._dm_kwargs)
+            for lo, hi in zip(edges, edges[1:])
+        }
         self.seg = SegmentationMetrics(self.num_classes)
         self.normals = NormalMetrics()
         self.derive_normals = bool(derive_normals)
         self.frames: list[dict] = []
         self.baseline_depth = DepthMetrics(**self._dm_kwargs) if baselines else None
         self._band_ids = _band_class_map(self.num_classes) if baselines else None
-        self.baseline_seg = SegmentationMetrics(self.num_classes) if self._band_ids is not None else None
+        self.baseline_seg = (
+            SegmentationMetrics(self.num_classes) if self._band_ids is not None else None
+        )
 
     @staticmethod
     def _bin_name(lo: float, hi: float) -> str:
@@ -165,19 +179,27 @@ class AccuracyEvaluator:
         rec["depth"] = _finite_dict(one.compute())
         by_range = {}
         with np.errstate(invalid="ignore"):
-            for (lo, hi), (name, acc) in zip(zip(self.edges, self.edges[1:]),
-                                             self.depth_bins.items()):
+            for (lo, hi), (name, acc) in zip(
+                zip(self.edges, self.edges[1:]), self.depth_bins.items()
+            ):
                 gt_bin = np.where((gt > lo) & (gt <= hi), gt, np.nan)
                 acc.update(pred, gt_bin)
                 m = DepthMetrics(**self._dm_kwargs)
                 m.update(pred, gt_bin)
                 r = m.compute()
-                by_range[name] = _finite_dict({k: r[k] for k in ("abs_rel", "rmse", "delta1",
-                                                                  "n_pixels")})
+                by_range[name] = _finite_dict(
+                    {k: r[k] for k in ("abs_rel", "rmse", "delta1", "n_pixels")}
+                )
         rec["depth_by_range"] = by_range
 
-    def add(self, key, pred_depth: np.ndarray | None = None, pred_labels: np.ndarray | None = None,
-            pred_normals: np.ndarray | None = None, ref: FrameReference | None = None) -> dict:
+    def add(
+        self,
+        key,
+        pred_depth: np.ndarray | None = None,
+        pred_labels: np.ndarray | None = None,
+        pred_normals: np.ndarray | None = None,
+        ref: FrameReference | None = None,
+    ) -> dict:
         """Add one frame; returns (and keeps) its per-frame metrics.
 
         Args:
@@ -212,8 +234,7 @@ class AccuracyEvaluator:
             one = SegmentationMetrics(self.num_classes)
             one.update(lab, ref.labels)
             r = one.compute()
-            rec["segmentation"] = _finite_dict({k: r[k] for k in ("miou", "pixel_acc",
-                                                                  "n_pixels")})
+            rec["segmentation"] = _finite_dict({k: r[k] for k in ("miou", "pixel_acc", "n_pixels")})
         if pred_normals is not None:
             gt_n = ref.normals
             if gt_n is None and ref.depth is not None and self.derive_normals:
@@ -233,43 +254,62 @@ class AccuracyEvaluator:
         GT), and with baselines ``baselines`` (``{"depth": constant depth, "segmentation":
         layout band}``) and ``margins`` (:func:`joint_perception.baselines.margins`); tasks
         never evaluated are None. NaN becomes None."""
-        out: dict = {"frames": len(self.frames), "depth": None, "depth_by_range": None,
-                     "segmentation": None, "normals": None}
+        out: dict = {
+            "frames": len(self.frames),
+            "depth": None,
+            "depth_by_range": None,
+            "segmentation": None,
+            "normals": None,
+        }
         d = self.depth.compute()
         if d["n_pixels"]:
             out["depth"] = _finite_dict(d)
-            out["depth_by_range"] = {k: _finite_dict(v.compute())
-                                     for k, v in self.depth_bins.items()}
+            out["depth_by_range"] = {
+                k: _finite_dict(v.compute()) for k, v in self.depth_bins.items()
+            }
         s = self.seg.compute()
         if s["n_pixels"]:
-            per_class = {name: (None if not np.isfinite(v) else v)
-                         for name, v in zip(self.class_names, s["iou_per_class"])}
-            out["segmentation"] = _finite_dict({**{k: v for k, v in s.items()
-                                                   if k != "iou_per_class"}})
+            per_class = {
+                name: (None if not np.isfinite(v) else v)
+                for name, v in zip(self.class_names, s["iou_per_class"])
+            }
+            out["segmentation"] = _finite_dict(
+                {**{k: v for k, v in s.items() if k != "iou_per_class"}}
+            )
             out["segmentation"]["iou_per_class"] = per_class
         n = self.normals.compute()
         if n["n_pixels"]:
             out["normals"] = _finite_dict(n)
         if self.baseline_depth is not None:
-            b: dict = {"depth": None, "segmentation": None,
-                       "definition": {"depth": f"constant {base.CONSTANT_DEPTH_M} m",
-                                      "segmentation": f"layout band: top {base.CEILING_FRACTION:g} ceiling, "
-                                                      f"from {base.FLOOR_FRACTION:g} down floor, wall between"}}
+            b: dict = {
+                "depth": None,
+                "segmentation": None,
+                "definition": {
+                    "depth": f"constant {base.CONSTANT_DEPTH_M} m",
+                    "segmentation": f"layout band: top {base.CEILING_FRACTION:g} ceiling, "
+                    f"from {base.FLOOR_FRACTION:g} down floor, wall between",
+                },
+            }
             d = self.baseline_depth.compute()
             if d["n_pixels"]:
                 b["depth"] = _finite_dict(d)
             if self.baseline_seg is not None:
                 s = self.baseline_seg.compute()
                 if s["n_pixels"]:
-                    b["segmentation"] = _finite_dict({k: v for k, v in s.items() if k != "iou_per_class"})
+                    b["segmentation"] = _finite_dict(
+                        {k: v for k, v in s.items() if k != "iou_per_class"}
+                    )
             out["baselines"] = b
             out["margins"] = base.margins(out, b)
         return out
 
     def result(self) -> dict:
         """``{"aggregate": aggregate(), "per_frame": [...], "normals_reference": str}``."""
-        return {"aggregate": self.aggregate(), "per_frame": list(self.frames),
-                "normals_reference": "GT normals where given, else normals_from_depth(GT depth)"}
+        return {
+            "aggregate": self.aggregate(),
+            "per_frame": list(self.frames),
+            "normals_reference": "GT normals where given, else normals_from_depth(GT depth)",
+        }
 
 
 _MARGIN_LABELS = {
@@ -296,8 +336,15 @@ def baseline_table(aggregate: Mapping) -> tuple[list[str], list[list[str]]] | No
     rows = []
     for key, m in margins.items():
         label, rule = _MARGIN_LABELS[key]
-        rows.append([label, f"{m['model']:.3f}", f"{m['baseline']:.3f}", f"{rule} = {m['need']:.3f}",
-                     "yes" if m["ok"] else "NO"])
+        rows.append(
+            [
+                label,
+                f"{m['model']:.3f}",
+                f"{m['baseline']:.3f}",
+                f"{rule} = {m['need']:.3f}",
+                "yes" if m["ok"] else "NO",
+            ]
+        )
     return ["metric", "model", "baseline", "needed", "clears"], rows
 
 
@@ -313,8 +360,12 @@ def _band_class_map(num_classes: int) -> np.ndarray | None:
     return None
 
 
-def labels_from_folder(folder: str | os.PathLike, rgbs: Sequence[np.ndarray],
-                       num_classes: int = 40, max_mean_abs_diff: float = 3.0) -> list[np.ndarray]:
+def labels_from_folder(
+    folder: str | os.PathLike,
+    rgbs: Sequence[np.ndarray],
+    num_classes: int = 40,
+    max_mean_abs_diff: float = 3.0,
+) -> list[np.ndarray]:
     """Semantic GT of a labelled folder for a sequence of bag frames.
 
     The bags in ``../shared/data/bags`` hold test frames without labels, in the frame order of
@@ -356,20 +407,25 @@ def labels_from_folder(folder: str | os.PathLike, rgbs: Sequence[np.ndarray],
 
     def agrees(stem: str, rgb: np.ndarray) -> bool:
         ref = folder_rgb(stem)
-        return ref.shape == rgb.shape and float(
-            np.mean(cv2.absdiff(ref, rgb))) <= max_mean_abs_diff
+        return ref.shape == rgb.shape and float(np.mean(cv2.absdiff(ref, rgb))) <= max_mean_abs_diff
 
     out = []
     for i, rgb in enumerate(rgbs):
-        stem = stems[i] if i < len(stems) and agrees(stems[i], rgb) else next(
-            (s for s in stems if agrees(s, rgb)), None)
+        stem = (
+            stems[i]
+            if i < len(stems) and agrees(stems[i], rgb)
+            else next((s for s in stems if agrees(s, rgb)), None)
+        )
         if stem is None:
-            raise ValueError(f"bag frame {i} matches no RGB image of {folder / 'rgb'}; "
-                             "cannot pair it with labels")
+            raise ValueError(
+                f"bag frame {i} matches no RGB image of {folder / 'rgb'}; "
+                "cannot pair it with labels"
+            )
         lab = read_png(folder / f"label{num_classes}" / f"{stem}.png")
         if lab.max(initial=0) > num_classes:
-            raise ValueError(f"{folder}/label{num_classes}/{stem}.png: id {lab.max()} > "
-                             f"{num_classes}")
+            raise ValueError(
+                f"{folder}/label{num_classes}/{stem}.png: id {lab.max()} > {num_classes}"
+            )
         out.append(lab)
     return out
 
@@ -399,17 +455,27 @@ def labels_from_topic(bag: str | os.PathLike, topic: str) -> dict[int, np.ndarra
         for conn, _, raw in reader.messages(connections=conns):
             msg = reader.deserialize(raw, conn.msgtype)
             if msg.encoding not in ("mono8", "8UC1", "mono16", "16UC1"):
-                raise ValueError(f"{bag} topic {topic}: labels must be mono8/8UC1/mono16/16UC1,"
-                                 f" got {msg.encoding!r}")
+                raise ValueError(
+                    f"{bag} topic {topic}: labels must be mono8/8UC1/mono16/16UC1,"
+                    f" got {msg.encoding!r}"
+                )
             stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            out[stamp] = np.array(decode_image(msg.encoding, msg.height, msg.width, msg.step,
-                                               msg.data, msg.is_bigendian), copy=True)
+            out[stamp] = np.array(
+                decode_image(
+                    msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian
+                ),
+                copy=True,
+            )
     return out
 
 
-def load_references(bag: str | os.PathLike, labelled_folder: str | os.PathLike | None = None,
-                    num_classes: int = 40, topics=None, labels_topic: str | None = None
-                    ) -> dict[int, FrameReference]:
+def load_references(
+    bag: str | os.PathLike,
+    labelled_folder: str | os.PathLike | None = None,
+    num_classes: int = 40,
+    topics=None,
+    labels_topic: str | None = None,
+) -> dict[int, FrameReference]:
     """Ground truth of every colour frame of an input bag, keyed by header stamp (ns).
 
     Depth and K come from the bag (16UC1 mm or 32FC1 m depth topic, colour camera_info);
@@ -445,14 +511,17 @@ def load_references(bag: str | os.PathLike, labelled_folder: str | os.PathLike |
     refs = {}
     for f, lab in zip(frames, labels):
         if lab is not None and lab.shape != f.rgb.shape[:2]:
-            raise ValueError(f"{source}: label map {lab.shape} does not match the bag "
-                             f"frame {f.rgb.shape[:2]} at stamp {f.stamp_ns}")
+            raise ValueError(
+                f"{source}: label map {lab.shape} does not match the bag "
+                f"frame {f.rgb.shape[:2]} at stamp {f.stamp_ns}"
+            )
         refs[f.stamp_ns] = FrameReference(K=f.K, rgb=f.rgb, depth=f.depth, labels=lab)
     return refs
 
 
-def load_recorded_outputs(output_bag: str | os.PathLike, topics: Mapping[str, str]
-                          ) -> dict[int, dict[str, np.ndarray]]:
+def load_recorded_outputs(
+    output_bag: str | os.PathLike, topics: Mapping[str, str]
+) -> dict[int, dict[str, np.ndarray]]:
     """Decode recorded node outputs from a replay's output bag.
 
     Args:
@@ -486,7 +555,8 @@ def load_recorded_outputs(output_bag: str | os.PathLike, topics: Mapping[str, st
             slot = out.setdefault(stamp, {})
             if name in slot:
                 continue
-            arr = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                               msg.is_bigendian)
+            arr = decode_image(
+                msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian
+            )
             slot[name] = np.array(arr, copy=True)
     return out

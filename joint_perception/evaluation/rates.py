@@ -44,9 +44,12 @@ __all__ = [
 ]
 
 
-def pace_schedule(due_s: Sequence[float], publish: Callable[[int], None],
-                  clock: Callable[[], float] = time.monotonic,
-                  sleep: Callable[[float], None] = time.sleep) -> list[float]:
+def pace_schedule(
+    due_s: Sequence[float],
+    publish: Callable[[int], None],
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[float]:
     """Call ``publish(i)`` when ``due_s[i]`` seconds have passed since the start, without drift.
 
     Deadlines are absolute (relative to the first ``clock()`` reading), so a late call does
@@ -78,9 +81,13 @@ def pace_schedule(due_s: Sequence[float], publish: Callable[[int], None],
     return times
 
 
-def pace(n_frames: int, rate_hz: float, publish: Callable[[int], None],
-         clock: Callable[[], float] = time.monotonic,
-         sleep: Callable[[float], None] = time.sleep) -> list[float]:
+def pace(
+    n_frames: int,
+    rate_hz: float,
+    publish: Callable[[int], None],
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[float]:
     """Call ``publish(i)`` for ``i = 0 .. n_frames-1`` at a fixed rate: frame ``i`` is due at
     ``i / rate_hz`` s (:func:`pace_schedule`, absolute deadlines).
 
@@ -177,7 +184,8 @@ def performance_fields(sent: Mapping[int, float], received: Mapping[int, float])
         "NUM_FRAMES_RECEIVED": len(got),
         "NUM_MISSED_FRAMES": len(sent_stamps) - len(got),
         "MISSED_FRAME_FRACTION": (len(sent_stamps) - len(got)) / len(sent_stamps)
-        if sent_stamps else None,
+        if sent_stamps
+        else None,
     }
     t_sent = np.array([sent[s] for s in sent_stamps], dtype=np.float64)
     t_recv = np.sort(np.array([received[s] for s in got], dtype=np.float64))
@@ -196,8 +204,14 @@ def performance_fields(sent: Mapping[int, float], received: Mapping[int, float])
             MAX_LATENCY=float(lat.max()),
         )
     else:
-        for k in ("FIRST_SENT_RECEIVED_LATENCY", "LAST_SENT_RECEIVED_LATENCY", "MEAN_LATENCY",
-                  "P50_LATENCY", "P95_LATENCY", "MAX_LATENCY"):
+        for k in (
+            "FIRST_SENT_RECEIVED_LATENCY",
+            "LAST_SENT_RECEIVED_LATENCY",
+            "MEAN_LATENCY",
+            "P50_LATENCY",
+            "P95_LATENCY",
+            "MAX_LATENCY",
+        ):
             out[k] = None
     if t_recv.size >= 3:
         jitter = np.abs(np.diff(np.diff(t_recv)))
@@ -213,7 +227,7 @@ def _read_proc(pid: int) -> tuple[float, int, int]:
     with open(f"/proc/{pid}/stat", "rb") as f:
         stat = f.read().decode()
     # the command name may contain spaces: fields after the last ')' are fixed
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
     rss = hwm = 0
@@ -317,9 +331,14 @@ class PeakSearchResult:
     trials: list[tuple[float, float, dict]]
 
 
-def find_peak_rate(trial: Callable[[float], dict], min_rate_hz: float = 1.0,
-                   max_rate_hz: float = 120.0, max_missed: float = 0.05,
-                   rel_tolerance: float = 0.1, max_trials: int = 12) -> PeakSearchResult:
+def find_peak_rate(
+    trial: Callable[[float], dict],
+    min_rate_hz: float = 1.0,
+    max_rate_hz: float = 120.0,
+    max_missed: float = 0.05,
+    rel_tolerance: float = 0.1,
+    max_trials: int = 12,
+) -> PeakSearchResult:
     """Highest publish rate at which at most ``max_missed`` of the frames are missed.
 
     Galloping then bisection (as ros2_benchmark's peak-throughput mode does): starting at

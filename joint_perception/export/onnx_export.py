@@ -50,16 +50,27 @@ from joint_perception.models.serialization import MODEL_PT, load_checkpoint_mode
 log = logging.getLogger(__name__)
 
 
-
 def git_revision(path: str | Path | None = None) -> str | None:
     """``git rev-parse HEAD`` of the repository containing ``path`` (default: this package),
     with ``-dirty`` when tracked files are modified; None outside a git checkout."""
     cwd = Path(path) if path else Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{rev}-dirty" if dirty else rev
@@ -82,8 +93,14 @@ def _export_bytes(wrapper: DeployWrapper, example: torch.Tensor, opset: int) -> 
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
         torch.onnx.export(
-            wrapper, (example,), buf, input_names=["image"], output_names=wrapper.output_names,
-            opset_version=opset, do_constant_folding=True, dynamo=False,
+            wrapper,
+            (example,),
+            buf,
+            input_names=["image"],
+            output_names=wrapper.output_names,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
         )
     return buf.getvalue()
 
@@ -100,14 +117,18 @@ def compare_with_onnxruntime(
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = dict(zip(wrapper.output_names, sess.run(wrapper.output_names, {"image": example.numpy()})))
+    got = dict(
+        zip(wrapper.output_names, sess.run(wrapper.output_names, {"image": example.numpy()}))
+    )
     with torch.no_grad():
         ref = dict(zip(wrapper.output_names, (t.numpy() for t in wrapper(example))))
     report: dict[str, Any] = {"max_abs_diff": {}, "onnxruntime": ort.__version__}
     for name, r in ref.items():
         g = got[name]
         if g.shape != r.shape or g.dtype != r.dtype:
-            raise RuntimeError(f"ONNX output {name!r} is {g.dtype}{g.shape}, torch gives {r.dtype}{r.shape}")
+            raise RuntimeError(
+                f"ONNX output {name!r} is {g.dtype}{g.shape}, torch gives {r.dtype}{r.shape}"
+            )
         if name == "labels":
             report["label_agreement"] = float(np.mean(g == r))
         else:
@@ -156,9 +177,13 @@ def export_onnx(
     tasks = list(model.tasks)
     names: list[str] = []
     if "segmentation" in tasks:
-        names = list(class_names) if class_names is not None else default_class_names(model.num_classes)
+        names = (
+            list(class_names) if class_names is not None else default_class_names(model.num_classes)
+        )
         if len(names) != model.num_classes:
-            raise ValueError(f"{len(names)} class names for a model with {model.num_classes} classes")
+            raise ValueError(
+                f"{len(names)} class names for a model with {model.num_classes} classes"
+            )
 
     _check_override_fields(metadata_overrides or {})
     was_training = model.training
@@ -179,8 +204,14 @@ def export_onnx(
             f"({check['max_abs_diff']})"
         )
     with atomic_open(out_dir / MODEL_PT, "wb") as f:
-        torch.save({"architecture": model.arch, "config": model.config(),
-                    "state_dict": model.state_dict()}, f)
+        torch.save(
+            {
+                "architecture": model.arch,
+                "config": model.config(),
+                "state_dict": model.state_dict(),
+            },
+            f,
+        )
 
     meta = ModelMetadata(
         architecture=model.arch,
@@ -207,8 +238,15 @@ def export_onnx(
     )
     meta = apply_overrides(meta, metadata_overrides or {})
     meta.save(out_dir / "metadata.json")
-    log.info("exported %s (%s, %dx%d, opset %d, max |ORT-torch| %.2g)",
-             onnx_path, model.arch, h, w, opset, worst)
+    log.info(
+        "exported %s (%s, %dx%d, opset %d, max |ORT-torch| %.2g)",
+        onnx_path,
+        model.arch,
+        h,
+        w,
+        opset,
+        worst,
+    )
     return onnx_path, meta
 
 
@@ -246,13 +284,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         model = load_checkpoint_model(args.checkpoint)
-        path, meta = export_onnx(model, args.out, (args.height, args.width), args.opset,
-                                 metadata_overrides={"training": {"checkpoint": str(args.checkpoint)}})
+        path, meta = export_onnx(
+            model,
+            args.out,
+            (args.height, args.width),
+            args.opset,
+            metadata_overrides={"training": {"checkpoint": str(args.checkpoint)}},
+        )
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"export_onnx: error: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {path} ({meta.architecture}, {meta.input_height}x{meta.input_width}, "
-          f"outputs {', '.join(meta.outputs)})")
+    print(
+        f"wrote {path} ({meta.architecture}, {meta.input_height}x{meta.input_width}, "
+        f"outputs {', '.join(meta.outputs)})"
+    )
     return 0
 
 

@@ -118,18 +118,29 @@ class BuildOptions:
         if self.dla_core is not None and self.dla_core < 0:
             raise ValueError(f"dla_core must be >= 0, got {self.dla_core}")
         if self.dla_core is not None and self.precision == "fp32":
-            raise ValueError("DLA runs FP16 or INT8 only; use --precision fp16 or int8 with --dla-core")
-        if self.builder_optimization_level is not None and not 0 <= self.builder_optimization_level <= 5:
-            raise ValueError(f"builder_optimization_level must be 0..5, got {self.builder_optimization_level}")
+            raise ValueError(
+                "DLA runs FP16 or INT8 only; use --precision fp16 or int8 with --dla-core"
+            )
+        if (
+            self.builder_optimization_level is not None
+            and not 0 <= self.builder_optimization_level <= 5
+        ):
+            raise ValueError(
+                f"builder_optimization_level must be 0..5, got {self.builder_optimization_level}"
+            )
         shapes = (self.min_shape, self.opt_shape, self.max_shape)
         if any(s is not None for s in shapes):
             if any(s is None for s in shapes):
-                raise ValueError("an optimisation profile needs all of min_shape, opt_shape, max_shape")
+                raise ValueError(
+                    "an optimisation profile needs all of min_shape, opt_shape, max_shape"
+                )
             mn, op, mx = (tuple(int(d) for d in s) for s in shapes)
             if not len(mn) == len(op) == len(mx) or not all(
                 a <= b <= c for a, b, c in zip(mn, op, mx, strict=True)
             ):
-                raise ValueError(f"profile needs min <= opt <= max per dimension, got {mn}, {op}, {mx}")
+                raise ValueError(
+                    f"profile needs min <= opt <= max per dimension, got {mn}, {op}, {mx}"
+                )
             self.min_shape, self.opt_shape, self.max_shape = mn, op, mx
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,7 +151,9 @@ def _dims(shape: tuple[int, ...]) -> str:
     return "x".join(str(int(d)) for d in shape)
 
 
-def trtexec_command(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, opts: BuildOptions) -> str:
+def trtexec_command(
+    onnx_path: str | os.PathLike, engine_path: str | os.PathLike, opts: BuildOptions
+) -> str:
     """The ``trtexec`` (TensorRT 10) command line equivalent to :func:`build_engine` with ``opts``.
 
     Returns:
@@ -201,10 +214,14 @@ def import_tensorrt():
         ) from exc
     major = int(str(trt.__version__).split(".")[0])
     if major < 10:
-        raise TensorRTUnavailable(f"TensorRT {trt.__version__} found; this package needs TensorRT 10")
+        raise TensorRTUnavailable(
+            f"TensorRT {trt.__version__} found; this package needs TensorRT 10"
+        )
     name, _ = gpu_identity()
     if name is None:
-        raise TensorRTUnavailable("TensorRT is installed but no CUDA GPU is visible (torch.cuda.is_available() is False)")
+        raise TensorRTUnavailable(
+            "TensorRT is installed but no CUDA GPU is visible (torch.cuda.is_available() is False)"
+        )
     return trt
 
 
@@ -221,7 +238,9 @@ def gpu_identity(device: int = 0) -> tuple[str | None, str | None]:
         return None, None
 
 
-def engine_key(onnx_sha256: str, precision: str, input_shape: tuple[int, ...], device: int = 0) -> EngineKey:
+def engine_key(
+    onnx_sha256: str, precision: str, input_shape: tuple[int, ...], device: int = 0
+) -> EngineKey:
     """The cache key for this machine (needs TensorRT and a GPU).
 
     Raises:
@@ -229,7 +248,9 @@ def engine_key(onnx_sha256: str, precision: str, input_shape: tuple[int, ...], d
     """
     trt = import_tensorrt()
     name, cc = gpu_identity(device)
-    return EngineKey(onnx_sha256, str(trt.__version__), str(name), str(cc), precision, tuple(input_shape))
+    return EngineKey(
+        onnx_sha256, str(trt.__version__), str(name), str(cc), precision, tuple(input_shape)
+    )
 
 
 _TRT_LOGGER = None
@@ -283,14 +304,23 @@ def _make_progress_monitor(trt, log: logging.Logger):
         def step_complete(self, phase_name, step):
             n = self._steps.get(phase_name, 1)
             if n >= 10 and (step + 1) % max(n // 10, 1) == 0:
-                log.log(self._level.get(phase_name, logging.INFO), "TensorRT build: %s %d/%d",
-                        phase_name, step + 1, n)
+                log.log(
+                    self._level.get(phase_name, logging.INFO),
+                    "TensorRT build: %s %d/%d",
+                    phase_name,
+                    step + 1,
+                    n,
+                )
             return True  # False would cancel the build
 
         def phase_finish(self, phase_name):
             dt = time.monotonic() - self._start.pop(phase_name, time.monotonic())
-            log.log(self._level.pop(phase_name, logging.INFO), "TensorRT build: %s done in %.1f s",
-                    phase_name, dt)
+            log.log(
+                self._level.pop(phase_name, logging.INFO),
+                "TensorRT build: %s done in %.1f s",
+                phase_name,
+                dt,
+            )
 
     return _Progress()
 
@@ -308,8 +338,12 @@ def parser_errors(parser) -> list[str]:
     return out
 
 
-def build_engine(onnx_path: str | os.PathLike, opts: BuildOptions, logger: logging.Logger | None = None,
-                 engine_path: str | os.PathLike | None = None) -> bytes:
+def build_engine(
+    onnx_path: str | os.PathLike,
+    opts: BuildOptions,
+    logger: logging.Logger | None = None,
+    engine_path: str | os.PathLike | None = None,
+) -> bytes:
     """Build a serialised TensorRT engine from an ONNX file (TensorRT 10 API).
 
     Args:
@@ -346,7 +380,9 @@ def build_engine(onnx_path: str | os.PathLike, opts: BuildOptions, logger: loggi
         config.set_flag(trt.BuilderFlag.INT8)
     if opts.dla_core is not None:
         if builder.num_DLA_cores <= opts.dla_core:
-            raise EngineBuildError(f"DLA core {opts.dla_core} requested; this device has {builder.num_DLA_cores}")
+            raise EngineBuildError(
+                f"DLA core {opts.dla_core} requested; this device has {builder.num_DLA_cores}"
+            )
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(opts.dla_core)
         if opts.gpu_fallback:
@@ -358,7 +394,9 @@ def build_engine(onnx_path: str | os.PathLike, opts: BuildOptions, logger: loggi
     elif opts.hardware_compatibility == "same_compute_capability":
         level = getattr(trt.HardwareCompatibilityLevel, "SAME_COMPUTE_CAPABILITY", None)
         if level is None:
-            raise EngineBuildError(f"TensorRT {trt.__version__} has no SAME_COMPUTE_CAPABILITY level")
+            raise EngineBuildError(
+                f"TensorRT {trt.__version__} has no SAME_COMPUTE_CAPABILITY level"
+            )
         config.hardware_compatibility_level = level
     if opts.builder_optimization_level is not None:
         config.builder_optimization_level = int(opts.builder_optimization_level)
@@ -374,10 +412,16 @@ def build_engine(onnx_path: str | os.PathLike, opts: BuildOptions, logger: loggi
     config.progress_monitor = _make_progress_monitor(trt, log)
 
     t0 = time.monotonic()
-    log.info("building %s engine from %s (this can take minutes on first build)", opts.precision, onnx_path)
+    log.info(
+        "building %s engine from %s (this can take minutes on first build)",
+        opts.precision,
+        onnx_path,
+    )
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise EngineBuildError(f"TensorRT failed to build an engine from {onnx_path} (see TensorRT log above)")
+        raise EngineBuildError(
+            f"TensorRT failed to build an engine from {onnx_path} (see TensorRT log above)"
+        )
     log.info("engine built in %.1f s (%.1f MiB)", time.monotonic() - t0, serialized.nbytes / 2**20)
     if cache_path is not None:
         atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
@@ -465,7 +509,9 @@ def build_engine_with_gate(
     report = check_onnx(onnx_path)
     log.info("%s", report.summary())
     if not report.ok:
-        raise ValueError(f"{onnx_path} is not buildable by TensorRT 10: " + "; ".join(report.errors))
+        raise ValueError(
+            f"{onnx_path} is not buildable by TensorRT 10: " + "; ".join(report.errors)
+        )
     shape = tuple(report.inputs.get(opts.input_name) or next(iter(report.inputs.values())))
     key = engine_key(sha256_file(onnx_path), opts.precision, shape)
     cache = EngineCache(cache_dir)
@@ -478,7 +524,9 @@ def build_engine_with_gate(
         extra: dict[str, Any] = {}
         if opts.precision == "int8":
             if calibration is None:
-                raise ValueError("INT8 needs real calibration frames (--calib-bag or --calib-dataset)")
+                raise ValueError(
+                    "INT8 needs real calibration frames (--calib-bag or --calib-dataset)"
+                )
             from joint_perception.export.quantize import quantize_qdq
 
             build_from = cache.directory / f"{key.digest}.qdq.onnx"
@@ -491,12 +539,16 @@ def build_engine_with_gate(
     if not gate.enabled:
         return entry
     if frames is None:
-        log.warning("accuracy gate skipped: no validation frames (give --calib-bag/--calib-dataset)")
+        log.warning(
+            "accuracy gate skipped: no validation frames (give --calib-bag/--calib-dataset)"
+        )
         cache.update_metadata(key, accuracy_gate={"skipped": "no validation frames"})
         return entry
     from joint_perception.runtime.tensorrt_backend import TensorRTBackend
 
-    candidate = TensorRTBackend(onnx_path, metadata=meta, precision=opts.precision, cache_dir=cache.directory)
+    candidate = TensorRTBackend(
+        onnx_path, metadata=meta, precision=opts.precision, cache_dir=cache.directory
+    )
     try:
         result = run_gate(candidate, onnx_path, frames.images, gate, metadata=meta)
     finally:
@@ -517,7 +569,9 @@ def _shape_arg(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(d) for d in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"shape must look like 1x3x240x320, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"shape must look like 1x3x240x320, got {text!r}"
+        ) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -525,15 +579,26 @@ def build_parser() -> argparse.ArgumentParser:
         prog="export_engine",
         description="Build (and cache) a TensorRT engine from an exported joint_perception model.",
     )
-    p.add_argument("--model", help="model directory (metadata.json + model.onnx) or .onnx file (required unless --list)")
+    p.add_argument(
+        "--model",
+        help="model directory (metadata.json + model.onnx) or .onnx file (required unless --list)",
+    )
     p.add_argument("--precision", choices=PRECISIONS, default="fp16")
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="engine cache directory")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--calib-bag", help="rosbag2 directory with camera images for calibration/gate")
-    src.add_argument("--calib-dataset", help="data set name (e.g. nyuv2) for calibration/gate frames")
+    src.add_argument(
+        "--calib-bag", help="rosbag2 directory with camera images for calibration/gate"
+    )
+    src.add_argument(
+        "--calib-dataset", help="data set name (e.g. nyuv2) for calibration/gate frames"
+    )
     p.add_argument("--calib-root", help="data set root directory (with --calib-dataset)")
     p.add_argument("--calib-split", default="train", help="data set split (with --calib-dataset)")
-    p.add_argument("--calib-topic", default=None, help="image topic in --calib-bag (default: first image topic)")
+    p.add_argument(
+        "--calib-topic",
+        default=None,
+        help="image topic in --calib-bag (default: first image topic)",
+    )
     p.add_argument("--calib-frames", type=int, default=64, help="number of calibration frames")
     p.add_argument("--dla-core", type=int, default=None, help="Jetson DLA core (GPU fallback on)")
     p.add_argument("--workspace-mb", type=int, default=1024)
@@ -541,13 +606,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version-compatible", action="store_true")
     p.add_argument("--hardware-compatibility", choices=HARDWARE_COMPAT, default="none")
     p.add_argument("--opt-level", type=int, default=None, help="builder optimisation level 0..5")
-    p.add_argument("--min-shape", type=_shape_arg, help="profile min input shape NxCxHxW (dynamic models)")
+    p.add_argument(
+        "--min-shape", type=_shape_arg, help="profile min input shape NxCxHxW (dynamic models)"
+    )
     p.add_argument("--opt-shape", type=_shape_arg)
     p.add_argument("--max-shape", type=_shape_arg)
     p.add_argument("--gate-policy", choices=("refuse", "warn"), default="refuse")
     p.add_argument("--no-gate", action="store_true", help="skip the accuracy gate")
     p.add_argument("--force", action="store_true", help="rebuild even if a valid engine is cached")
-    p.add_argument("--print-trtexec", action="store_true", help="print the trtexec command and exit")
+    p.add_argument(
+        "--print-trtexec", action="store_true", help="print the trtexec command and exit"
+    )
     p.add_argument("--list", action="store_true", help="list the engine cache and exit")
     return p
 
@@ -572,10 +641,16 @@ def _calibration_from_args(args: argparse.Namespace, meta: ModelMetadata):
 
     size = (meta.input_height, meta.input_width)
     if args.calib_bag:
-        return CalibrationFrames.from_bag(args.calib_bag, size, args.calib_frames, topic=args.calib_topic)
+        return CalibrationFrames.from_bag(
+            args.calib_bag, size, args.calib_frames, topic=args.calib_topic
+        )
     if args.calib_dataset:
         return CalibrationFrames.from_dataset(
-            args.calib_dataset, size, args.calib_frames, root=args.calib_root, split=args.calib_split
+            args.calib_dataset,
+            size,
+            args.calib_frames,
+            root=args.calib_root,
+            split=args.calib_split,
         )
     return None
 
@@ -594,7 +669,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for e in cache.entries():
             gate = e.metadata.get("accuracy_gate", {})
-            print(f"{e.engine_path.name}  {e.size / 2**20:.1f} MiB  {e.key.to_dict()}  gate={gate.get('passed')}")
+            print(
+                f"{e.engine_path.name}  {e.size / 2**20:.1f} MiB  {e.key.to_dict()}  gate={gate.get('passed')}"
+            )
         for path, why in cache.invalid_files():
             print(f"{path.name}  INVALID: {why}")
         return 0
@@ -608,14 +685,20 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary())
     shape = report.inputs.get("image") or next(iter(report.inputs.values()), [])
     engine_name = f"{opts.precision}-{_dims([d or 0 for d in shape])}.engine"
-    print("equivalent trtexec command:\n  " + trtexec_command(onnx_path, cache.directory / engine_name, opts))
+    print(
+        "equivalent trtexec command:\n  "
+        + trtexec_command(onnx_path, cache.directory / engine_name, opts)
+    )
     if opts.precision == "int8":
         print("  (INT8 runs on the Q/DQ model that export_engine writes next to the engine)")
     if args.print_trtexec:
         return 0
     if opts.precision == "int8" and not (args.calib_bag or args.calib_dataset):
-        print("export_engine: error: --precision int8 needs real calibration frames "
-              "(--calib-bag BAG or --calib-dataset NAME --calib-root DIR)", file=sys.stderr)
+        print(
+            "export_engine: error: --precision int8 needs real calibration frames "
+            "(--calib-bag BAG or --calib-dataset NAME --calib-root DIR)",
+            file=sys.stderr,
+        )
         return 1
     if not report.ok:
         print(f"export_engine: error: {onnx_path} is not buildable by TensorRT 10", file=sys.stderr)
@@ -627,7 +710,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         calib = _calibration_from_args(args, meta)
-        gate = GateConfig.for_precision(opts.precision, policy=args.gate_policy, enabled=not args.no_gate)
+        gate = GateConfig.for_precision(
+            opts.precision, policy=args.gate_policy, enabled=not args.no_gate
+        )
         entry = build_engine_with_gate(
             args.model, opts, args.cache_dir, calibration=calib, gate=gate, force=args.force
         )

@@ -217,7 +217,26 @@ def resnet101(replace_stride_with_dilation=(False, False, False), **kw) -> ResNe
 
 # --------------------------------------------------------------------------- VGG-16
 
-_VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+_VGG16_CFG = (
+    64,
+    64,
+    "M",
+    128,
+    128,
+    "M",
+    256,
+    256,
+    256,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+    512,
+    512,
+    512,
+    "M",
+)
 # indices in ``features`` of the ReLU after conv3_3, conv4_3, conv5_3
 _VGG16_TAPS = (15, 22, 29)
 
@@ -418,10 +437,26 @@ class _ConvBNReLU6(nn.Sequential):
     """torchvision ``Conv2dNormActivation`` with ReLU6: names ``0`` (conv), ``1`` (bn).
     ``tf_same``: a strided conv pads as TF ``"SAME"`` (:class:`Conv2dTFSame`)."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups=1, tf_same=False):
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups=1,
+        tf_same=False,
+    ):
         conv = Conv2dTFSame if tf_same and stride > 1 else nn.Conv2d
         super().__init__(
-            conv(in_ch, out_ch, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
+            conv(
+                in_ch,
+                out_ch,
+                kernel_size,
+                stride,
+                (kernel_size - 1) // 2,
+                groups=groups,
+                bias=False,
+            ),
             nn.BatchNorm2d(out_ch),
             nn.ReLU6(inplace=True),
         )
@@ -644,7 +679,11 @@ def load_pretrained(
     report = LoadReport(path, len(usable), missing, unexpected, mismatched)
     log.info(
         "loaded %d tensors from %s (%d missing, %d unexpected, %d shape-mismatched)",
-        report.loaded, path, len(missing), len(unexpected), len(mismatched),
+        report.loaded,
+        path,
+        len(missing),
+        len(unexpected),
+        len(mismatched),
     )
     return report
 
@@ -692,9 +731,12 @@ def calibrate_folded_batchnorm(module: nn.Module, images: Sequence[torch.Tensor]
     if not images:
         raise ValueError("calibrate_folded_batchnorm needs at least one batch of images")
     folded = [
-        m for m in module.modules()
-        if isinstance(m, nn.BatchNorm2d) and m.running_mean is not None
-        and torch.all(m.running_mean == 0) and torch.allclose(m.running_var, torch.full_like(m.running_var, 1 - m.eps))
+        m
+        for m in module.modules()
+        if isinstance(m, nn.BatchNorm2d)
+        and m.running_mean is not None
+        and torch.all(m.running_mean == 0)
+        and torch.allclose(m.running_var, torch.full_like(m.running_var, 1 - m.eps))
         and torch.all(m.weight == 1)
     ]
     if not folded:

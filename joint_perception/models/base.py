@@ -107,4 +107,8 @@ class JointModel(nn.Module):
 
     def config(self) -> dict:
         """Constructor arguments that rebuild this model with ``build_model(arch, **config)``."""
-        return {"tasks": list(self.tasks), "num_classes": self.num_classes, "max_depth": self.max_depth}
+        return {
+            "tasks": list(self.tasks),
+            "num_classes": self.num_classes,
+            "max_depth": self.max_depth,
+        }

@@ -176,17 +176,29 @@ class CINet(JointModel):
         pretrained: str | None = None,
     ):
         super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
-        if not {"depth", "segmentation"} <= set(self.tasks) or set(self.tasks) - {"depth", "segmentation", "normals"}:
-            raise ValueError(f"CI-Net tasks must include depth and segmentation (+ optional normals), got {self.tasks}")
+        if not {"depth", "segmentation"} <= set(self.tasks) or set(self.tasks) - {
+            "depth",
+            "segmentation",
+            "normals",
+        }:
+            raise ValueError(
+                f"CI-Net tasks must include depth and segmentation (+ optional normals), got {self.tasks}"
+            )
         self.backbone_name = backbone
         self.channels = int(channels)
         self.key_channels = int(key_channels)
         self.decoder_channels = tuple(int(c) for c in decoder_channels)
         if len(self.decoder_channels) != 3:
-            raise ValueError(f"decoder_channels needs 3 widths (1/4, 1/2, 1/1), got {self.decoder_channels}")
+            raise ValueError(
+                f"decoder_channels needs 3 widths (1/4, 1/2, 1/1), got {self.decoder_channels}"
+            )
         self.weights = {
-            "att": float(att_weight), "depth": float(depth_weight), "con": float(con_weight),
-            "segmentation": float(segmentation_weight), "pair": float(pair_weight), "depth_normal": float(depth_normal_weight),
+            "att": float(att_weight),
+            "depth": float(depth_weight),
+            "con": float(con_weight),
+            "segmentation": float(segmentation_weight),
+            "pair": float(pair_weight),
+            "depth_normal": float(depth_normal_weight),
             "normals": float(normals_weight),
         }
         self.num_pixels = int(num_pixels)
@@ -208,7 +220,9 @@ class CINet(JointModel):
             ci = co
         self.depth_head = nn.Conv2d(ci, 1, kernel_size=3, padding=1)
         self.seg_head = nn.Conv2d(ci, self.num_classes, kernel_size=3, padding=1)
-        self.normals_head = nn.Conv2d(ci, 3, kernel_size=3, padding=1) if "normals" in self.tasks else None
+        self.normals_head = (
+            nn.Conv2d(ci, 3, kernel_size=3, padding=1) if "normals" in self.tasks else None
+        )
         # learned sigma of the consistency loss (log for positivity)
         self.log_sigma = nn.Parameter(torch.zeros(()))
 
@@ -223,9 +237,14 @@ class CINet(JointModel):
         bb = [p for p in self.backbone.parameters() if p.requires_grad]
         ids = {id(p) for p in bb}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
-        return [{"params": bb, "lr": 0.1 * lr, "name": "backbone"}, {"params": rest, "lr": lr, "name": "head"}]
+        return [
+            {"params": bb, "lr": 0.1 * lr, "name": "backbone"},
+            {"params": rest, "lr": lr, "name": "head"},
+        ]
 
-    def forward(self, x: torch.Tensor, batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, batch: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
         n, _, h, w = x.shape
         feat = self.reduce(self.backbone.forward_features(x)[-1])
         gt_att = None
@@ -234,7 +253,9 @@ class CINet(JointModel):
         y, att, att_logits = self.scene(feat, gt_att)
         f_d, f_s = y, y
         sizes = [((h + 3) // 4, (w + 3) // 4), ((h + 1) // 2, (w + 1) // 2), (h, w)]
-        for fsm, bd, bs, size in zip(self.fsm, self.depth_blocks, self.seg_blocks, sizes, strict=True):
+        for fsm, bd, bs, size in zip(
+            self.fsm, self.depth_blocks, self.seg_blocks, sizes, strict=True
+        ):
             f_d, f_s = fsm(f_d, f_s)
             f_d = bd(upsample_to(f_d, size))
             f_s = bs(upsample_to(f_s, size))
@@ -249,7 +270,9 @@ class CINet(JointModel):
             out["normals"] = F.normalize(self.normals_head(f_d), dim=1, eps=1e-6)
         return out
 
-    def compute_losses(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def compute_losses(
+        self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         """``L = L_att + 1 L_depth + 5 L_con + 0.3 L_seg`` (terms active per stage).
 
         ``L_depth = berHu + 1 L_pair(500 signed pixel differences) + 5 L_norm`` (normals from
@@ -274,28 +297,43 @@ class CINet(JointModel):
             terms["depth_normal"] = losses.depth_gradient_normal_loss(depth, gt, mask)
         else:
             terms["berhu"] = terms["pair"] = terms["depth_normal"] = zero
-        terms["depth"] = terms["berhu"] + self.weights["pair"] * terms["pair"] + self.weights["depth_normal"] * terms["depth_normal"]
+        terms["depth"] = (
+            terms["berhu"]
+            + self.weights["pair"] * terms["pair"]
+            + self.weights["depth_normal"] * terms["depth_normal"]
+        )
         if bool((labels > 0).any()):
-            terms["segmentation"] = losses.cross_entropy_loss(seg, labels, weights=losses.class_weights(labels, self.num_classes))
+            terms["segmentation"] = losses.cross_entropy_loss(
+                seg, labels, weights=losses.class_weights(labels, self.num_classes)
+            )
         else:
             terms["segmentation"] = zero
-        total = self.weights["depth"] * terms["depth"] + self.weights["segmentation"] * terms["segmentation"]
+        total = (
+            self.weights["depth"] * terms["depth"]
+            + self.weights["segmentation"] * terms["segmentation"]
+        )
         if "normals" in outputs:
             gn = batch["normals"]
             nmask = gn.abs().sum(1, keepdim=True) > 0
             if "has_normals" in batch:
                 nmask = nmask & batch["has_normals"].view(-1, 1, 1, 1).bool()
-            terms["normals"] = losses.normal_l1_loss(outputs["normals"], gn, nmask) if bool(nmask.any()) else zero
+            terms["normals"] = (
+                losses.normal_l1_loss(outputs["normals"], gn, nmask) if bool(nmask.any()) else zero
+            )
             total = total + self.weights["normals"] * terms["normals"]
         if self.stage in (0, 2, 3):
             side = _feature_size(depth.shape[-2:])
             if "aux_attention_logits" in outputs:
-                terms["att"] = losses.attention_bce_loss(outputs["aux_attention_logits"], labels, side, from_logits=True)
+                terms["att"] = losses.attention_bce_loss(
+                    outputs["aux_attention_logits"], labels, side, from_logits=True
+                )
             else:
                 terms["att"] = losses.attention_bce_loss(outputs["aux_attention"], labels, side)
             total = total + self.weights["att"] * terms["att"]
         if self.stage in (0, 3):
-            terms["con"] = losses.consistency_loss(depth, seg, offsets=(1, 2), log_sigma=self.log_sigma)
+            terms["con"] = losses.consistency_loss(
+                depth, seg, offsets=(1, 2), log_sigma=self.log_sigma
+            )
             total = total + self.weights["con"] * terms["con"]
         terms["total"] = total
         return terms

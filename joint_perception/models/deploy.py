@@ -62,8 +62,12 @@ class DeployWrapper(nn.Module):
     maximum softmax probability without materialising the softmax.
     """
 
-    def __init__(self, model: JointModel, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None):
+    def __init__(
+        self,
+        model: JointModel,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ):
         super().__init__()
         self.model = model
         mean = model.mean if mean is None else mean

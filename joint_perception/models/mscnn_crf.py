@@ -127,7 +127,9 @@ class MultiScaleCRFNet(JointModel):
     ):
         super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
         if not {"depth", "segmentation"} <= set(self.tasks) or set(self.tasks) - {
-            "depth", "segmentation", "normals"
+            "depth",
+            "segmentation",
+            "normals",
         }:
             raise ValueError(
                 f"mscnn_crf needs tasks depth and segmentation (+ optional normals), got {self.tasks}"
@@ -163,7 +165,10 @@ class MultiScaleCRFNet(JointModel):
             + [_Heads(1024, num_classes, self.num_bins, normals)]
         )
         self.crf = ConvCRF(
-            num_classes, window=crf_window, iterations=crf_iterations, theta=crf_theta,
+            num_classes,
+            window=crf_window,
+            iterations=crf_iterations,
+            theta=crf_theta,
             weights=crf_weights,
         )
         self._crf_weights = tuple(float(w) for w in crf_weights)
@@ -232,7 +237,9 @@ class MultiScaleCRFNet(JointModel):
             labels = labels * batch["has_labels"].view(-1, 1, 1).to(labels.dtype)
         l_seg = losses.cross_entropy_loss(outputs["segmentation"], labels, reduction="sum")
         gt = batch["depth"]
-        l_depth = losses.silog_loss(outputs["depth"], gt, mask=gt <= self.max_depth, lam=self.silog_lambda)
+        l_depth = losses.silog_loss(
+            outputs["depth"], gt, mask=gt <= self.max_depth, lam=self.silog_lambda
+        )
         terms = {"segmentation": l_seg, "depth": l_depth}
         total = self.segmentation_weight * l_seg
         if self.stage != 1:

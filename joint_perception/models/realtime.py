@@ -86,9 +86,13 @@ class RealtimeJointNet(JointModel):
     ):
         super().__init__(tasks, num_classes, max_depth)
         if loss_weighting not in ("fixed", "uncertainty"):
-            raise ValueError(f"loss_weighting must be 'fixed' or 'uncertainty', got {loss_weighting!r}")
+            raise ValueError(
+                f"loss_weighting must be 'fixed' or 'uncertainty', got {loss_weighting!r}"
+            )
         if class_weights is not None and len(class_weights) != self.num_classes:
-            raise ValueError(f"class_weights has {len(class_weights)} entries, need {self.num_classes}")
+            raise ValueError(
+                f"class_weights has {len(class_weights)} entries, need {self.num_classes}"
+            )
         self.width_mult = float(width_mult)
         self.decoder_channels = int(decoder_channels)
         self.head_channels = int(head_channels)
@@ -165,7 +169,9 @@ class RealtimeJointNet(JointModel):
             labels = batch["labels"].long()
             if "has_labels" in batch:
                 labels = labels * batch["has_labels"].to(labels.dtype).view(-1, 1, 1)
-            terms["segmentation"] = losses.cross_entropy_loss(outputs["segmentation"], labels, self.class_weights)
+            terms["segmentation"] = losses.cross_entropy_loss(
+                outputs["segmentation"], labels, self.class_weights
+            )
         if "normals" in outputs and "normals" in batch:
             mask = None
             if "has_normals" in batch:
@@ -182,7 +188,9 @@ class RealtimeJointNet(JointModel):
                 [terms.get(k, outputs[next(iter(outputs))].sum() * 0.0) for k in order]
             )
         else:
-            total = losses.fixed_weighting(terms, {k: v for k, v in self.loss_weights.items() if k in terms})
+            total = losses.fixed_weighting(
+                terms, {k: v for k, v in self.loss_weights.items() if k in terms}
+            )
         return {"total": total, **terms}
 
     def config(self) -> dict:

@@ -38,8 +38,10 @@ MODEL_PT = "model.pt"
 def migrate_state_dict(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename tensors of checkpoints written before the task vocabulary was unified
     (``heads.seg.*`` -> ``heads.segmentation.*``); other keys pass unchanged."""
-    return {(k.replace("heads.seg.", "heads.segmentation.", 1) if k.startswith("heads.seg.") else k): v
-            for k, v in state.items()}
+    return {
+        (k.replace("heads.seg.", "heads.segmentation.", 1) if k.startswith("heads.seg.") else k): v
+        for k, v in state.items()
+    }
 
 
 def load_torch_model(model_dir: str | Path) -> tuple[JointModel, ModelMetadata]:
@@ -65,8 +67,9 @@ def load_torch_model(model_dir: str | Path) -> tuple[JointModel, ModelMetadata]:
     return model, load_metadata(pt.parent)
 
 
-def _build_and_load(arch: str, config: Mapping[str, Any], state: Mapping[str, torch.Tensor],
-                    source: Path) -> JointModel:
+def _build_and_load(
+    arch: str, config: Mapping[str, Any], state: Mapping[str, torch.Tensor], source: Path
+) -> JointModel:
     try:
         model = build_model(arch, **dict(config))
         model.load_state_dict(migrate_state_dict(state))
@@ -120,8 +123,11 @@ def load_checkpoint_model(path: str | Path) -> JointModel:
         return _build_and_load(obj["architecture"], obj["config"], obj["state_dict"], path)
     if "state_dict" in obj and isinstance(obj.get("hyper_parameters"), Mapping):
         arch, config = _arch_and_config(obj["hyper_parameters"], path)
-        state = {k.removeprefix("model."): v for k, v in obj["state_dict"].items()
-                 if k.startswith("model.")}
+        state = {
+            k.removeprefix("model."): v
+            for k, v in obj["state_dict"].items()
+            if k.startswith("model.")
+        }
         if not state:
             raise ValueError(f"{path}: state_dict has no 'model.' entries")
         return _build_and_load(arch, config, state, path)

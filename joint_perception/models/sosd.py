@@ -73,7 +73,9 @@ class SemanticToDepth(nn.Module):
     the positive geometric cue ``sqrt(softplus(a3) softplus(a2) + eps)``.
     """
 
-    def __init__(self, sem_ch: int = 256, common_ch: int = 256, depth_ch: int = 64, eps: float = 1e-6):
+    def __init__(
+        self, sem_ch: int = 256, common_ch: int = 256, depth_ch: int = 64, eps: float = 1e-6
+    ):
         super().__init__()
         self.eps = float(eps)
         self.area3d = nn.Sequential(ConvBNReLU(common_ch, 2, 3), nn.Conv2d(2, 1, 3, padding=1))
@@ -100,7 +102,9 @@ class DepthToSemantic(nn.Module):
     ``forward(S, D, R) -> (N, C, h, w)`` logits at the decoder resolution.
     """
 
-    def __init__(self, num_classes: int, sem_ch: int = 256, common_ch: int = 256, depth_ch: int = 64):
+    def __init__(
+        self, num_classes: int, sem_ch: int = 256, common_ch: int = 256, depth_ch: int = 64
+    ):
         super().__init__()
         self.from_depth = nn.Sequential(ConvBNReLU(depth_ch, 64, 3), ConvBNReLU(64, 32, 3))
         self.from_common = nn.Sequential(ConvBNReLU(common_ch, 64, 3), ConvBNReLU(64, 32, 3))
@@ -147,7 +151,9 @@ class SOSDNet(JointModel):
     ):
         super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
         if not {"depth", "segmentation"} <= set(self.tasks) or set(self.tasks) - {
-            "depth", "segmentation", "normals"
+            "depth",
+            "segmentation",
+            "normals",
         }:
             raise ValueError(
                 f"SOSD-Net needs tasks depth and segmentation (+ optional normals), got {self.tasks}"

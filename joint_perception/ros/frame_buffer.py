@@ -135,7 +135,9 @@ class CameraInfoMatcher:
 
     def __init__(self, mode: str = "cached", slop_ns: int = 0, history: int = 30) -> None:
         if mode not in ("cached", "exact", "approximate"):
-            raise ValueError(f"unknown camera_info_sync mode {mode!r}; use cached, exact or approximate")
+            raise ValueError(
+                f"unknown camera_info_sync mode {mode!r}; use cached, exact or approximate"
+            )
         if slop_ns < 0:
             raise ValueError(f"slop must be >= 0 ns, got {slop_ns}")
         self.mode = mode

@@ -56,79 +56,165 @@ class ParamSpec:
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     # --- model and backend ---
-    ParamSpec("model", "realtime",
-              "Model directory, .onnx file, or name of a shipped model (models/<name>)."),
-    ParamSpec("backend", "auto",
-              "Inference backend; auto = TensorRT with a GPU, else PyTorch CUDA, else ONNX Runtime CPU.",
-              choices=BACKENDS),
-    ParamSpec("device", "",
-              "Device for the backend (e.g. cuda:0, cpu); empty = the backend's default."),
-    ParamSpec("engine_cache_dir", "",
-              "Directory for TensorRT engines built on this machine; empty = "
-              "~/.cache/joint_perception/engines."),
+    ParamSpec(
+        "model",
+        "realtime",
+        "Model directory, .onnx file, or name of a shipped model (models/<name>).",
+    ),
+    ParamSpec(
+        "backend",
+        "auto",
+        "Inference backend; auto = TensorRT with a GPU, else PyTorch CUDA, else ONNX Runtime CPU.",
+        choices=BACKENDS,
+    ),
+    ParamSpec(
+        "device", "", "Device for the backend (e.g. cuda:0, cpu); empty = the backend's default."
+    ),
+    ParamSpec(
+        "engine_cache_dir",
+        "",
+        "Directory for TensorRT engines built on this machine; empty = "
+        "~/.cache/joint_perception/engines.",
+    ),
     # --- input ---
-    ParamSpec("input_transport", "raw",
-              "raw: subscribe sensor_msgs/Image on 'image'; compressed: CompressedImage on "
-              "'image/compressed'.", choices=("raw", "compressed")),
-    ParamSpec("camera_info_sync", "cached",
-              "cached: use the latest CameraInfo; exact: same header stamp; approximate: nearest "
-              "stamp within sync_slop_s.", choices=("cached", "exact", "approximate")),
-    ParamSpec("sync_slop_s", 0.05,
-              "Largest stamp difference (s) for camera_info_sync: approximate.",
-              min_value=0.0, max_value=10.0),
+    ParamSpec(
+        "input_transport",
+        "raw",
+        "raw: subscribe sensor_msgs/Image on 'image'; compressed: CompressedImage on "
+        "'image/compressed'.",
+        choices=("raw", "compressed"),
+    ),
+    ParamSpec(
+        "camera_info_sync",
+        "cached",
+        "cached: use the latest CameraInfo; exact: same header stamp; approximate: nearest "
+        "stamp within sync_slop_s.",
+        choices=("cached", "exact", "approximate"),
+    ),
+    ParamSpec(
+        "sync_slop_s",
+        0.05,
+        "Largest stamp difference (s) for camera_info_sync: approximate.",
+        min_value=0.0,
+        max_value=10.0,
+    ),
     # --- outputs ---
-    ParamSpec("output_resolution", "input",
-              "Resolution of every output: input (the camera's) or network (the model's input size).",
-              choices=("input", "network")),
-    ParamSpec("min_depth", 0.0,
-              "Depth below this (m) is published as NaN; 0 = the model's metadata value.",
-              min_value=0.0, max_value=1000.0, read_only=False),
-    ParamSpec("max_depth", 0.0,
-              "Depth above this (m) is published as NaN; 0 = the model's metadata value.",
-              min_value=0.0, max_value=1000.0, read_only=False),
+    ParamSpec(
+        "output_resolution",
+        "input",
+        "Resolution of every output: input (the camera's) or network (the model's input size).",
+        choices=("input", "network"),
+    ),
+    ParamSpec(
+        "min_depth",
+        0.0,
+        "Depth below this (m) is published as NaN; 0 = the model's metadata value.",
+        min_value=0.0,
+        max_value=1000.0,
+        read_only=False,
+    ),
+    ParamSpec(
+        "max_depth",
+        0.0,
+        "Depth above this (m) is published as NaN; 0 = the model's metadata value.",
+        min_value=0.0,
+        max_value=1000.0,
+        read_only=False,
+    ),
     ParamSpec("publish_depth", True, "Publish depth/image (32FC1 m) and depth/camera_info."),
-    ParamSpec("publish_labels", True, "Publish segmentation/labels (mono8, mono16 above 255 classes)."),
+    ParamSpec(
+        "publish_labels", True, "Publish segmentation/labels (mono8, mono16 above 255 classes)."
+    ),
     ParamSpec("publish_color", True, "Publish segmentation/color (rgb8 colour-coded labels)."),
-    ParamSpec("color_overlay_alpha", 0.0,
-              "Blend of the colour image over the input image: 0 = labels only, 1 = input only.",
-              min_value=0.0, max_value=1.0, read_only=False),
-    ParamSpec("publish_normals", True, "Publish normals/image (32FC3 unit normals, optical frame)."),
-    ParamSpec("publish_points", True,
-              "Publish points (organised PointCloud2: x, y, z, rgb, label)."),
-    ParamSpec("points_decimation", 1,
-              "Keep every k-th row and column of the point cloud (1 = full resolution).",
-              min_value=1, max_value=16, read_only=False),
+    ParamSpec(
+        "color_overlay_alpha",
+        0.0,
+        "Blend of the colour image over the input image: 0 = labels only, 1 = input only.",
+        min_value=0.0,
+        max_value=1.0,
+        read_only=False,
+    ),
+    ParamSpec(
+        "publish_normals", True, "Publish normals/image (32FC3 unit normals, optical frame)."
+    ),
+    ParamSpec(
+        "publish_points", True, "Publish points (organised PointCloud2: x, y, z, rgb, label)."
+    ),
+    ParamSpec(
+        "points_decimation",
+        1,
+        "Keep every k-th row and column of the point cloud (1 = full resolution).",
+        min_value=1,
+        max_value=16,
+        read_only=False,
+    ),
     ParamSpec("publish_confidence", False, "Publish confidence (32FC1 in [0, 1])."),
     # --- QoS (REP 2003) ---
-    ParamSpec("qos.input.reliability", "best_effort",
-              "Reliability of the image/camera_info subscriptions (sensor-data profile: best_effort).",
-              choices=RELIABILITIES),
-    ParamSpec("qos.input.durability", "volatile",
-              "Durability of the subscriptions.", choices=DURABILITIES),
-    ParamSpec("qos.input.depth", 1,
-              "History depth of the subscriptions (1 = newest frame only).",
-              min_value=1, max_value=100),
-    ParamSpec("qos.output.reliability", "reliable",
-              "Reliability of the output publishers.", choices=RELIABILITIES),
-    ParamSpec("qos.output.durability", "volatile",
-              "Durability of the output publishers.", choices=DURABILITIES),
-    ParamSpec("qos.output.depth", 2,
-              "History depth of the output publishers.", min_value=1, max_value=100),
+    ParamSpec(
+        "qos.input.reliability",
+        "best_effort",
+        "Reliability of the image/camera_info subscriptions (sensor-data profile: best_effort).",
+        choices=RELIABILITIES,
+    ),
+    ParamSpec(
+        "qos.input.durability", "volatile", "Durability of the subscriptions.", choices=DURABILITIES
+    ),
+    ParamSpec(
+        "qos.input.depth",
+        1,
+        "History depth of the subscriptions (1 = newest frame only).",
+        min_value=1,
+        max_value=100,
+    ),
+    ParamSpec(
+        "qos.output.reliability",
+        "reliable",
+        "Reliability of the output publishers.",
+        choices=RELIABILITIES,
+    ),
+    ParamSpec(
+        "qos.output.durability",
+        "volatile",
+        "Durability of the output publishers.",
+        choices=DURABILITIES,
+    ),
+    ParamSpec(
+        "qos.output.depth", 2, "History depth of the output publishers.", min_value=1, max_value=100
+    ),
     # --- benchmarking baselines (keep the defaults in production) ---
-    ParamSpec("queue_size", 0,
-              "0 = newest-frame-only processing (stale frames dropped). N > 0 = a FIFO of N "
-              "frames processed in order, the oldest dropped when full: a baseline for "
-              "benchmarks that adds latency.", min_value=0, max_value=100),
-    ParamSpec("debug_delay_ms", 0.0,
-              "Extra sleep (ms) after each processed frame, to slow the node on purpose (tests "
-              "of the peak-throughput search); 0 in production.", min_value=0.0,
-              max_value=10000.0),
+    ParamSpec(
+        "queue_size",
+        0,
+        "0 = newest-frame-only processing (stale frames dropped). N > 0 = a FIFO of N "
+        "frames processed in order, the oldest dropped when full: a baseline for "
+        "benchmarks that adds latency.",
+        min_value=0,
+        max_value=100,
+    ),
+    ParamSpec(
+        "debug_delay_ms",
+        0.0,
+        "Extra sleep (ms) after each processed frame, to slow the node on purpose (tests "
+        "of the peak-throughput search); 0 in production.",
+        min_value=0.0,
+        max_value=10000.0,
+    ),
     # --- diagnostics and logging ---
-    ParamSpec("diagnostics_period_s", 1.0,
-              "Period (s) of the /diagnostics messages.", min_value=0.05, max_value=60.0),
-    ParamSpec("warn_throttle_s", 5.0,
-              "Smallest interval (s) between two warnings for the same bad-input reason.",
-              min_value=0.0, max_value=3600.0, read_only=False),
+    ParamSpec(
+        "diagnostics_period_s",
+        1.0,
+        "Period (s) of the /diagnostics messages.",
+        min_value=0.05,
+        max_value=60.0,
+    ),
+    ParamSpec(
+        "warn_throttle_s",
+        5.0,
+        "Smallest interval (s) between two warnings for the same bad-input reason.",
+        min_value=0.0,
+        max_value=3600.0,
+        read_only=False,
+    ),
 )
 
 SPECS: dict[str, ParamSpec] = {s.name: s for s in PARAMETERS}
@@ -274,15 +360,21 @@ def declare_parameters(node) -> dict[str, Any]:
         if spec.choices:
             desc += f" One of: {', '.join(spec.choices)}."
         descriptor = ParameterDescriptor(
-            name=spec.name, description=desc, read_only=spec.read_only,
+            name=spec.name,
+            description=desc,
+            read_only=spec.read_only,
             additional_constraints=f"one of {', '.join(spec.choices)}" if spec.choices else "",
         )
         if spec.type is float and spec.min_value is not None:
-            descriptor.floating_point_range = [FloatingPointRange(
-                from_value=float(spec.min_value), to_value=float(spec.max_value), step=0.0)]
+            descriptor.floating_point_range = [
+                FloatingPointRange(
+                    from_value=float(spec.min_value), to_value=float(spec.max_value), step=0.0
+                )
+            ]
         elif spec.type is int and spec.min_value is not None:
-            descriptor.integer_range = [IntegerRange(
-                from_value=int(spec.min_value), to_value=int(spec.max_value), step=1)]
+            descriptor.integer_range = [
+                IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value), step=1)
+            ]
         try:
             param = node.declare_parameter(spec.name, spec.default, descriptor)
         except Exception as exc:  # rclpy's InvalidParameter{Type,Value}Exception and kin

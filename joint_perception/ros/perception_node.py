@@ -91,15 +91,19 @@ class PerceptionNode(Node):
         p = self.params
         model_path = resolve_model_path(p["model"])
         options = {"cache_dir": p["engine_cache_dir"]} if p["engine_cache_dir"] else {}
-        self.backend = create_backend(model_path, backend=p["backend"], device=p["device"] or None,
-                                      fallback=True, **options)
+        self.backend = create_backend(
+            model_path, backend=p["backend"], device=p["device"] or None, fallback=True, **options
+        )
         self.metadata = self.backend.metadata
         self.model_path = Path(model_path)
         self._pipeline_lock = threading.Lock()
         self.pipeline = self._make_pipeline(p["min_depth"], p["max_depth"])
         colors = np.asarray(self.metadata.class_colors, dtype=np.uint8).reshape(-1, 3)
-        self.palette = (colors if len(colors) == self.metadata.num_classes + 1
-                        else label_palette(self.metadata.num_classes))
+        self.palette = (
+            colors
+            if len(colors) == self.metadata.num_classes + 1
+            else label_palette(self.metadata.num_classes)
+        )
 
         self.stats = PerceptionStats()
         # newest-frame-only by default; a FIFO only for the queue_size benchmark baseline
@@ -128,8 +132,10 @@ class PerceptionNode(Node):
         self.pub_points = pub("publish_points", PointCloud2, "points")
         self.pub_confidence = pub("publish_confidence", Image, "confidence")
         self.pub_diag = self.create_publisher(
-            DiagnosticArray, "/diagnostics",
-            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+            DiagnosticArray,
+            "/diagnostics",
+            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
+        )
         self.diag_info = {
             "backend": self.backend.name,
             "backend_reason": getattr(self.backend, "reason", ""),
@@ -147,7 +153,8 @@ class PerceptionNode(Node):
             f"model {self.metadata.architecture} from {self.model_path}; backend "
             f"{self.backend.describe()} ({self.diag_info['backend_reason']}); input "
             f"{'image/compressed' if self.compressed else 'image'} + camera_info "
-            f"({p['camera_info_sync']})")
+            f"({p['camera_info_sync']})"
+        )
 
     # ------------------------------------------------------------------ set-up helpers
     def _make_pipeline(self, min_depth: float, max_depth: float) -> Pipeline:
@@ -155,17 +162,22 @@ class PerceptionNode(Node):
         lo = min_depth if min_depth > 0 else meta.min_depth
         hi = max_depth if max_depth > 0 else meta.max_depth
         if lo >= hi:
-            raise ValueError(f"min_depth {lo} must be smaller than max_depth {hi} "
-                             f"(0 takes the model's value {meta.min_depth}/{meta.max_depth})")
+            raise ValueError(
+                f"min_depth {lo} must be smaller than max_depth {hi} "
+                f"(0 takes the model's value {meta.min_depth}/{meta.max_depth})"
+            )
         return Pipeline(self.backend, dataclasses.replace(meta, min_depth=lo, max_depth=hi))
 
     def _on_set_parameters(self, changes) -> SetParametersResult:
         new = dict(self.params)
         new.update({c.name: c.value for c in changes if c.name in self.params})
-        problems = validate({k: new[k] for k in {c.name for c in changes} if k in new},
-                            check_model=False)
+        problems = validate(
+            {k: new[k] for k in {c.name for c in changes} if k in new}, check_model=False
+        )
         if not problems and (new["min_depth"], new["max_depth"]) != (
-                self.params["min_depth"], self.params["max_depth"]):
+            self.params["min_depth"],
+            self.params["max_depth"],
+        ):
             try:
                 pipeline = self._make_pipeline(new["min_depth"], new["max_depth"])
             except ValueError as exc:
@@ -184,12 +196,17 @@ class PerceptionNode(Node):
         self.stats.frame_received()
         pair, unmatched = self.matcher.add_image(stamp_ns(msg.header), (msg, recv))
         if unmatched is not None and not self.matcher.has_info:
-            self._skip(NO_CAMERA_INFO, "no CameraInfo received yet on "
-                       f"{self.resolve_topic_name('camera_info')}; frame skipped")
+            self._skip(
+                NO_CAMERA_INFO,
+                "no CameraInfo received yet on "
+                f"{self.resolve_topic_name('camera_info')}; frame skipped",
+            )
         elif unmatched is not None:
-            self._skip(UNMATCHED_CAMERA_INFO,
-                       f"no CameraInfo with a matching stamp ({self.matcher.mode} sync) arrived "
-                       "before the next image")
+            self._skip(
+                UNMATCHED_CAMERA_INFO,
+                f"no CameraInfo with a matching stamp ({self.matcher.mode} sync) arrived "
+                "before the next image",
+            )
         if pair is not None:
             self._submit(pair)
 
@@ -220,9 +237,13 @@ class PerceptionNode(Node):
     def publish_diagnostics(self) -> None:
         """Publish one DiagnosticArray on ``/diagnostics`` (also called by the timer)."""
         name = f"joint_perception: {self.get_fully_qualified_name()}"
-        arr = build_diagnostic_array(self.stats.snapshot(), self.diag_info,
-                                     self.get_clock().now().to_msg(), name,
-                                     self.metadata.architecture)
+        arr = build_diagnostic_array(
+            self.stats.snapshot(),
+            self.diag_info,
+            self.get_clock().now().to_msg(),
+            name,
+            self.metadata.architecture,
+        )
         self.pub_diag.publish(arr)
 
     # ------------------------------------------------------------------ worker
@@ -268,17 +289,22 @@ class PerceptionNode(Node):
                 self._skip(UNDECODABLE_COMPRESSED, f"cannot decode compressed image: {exc}")
                 return None
         if msg.encoding not in COLOR_ENCODINGS:
-            self._skip(UNSUPPORTED_ENCODING,
-                       f"image encoding {msg.encoding!r} is not supported; use one of "
-                       f"{', '.join(COLOR_ENCODINGS)}")
+            self._skip(
+                UNSUPPORTED_ENCODING,
+                f"image encoding {msg.encoding!r} is not supported; use one of "
+                f"{', '.join(COLOR_ENCODINGS)}",
+            )
             return None
         if len(msg.data) == 0 or msg.height == 0 or msg.width == 0:
-            self._skip(EMPTY_IMAGE, f"empty image ({msg.width}x{msg.height}, "
-                       f"{len(msg.data)} bytes); frame skipped")
+            self._skip(
+                EMPTY_IMAGE,
+                f"empty image ({msg.width}x{msg.height}, {len(msg.data)} bytes); frame skipped",
+            )
             return None
         try:
-            return image_to_rgb8(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                                 msg.is_bigendian)
+            return image_to_rgb8(
+                msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian
+            )
         except ImageFormatError as exc:
             self._skip(MALFORMED_IMAGE, f"malformed image: {exc}")
             return None
@@ -291,14 +317,18 @@ class PerceptionNode(Node):
             self._skip(INVALID_CAMERA_INFO, f"unusable CameraInfo: {exc}; frame skipped")
             return None
         if conv.camera_info_is_distorted(info):
-            self._warn_once("distorted_camera_info",
-                            f"CameraInfo has distortion ({info.distortion_model}, D={list(info.d)});"
-                            " the network expects rectified images: rectification is the camera"
-                            " driver's job (e.g. image_proc). Processing as if rectified.")
+            self._warn_once(
+                "distorted_camera_info",
+                f"CameraInfo has distortion ({info.distortion_model}, D={list(info.d)});"
+                " the network expects rectified images: rectification is the camera"
+                " driver's job (e.g. image_proc). Processing as if rectified.",
+            )
         if info.height and info.width and (info.height, info.width) != (height, width):
-            self._warn_once("camera_info_size_mismatch",
-                            f"CameraInfo is {info.width}x{info.height} but the image is "
-                            f"{width}x{height}; scaling K to the image")
+            self._warn_once(
+                "camera_info_size_mismatch",
+                f"CameraInfo is {info.width}x{info.height} but the image is "
+                f"{width}x{height}; scaling K to the image",
+            )
             K = scale_intrinsics(K, (info.height, info.width), (height, width))
         return K
 
@@ -324,16 +354,22 @@ class PerceptionNode(Node):
             self.stats.frame_idle()
             return False
         meta = self.metadata
-        out_size = (h, w) if self.params["output_resolution"] == "input" else (
-            meta.input_height, meta.input_width)
+        out_size = (
+            (h, w)
+            if self.params["output_resolution"] == "input"
+            else (meta.input_height, meta.input_width)
+        )
         with self._pipeline_lock:
             pipeline = self.pipeline
         result = pipeline.run(rgb, K, out_size=out_size, want=want)
         t_pub = time.perf_counter()
         self._publish(msg.header, info, rgb, result, out_size)
         t_end = time.perf_counter()
-        stages = {"decode": (t_decode - t0) * 1e3, **result.timings_ms,
-                  "publish": (t_end - t_pub) * 1e3}
+        stages = {
+            "decode": (t_decode - t0) * 1e3,
+            **result.timings_ms,
+            "publish": (t_end - t_pub) * 1e3,
+        }
         self.stats.frame_processed((time.monotonic() - recv_time) * 1e3, stages)
         return True
 
@@ -345,8 +381,11 @@ class PerceptionNode(Node):
         def rgb_at_output():
             nonlocal rgb_out
             if rgb_out is None:
-                rgb_out = rgb if rgb.shape[:2] == (oh, ow) else cv2.resize(
-                    rgb, (ow, oh), interpolation=cv2.INTER_AREA)
+                rgb_out = (
+                    rgb
+                    if rgb.shape[:2] == (oh, ow)
+                    else cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA)
+                )
             return rgb_out
 
         def live(pub) -> bool:
@@ -374,8 +413,13 @@ class PerceptionNode(Node):
         if result.confidence is not None and live(self.pub_confidence):
             self.pub_confidence.publish(conv.array_to_image_msg(result.confidence, "32FC1", header))
         if result.depth is not None and live(self.pub_points):
-            packed = pack_depth(result.depth, result.K, rgb=rgb_at_output(),
-                                labels=result.labels, decimation=p["points_decimation"])
+            packed = pack_depth(
+                result.depth,
+                result.K,
+                rgb=rgb_at_output(),
+                labels=result.labels,
+                decimation=p["points_decimation"],
+            )
             self.pub_points.publish(conv.cloud_to_msg(packed, header))
 
     # ------------------------------------------------------------------ shutdown

@@ -36,7 +36,9 @@ def make_qos(reliability: str, durability: str, depth: int) -> QoSProfile:
         ValueError: unknown policy name or depth < 1 (message lists the accepted values).
     """
     if reliability not in _RELIABILITY:
-        raise ValueError(f"unknown QoS reliability {reliability!r}; use one of {list(_RELIABILITY)}")
+        raise ValueError(
+            f"unknown QoS reliability {reliability!r}; use one of {list(_RELIABILITY)}"
+        )
     if durability not in _DURABILITY:
         raise ValueError(f"unknown QoS durability {durability!r}; use one of {list(_DURABILITY)}")
     if int(depth) < 1:
@@ -53,7 +55,9 @@ def _profile(params: dict, prefix: str) -> QoSProfile:
     """``<prefix>.reliability`` / ``.durability`` / ``.depth`` from ``params``, else the
     defaults of the parameter table."""
     values = {**defaults(), **params}
-    return make_qos(values[f"{prefix}.reliability"], values[f"{prefix}.durability"], values[f"{prefix}.depth"])
+    return make_qos(
+        values[f"{prefix}.reliability"], values[f"{prefix}.durability"], values[f"{prefix}.depth"]
+    )
 
 
 def input_qos(params: dict) -> QoSProfile:

@@ -155,8 +155,9 @@ def _construct(name: str, path: Path, device: str | None, options: dict[str, Any
     if name == "torch":
         kwargs["device"] = device or "cuda"
     elif name == "onnxruntime" and device is not None and "providers" not in kwargs:
-        kwargs["providers"] = (["CUDAExecutionProvider"] if device.startswith("cuda")
-                               else ["CPUExecutionProvider"])
+        kwargs["providers"] = (
+            ["CUDAExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+        )
     return cls(path, **kwargs)
 
 

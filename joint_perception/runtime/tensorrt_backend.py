@@ -84,10 +84,17 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, model_dir_or_onnx: str | os.PathLike, metadata: ModelMetadata | None = None,
-                 precision: str = "fp16", cache_dir: str | os.PathLike | None = None,
-                 build_options=None, device_index: int = 0, batch_size: int = 1,
-                 build_on_miss: bool = True):
+    def __init__(
+        self,
+        model_dir_or_onnx: str | os.PathLike,
+        metadata: ModelMetadata | None = None,
+        precision: str = "fp16",
+        cache_dir: str | os.PathLike | None = None,
+        build_options=None,
+        device_index: int = 0,
+        batch_size: int = 1,
+        build_on_miss: bool = True,
+    ):
         from joint_perception.export import tensorrt_build as tb
         from joint_perception.export.engine_cache import DEFAULT_CACHE_DIR, EngineCache
 
@@ -125,7 +132,9 @@ class TensorRTBackend(Backend):
                 if isinstance(exc, BackendUnavailable):
                     raise
                 self.close()
-                raise BackendUnavailable(f"tensorrt: engine loaded but I/O setup failed: {exc}") from exc
+                raise BackendUnavailable(
+                    f"tensorrt: engine loaded but I/O setup failed: {exc}"
+                ) from exc
         name = torch.cuda.get_device_name(self.device_index)
         self.device = f"cuda:{self.device_index} {name}"
         self.reason = f"TensorRT {trt.__version__} {precision} engine ({how})"
@@ -154,13 +163,17 @@ class TensorRTBackend(Backend):
             engine = self._deserialize(found.entry.read_bytes(), vc)
             if engine is not None:
                 return engine, f"cached {found.entry.engine_path.name}"
-            LOG.warning("cached engine %s does not deserialise: rebuilding", found.entry.engine_path)
+            LOG.warning(
+                "cached engine %s does not deserialise: rebuilding", found.entry.engine_path
+            )
             self.cache.invalidate(self.key, "does not deserialise")
             reason = "cached engine did not deserialise"
         else:
             reason = found.reason
         if not build_on_miss:
-            raise BackendUnavailable(f"tensorrt: no usable engine ({reason}) and building is disabled")
+            raise BackendUnavailable(
+                f"tensorrt: no usable engine ({reason}) and building is disabled"
+            )
         if self.precision == "int8":
             raise BackendUnavailable(
                 f"tensorrt: no usable INT8 engine ({reason}); INT8 needs calibration frames: run "
@@ -183,7 +196,9 @@ class TensorRTBackend(Backend):
         engine = self.engine
         self.context = engine.create_execution_context()
         if self.context is None:
-            raise BackendUnavailable("tensorrt: could not create an execution context (GPU memory?)")
+            raise BackendUnavailable(
+                "tensorrt: could not create an execution context (GPU memory?)"
+            )
         self.stream = torch.cuda.Stream(device=self.device_index)
         self._inputs: dict[str, tuple] = {}
         self._outputs: dict[str, tuple] = {}
@@ -195,7 +210,9 @@ class TensorRTBackend(Backend):
         for name in names:
             dims = tuple(self.context.get_tensor_shape(name))
             if any(d < 0 for d in dims):
-                raise BackendUnavailable(f"tensorrt: tensor {name!r} still has dynamic shape {dims}")
+                raise BackendUnavailable(
+                    f"tensorrt: tensor {name!r} still has dynamic shape {dims}"
+                )
             dtype = _torch_dtype(trt, torch, engine.get_tensor_dtype(name))
             dev = torch.empty(dims, dtype=dtype, device=f"cuda:{self.device_index}")
             host = torch.empty(dims, dtype=dtype).pin_memory()
@@ -205,7 +222,9 @@ class TensorRTBackend(Backend):
             else:
                 self._outputs[name] = (dev, host)
         if len(self._inputs) != 1:
-            raise BackendUnavailable(f"tensorrt: expected one input tensor, engine has {list(self._inputs)}")
+            raise BackendUnavailable(
+                f"tensorrt: expected one input tensor, engine has {list(self._inputs)}"
+            )
         self._in_name = next(iter(self._inputs))
         self._batch = int(self._inputs[self._in_name][0].shape[0])
 
@@ -218,7 +237,9 @@ class TensorRTBackend(Backend):
             if self._batch != 1:
                 raise ValueError(f"engine takes batches of {self._batch}, got {batch.shape[0]}")
             parts = [self._execute(batch[i : i + 1]) for i in range(batch.shape[0])]
-            return prediction_from_outputs({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+            return prediction_from_outputs(
+                {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            )
         return prediction_from_outputs(self._execute(batch))
 
     def _execute(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -233,8 +254,12 @@ class TensorRTBackend(Backend):
                 host.copy_(dev, non_blocking=True)
             self.stream.synchronize()
             # Copy out of the pinned buffers: they are reused by the next frame.
-            return {name: host.numpy().astype(np.float32 if host.is_floating_point() else host.numpy().dtype)
-                    for name, (_, host) in self._outputs.items()}
+            return {
+                name: host.numpy().astype(
+                    np.float32 if host.is_floating_point() else host.numpy().dtype
+                )
+                for name, (_, host) in self._outputs.items()
+            }
 
     def close(self) -> None:
         """Free the context, engine and buffers. Idempotent."""

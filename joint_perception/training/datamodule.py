@@ -49,7 +49,9 @@ def build_spec(spec: Mapping[str, Any], split: str, progress: bool = True):
     if teacher:
         import json
 
-        identity = json.dumps({"name": name, "split": split, **{k: str(v) for k, v in spec.items()}}, sort_keys=True)
+        identity = json.dumps(
+            {"name": name, "split": split, **{k: str(v) for k, v in spec.items()}}, sort_keys=True
+        )
         ds = TeacherLabels(ds, teacher, min_conf, identity=identity)
         ds.prepare(progress)
     return Repeat(ds, repeat) if repeat != 1 else ds
@@ -73,14 +75,19 @@ def _single_thread_worker(worker_id: int) -> None:
 
 class JointDataModule(L.LightningDataModule):
     """Args:
-        data_cfg: the recipe's ``data`` section (:class:`training.config.DataConfig`); missing
-            keys take the recipe defaults, unknown keys are refused.
-        input_size: network (H, W).
-        mean, std: the model's RGB normalisation.
+    data_cfg: the recipe's ``data`` section (:class:`training.config.DataConfig`); missing
+        keys take the recipe defaults, unknown keys are refused.
+    input_size: network (H, W).
+    mean, std: the model's RGB normalisation.
     """
 
-    def __init__(self, data_cfg: Mapping[str, Any], input_size: Sequence[int],
-                 mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225)):
+    def __init__(
+        self,
+        data_cfg: Mapping[str, Any],
+        input_size: Sequence[int],
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+    ):
         super().__init__()
         self.cfg = resolve_section("data", data_cfg)
         if not self.cfg["train"]:
@@ -88,7 +95,9 @@ class JointDataModule(L.LightningDataModule):
         self.size = (int(input_size[0]), int(input_size[1]))
         aug = self.cfg["augment"]
         focal = self.cfg["canonical_focal"]
-        self.train_tf = build_transforms(self.size, True, canonical_focal=focal, mean=mean, std=std, **aug)
+        self.train_tf = build_transforms(
+            self.size, True, canonical_focal=focal, mean=mean, std=std, **aug
+        )
         self.eval_tf = build_transforms(self.size, False, canonical_focal=focal, mean=mean, std=std)
         self.train_set = None
         self.val_sets: list = []
@@ -98,7 +107,9 @@ class JointDataModule(L.LightningDataModule):
             from torch.utils.data import ConcatDataset
 
             sets = [build_spec(spec, "train") for spec in self.cfg["train"]]
-            self.train_set = Transformed(sets[0] if len(sets) == 1 else ConcatDataset(sets), self.train_tf)
+            self.train_set = Transformed(
+                sets[0] if len(sets) == 1 else ConcatDataset(sets), self.train_tf
+            )
             self.val_sets = []
             for spec in self.cfg["val"]:
                 spec = {k: v for k, v in spec.items() if k != "tag"}
@@ -107,9 +118,16 @@ class JointDataModule(L.LightningDataModule):
 
     def _loader(self, ds, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
         workers = int(self.cfg["num_workers"])
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                          num_workers=workers, persistent_workers=workers > 0, pin_memory=False,
-                          worker_init_fn=_single_thread_worker if workers > 0 else None)
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=False,
+            worker_init_fn=_single_thread_worker if workers > 0 else None,
+        )
 
     def train_dataloader(self) -> DataLoader:
         bs = int(self.cfg["batch_size"])

@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 __all__ = ["JointLightningModule", "stage_for_epoch", "lr_lambda", "init_from_weights"]
 
 
-def init_from_weights(model: torch.nn.Module, arch: str, path: str, strict: bool = True) -> dict[str, list[str]]:
+def init_from_weights(
+    model: torch.nn.Module, arch: str, path: str, strict: bool = True
+) -> dict[str, list[str]]:
     """Copy the weights of an exported model / checkpoint into a freshly built ``model``.
 
     Args:
@@ -68,7 +70,9 @@ def init_from_weights(model: torch.nn.Module, arch: str, path: str, strict: bool
     """
     source = load_checkpoint_model(path)
     if source.arch != arch:
-        raise ValueError(f"init_from {path}: holds a {source.arch!r} network, the recipe builds {arch!r}")
+        raise ValueError(
+            f"init_from {path}: holds a {source.arch!r} network, the recipe builds {arch!r}"
+        )
     src = source.state_dict()
     own = model.state_dict()
     mismatched = sorted(k for k, v in src.items() if k in own and own[k].shape != v.shape)
@@ -146,24 +150,37 @@ class JointLightningModule(L.LightningModule):
         super().__init__()
         model_cfg = dict(model_cfg)
         if "name" not in model_cfg:
-            raise ValueError(f"model config needs a 'name' (registry), got keys {sorted(model_cfg)}")
+            raise ValueError(
+                f"model config needs a 'name' (registry), got keys {sorted(model_cfg)}"
+            )
         name = model_cfg.pop("name")
         init_from = model_cfg.pop("init_from", None)
         init_strict = bool(model_cfg.pop("init_strict", True))
         self.optim_cfg = resolve_section("optim", optim_cfg)
         self.grad_clip = grad_clip
         self.save_hyperparameters(
-            {"architecture": name, "model": model_cfg, "optim": self.optim_cfg, "stages": list(stages),
-             "val_tags": list(val_tags), "max_depth": max_depth, "num_classes": num_classes,
-             "grad_clip": grad_clip}
+            {
+                "architecture": name,
+                "model": model_cfg,
+                "optim": self.optim_cfg,
+                "stages": list(stages),
+                "val_tags": list(val_tags),
+                "max_depth": max_depth,
+                "num_classes": num_classes,
+                "grad_clip": grad_clip,
+            }
         )
         self.model = build_model(name, **model_cfg)
         self.init_report = None
         if init_from:
             self.init_report = init_from_weights(self.model, name, str(init_from), init_strict)
-            log.info("initialised from %s: %d tensors loaded, %d kept fresh %s", init_from,
-                     len(self.init_report["loaded"]), len(self.init_report["skipped"]),
-                     self.init_report["skipped"][:6])
+            log.info(
+                "initialised from %s: %d tensors loaded, %d kept fresh %s",
+                init_from,
+                len(self.init_report["loaded"]),
+                len(self.init_report["skipped"]),
+                self.init_report["skipped"][:6],
+            )
         self.stages = [int(s) for s in stages]
         self.val_tags = list(val_tags)
         self.max_depth = float(max_depth if max_depth is not None else self.model.max_depth)
@@ -188,7 +205,9 @@ class JointLightningModule(L.LightningModule):
                 break
         n = self.model.calibrate(images)
         if n:
-            log.info("calibrated %d layers of %s on %d training batches", n, self.model.arch, len(images))
+            log.info(
+                "calibrated %d layers of %s on %d training batches", n, self.model.arch, len(images)
+            )
 
     # ------------------------------------------------------------------ forward / loss
     def forward(self, image: torch.Tensor, batch: dict | None = None) -> dict[str, torch.Tensor]:
@@ -215,7 +234,14 @@ class JointLightningModule(L.LightningModule):
             return self._em_step(batch, bs)
         losses = self._losses(batch)
         for k, v in losses.items():
-            self.log(f"train/{k}", v.detach(), on_step=True, on_epoch=True, prog_bar=k == "total", batch_size=bs)
+            self.log(
+                f"train/{k}",
+                v.detach(),
+                on_step=True,
+                on_epoch=True,
+                prog_bar=k == "total",
+                batch_size=bs,
+            )
         return losses["total"]
 
     def _em_step(self, batch: dict, bs: int):
@@ -234,12 +260,23 @@ class JointLightningModule(L.LightningModule):
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.grad_clip:  # Lightning's own clipping is off in manual mode
-            self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm"
+            )
         opt.step()
         (sch_d if depth_step else sch_s).step()
         for k, v in losses.items():
-            self.log(f"train/{k}", v.detach(), on_step=True, on_epoch=True, prog_bar=k == "total", batch_size=bs)
-        self.log("train/em_depth_step", float(depth_step), on_step=True, on_epoch=False, batch_size=bs)
+            self.log(
+                f"train/{k}",
+                v.detach(),
+                on_step=True,
+                on_epoch=True,
+                prog_bar=k == "total",
+                batch_size=bs,
+            )
+        self.log(
+            "train/em_depth_step", float(depth_step), on_step=True, on_epoch=False, batch_size=bs
+        )
         return losses["total"].detach()
 
     # ------------------------------------------------------------------ validation
@@ -266,9 +303,19 @@ class JointLightningModule(L.LightningModule):
             gt = batch["depth"][:, 0].double().cpu().numpy() / scale
             st["depth"].update(pred, gt)
             loss = self._val_loss(out, batch)
-            tag = self.val_tags[dataloader_idx] if dataloader_idx < len(self.val_tags) else f"val{dataloader_idx}"
+            tag = (
+                self.val_tags[dataloader_idx]
+                if dataloader_idx < len(self.val_tags)
+                else f"val{dataloader_idx}"
+            )
             key = "val/loss" if dataloader_idx == 0 else f"val/{tag}/loss"
-            self.log(key, loss, add_dataloader_idx=False, batch_size=batch["image"].shape[0], sync_dist=True)
+            self.log(
+                key,
+                loss,
+                add_dataloader_idx=False,
+                batch_size=batch["image"].shape[0],
+                sync_dist=True,
+            )
         if "segmentation" in out:
             has = batch["has_labels"].cpu().numpy()
             if has.any():
@@ -287,7 +334,11 @@ class JointLightningModule(L.LightningModule):
     def _val_loss(self, out, batch) -> torch.Tensor:
         try:
             return self.model.compute_losses(out, batch)["total"].detach()
-        except (KeyError, ValueError, RuntimeError):  # models needing aux outputs only in train mode
+        except (
+            KeyError,
+            ValueError,
+            RuntimeError,
+        ):  # models needing aux outputs only in train mode
             return torch.tensor(float("nan"), device=self.device)
 
     def _reduce(self, values: np.ndarray) -> np.ndarray:
@@ -304,7 +355,9 @@ class JointLightningModule(L.LightningModule):
             tag = self.val_tags[idx] if idx < len(self.val_tags) else f"val{idx}"
             dm: DepthMetrics = st["depth"]
             keys = list(dm._KEYS)
-            vec = np.array([dm._sums[k] for k in keys] + [dm._n, dm._n_gt, st["normal_sum"], st["normal_n"]])
+            vec = np.array(
+                [dm._sums[k] for k in keys] + [dm._n, dm._n_gt, st["normal_sum"], st["normal_n"]]
+            )
             vec = self._reduce(vec)
             dm._sums = dict(zip(keys, vec[: len(keys)].tolist()))
             dm._n, dm._n_gt = int(vec[len(keys)]), int(vec[len(keys) + 1])
@@ -314,16 +367,29 @@ class JointLightningModule(L.LightningModule):
             metrics: dict[str, float] = {}
             if dm._n:
                 d = dm.compute()
-                metrics.update({k: d[k] for k in ("abs_rel", "rmse", "delta1", "rmse_log", "coverage")})
+                metrics.update(
+                    {k: d[k] for k in ("abs_rel", "rmse", "delta1", "rmse_log", "coverage")}
+                )
             if sm.confusion.sum():
                 s = sm.compute()
                 metrics.update(miou=s["miou"], pixel_acc=s["pixel_acc"])
             if nn_:
                 metrics["normal_mean"] = float(nsum / nn_)
             for k, v in metrics.items():
-                self.log(f"val/{tag}/{k}", float(v), add_dataloader_idx=False, sync_dist=False, rank_zero_only=False)
+                self.log(
+                    f"val/{tag}/{k}",
+                    float(v),
+                    add_dataloader_idx=False,
+                    sync_dist=False,
+                    rank_zero_only=False,
+                )
                 if idx == 0:
-                    self.log(f"val/{k}", float(v), add_dataloader_idx=False, prog_bar=k in ("abs_rel", "miou"))
+                    self.log(
+                        f"val/{k}",
+                        float(v),
+                        add_dataloader_idx=False,
+                        prog_bar=k in ("abs_rel", "miou"),
+                    )
 
     # ------------------------------------------------------------------ optimisers
     def _make_optimizer(self, groups: list[dict]) -> torch.optim.Optimizer:
@@ -342,7 +408,9 @@ class JointLightningModule(L.LightningModule):
 
     def _scheduler(self, opt, total_steps: int) -> dict:
         cfg = self.optim_cfg
-        f = lr_lambda(str(cfg["schedule"]), total_steps, float(cfg["poly_power"]), int(cfg["warmup_steps"]))
+        f = lr_lambda(
+            str(cfg["schedule"]), total_steps, float(cfg["poly_power"]), int(cfg["warmup_steps"])
+        )
         return {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, f), "interval": "step"}
 
     def configure_optimizers(self):

@@ -89,9 +89,14 @@ def _loggers(run_dir: Path) -> list:
     # one logs/version_N per (re)start, shared by both loggers (a resume never overwrites logs)
     logs = run_dir / "logs"
     version = sum(1 for p in logs.glob("version_*") if p.is_dir()) if logs.is_dir() else 0
-    loggers = [CSVLogger(str(logs), name=f"version_{version}", version="csv")]  # logs/version_N/csv/
+    loggers = [
+        CSVLogger(str(logs), name=f"version_{version}", version="csv")
+    ]  # logs/version_N/csv/
     if importlib.util.find_spec("tensorboard") is not None:
-        loggers.insert(0, TensorBoardLogger(str(run_dir), name="logs", version=version, default_hp_metric=False))
+        loggers.insert(
+            0,
+            TensorBoardLogger(str(run_dir), name="logs", version=version, default_hp_metric=False),
+        )
     else:
         log.warning("tensorboard not installed: CSV logs only")
     return loggers
@@ -125,35 +130,55 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> dict[str, Any]:
         grad_clip = trainer_cfg.pop("gradient_clip_val", None)
         trainer_cfg.pop("accumulate_grad_batches", None)
     vspecs = cfg["data"]["val"]
-    module = JointLightningModule(cfg["model"], cfg["optim"], cfg["stages"], val_tags(vspecs) or ["val"],
-                                  grad_clip=grad_clip)
+    module = JointLightningModule(
+        cfg["model"], cfg["optim"], cfg["stages"], val_tags(vspecs) or ["val"], grad_clip=grad_clip
+    )
     dm = JointDataModule(cfg["data"], cfg["input_size"], module.model.mean, module.model.std)
 
     ck = cfg["checkpoint"]
-    last_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="step{step:07d}", save_top_k=0, save_last=True,
-                              every_n_train_steps=ck["every_n_train_steps"] or None,
-                              auto_insert_metric_name=False)
+    last_cb = ModelCheckpoint(
+        dirpath=str(ckpt_dir),
+        filename="step{step:07d}",
+        save_top_k=0,
+        save_last=True,
+        every_n_train_steps=ck["every_n_train_steps"] or None,
+        auto_insert_metric_name=False,
+    )
     callbacks = [last_cb, LearningRateMonitor(logging_interval="step")]
     best_cb = None
     if vspecs and ck["monitor"]:
-        best_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best-epoch{epoch:03d}-step{step:07d}",
-                                  monitor=ck["monitor"], mode=ck["mode"], save_top_k=1,
-                                  auto_insert_metric_name=False)
+        best_cb = ModelCheckpoint(
+            dirpath=str(ckpt_dir),
+            filename="best-epoch{epoch:03d}-step{step:07d}",
+            monitor=ck["monitor"],
+            mode=ck["mode"],
+            save_top_k=1,
+            auto_insert_metric_name=False,
+        )
         callbacks.append(best_cb)
     if not vspecs:
         trainer_cfg["limit_val_batches"] = 0
-    trainer = L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=_loggers(run_dir),
-                        plugins=[AtomicCheckpointIO()], **trainer_cfg)
+    trainer = L.Trainer(
+        default_root_dir=str(run_dir),
+        callbacks=callbacks,
+        logger=_loggers(run_dir),
+        plugins=[AtomicCheckpointIO()],
+        **trainer_cfg,
+    )
     if trainer.is_global_zero:
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-        log.info("run directory %s%s", run_dir, f" (resuming from {ckpt_path})" if ckpt_path else "")
+        log.info(
+            "run directory %s%s", run_dir, f" (resuming from {ckpt_path})" if ckpt_path else ""
+        )
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
 
     summary = {
         "run_dir": str(run_dir),
         "last_checkpoint": last_cb.last_model_path or None,
         "best_checkpoint": (best_cb.best_model_path or None) if best_cb else None,
-        "best_score": float(best_cb.best_model_score) if best_cb and best_cb.best_model_score is not None else None,
+        "best_score": float(best_cb.best_model_score)
+        if best_cb and best_cb.best_model_score is not None
+        else None,
         "global_step": int(trainer.global_step),
         "export_dir": None,
     }
@@ -194,15 +219,23 @@ def _export(cfg: dict, module, summary: dict, trainer) -> Path:
     if cfg["data"]["canonical_focal"]:
         overrides["canonical_focal"] = float(cfg["data"]["canonical_focal"])
     out_dir = Path(cfg["run_dir"]) / "export"
-    export_onnx(model, out_dir, size, opset=int(cfg["export"]["opset"]),
-                metadata_overrides=overrides, verify_atol=1e-4)
+    export_onnx(
+        model,
+        out_dir,
+        size,
+        opset=int(cfg["export"]["opset"]),
+        metadata_overrides=overrides,
+        verify_atol=1e-4,
+    )
     _maybe_tensorrt(cfg, out_dir)
     return out_dir
 
 
 def _maybe_tensorrt(cfg: dict, out_dir: Path) -> None:
     if importlib.util.find_spec("tensorrt") is None:
-        log.info("tensorrt not importable: skipping the engine build (run export_engine on the target)")
+        log.info(
+            "tensorrt not importable: skipping the engine build (run export_engine on the target)"
+        )
         return
     from joint_perception.export.tensorrt_build import BuildOptions, build_engine_with_gate
 
@@ -212,10 +245,18 @@ def _maybe_tensorrt(cfg: dict, out_dir: Path) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train", description="Train a joint_perception network from a YAML recipe.")
+    p = argparse.ArgumentParser(
+        prog="train", description="Train a joint_perception network from a YAML recipe."
+    )
     p.add_argument("--config", required=True, help="recipe YAML, e.g. config/train/smoke.yaml")
-    p.add_argument("--resume", default=None, help="'auto' (run_dir/checkpoints/last.ckpt if present) or a .ckpt")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=0.01 trainer.devices=4")
+    p.add_argument(
+        "--resume",
+        default=None,
+        help="'auto' (run_dir/checkpoints/last.ckpt if present) or a .ckpt",
+    )
+    p.add_argument(
+        "overrides", nargs="*", help="dotted overrides, e.g. optim.lr=0.01 trainer.devices=4"
+    )
     return p
 
 
