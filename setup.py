@@ -86,7 +86,7 @@ setup(
             "train = joint_perception.training.train:main",
             "evaluate = joint_perception.evaluation.evaluate:main",
             "export_onnx = joint_perception.export.onnx_export:main",
-            "export_engine = joint_perception.export.tensorrt_build:main",
+            "export_engine = joint_perception.export.export_engine:main",
             "make_synthetic_bag = joint_perception.data.synthetic_bag:main",
         ],
     },

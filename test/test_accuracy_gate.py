@@ -16,6 +16,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from joint_perception.export.accuracy_gate import (
+    EngineRefused,
     GateConfig,
     GateThresholds,
     compare,
@@ -25,7 +26,6 @@ from joint_perception.export.accuracy_gate import (
 )
 from joint_perception.export.calibration import CalibrationFrames
 from joint_perception.export.quantize import count_qdq, quantize_qdq
-from joint_perception.export.tensorrt_build import EngineRefused
 from joint_perception.metadata import ModelMetadata, load_metadata
 from joint_perception.runtime.base import Backend, Prediction
 from joint_perception.runtime.onnxruntime_backend import OnnxRuntimeBackend

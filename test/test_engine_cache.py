@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from joint_perception.export.engine_cache import EngineCache, EngineKey
+from joint_perception.runtime.engine_cache import EngineCache, EngineKey
 
 SHA = hashlib.sha256(b"model.onnx bytes").hexdigest()
 KEY = EngineKey(SHA, "10.7.0", "NVIDIA Orin", "8.7", "fp16", (1, 3, 240, 320))
@@ -74,7 +74,7 @@ def test_stale_tensorrt_version_is_a_miss_naming_both_versions(tmp_path, caplog)
     cache = EngineCache(tmp_path)
     old = dataclasses.replace(KEY, trt_version="10.3.0")
     cache.store(old, ENGINE)
-    with caplog.at_level(logging.INFO, logger="joint_perception.export.engine_cache"):
+    with caplog.at_level(logging.INFO, logger="joint_perception.runtime.engine_cache"):
         found = cache.lookup(KEY)
     assert not found.hit
     assert "no engine" in found.reason

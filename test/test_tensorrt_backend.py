@@ -67,7 +67,7 @@ def test_build_on_miss_then_cache_hit_matches_onnxruntime(trt_gpu, tiny_model_di
 
 
 def test_corrupt_engine_is_rebuilt_and_int8_needs_calibration(trt_gpu, tiny_model_dir, tmp_path):
-    from joint_perception.export.engine_cache import EngineCache
+    from joint_perception.runtime.engine_cache import EngineCache
     from joint_perception.runtime.tensorrt_backend import TensorRTBackend
 
     b = TensorRTBackend(tiny_model_dir, precision="fp16", cache_dir=tmp_path)

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from joint_perception.export import tensorrt_build as tb
-from joint_perception.export.engine_cache import EngineCache, EngineKey
-from joint_perception.export.tensorrt_build import BuildOptions, main, trtexec_command
+from joint_perception.export.export_engine import build_engine_with_gate, main
+from joint_perception.runtime import tensorrt_engine
+from joint_perception.runtime.engine_cache import EngineCache, EngineKey
+from joint_perception.runtime.tensorrt_engine import BuildOptions, trtexec_command
 
 HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
 SIZE = (64, 80)
@@ -104,8 +105,8 @@ def test_cli_fails_clearly_without_tensorrt(tiny_model_dir, tmp_path, capsys):
     assert rc == 2
     assert "trtexec --onnx=" in captured.out  # checks and trtexec line came first
     assert "cannot build here: TensorRT is not installed" in captured.err
-    with pytest.raises(tb.TensorRTUnavailable, match="TensorRT is not installed"):
-        tb.build_engine(tiny_model_dir / "model.onnx", BuildOptions())
+    with pytest.raises(tensorrt_engine.TensorRTUnavailable, match="TensorRT is not installed"):
+        tensorrt_engine.build_engine(tiny_model_dir / "model.onnx", BuildOptions())
     assert list(tmp_path.iterdir()) == []  # nothing half-written
 
 
@@ -194,7 +195,7 @@ def test_parser_errors_are_reported_per_node():
             _ParserError(40, "", "", "Assertion failed"),
         ]
     )
-    assert tb.parser_errors(parser) == [
+    assert tensorrt_engine.parser_errors(parser) == [
         "node 12 '/head/Unique' (Unique): No importer registered for op: Unique [code UNSUPPORTED_NODE]",
         "node 40: Assertion failed [code UNSUPPORTED_NODE]",
     ]
@@ -217,17 +218,13 @@ def test_build_engine_with_gate_fp16_records_gate(trt_gpu, tiny_model_dir, tmp_p
     opts = BuildOptions(
         precision="fp16", workspace_mb=256, timing_cache=str(tmp_path / "timing.cache")
     )
-    entry = tb.build_engine_with_gate(
-        tiny_model_dir, opts, tmp_path / "engines", gate_frames=frames
-    )
+    entry = build_engine_with_gate(tiny_model_dir, opts, tmp_path / "engines", gate_frames=frames)
     gate = entry.metadata["accuracy_gate"]
     assert gate["passed"] is True
     side = json.loads(entry.sidecar_path.read_text())
     assert side["metadata"]["accuracy_gate"]["metrics"]["frames"] == 3.0
     assert (tmp_path / "timing.cache").stat().st_size > 0
-    again = tb.build_engine_with_gate(
-        tiny_model_dir, opts, tmp_path / "engines", gate_frames=frames
-    )
+    again = build_engine_with_gate(tiny_model_dir, opts, tmp_path / "engines", gate_frames=frames)
     assert again.sha256 == entry.sha256  # served from the cache
 
 

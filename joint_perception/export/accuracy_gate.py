@@ -14,8 +14,8 @@ real frames and measures, over all pixels of all frames:
 
 Each metric is compared with :class:`GateThresholds` (defaults per precision); the result is a
 :class:`GateResult`, recorded in the engine's cache sidecar by
-:func:`joint_perception.export.tensorrt_build.build_engine_with_gate`. :func:`enforce` applies
-the policy: ``"refuse"`` raises :class:`~joint_perception.export.tensorrt_build.EngineRefused`,
+:func:`joint_perception.export.export_engine.build_engine_with_gate`. :func:`enforce` applies
+the policy: ``"refuse"`` raises :class:`EngineRefused`,
 ``"warn"`` logs a warning.
 """
 
@@ -36,6 +36,14 @@ from joint_perception.runtime.base import Backend, Prediction
 LOG = logging.getLogger(__name__)
 
 POLICIES = ("refuse", "warn")
+
+
+class EngineRefused(RuntimeError):
+    """The accuracy gate refused the engine (``result`` holds the metrics)."""
+
+    def __init__(self, message: str, result: GateResult):
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
@@ -271,8 +279,6 @@ def enforce(result: GateResult, policy: str, what: str = "engine") -> None:
         EngineRefused: ``policy == "refuse"`` and the gate failed (message lists the failures).
         ValueError: unknown policy.
     """
-    from joint_perception.export.tensorrt_build import EngineRefused
-
     if policy not in POLICIES:
         raise ValueError(f"gate policy must be one of {POLICIES}, got {policy!r}")
     if result.passed:

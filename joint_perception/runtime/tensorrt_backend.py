@@ -3,7 +3,7 @@
 Loading (never half-loads):
 
 1. Key = (ONNX SHA-256, ``tensorrt.__version__``, GPU name, compute capability, precision,
-   input shape) -> :class:`~joint_perception.export.engine_cache.EngineCache` lookup. A miss
+   input shape) -> :class:`~joint_perception.runtime.engine_cache.EngineCache` lookup. A miss
    logs why (no engine, other TensorRT/GPU, corrupt...).
 2. Miss -> build from the ONNX file with progress logs (fp32/fp16; an INT8 engine needs real
    calibration frames, so it is built by ``export_engine --precision int8 --calib-bag ...``
@@ -71,7 +71,7 @@ class TensorRTBackend(Backend):
         metadata: model metadata (default: read next to the ONNX file).
         precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (int8 must already be cached).
         cache_dir: engine cache directory (default ``~/.cache/joint_perception/engines``).
-        build_options: :class:`~joint_perception.export.tensorrt_build.BuildOptions` for a
+        build_options: :class:`~joint_perception.runtime.tensorrt_engine.BuildOptions` for a
             build on a cache miss (precision is taken from ``precision``).
         device_index: CUDA device.
         batch_size: engine batch size (N of the input shape).
@@ -95,12 +95,12 @@ class TensorRTBackend(Backend):
         batch_size: int = 1,
         build_on_miss: bool = True,
     ):
-        from joint_perception.export import tensorrt_build as tb
-        from joint_perception.export.engine_cache import DEFAULT_CACHE_DIR, EngineCache
+        from joint_perception.runtime import tensorrt_engine
+        from joint_perception.runtime.engine_cache import DEFAULT_CACHE_DIR, EngineCache
 
         try:
-            trt = tb.import_tensorrt()  # fast failure: no module / no GPU
-        except tb.TensorRTUnavailable as exc:
+            trt = tensorrt_engine.import_tensorrt()  # fast failure: no module / no GPU
+        except tensorrt_engine.TensorRTUnavailable as exc:
             raise BackendUnavailable(f"tensorrt: {exc}") from exc
         import torch
 
@@ -118,14 +118,14 @@ class TensorRTBackend(Backend):
         shape = (int(batch_size), 3, meta.input_height, meta.input_width)
         self.precision = precision
         self.device_index = int(device_index)
-        self.key = tb.engine_key(sha, precision, shape, self.device_index)
+        self.key = tensorrt_engine.engine_key(sha, precision, shape, self.device_index)
         self.cache = EngineCache(cache_dir or DEFAULT_CACHE_DIR)
-        opts = build_options or tb.BuildOptions(precision=precision)
+        opts = build_options or tensorrt_engine.BuildOptions(precision=precision)
         if opts.precision != precision:
-            opts = tb.BuildOptions(**{**opts.to_dict(), "precision": precision})
+            opts = tensorrt_engine.BuildOptions(**{**opts.to_dict(), "precision": precision})
         self._lock = threading.Lock()
         with torch.cuda.device(self.device_index):
-            self.engine, how = self._load_or_build(onnx_path, opts, build_on_miss, tb)
+            self.engine, how = self._load_or_build(onnx_path, opts, build_on_miss, tensorrt_engine)
             try:
                 self._setup_io(shape)
             except (RuntimeError, ValueError) as exc:  # CUDA OOM, shape errors
@@ -144,7 +144,7 @@ class TensorRTBackend(Backend):
 
     def _deserialize(self, blob: bytes, version_compatible: bool):
         """Engine or None (TensorRT logs why); the runtime is kept alive as long as the engine."""
-        from joint_perception.export.tensorrt_build import trt_logger
+        from joint_perception.runtime.tensorrt_engine import trt_logger
 
         if not hasattr(self, "_runtime"):
             self._runtime = self._trt.Runtime(trt_logger(self._trt))
@@ -156,7 +156,7 @@ class TensorRTBackend(Backend):
             LOG.warning("tensorrt: deserialize_cuda_engine failed: %s", exc)
             return None
 
-    def _load_or_build(self, onnx_path: Path, opts, build_on_miss: bool, tb):
+    def _load_or_build(self, onnx_path: Path, opts, build_on_miss: bool, tensorrt_engine):
         found = self.cache.lookup(self.key)
         if found.hit:
             vc = bool(found.entry.metadata.get("build_options", {}).get("version_compatible"))
@@ -181,9 +181,9 @@ class TensorRTBackend(Backend):
             )
         LOG.info("tensorrt: building engine (%s); progress follows", reason)
         try:
-            entry = tb.build_and_cache(onnx_path, self.key, opts, self.cache)
+            entry = tensorrt_engine.build_and_cache(onnx_path, self.key, opts, self.cache)
             engine = self._deserialize(entry.read_bytes(), opts.version_compatible)
-        except (tb.EngineBuildError, RuntimeError, OSError) as exc:
+        except (tensorrt_engine.EngineBuildError, RuntimeError, OSError) as exc:
             raise BackendUnavailable(f"tensorrt: engine build failed ({reason}): {exc}") from exc
         if engine is None:
             self.cache.invalidate(self.key, "fresh build does not deserialise")

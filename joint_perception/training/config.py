@@ -22,7 +22,7 @@ Sections whose keys belong to another component are checked against that compone
   the teacher pseudo-label keys (``training.datamodule.TEACHER_KEYS``);
 * ``data.augment``: keyword arguments of ``data.transforms.build_transforms``;
 * ``trainer``: the typed fields below plus any other ``lightning.Trainer`` argument;
-* ``export.tensorrt``: ``BuildOptions`` fields (``export.tensorrt_build``).
+* ``export.tensorrt``: ``BuildOptions`` fields (``runtime.tensorrt_engine``).
 """
 
 from __future__ import annotations
@@ -463,7 +463,7 @@ def _check_trainer(trainer: Mapping) -> None:
 
 
 def _check_tensorrt(options: Mapping) -> None:
-    from joint_perception.export.tensorrt_build import BuildOptions
+    from joint_perception.runtime.tensorrt_engine import BuildOptions
 
     _check_keys("export.tensorrt", options, [f.name for f in dataclasses.fields(BuildOptions)])
 

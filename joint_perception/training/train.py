@@ -26,7 +26,7 @@ What a run does (all outputs under the recipe's ``run_dir``):
 4. exports the best checkpoint (else the last weights) with
    ``export.onnx_export.export_onnx`` to ``run_dir/export/`` (model.onnx + model.pt +
    metadata.json, ONNX Runtime checked against PyTorch to 1e-4) and, when ``tensorrt`` imports,
-   builds an engine through ``export.tensorrt_build.build_engine_with_gate``.
+   builds an engine through ``export.export_engine.build_engine_with_gate``.
 
 ``main(argv)`` returns the exit status (0 ok, 2 bad recipe/arguments).
 """
@@ -237,7 +237,8 @@ def _maybe_tensorrt(cfg: dict, out_dir: Path) -> None:
             "tensorrt not importable: skipping the engine build (run export_engine on the target)"
         )
         return
-    from joint_perception.export.tensorrt_build import BuildOptions, build_engine_with_gate
+    from joint_perception.export.export_engine import build_engine_with_gate
+    from joint_perception.runtime.tensorrt_engine import BuildOptions
 
     opts = BuildOptions(**cfg["export"]["tensorrt"])
     entry = build_engine_with_gate(out_dir, opts)
