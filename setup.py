@@ -83,7 +83,7 @@ setup(
             "perception_node = joint_perception.ros.perception_node:main",
             "replay = joint_perception.evaluation.replay:main",
             "benchmark = joint_perception.evaluation.benchmark:main",
-            "train = joint_perception.training.train:main",
+            "train = joint_perception.export.train_command:main",
             "evaluate = joint_perception.evaluation.evaluate:main",
             "export_onnx = joint_perception.export.onnx_export:main",
             "export_engine = joint_perception.export.export_engine:main",

@@ -19,19 +19,13 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from joint_perception.ros.perception_node import PerceptionNode
+from joint_perception.ros.topics import OUTPUT_TOPICS, message_class
 
-OUTPUT_TYPES = {
-    "depth/image": Image,
-    "depth/camera_info": CameraInfo,
-    "segmentation/labels": Image,
-    "segmentation/color": Image,
-    "normals/image": Image,
-    "points": PointCloud2,
-    "confidence": Image,
-}
+# relative output topic -> message class, from the node's topic table
+OUTPUT_TYPES = {t.name: message_class(t.msg_type) for t in OUTPUT_TOPICS}
 FRAME_ID = "camera_color_optical_frame"
 _ns_counter = itertools.count()
 

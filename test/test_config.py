@@ -332,7 +332,7 @@ def test_weight_decay_and_other_defaults_have_one_source():
 
 
 def test_train_cli_refuses_a_typo_with_status_2(tmp_path, capsys):
-    from joint_perception.training.train import main
+    from joint_perception.export.train_command import main
 
     recipe = _recipe(tmp_path, f"run_dir: {tmp_path / 'run'}\n")
     assert main(["--config", str(recipe), "optim.lrr=0.1"]) == 2

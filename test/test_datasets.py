@@ -13,9 +13,9 @@ import scipy.io
 from joint_perception.data.cityscapes import Cityscapes
 from joint_perception.data.kitti import KITTIDepth, read_split_list
 from joint_perception.data.nyuv2 import NYUDMultiTask, NYUFolder, NYUv2Labeled, load_splits
-from joint_perception.data.nyuv2_classes import MAP40_TO_13, NYU_K, scaled_nyu_k
 from joint_perception.data.registry import build_dataset, build_mixture
 from joint_perception.data.sunrgbd import SUNRGBD, decode_sunrgbd_depth
+from joint_perception.nyuv2_classes import MAP40_TO_13, NYU_K, scaled_nyu_k
 
 
 def _png(path, img):

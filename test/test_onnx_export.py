@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from joint_perception.data.nyuv2_classes import NAMES40
 from joint_perception.export.onnx_export import export_onnx, main
 from joint_perception.io_utils import sha256_file
 from joint_perception.models import build_model
 from joint_perception.models.deploy import DeployWrapper
 from joint_perception.models.serialization import load_checkpoint_model, load_torch_model
+from joint_perception.nyuv2_classes import NAMES40
 from joint_perception.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
 H, W = 120, 160

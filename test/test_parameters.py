@@ -230,3 +230,18 @@ def test_yaml_comments_repeat_the_table(repo_root):
         assert ("read-only" in comment) == spec.read_only, name
         seen.add(name)
     assert seen == set(P.SPECS)
+
+
+def test_shipped_yaml_is_generated_from_the_table(repo_root):
+    """config/perception.yaml is exactly ``python -m joint_perception.ros.parameters``: one home
+    per fact (regenerate it after changing the table)."""
+    assert (repo_root / "config" / "perception.yaml").read_text() == P.yaml_document()
+
+
+def test_publish_parameters_come_from_the_topic_table():
+    from joint_perception.ros.topics import OUTPUT_TOPICS
+
+    publish = {s.name: s for s in P.PARAMETERS if s.name.startswith("publish_")}
+    assert set(publish) == {t.param for t in OUTPUT_TOPICS}
+    for t in OUTPUT_TOPICS:
+        assert publish[t.param].default is t.default and t.name in publish[t.param].description

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from joint_perception.data.nyuv2_classes import ID40
 from joint_perception.data.synthetic import Camera, Scene, SyntheticScenes, render
+from joint_perception.nyuv2_classes import ID40
 
 H, W = 60, 80
 K_SMALL = np.array([[60.0, 0.0, 39.5], [0.0, 60.0, 29.5], [0.0, 0.0, 1.0]])

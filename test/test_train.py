@@ -17,6 +17,8 @@ import pytest
 import torch
 import yaml
 
+from joint_perception.export.train_command import main
+from joint_perception.export.train_command import train_and_export as run
 from joint_perception.training.config import (
     apply_overrides,
     load_config,
@@ -28,7 +30,6 @@ from joint_perception.training.lightning_module import (
     lr_lambda,
     stage_for_epoch,
 )
-from joint_perception.training.train import main, run
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = {
@@ -261,7 +262,7 @@ def test_kill9_then_resume_finishes_at_the_right_step(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "joint_perception.training.train",
+        "joint_perception.export.train_command",
         "--config",
         str(recipe),
         "--resume",
@@ -302,7 +303,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     cfg = _tiny_cfg(run_dir, max_steps=4, devices=2, strategy="ddp", check_val_every_n_epoch=1)
     recipe = _write_recipe(tmp_path / "ddp.yaml", cfg)
     res = subprocess.run(
-        [sys.executable, "-m", "joint_perception.training.train", "--config", str(recipe)],
+        [sys.executable, "-m", "joint_perception.export.train_command", "--config", str(recipe)],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -31,8 +31,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from joint_perception.data.nyuv2_classes import MAP40_TO_13, NYU_K, NYU_SIZE
 from joint_perception.data.transforms import make_sample
+from joint_perception.nyuv2_classes import MAP40_TO_13, NYU_K, NYU_SIZE
 
 __all__ = [
     "load_splits",
@@ -292,7 +292,7 @@ class NYUv2Labeled:
 
 
 def _scaled_k(h: int, w: int) -> np.ndarray:
-    from joint_perception.data.nyuv2_classes import scaled_nyu_k
+    from joint_perception.nyuv2_classes import scaled_nyu_k
 
     return scaled_nyu_k(h, w)
 

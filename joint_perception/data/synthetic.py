@@ -1,7 +1,7 @@
 """Procedural indoor scenes: the project's own RGB + depth + labels + normals training data.
 
 A scene is a closed room (axis-aligned box: floor, ceiling, four walls) furnished with
-yaw-rotated boxes that carry NYU-40 labels (:mod:`joint_perception.data.nyuv2_classes`):
+yaw-rotated boxes that carry NYU-40 labels (:mod:`joint_perception.nyuv2_classes`):
 composites standing on the floor (table = top + 4 legs, chair = seat + back + legs, sofa,
 bed with pillows, bookshelf with rows of books, counter over cabinets, ...), thin boxes on the
 walls (door, window with blinds or curtains, picture, whiteboard, mirror, television,
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from joint_perception.data.nyuv2_classes import ID40, NYU_K, NYU_SIZE
+from joint_perception.nyuv2_classes import ID40, NYU_K, NYU_SIZE
 
 # Texture kinds (per material).
 PLAIN, NOISE, WOOD, TILES, STRIPES, BOOKS, WINDOW = range(7)

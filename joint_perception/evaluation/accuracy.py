@@ -354,7 +354,7 @@ def _band_class_map(num_classes: int) -> np.ndarray | None:
     if num_classes == 40:
         return np.arange(41, dtype=np.uint8)
     if num_classes == 13:
-        from joint_perception.data.nyuv2_classes import MAP40_TO_13
+        from joint_perception.nyuv2_classes import MAP40_TO_13
 
         return np.asarray(MAP40_TO_13, dtype=np.uint8)
     return None

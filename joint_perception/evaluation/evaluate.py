@@ -78,7 +78,7 @@ class CheckpointBackend(Backend):
 def _checkpoint_metadata(model, path: Path, input_size: Sequence[int] | None) -> ModelMetadata:
     """Metadata for a checkpoint: input size / canonical focal from the run's config.yaml
     (``<run_dir>/checkpoints/x.ckpt`` -> ``<run_dir>/config.yaml``) unless given."""
-    from joint_perception.data.nyuv2_classes import default_class_names
+    from joint_perception.nyuv2_classes import default_class_names
 
     cfg: dict[str, Any] = {}
     for cand in (path.parent.parent / "config.yaml", path.parent / "config.yaml"):
@@ -173,7 +173,7 @@ def evaluate(
     gt_classes = num_classes or model_classes
     remap = None
     if model_classes == 40 and gt_classes == 13:
-        from joint_perception.data.nyuv2_classes import MAP40_TO_13
+        from joint_perception.nyuv2_classes import MAP40_TO_13
 
         remap = MAP40_TO_13
     elif model_classes and gt_classes != model_classes:
@@ -241,7 +241,7 @@ def evaluate(
 def _class_names(n: int, meta: ModelMetadata) -> list[str]:
     if n == meta.num_classes:
         return list(meta.class_names)
-    from joint_perception.data.nyuv2_classes import default_class_names
+    from joint_perception.nyuv2_classes import default_class_names
 
     return default_class_names(n)
 

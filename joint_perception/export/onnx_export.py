@@ -40,12 +40,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from joint_perception.data.nyuv2_classes import default_class_names
 from joint_perception.io_utils import atomic_open, atomic_write_bytes, sha256_file
 from joint_perception.metadata import ModelMetadata
 from joint_perception.models.base import JointModel
 from joint_perception.models.deploy import DeployWrapper
 from joint_perception.models.serialization import MODEL_PT, load_checkpoint_model
+from joint_perception.nyuv2_classes import default_class_names
 
 log = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from joint_perception.data.nyuv2_classes import ID40
 from joint_perception.models.backbones import MobileNetV2, mobilenet_v2
 from joint_perception.models.base import IMAGENET_MEAN, IMAGENET_STD
+from joint_perception.nyuv2_classes import ID40
 
 __all__ = [
     "PASCAL_VOC_CLASSES",

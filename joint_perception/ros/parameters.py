@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+from joint_perception.ros.topics import publish_parameters
+from joint_perception.runtime import factory
+
+BACKENDS = ("auto", *factory.BACKENDS)
 RELIABILITIES = ("best_effort", "reliable", "system_default")
 DURABILITIES = ("volatile", "transient_local", "system_default")
 
@@ -121,11 +124,6 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         max_value=1000.0,
         read_only=False,
     ),
-    ParamSpec("publish_depth", True, "Publish depth/image (32FC1 m) and depth/camera_info."),
-    ParamSpec(
-        "publish_labels", True, "Publish segmentation/labels (mono8, mono16 above 255 classes)."
-    ),
-    ParamSpec("publish_color", True, "Publish segmentation/color (rgb8 colour-coded labels)."),
     ParamSpec(
         "color_overlay_alpha",
         0.0,
@@ -135,12 +133,6 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         read_only=False,
     ),
     ParamSpec(
-        "publish_normals", True, "Publish normals/image (32FC3 unit normals, optical frame)."
-    ),
-    ParamSpec(
-        "publish_points", True, "Publish points (organised PointCloud2: x, y, z, rgb, label)."
-    ),
-    ParamSpec(
         "points_decimation",
         1,
         "Keep every k-th row and column of the point cloud (1 = full resolution).",
@@ -148,7 +140,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         max_value=16,
         read_only=False,
     ),
-    ParamSpec("publish_confidence", False, "Publish confidence (32FC1 in [0, 1])."),
+    # --- which outputs (one publish_* per topic group of joint_perception.ros.topics) ---
+    *(ParamSpec(name, default, text) for name, (default, text) in publish_parameters().items()),
     # --- QoS (REP 2003) ---
     ParamSpec(
         "qos.input.reliability",
@@ -384,3 +377,61 @@ def declare_parameters(node) -> dict[str, Any]:
     if problems:
         raise ValueError("invalid parameters:\n  " + "\n  ".join(problems))
     return values
+
+
+_YAML_HEADER = """\
+# Parameters of joint_perception's perception_node, generated from the parameter table
+# (joint_perception/ros/parameters.py: `python -m joint_perception.ros.parameters > this file`).
+# Loaded by launch/perception.launch.py (params_file); every value here is the node's default.
+# Read-only parameters are fixed at start-up; the others can change with `ros2 param set`.
+# Bad values are refused at start-up with a message naming the parameter.
+"""
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def _yaml_comment(spec: ParamSpec, indent: str, width: int = 100) -> list[str]:
+    import textwrap
+
+    notes = []
+    if spec.choices:
+        notes.append("one of: " + ", ".join(spec.choices))
+    elif spec.min_value is not None or spec.max_value is not None:
+        notes.append(f"range [{spec.min_value}, {spec.max_value}]")
+    notes.append("read-only" if spec.read_only else "changeable at run time")
+    text = f"{spec.description} ({'; '.join(notes)})"
+    return [
+        f"{indent}# {line}"
+        for line in textwrap.wrap(text, width - len(indent) - 2, break_on_hyphens=False)
+    ]
+
+
+def yaml_document(node_name: str = "perception_node") -> str:
+    """``config/perception.yaml`` from :data:`PARAMETERS`: every parameter with its default and
+    its description as a comment, dotted names as nested mappings (the shipped file is this
+    text; a test checks it)."""
+    lines = [_YAML_HEADER.rstrip("\n"), f"{node_name}:", "  ros__parameters:"]
+    open_path: list[str] = []
+    for spec in PARAMETERS:
+        *parents, key = spec.name.split(".")
+        common = 0
+        while common < min(len(parents), len(open_path)) and parents[common] == open_path[common]:
+            common += 1
+        open_path = open_path[:common]
+        for p in parents[common:]:
+            lines.append("    " + "  " * len(open_path) + f"{p}:")
+            open_path.append(p)
+        indent = "    " + "  " * len(open_path)
+        lines += _yaml_comment(spec, indent)
+        lines.append(f"{indent}{key}: {_yaml_value(spec.default)}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(yaml_document(), end="")

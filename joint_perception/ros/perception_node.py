@@ -39,7 +39,7 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from joint_perception.colormap import colorize_labels, label_palette, overlay
 from joint_perception.geometry import scale_intrinsics
@@ -50,6 +50,7 @@ from joint_perception.ros.diagnostics import PerceptionStats, build_diagnostic_a
 from joint_perception.ros.frame_buffer import CameraInfoMatcher, FifoSlot, LatestSlot
 from joint_perception.ros.parameters import declare_parameters, validate
 from joint_perception.ros.qos import input_qos, output_qos
+from joint_perception.ros.topics import OUTPUT_TOPICS, message_class
 from joint_perception.runtime.factory import create_backend, resolve_model_path
 from joint_perception.runtime.processing import Pipeline
 
@@ -70,6 +71,32 @@ PROCESSING_ERROR = "processing_error"
 def stamp_ns(header) -> int:
     """Header stamp in integer nanoseconds."""
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+class _Frame:
+    """One processed frame on its way to the publishers: the input header and CameraInfo, the
+    input image, the pipeline result at the output size, and the input image at the output
+    size (resized once, on first use)."""
+
+    def __init__(self, header, info, rgb: np.ndarray, result, out_size: tuple[int, int]):
+        self.header, self.info, self.rgb, self.result, self.out_size = (
+            header,
+            info,
+            rgb,
+            result,
+            out_size,
+        )
+        self._rgb_out = None
+
+    def rgb_at_output(self) -> np.ndarray:
+        if self._rgb_out is None:
+            oh, ow = self.out_size
+            self._rgb_out = (
+                self.rgb
+                if self.rgb.shape[:2] == (oh, ow)
+                else cv2.resize(self.rgb, (ow, oh), interpolation=cv2.INTER_AREA)
+            )
+        return self._rgb_out
 
 
 class PerceptionNode(Node):
@@ -121,16 +148,24 @@ class PerceptionNode(Node):
             self.create_subscription(Image, "image", self._on_image, q_in)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, q_in)
 
-        def pub(flag, msg_type, topic):
-            return self.create_publisher(msg_type, topic, q_out) if p[flag] else None
-
-        self.pub_depth = pub("publish_depth", Image, "depth/image")
-        self.pub_depth_info = pub("publish_depth", CameraInfo, "depth/camera_info")
-        self.pub_labels = pub("publish_labels", Image, "segmentation/labels")
-        self.pub_color = pub("publish_color", Image, "segmentation/color")
-        self.pub_normals = pub("publish_normals", Image, "normals/image")
-        self.pub_points = pub("publish_points", PointCloud2, "points")
-        self.pub_confidence = pub("publish_confidence", Image, "confidence")
+        # one publisher per enabled entry of the topic table (joint_perception.ros.topics)
+        self.publishers_by_topic = {
+            t.name: self.create_publisher(message_class(t.msg_type), t.name, q_out)
+            for t in OUTPUT_TOPICS
+            if p[t.param]
+        }
+        self._builders = {
+            "depth/image": self._depth_msg,
+            "depth/camera_info": self._depth_info_msg,
+            "segmentation/labels": self._labels_msg,
+            "segmentation/color": self._color_msg,
+            "normals/image": self._normals_msg,
+            "points": self._points_msg,
+            "confidence": self._confidence_msg,
+        }
+        missing = sorted({t.name for t in OUTPUT_TOPICS} - set(self._builders))
+        if missing:
+            raise RuntimeError(f"no message builder for output topic(s) {missing}")
         self.pub_diag = self.create_publisher(
             DiagnosticArray,
             "/diagnostics",
@@ -259,23 +294,16 @@ class PerceptionNode(Node):
             if self._debug_delay_s:
                 time.sleep(self._debug_delay_s)
 
+    def subscribed_topics(self) -> list[str]:
+        """Enabled output topics that have at least one subscriber now."""
+        return [
+            n for n, pub in self.publishers_by_topic.items() if pub.get_subscription_count() > 0
+        ]
+
     def wanted_outputs(self) -> set[str]:
-        """Pipeline outputs needed by the current subscribers (``depth``, ``labels``, ...)."""
-
-        def subscribed(pub) -> bool:
-            return pub is not None and pub.get_subscription_count() > 0
-
-        points = subscribed(self.pub_points)
-        want = set()
-        if points or subscribed(self.pub_depth) or subscribed(self.pub_depth_info):
-            want.add("depth")
-        if points or subscribed(self.pub_labels) or subscribed(self.pub_color):
-            want.add("labels")
-        if subscribed(self.pub_normals):
-            want.add("normals")
-        if subscribed(self.pub_confidence):
-            want.add("confidence")
-        return want
+        """Network outputs (``depth``, ``labels``, ...) the subscribed topics are built from."""
+        subscribed = set(self.subscribed_topics())
+        return {o for t in OUTPUT_TOPICS if t.name in subscribed for o in t.needs}
 
     def _decode(self, msg) -> np.ndarray | None:
         """Image or CompressedImage -> HxWx3 uint8 RGB, or None (skipped and counted)."""
@@ -374,53 +402,68 @@ class PerceptionNode(Node):
         return True
 
     def _publish(self, header, info, rgb, result, out_size) -> None:
-        oh, ow = out_size
-        p = self.params
-        rgb_out = None
+        """Build the message of every subscribed topic, then publish them: a failure while
+        building any of them publishes none (no half-published frame)."""
+        frame = _Frame(header, info, rgb, result, out_size)
+        ready = []
+        for name in self.subscribed_topics():
+            msg = self._builders[name](frame)
+            if msg is not None:  # the model lacks that output
+                ready.append((self.publishers_by_topic[name], msg))
+        for pub, msg in ready:
+            pub.publish(msg)
 
-        def rgb_at_output():
-            nonlocal rgb_out
-            if rgb_out is None:
-                rgb_out = (
-                    rgb
-                    if rgb.shape[:2] == (oh, ow)
-                    else cv2.resize(rgb, (ow, oh), interpolation=cv2.INTER_AREA)
-                )
-            return rgb_out
+    # ------------------------------------------------------------------ message builders
+    def _depth_msg(self, f: _Frame):
+        if f.result.depth is None:
+            return None
+        return conv.array_to_image_msg(f.result.depth, "32FC1", f.header)
 
-        def live(pub) -> bool:
-            return pub is not None and pub.get_subscription_count() > 0
+    def _depth_info_msg(self, f: _Frame):
+        if f.result.depth is None:
+            return None
+        oh, ow = f.out_size
+        if f.info.height and f.info.width:
+            msg = conv.scaled_camera_info(f.info, oh, ow)
+            msg.header = f.header
+            return msg
+        return conv.make_camera_info(f.result.K, oh, ow, f.header)
 
-        if result.depth is not None and live(self.pub_depth):
-            self.pub_depth.publish(conv.array_to_image_msg(result.depth, "32FC1", header))
-        if result.depth is not None and live(self.pub_depth_info):
-            if info.height and info.width:
-                out_info = conv.scaled_camera_info(info, oh, ow)
-                out_info.header = header
-            else:
-                out_info = conv.make_camera_info(result.K, oh, ow, header)
-            self.pub_depth_info.publish(out_info)
-        if result.labels is not None and live(self.pub_labels):
-            enc = "mono8" if result.labels.dtype == np.uint8 else "mono16"
-            self.pub_labels.publish(conv.array_to_image_msg(result.labels, enc, header))
-        if result.labels is not None and live(self.pub_color):
-            color = colorize_labels(result.labels, self.palette)
-            if p["color_overlay_alpha"] > 0:
-                color = overlay(rgb_at_output(), color, p["color_overlay_alpha"])
-            self.pub_color.publish(conv.array_to_image_msg(color, "rgb8", header))
-        if result.normals is not None and live(self.pub_normals):
-            self.pub_normals.publish(conv.array_to_image_msg(result.normals, "32FC3", header))
-        if result.confidence is not None and live(self.pub_confidence):
-            self.pub_confidence.publish(conv.array_to_image_msg(result.confidence, "32FC1", header))
-        if result.depth is not None and live(self.pub_points):
-            packed = pack_depth(
-                result.depth,
-                result.K,
-                rgb=rgb_at_output(),
-                labels=result.labels,
-                decimation=p["points_decimation"],
-            )
-            self.pub_points.publish(conv.cloud_to_msg(packed, header))
+    def _labels_msg(self, f: _Frame):
+        if f.result.labels is None:
+            return None
+        enc = "mono8" if f.result.labels.dtype == np.uint8 else "mono16"
+        return conv.array_to_image_msg(f.result.labels, enc, f.header)
+
+    def _color_msg(self, f: _Frame):
+        if f.result.labels is None:
+            return None
+        color = colorize_labels(f.result.labels, self.palette)
+        if self.params["color_overlay_alpha"] > 0:
+            color = overlay(f.rgb_at_output(), color, self.params["color_overlay_alpha"])
+        return conv.array_to_image_msg(color, "rgb8", f.header)
+
+    def _normals_msg(self, f: _Frame):
+        if f.result.normals is None:
+            return None
+        return conv.array_to_image_msg(f.result.normals, "32FC3", f.header)
+
+    def _confidence_msg(self, f: _Frame):
+        if f.result.confidence is None:
+            return None
+        return conv.array_to_image_msg(f.result.confidence, "32FC1", f.header)
+
+    def _points_msg(self, f: _Frame):
+        if f.result.depth is None:
+            return None
+        packed = pack_depth(
+            f.result.depth,
+            f.result.K,
+            rgb=f.rgb_at_output(),
+            labels=f.result.labels,
+            decimation=self.params["points_decimation"],
+        )
+        return conv.cloud_to_msg(packed, f.header)
 
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:

@@ -19,10 +19,11 @@ Sections whose keys belong to another component are checked against that compone
   its constructor's keyword arguments, plus ``init_from`` / ``init_strict``;
 * ``data.train[i]`` / ``data.val[i]``: ``name`` selects the data set
   (``data.registry.dataset_options``); ``data.val[i]`` may carry a ``tag``, ``data.train[i]``
-  the teacher pseudo-label keys (``training.datamodule.TEACHER_KEYS``);
+  the teacher pseudo-label keys (:data:`TEACHER_KEYS`);
 * ``data.augment``: keyword arguments of ``data.transforms.build_transforms``;
 * ``trainer``: the typed fields below plus any other ``lightning.Trainer`` argument;
-* ``export.tensorrt``: ``BuildOptions`` fields (``runtime.tensorrt_engine``).
+* ``export.tensorrt``: ``BuildOptions`` fields, checked by the ``train`` command that uses them
+  (``export.train_command``; training does not know the engine builder).
 """
 
 from __future__ import annotations
@@ -264,6 +265,11 @@ _MANAGED_TRAINER_KEYS = ("callbacks", "logger", "plugins", "default_root_dir")
 _NOT_AUGMENT = ("size", "train", "canonical_focal", "mean", "std")
 
 
+#: data set spec keys the training data module handles itself (not the reader): semantic
+#: pseudo-labels from a teacher network (``training.pseudo_labels``)
+TEACHER_KEYS = ("teacher_labels", "teacher_min_confidence")
+
+
 class RecipeError(ValueError):
     """An invalid recipe value or key.
 
@@ -367,7 +373,12 @@ def _merge(base: DictConfig, update: Any) -> DictConfig:
 
 
 # --------------------------------------------------------------------------- semantic checks
-def _check_keys(prefix: str, given: Mapping, known: Sequence[str], what: str = "") -> None:
+def check_keys(prefix: str, given: Mapping, known: Sequence[str], what: str = "") -> None:
+    """Refuse any key of ``given`` not in ``known``.
+
+    Raises:
+        RecipeError: naming the full key path and, when close, the key meant.
+    """
     for k in given:
         if k not in known:
             raise _unknown(_join(prefix, str(k)), [_join(prefix, n) for n in known], what)
@@ -412,12 +423,11 @@ def _check_model(model: Mapping) -> None:
         return
     kwargs = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     own = [f.name for f in dataclasses.fields(ModelConfig)]
-    _check_keys("model", model, own + kwargs, f" for model {name!r}")
+    check_keys("model", model, own + kwargs, f" for model {name!r}")
 
 
 def _check_datasets(split: str, specs: Sequence[Mapping]) -> None:
     from joint_perception.data.registry import DATASETS, dataset_options
-    from joint_perception.training.datamodule import TEACHER_KEYS
 
     for i, spec in enumerate(specs):
         prefix = f"data.{split}[{i}]"
@@ -435,14 +445,14 @@ def _check_datasets(split: str, specs: Sequence[Mapping]) -> None:
         # val specs may name their metrics; train specs may add teacher pseudo-labels
         extra = ["tag"] if split == "val" else list(TEACHER_KEYS)
         known = ["name", *extra, *dataset_options(name)]
-        _check_keys(prefix, spec, known, f" for data set {name!r}")
+        check_keys(prefix, spec, known, f" for data set {name!r}")
 
 
 def _check_augment(augment: Mapping) -> None:
     from joint_perception.data.transforms import build_transforms
 
     known = [n for n in inspect.signature(build_transforms).parameters if n not in _NOT_AUGMENT]
-    _check_keys("data.augment", augment, known)
+    check_keys("data.augment", augment, known)
 
 
 def _check_trainer(trainer: Mapping) -> None:
@@ -454,18 +464,12 @@ def _check_trainer(trainer: Mapping) -> None:
             raise RecipeError(
                 f"trainer.{k}", f"recipe key trainer.{k}: set by the train command, not by a recipe"
             )
-    _check_keys(
+    check_keys(
         "trainer",
         trainer,
         [n for n in known if n not in _MANAGED_TRAINER_KEYS],
         " for lightning.Trainer",
     )
-
-
-def _check_tensorrt(options: Mapping) -> None:
-    from joint_perception.runtime.tensorrt_engine import BuildOptions
-
-    _check_keys("export.tensorrt", options, [f.name for f in dataclasses.fields(BuildOptions)])
 
 
 def _check_data(data: Mapping[str, Any]) -> None:
@@ -483,7 +487,6 @@ def _check_stages(stages: Sequence[int]) -> None:
 
 def _check_export(export: Mapping[str, Any]) -> None:
     _check_size("export.input_size", export["input_size"])
-    _check_tensorrt(export["tensorrt"])
 
 
 #: per section, the checks the schema types cannot express (OmegaConf already refused unknown

@@ -24,9 +24,6 @@ from joint_perception.training.pseudo_labels import TeacherLabels
 
 __all__ = ["JointDataModule", "val_tags", "build_spec"]
 
-#: data set spec keys handled here, not by the reader: semantic pseudo-labels from a teacher
-TEACHER_KEYS = ("teacher_labels", "teacher_min_confidence")
-
 
 def build_spec(spec: Mapping[str, Any], split: str, progress: bool = True):
     """One data set from a recipe spec ``{"name", **reader options, "repeat"?, "teacher_labels"?,

@@ -1,13 +1,8 @@
-"""``train``: train a joint network from a recipe with Lightning, then export it.
+"""Train a joint network from a recipe with Lightning (:func:`run`).
 
-Usage::
-
-    train --config config/train/smoke.yaml [key.sub=value ...] [--resume auto|PATH]
-    ros2 run joint_perception train --config config/train/realtime.yaml trainer.devices=2
-
-The recipe and the overrides are checked against the schema of ``training.config`` (unknown
-keys at any depth, types, model / data set / Trainer arguments); a bad one exits with status 2
-and a message naming the file or override and the full key path.
+The ``train`` command (:mod:`joint_perception.export.train_command`) calls :func:`run` and then
+exports the result; this module only trains. The configuration is checked against the schema of
+``training.config`` (unknown keys at any depth, types, model / data set / Trainer arguments).
 
 What a run does (all outputs under the recipe's ``run_dir``):
 
@@ -23,21 +18,15 @@ What a run does (all outputs under the recipe's ``run_dir``):
    ``checkpoints/last.ckpt`` every ``checkpoint.every_n_train_steps`` steps and at each epoch
    end, ``checkpoints/best-*.ckpt`` by ``checkpoint.monitor``. ``--resume auto`` continues from
    ``last.ckpt`` after a crash or ``kill -9`` (optimiser, schedule, step and epoch restored);
-4. exports the best checkpoint (else the last weights) with
-   ``export.onnx_export.export_onnx`` to ``run_dir/export/`` (model.onnx + model.pt +
-   metadata.json, ONNX Runtime checked against PyTorch to 1e-4) and, when ``tensorrt`` imports,
-   builds an engine through ``export.export_engine.build_engine_with_gate``.
-
-``main(argv)`` returns the exit status (0 ok, 2 bad recipe/arguments).
+4. returns a :class:`TrainedRun`: the summary and the network holding the weights to deploy
+   (the best checkpoint by ``checkpoint.monitor``, else the final in-memory weights).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import logging
-import sys
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +35,33 @@ import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from joint_perception.io_utils import atomic_open, atomic_write_text
-from joint_perception.training.config import load_config, resolve_config
+from joint_perception.training.config import resolve_config
 
 log = logging.getLogger("joint_perception.train")
 
-__all__ = ["main", "run", "AtomicCheckpointIO", "resolve_resume"]
+__all__ = ["run", "TrainedRun", "AtomicCheckpointIO", "resolve_resume"]
+
+
+@dataclass
+class TrainedRun:
+    """The outcome of :func:`run`.
+
+    Attributes:
+        cfg: the resolved configuration.
+        summary: ``run_dir``, ``last_checkpoint``, ``best_checkpoint``, ``best_score``,
+            ``global_step``, ``epochs``.
+        model: the trained network on the CPU in eval mode, holding the weights to deploy
+            (the best checkpoint's when one was kept, else the final weights, which are never
+            older than ``last.ckpt``: a periodic save may lag the last optimiser steps).
+        validation: the last logged ``val/...`` metrics.
+        is_global_zero: this process is rank 0 (the one that writes exports).
+    """
+
+    cfg: dict[str, Any]
+    summary: dict[str, Any]
+    model: Any
+    validation: dict[str, float] = field(default_factory=dict)
+    is_global_zero: bool = True
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -102,11 +113,9 @@ def _loggers(run_dir: Path) -> list:
     return loggers
 
 
-def run(cfg: dict[str, Any], resume: str | None = None) -> dict[str, Any]:
-    """Train (and export) from a configuration (resolved and checked here with
-    ``training.config.resolve_config``: missing keys take the recipe defaults); returns a
-    summary dict with ``run_dir``, ``best_checkpoint``, ``last_checkpoint``, ``global_step``,
-    ``export_dir``.
+def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
+    """Train from a configuration (resolved and checked here with
+    ``training.config.resolve_config``: missing keys take the recipe defaults).
 
     Raises:
         ValueError: an invalid configuration (``training.config.RecipeError``).
@@ -180,104 +189,11 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> dict[str, Any]:
         if best_cb and best_cb.best_model_score is not None
         else None,
         "global_step": int(trainer.global_step),
-        "export_dir": None,
+        "epochs": int(trainer.current_epoch),
     }
-    if trainer.is_global_zero and cfg["export"]["enabled"]:
-        summary["export_dir"] = str(_export(cfg, module, summary, trainer))
-    return summary
-
-
-def _export(cfg: dict, module, summary: dict, trainer) -> Path:
-    from joint_perception.export.onnx_export import export_onnx
-
-    # The best checkpoint by the monitored metric; without one (no validation ran, e.g. a run
-    # stopped by trainer.max_time) the final in-memory weights, which are never older than
-    # last.ckpt (a periodic save may lag the last optimiser steps).
-    ckpt = summary["best_checkpoint"]
-    model = module.model
-    if ckpt:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
-        log.info("exporting %s", ckpt)
-    model = model.cpu().eval()
-    size = cfg["export"]["input_size"] or cfg["input_size"]
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    overrides = {
-        "training": {
-            "recipe": cfg["recipe"],
-            "data": {"train": cfg["data"]["train"], "val": cfg["data"]["val"]},
-            "seed": cfg["seed"],
-            "init_from": cfg["model"]["init_from"],
-            "global_step": summary["global_step"],
-            "epochs": int(trainer.current_epoch),
-            "checkpoint": ckpt or f"final weights (step {summary['global_step']})",
-            "monitor": cfg["checkpoint"]["monitor"],
-            "best_score": summary["best_score"],
-        },
-        "metrics": {"last_validation": metrics} if metrics else {},
-    }
-    if cfg["data"]["canonical_focal"]:
-        overrides["canonical_focal"] = float(cfg["data"]["canonical_focal"])
-    out_dir = Path(cfg["run_dir"]) / "export"
-    export_onnx(
-        model,
-        out_dir,
-        size,
-        opset=int(cfg["export"]["opset"]),
-        metadata_overrides=overrides,
-        verify_atol=1e-4,
-    )
-    _maybe_tensorrt(cfg, out_dir)
-    return out_dir
-
-
-def _maybe_tensorrt(cfg: dict, out_dir: Path) -> None:
-    if importlib.util.find_spec("tensorrt") is None:
-        log.info(
-            "tensorrt not importable: skipping the engine build (run export_engine on the target)"
-        )
-        return
-    from joint_perception.export.export_engine import build_engine_with_gate
-    from joint_perception.runtime.tensorrt_engine import BuildOptions
-
-    opts = BuildOptions(**cfg["export"]["tensorrt"])
-    entry = build_engine_with_gate(out_dir, opts)
-    log.info("TensorRT engine built: %s", getattr(entry, "engine_path", entry))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="train", description="Train a joint_perception network from a YAML recipe."
-    )
-    p.add_argument("--config", required=True, help="recipe YAML, e.g. config/train/smoke.yaml")
-    p.add_argument(
-        "--resume",
-        default=None,
-        help="'auto' (run_dir/checkpoints/last.ckpt if present) or a .ckpt",
-    )
-    p.add_argument(
-        "overrides", nargs="*", help="dotted overrides, e.g. optim.lr=0.01 trainer.devices=4"
-    )
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"train: {exc}", file=sys.stderr)
-        return 2
-    try:
-        summary = run(cfg, args.resume)
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        print(f"train: {exc}", file=sys.stderr)
-        return 2
-    log.info("done: %s", summary)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if summary["best_checkpoint"]:
+        state = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)
+        module.load_state_dict(state["state_dict"])
+        log.info("best checkpoint %s", summary["best_checkpoint"])
+    validation = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    return TrainedRun(cfg, summary, module.model.cpu().eval(), validation, trainer.is_global_zero)

@@ -11,20 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from joint_perception.data.rosbag_io import BagTopics
+from joint_perception.ros.topics import OUTPUT_TOPICS as NODE_OUTPUT_TOPICS
 
 DEFAULT_NAMESPACE = "/replay"
 
-# Relative output topic -> ROS type name. The one table replay records from (issue 15: it
-# will come from the topic registry joint_perception.ros.topics).
-OUTPUT_TOPICS = {
-    "depth/image": "sensor_msgs/msg/Image",
-    "depth/camera_info": "sensor_msgs/msg/CameraInfo",
-    "segmentation/labels": "sensor_msgs/msg/Image",
-    "segmentation/color": "sensor_msgs/msg/Image",
-    "normals/image": "sensor_msgs/msg/Image",
-    "points": "sensor_msgs/msg/PointCloud2",
-    "confidence": "sensor_msgs/msg/Image",
-}
+#: relative output topic -> ROS type name: every topic of the node's table
+OUTPUT_TOPICS = {t.name: t.msg_type for t in NODE_OUTPUT_TOPICS}
 DIAGNOSTICS_TOPIC = "/diagnostics"
 DIAGNOSTICS_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
 
