@@ -7,7 +7,7 @@ import re
 import cv2
 import numpy as np
 
-from joint_perception.evaluation.accuracy import AccuracyEvaluator, FrameReference, depth_error_map
+from joint_perception.accuracy import AccuracyEvaluator, FrameReference, depth_error_map
 from joint_perception.evaluation.report import ReportSample, write_report
 
 K = np.array([[80.0, 0, 39.5], [0, 80.0, 31.5], [0, 0, 1]])

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from joint_perception.evaluation.accuracy import AccuracyEvaluator, FrameReference, baseline_table
+from joint_perception.accuracy import AccuracyEvaluator, FrameReference, baseline_table
 from joint_perception.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from joint_perception.metadata import ModelMetadata
 from joint_perception.runtime.base import Backend, prediction_from_outputs
@@ -147,7 +147,7 @@ def evaluate(
 ) -> tuple[dict[str, Any], list[dict[str, np.ndarray]]]:
     """Run ``pipeline`` over ``dataset`` (sample dicts) and accumulate all metrics.
 
-    The metrics come from :class:`joint_perception.evaluation.accuracy.AccuracyEvaluator`, the
+    The metrics come from :class:`joint_perception.accuracy.AccuracyEvaluator`, the
     same accumulator ``replay`` uses, with normals scored only where the data set has GT
     normals, and the trivial baselines (:mod:`joint_perception.baselines`) scored on the same
     frames.

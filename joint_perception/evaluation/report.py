@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from joint_perception.accuracy import baseline_table
 from joint_perception.colormap import colorize_depth, colorize_labels, label_palette, normals_to_rgb
-from joint_perception.evaluation.accuracy import baseline_table
 from joint_perception.io_utils import atomic_write_bytes, atomic_write_text
 
 __all__ = [
@@ -484,7 +484,7 @@ def write_report(
         summary: replay summary; ``performance`` (ros2_benchmark fields) and the set-up keys
             ``bag``, ``bag_sha256``, ``rate_hz``, ``device``, ``backend``, ``model``,
             ``input_resolution``, ``network_resolution`` are tabulated when present.
-        accuracy: :meth:`joint_perception.evaluation.accuracy.AccuracyEvaluator.result`.
+        accuracy: :meth:`joint_perception.accuracy.AccuracyEvaluator.result`.
         send_times_s, latencies_ms: per sent frame (s since the first send; ms or None when
             missed) for the latency figure.
         stages_ms: per-stage p50 times for the stage figure.

@@ -10,8 +10,8 @@
   (segmentation loss) every iteration;
 * SGD / Adam / AdamW, poly / cosine / constant schedules with linear warm-up, stepped per
   iteration over ``trainer.estimated_stepping_batches``;
-* validation with :mod:`joint_perception.metrics` accumulated over the whole set (summed
-  across DDP ranks), logged as ``val/abs_rel``, ``val/rmse``, ``val/delta1``, ``val/miou``,
+* validation with :class:`joint_perception.accuracy.AccuracyEvaluator` (the scoring of
+  ``evaluate`` and ``replay``; its additive state summed across DDP ranks), logged as ``val/abs_rel``, ``val/rmse``, ``val/delta1``, ``val/miou``,
   ``val/normal_mean`` (first validation set) and ``val/<tag>/<metric>`` for every set.
 
 ``model.init_from`` (a path: an exported model directory such as ``models/realtime``, its
@@ -38,7 +38,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from joint_perception.metrics import DepthMetrics, SegmentationMetrics
+from joint_perception.accuracy import AccuracyEvaluator, FrameReference
 from joint_perception.models import build_model
 from joint_perception.models.serialization import load_checkpoint_model
 from joint_perception.training.config import resolve_section
@@ -283,67 +283,71 @@ class JointLightningModule(L.LightningModule):
     def on_validation_epoch_start(self) -> None:
         self._val_state = {}
 
-    def _state(self, idx: int) -> dict[str, Any]:
+    def _evaluator(self, idx: int) -> AccuracyEvaluator:
         if idx not in self._val_state:
-            self._val_state[idx] = {
-                "depth": DepthMetrics(max_depth=self.max_depth),
-                "segmentation": SegmentationMetrics(self.num_classes),
-                "normal_sum": 0.0,
-                "normal_n": 0,
-            }
+            self._val_state[idx] = AccuracyEvaluator(
+                self.num_classes,
+                max_depth=self.max_depth,
+                baselines=False,
+                derive_normals=False,
+                per_frame=False,
+            )
         return self._val_state[idx]
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        st = self._state(dataloader_idx)
+        ev = self._evaluator(dataloader_idx)
         out = self(batch["image"], None)
+        n = batch["image"].shape[0]
+        # undo the canonical-focal normalisation: metric = canonical / (f_c / fx)
         scale = batch["focal_scale"].view(-1, 1, 1).double().cpu().numpy()
+        gt_depth = batch["depth"][:, 0].double().cpu().numpy() / scale
+        gt_depth = np.where(gt_depth > 0, gt_depth, np.nan)
+        depth = out["depth"][:, 0].double().cpu().numpy() / scale if "depth" in out else None
+        labels = (
+            (out["segmentation"].argmax(1) + 1).cpu().numpy() if "segmentation" in out else None
+        )
+        normals = (
+            out["normals"].detach().float().permute(0, 2, 3, 1).cpu().numpy()
+            if "normals" in out
+            else None
+        )
+        has_labels = batch["has_labels"].cpu().numpy()
+        has_normals = batch["has_normals"].cpu().numpy()
+        gt_labels = batch["labels"].cpu().numpy()
+        gt_normals = batch["normals"].float().permute(0, 2, 3, 1).cpu().numpy()
+        K = batch["K"].double().cpu().numpy()
+        for i in range(n):
+            ref = FrameReference(
+                K=K[i],
+                depth=gt_depth[i],
+                labels=gt_labels[i] if has_labels[i] else None,
+                normals=gt_normals[i] if has_normals[i] else None,
+            )
+            ev.add(
+                batch_idx * n + i,
+                None if depth is None else depth[i],
+                None if labels is None else labels[i],
+                None if normals is None else normals[i],
+                ref,
+            )
         if "depth" in out:
-            # undo the canonical-focal normalisation: metric = canonical / (f_c / fx)
-            pred = out["depth"][:, 0].double().cpu().numpy() / scale
-            gt = batch["depth"][:, 0].double().cpu().numpy() / scale
-            st["depth"].update(pred, gt)
-            loss = self._val_loss(out, batch)
-            tag = (
-                self.val_tags[dataloader_idx]
-                if dataloader_idx < len(self.val_tags)
-                else f"val{dataloader_idx}"
-            )
+            tag = self._tag(dataloader_idx)
             key = "val/loss" if dataloader_idx == 0 else f"val/{tag}/loss"
-            self.log(
-                key,
-                loss,
-                add_dataloader_idx=False,
-                batch_size=batch["image"].shape[0],
-                sync_dist=True,
-            )
-        if "segmentation" in out:
-            has = batch["has_labels"].cpu().numpy()
-            if has.any():
-                pred = (out["segmentation"].argmax(1) + 1).cpu().numpy()[has]
-                st["segmentation"].update(pred, batch["labels"].cpu().numpy()[has])
-        if "normals" in out:
-            n_p = out["normals"].detach().float()
-            n_g = batch["normals"].float()
-            valid = (n_g.abs().sum(1) > 0) & batch["has_normals"].view(-1, 1, 1)
-            if valid.any():
-                cos = torch.nn.functional.cosine_similarity(n_p, n_g, dim=1).clamp(-1, 1)
-                ang = torch.rad2deg(torch.acos(cos))[valid]
-                st["normal_sum"] += float(ang.sum())
-                st["normal_n"] += int(ang.numel())
+            loss = self._val_loss(out, batch)
+            self.log(key, loss, add_dataloader_idx=False, batch_size=n, sync_dist=True)
+
+    def _tag(self, idx: int) -> str:
+        return self.val_tags[idx] if idx < len(self.val_tags) else f"val{idx}"
 
     def _val_loss(self, out, batch) -> torch.Tensor:
         try:
             return self.model.compute_losses(out, batch)["total"].detach()
-        except (
-            KeyError,
-            ValueError,
-            RuntimeError,
-        ):  # models needing aux outputs only in train mode
+        except (KeyError, ValueError, RuntimeError):  # models needing aux outputs only in training
             return torch.tensor(float("nan"), device=self.device)
 
     def _reduce(self, values: np.ndarray) -> np.ndarray:
-        """Sum a float64 vector over DDP ranks (identity in one process)."""
-        t = torch.as_tensor(values, dtype=torch.float64, device=self.device)
+        """Sum an array over DDP ranks (identity in one process)."""
+        t = torch.as_tensor(np.asarray(values, dtype=np.float64), device=self.device)
         if self.trainer is not None and self.trainer.world_size > 1:
             t = self.trainer.strategy.reduce(t, reduce_op="sum")
         return t.cpu().numpy()
@@ -351,36 +355,31 @@ class JointLightningModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         n_sets = max(len(self.val_tags), max(self._val_state, default=-1) + 1)
         for idx in range(n_sets):
-            st = self._state(idx)
-            tag = self.val_tags[idx] if idx < len(self.val_tags) else f"val{idx}"
-            dm: DepthMetrics = st["depth"]
-            keys = list(dm._KEYS)
-            vec = np.array(
-                [dm._sums[k] for k in keys] + [dm._n, dm._n_gt, st["normal_sum"], st["normal_n"]]
-            )
-            vec = self._reduce(vec)
-            dm._sums = dict(zip(keys, vec[: len(keys)].tolist()))
-            dm._n, dm._n_gt = int(vec[len(keys)]), int(vec[len(keys) + 1])
-            nsum, nn_ = vec[-2], vec[-1]
-            sm: SegmentationMetrics = st["segmentation"]
-            sm.confusion = self._reduce(sm.confusion.astype(np.float64)).astype(np.int64)
+            ev = self._evaluator(idx)
+            # the evaluator's state is additive: sum it over the ranks, then compute
+            ev.load_state_dict({k: self._reduce(v) for k, v in ev.state_dict().items()})
+            agg = ev.aggregate()
             metrics: dict[str, float] = {}
-            if dm._n:
-                d = dm.compute()
+            if agg["depth"]:
                 metrics.update(
-                    {k: d[k] for k in ("abs_rel", "rmse", "delta1", "rmse_log", "coverage")}
+                    {
+                        k: agg["depth"][k]
+                        for k in ("abs_rel", "rmse", "delta1", "rmse_log", "coverage")
+                    }
                 )
-            if sm.confusion.sum():
-                s = sm.compute()
-                metrics.update(miou=s["miou"], pixel_acc=s["pixel_acc"])
-            if nn_:
-                metrics["normal_mean"] = float(nsum / nn_)
+            if agg["segmentation"]:
+                metrics.update(
+                    miou=agg["segmentation"]["miou"], pixel_acc=agg["segmentation"]["pixel_acc"]
+                )
+            if agg["normals"]:
+                metrics["normal_mean"] = agg["normals"]["mean"]
             for k, v in metrics.items():
+                if v is None:
+                    continue
                 self.log(
-                    f"val/{tag}/{k}",
+                    f"val/{self._tag(idx)}/{k}",
                     float(v),
                     add_dataloader_idx=False,
-                    sync_dist=False,
                     rank_zero_only=False,
                 )
                 if idx == 0:

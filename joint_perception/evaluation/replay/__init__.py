@@ -33,7 +33,7 @@ One idea per module (a module imports only those above it in this list):
   ``summary.md``, atomically).
 * :mod:`~.scoring` — depth (overall and by distance), segmentation (``--labels-topic`` or
   ``--labels-dir``) and normal metrics of the output bag
-  (:mod:`joint_perception.evaluation.accuracy`), and the report samples.
+  (:mod:`joint_perception.accuracy`, :mod:`joint_perception.evaluation.references`), and the report samples.
 * :mod:`~.peak` — ``--peak``: bounded trials at galloping/bisected rates
   (:func:`joint_perception.evaluation.rates.find_peak_rate`) on one session.
 * :mod:`~.run_report` — ``report.html`` + ``report.md``

@@ -68,7 +68,7 @@ def _measurement_lines(s: dict) -> list[str]:
 
 def versus_baselines_markdown(s: dict) -> list[str]:
     """Markdown lines of the model-vs-baselines table (empty without accuracy)."""
-    from joint_perception.evaluation.accuracy import baseline_table
+    from joint_perception.accuracy import baseline_table
 
     versus = baseline_table(((s.get("accuracy") or {}).get("aggregate")) or {})
     if not versus:

@@ -1,7 +1,7 @@
 """Accuracy of a replay: the recorded outputs scored against the input bag's ground truth.
 
 Each bag frame counts once (its first output; looped repeats are not re-counted), with
-:class:`joint_perception.evaluation.accuracy.AccuracyEvaluator`; a few frames spread over the
+:class:`joint_perception.accuracy.AccuracyEvaluator`; a few frames spread over the
 bag become the report's samples.
 """
 
@@ -20,10 +20,10 @@ def _references(opts: ReplayOptions, num_classes: int) -> dict | None:
     """Ground truth per stamp, or None when the bag has none and no labels were asked for.
 
     Raises:
-        ValueError: from :func:`joint_perception.evaluation.accuracy.load_references` when
+        ValueError: from :func:`joint_perception.evaluation.references.load_references` when
             labels were asked for (``labels_dir`` / ``labels_topic``).
     """
-    from joint_perception.evaluation.accuracy import load_references
+    from joint_perception.evaluation.references import load_references
 
     try:
         return load_references(
@@ -56,7 +56,7 @@ def sample_indices(n_frames: int, n_samples: int) -> set[int]:
 
 def _report_sample(idx: int, ref, out: dict):
     """The report sample of bag frame ``idx``: input, prediction, ground truth, error."""
-    from joint_perception.evaluation.accuracy import depth_error_map
+    from joint_perception.accuracy import depth_error_map
     from joint_perception.evaluation.report import ReportSample
     from joint_perception.geometry import scale_intrinsics
 
@@ -86,7 +86,8 @@ def score_outputs(
 ) -> tuple[dict | None, list]:
     """Accuracy of the first output of each bag frame (looped repeats are not re-counted) and
     the report samples. Returns ``(accuracy result or None, samples)``."""
-    from joint_perception.evaluation.accuracy import AccuracyEvaluator, load_recorded_outputs
+    from joint_perception.accuracy import AccuracyEvaluator
+    from joint_perception.evaluation.references import load_recorded_outputs
 
     refs = _references(opts, num_classes)
     if refs is None:

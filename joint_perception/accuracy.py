@@ -1,14 +1,14 @@
-"""Accuracy of recorded (or directly computed) outputs against ground truth, per frame and
-aggregate, with the shared :mod:`joint_perception.metrics` (NYUv2 conventions, DESIGN.md 5).
+"""Accuracy of depth, labels and normals against ground truth, per frame and over a set: the
+one scoring path of training validation, ``evaluate`` and ``replay``.
+
+Built on the accumulators of :mod:`joint_perception.metrics` (NYUv2 conventions, pixel-wise
+over the whole set):
 
 * depth: abs rel, RMSE, delta1..3 ... over all valid GT pixels of the set, and the same broken
   down by GT distance (default bins (0, 2], (2, 4], (4, 10] m — navigation cares most about
   near obstacles);
 * segmentation: mIoU, pixel accuracy and per-class IoU from the accumulated confusion matrix
-  (void ignored), when labels exist: a labels topic of the bag (:func:`labels_from_topic`),
-  or a labelled folder such as
-  ``../shared/data/nyuv2_test`` whose ``manifest.json`` lists the frames in bag order
-  (:func:`labels_from_folder`, checked by RGB agreement);
+  (void ignored);
 * normals: angular error against explicit GT normals when given, else (``derive_normals``)
   against normals computed from the GT depth with
   :func:`joint_perception.geometry.normals_from_depth` (central differences of back-projected
@@ -19,34 +19,30 @@ aggregate, with the shared :mod:`joint_perception.metrics` (NYUv2 conventions, D
   over them.
 
 Predictions at another resolution than the GT are resized nearest-neighbour to the GT size
-(no mixing of valid and NaN pixels). Recorded outputs are read back from a replay's output
-bag with :func:`load_recorded_outputs`. No ROS import: bags are read with ``rosbags``.
+(no mixing of valid and NaN pixels). The evaluator's state is public and additive
+(:meth:`AccuracyEvaluator.state_dict`, :meth:`~AccuracyEvaluator.merge`), so DDP ranks or
+halves of a set combine exactly. Ground truth from bags and labelled folders:
+:mod:`joint_perception.evaluation.references`.
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from joint_perception import baselines as base
 from joint_perception.geometry import normals_from_depth
-from joint_perception.metrics import DepthMetrics, NormalMetrics, SegmentationMetrics
+from joint_perception.metrics import Accumulator, DepthMetrics, NormalMetrics, SegmentationMetrics
 
 __all__ = [
+    "DEFAULT_RANGES",
     "FrameReference",
     "AccuracyEvaluator",
     "baseline_table",
     "depth_error_map",
-    "labels_from_folder",
-    "labels_from_topic",
-    "load_references",
-    "load_recorded_outputs",
 ]
 
 DEFAULT_RANGES = (0.0, 2.0, 4.0, 10.0)
@@ -123,6 +119,8 @@ class AccuracyEvaluator:
             band needs NYUv2-40 (or 13, mapped) class ids.
         derive_normals: without GT normals, score normals against normals derived from the GT
             depth (False: only frames with GT normals count).
+        per_frame: keep a record of every frame's metrics (:meth:`result`); off for training
+            validation, where only the set matters.
 
     Raises:
         ValueError: invalid edges or depth range.
@@ -138,6 +136,7 @@ class AccuracyEvaluator:
         eigen_crop: bool | str = False,
         baselines: bool = True,
         derive_normals: bool = True,
+        per_frame: bool = True,
     ):
         edges = [float(e) for e in range_edges]
         if len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
@@ -160,7 +159,9 @@ class AccuracyEvaluator:
         self.seg = SegmentationMetrics(self.num_classes)
         self.normals = NormalMetrics()
         self.derive_normals = bool(derive_normals)
+        self.per_frame = bool(per_frame)
         self.frames: list[dict] = []
+        self.n_frames = 0
         self.baseline_depth = DepthMetrics(**self._dm_kwargs) if baselines else None
         self._band_ids = _band_class_map(self.num_classes) if baselines else None
         self.baseline_seg = (
@@ -171,12 +172,62 @@ class AccuracyEvaluator:
     def _bin_name(lo: float, hi: float) -> str:
         return f"{lo:g}-{hi:g}"
 
+    def accumulators(self) -> dict[str, Accumulator]:
+        """Every accumulator by name (``depth``, ``depth/<range>``, ``segmentation``,
+        ``normals``, ``baseline_depth``, ``baseline_segmentation``)."""
+        acc: dict[str, Accumulator] = {
+            "depth": self.depth,
+            "segmentation": self.seg,
+            "normals": self.normals,
+        }
+        acc.update({f"depth/{k}": v for k, v in self.depth_bins.items()})
+        if self.baseline_depth is not None:
+            acc["baseline_depth"] = self.baseline_depth
+        if self.baseline_seg is not None:
+            acc["baseline_segmentation"] = self.baseline_seg
+        return acc
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The additive state of every accumulator (``"<accumulator>/<array>"`` keys) and the
+        frame count; sum it across DDP ranks and :meth:`load_state_dict` the sum."""
+        out = {"frames": np.array([self.n_frames], dtype=np.int64)}
+        for name, acc in self.accumulators().items():
+            out.update({f"{name}:{k}": v for k, v in acc.state_dict().items()})
+        return out
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Replace the state with ``state`` (as :meth:`state_dict` gives it).
+
+        Raises:
+            ValueError: keys or shapes of another configuration.
+        """
+        mine = self.state_dict()
+        if set(state) != set(mine):
+            raise ValueError(f"state keys differ: {sorted(set(state) ^ set(mine))[:4]}")
+        self.n_frames = int(np.asarray(state["frames"]).reshape(-1)[0])
+        for name, acc in self.accumulators().items():
+            prefix = f"{name}:"
+            acc.load_state_dict(
+                {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            )
+
+    def merge(self, other: AccuracyEvaluator) -> None:
+        """Add ``other``'s frames (same configuration) to this evaluator."""
+        theirs = other.accumulators()
+        if set(theirs) != set(self.accumulators()):
+            raise ValueError("cannot merge evaluators of different configurations")
+        for name, acc in self.accumulators().items():
+            acc.merge(theirs[name])
+        self.n_frames += other.n_frames
+        self.frames.extend(other.frames)
+
     def _add_depth(self, pred: np.ndarray, gt: np.ndarray, rec: dict) -> None:
         pred = _to_size(np.asarray(pred, dtype=np.float32), gt.shape)
-        one = DepthMetrics(**self._dm_kwargs)
-        one.update(pred, gt)
         self.depth.update(pred, gt)
-        rec["depth"] = _finite_dict(one.compute())
+        if self.per_frame:
+            one = DepthMetrics(**self._dm_kwargs)
+            one.update(pred, gt)
+            rec["depth"] = _finite_dict(one.compute())
         by_range = {}
         with np.errstate(invalid="ignore"):
             for (lo, hi), (name, acc) in zip(
@@ -184,13 +235,15 @@ class AccuracyEvaluator:
             ):
                 gt_bin = np.where((gt > lo) & (gt <= hi), gt, np.nan)
                 acc.update(pred, gt_bin)
-                m = DepthMetrics(**self._dm_kwargs)
-                m.update(pred, gt_bin)
-                r = m.compute()
-                by_range[name] = _finite_dict(
-                    {k: r[k] for k in ("abs_rel", "rmse", "delta1", "n_pixels")}
-                )
-        rec["depth_by_range"] = by_range
+                if self.per_frame:
+                    m = DepthMetrics(**self._dm_kwargs)
+                    m.update(pred, gt_bin)
+                    r = m.compute()
+                    by_range[name] = _finite_dict(
+                        {k: r[k] for k in ("abs_rel", "rmse", "delta1", "n_pixels")}
+                    )
+        if self.per_frame:
+            rec["depth_by_range"] = by_range
 
     def add(
         self,
@@ -218,8 +271,10 @@ class AccuracyEvaluator:
             ValueError: shapes that do not fit (from the metrics module).
         """
         rec: dict = {"key": key}
+        self.n_frames += 1
         if ref is None:
-            self.frames.append(rec)
+            if self.per_frame:
+                self.frames.append(rec)
             return rec
         if pred_depth is not None and ref.depth is not None:
             self._add_depth(pred_depth, ref.depth, rec)
@@ -231,10 +286,13 @@ class AccuracyEvaluator:
         if pred_labels is not None and ref.labels is not None:
             lab = _to_size(np.asarray(pred_labels), ref.labels.shape)
             self.seg.update(lab, ref.labels)
-            one = SegmentationMetrics(self.num_classes)
-            one.update(lab, ref.labels)
-            r = one.compute()
-            rec["segmentation"] = _finite_dict({k: r[k] for k in ("miou", "pixel_acc", "n_pixels")})
+            if self.per_frame:
+                one = SegmentationMetrics(self.num_classes)
+                one.update(lab, ref.labels)
+                r = one.compute()
+                rec["segmentation"] = _finite_dict(
+                    {k: r[k] for k in ("miou", "pixel_acc", "n_pixels")}
+                )
         if pred_normals is not None:
             gt_n = ref.normals
             if gt_n is None and ref.depth is not None and self.derive_normals:
@@ -242,10 +300,12 @@ class AccuracyEvaluator:
             if gt_n is not None:
                 pn = _to_size(np.asarray(pred_normals, dtype=np.float32), gt_n.shape[:2])
                 self.normals.update(pn, gt_n)
-                one_n = NormalMetrics()
-                one_n.update(pn, gt_n)
-                rec["normals"] = _finite_dict(one_n.compute())
-        self.frames.append(rec)
+                if self.per_frame:
+                    one_n = NormalMetrics()
+                    one_n.update(pn, gt_n)
+                    rec["normals"] = _finite_dict(one_n.compute())
+        if self.per_frame:
+            self.frames.append(rec)
         return rec
 
     def aggregate(self) -> dict:
@@ -255,7 +315,7 @@ class AccuracyEvaluator:
         layout band}``) and ``margins`` (:func:`joint_perception.baselines.margins`); tasks
         never evaluated are None. NaN becomes None."""
         out: dict = {
-            "frames": len(self.frames),
+            "frames": self.n_frames,
             "depth": None,
             "depth_by_range": None,
             "segmentation": None,
@@ -358,205 +418,3 @@ def _band_class_map(num_classes: int) -> np.ndarray | None:
 
         return np.asarray(MAP40_TO_13, dtype=np.uint8)
     return None
-
-
-def labels_from_folder(
-    folder: str | os.PathLike,
-    rgbs: Sequence[np.ndarray],
-    num_classes: int = 40,
-    max_mean_abs_diff: float = 3.0,
-) -> list[np.ndarray]:
-    """Semantic GT of a labelled folder for a sequence of bag frames.
-
-    The bags in ``../shared/data/bags`` hold test frames without labels, in the frame order of
-    ``nyuv2_test/manifest.json``. The i-th bag frame is paired with the i-th manifest frame
-    when their RGB images agree (mean absolute difference <= ``max_mean_abs_diff`` grey
-    levels); otherwise (a bag holding a subset, e.g. ``nyuv2_test3_sqlite3``) with the folder
-    frame whose RGB agrees. Pairing therefore never silently uses the wrong labels.
-
-    Args:
-        folder: e.g. ``../shared/data/nyuv2_test`` (``manifest.json`` with
-            ``frames[*].index1449``, ``rgb/IIII.png``, ``label40/IIII.png``).
-        rgbs: the bag's (H, W, 3) uint8 RGB frames in bag order.
-        num_classes: 40 or 13 (reads ``label40/`` or ``label13/``).
-        max_mean_abs_diff: RGB agreement threshold (JPEG-free bags match exactly).
-
-    Returns:
-        one (H, W) uint8 label map (0 void) per bag frame.
-
-    Raises:
-        FileNotFoundError: folder, manifest or an image missing.
-        ValueError: manifest unreadable; a bag frame that matches no folder frame (names it).
-    """
-    from joint_perception.data.nyuv2 import read_image, read_png
-
-    folder = Path(folder)
-    manifest = folder / "manifest.json"
-    if not manifest.is_file():
-        raise FileNotFoundError(f"labelled folder has no manifest.json: {folder}")
-    try:
-        stems = [f"{int(e['index1449']):04d}" for e in json.loads(manifest.read_text())["frames"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{manifest}: cannot read frames[*].index1449: {exc}") from exc
-    cache: dict[str, np.ndarray] = {}
-
-    def folder_rgb(stem: str) -> np.ndarray:
-        if stem not in cache:
-            cache[stem] = read_image(folder / "rgb" / f"{stem}.png")
-        return cache[stem]
-
-    def agrees(stem: str, rgb: np.ndarray) -> bool:
-        ref = folder_rgb(stem)
-        return ref.shape == rgb.shape and float(np.mean(cv2.absdiff(ref, rgb))) <= max_mean_abs_diff
-
-    out = []
-    for i, rgb in enumerate(rgbs):
-        stem = (
-            stems[i]
-            if i < len(stems) and agrees(stems[i], rgb)
-            else next((s for s in stems if agrees(s, rgb)), None)
-        )
-        if stem is None:
-            raise ValueError(
-                f"bag frame {i} matches no RGB image of {folder / 'rgb'}; "
-                "cannot pair it with labels"
-            )
-        lab = read_png(folder / f"label{num_classes}" / f"{stem}.png")
-        if lab.max(initial=0) > num_classes:
-            raise ValueError(
-                f"{folder}/label{num_classes}/{stem}.png: id {lab.max()} > {num_classes}"
-            )
-        out.append(lab)
-    return out
-
-
-def labels_from_topic(bag: str | os.PathLike, topic: str) -> dict[int, np.ndarray]:
-    """Semantic GT recorded in a bag: ``{header stamp ns: (H, W) class ids}``.
-
-    Args:
-        bag: rosbag2 directory.
-        topic: sensor_msgs/Image topic with ``mono8``/``8UC1``/``mono16``/``16UC1`` class ids
-            (0 = void).
-
-    Raises:
-        ValueError: the topic is not in the bag, or a message has another encoding (both name
-            the bag and topic).
-    """
-    from rosbags.highlevel import AnyReader
-
-    from joint_perception.image_codec import decode_image
-
-    out: dict[int, np.ndarray] = {}
-    with AnyReader([Path(bag)]) as reader:
-        conns = [c for c in reader.connections if c.topic == topic]
-        if not conns:
-            have = ", ".join(sorted({c.topic for c in reader.connections}))
-            raise ValueError(f"{bag}: no labels topic {topic!r} (bag has: {have})")
-        for conn, _, raw in reader.messages(connections=conns):
-            msg = reader.deserialize(raw, conn.msgtype)
-            if msg.encoding not in ("mono8", "8UC1", "mono16", "16UC1"):
-                raise ValueError(
-                    f"{bag} topic {topic}: labels must be mono8/8UC1/mono16/16UC1,"
-                    f" got {msg.encoding!r}"
-                )
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            out[stamp] = np.array(
-                decode_image(
-                    msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian
-                ),
-                copy=True,
-            )
-    return out
-
-
-def load_references(
-    bag: str | os.PathLike,
-    labelled_folder: str | os.PathLike | None = None,
-    num_classes: int = 40,
-    topics=None,
-    labels_topic: str | None = None,
-) -> dict[int, FrameReference]:
-    """Ground truth of every colour frame of an input bag, keyed by header stamp (ns).
-
-    Depth and K come from the bag (16UC1 mm or 32FC1 m depth topic, colour camera_info);
-    labels from a labels topic of the bag (same header stamp), or from a labelled folder
-    paired in bag order (:func:`labels_from_folder`).
-
-    Args:
-        bag: rosbag2 directory.
-        labelled_folder: optional labelled data set folder.
-        num_classes: label set of that folder.
-        topics: :class:`joint_perception.data.rosbag_io.BagTopics` (RealSense-style default).
-        labels_topic: optional labels topic in the bag (see :func:`labels_from_topic`).
-
-    Raises:
-        ValueError: both label sources given; label maps whose size differs from the frames;
-            as :func:`joint_perception.data.rosbag_io.iter_frames`, :func:`labels_from_folder`
-            and :func:`labels_from_topic`.
-    """
-    from joint_perception.data.rosbag_io import BagTopics, iter_frames
-
-    if labelled_folder is not None and labels_topic is not None:
-        raise ValueError("give either a labelled folder or a labels topic, not both")
-    frames = list(iter_frames(bag, topics or BagTopics()))
-    if labels_topic is not None:
-        by_stamp = labels_from_topic(bag, labels_topic)
-        labels = [by_stamp.get(f.stamp_ns) for f in frames]
-        source = f"{bag} topic {labels_topic}"
-    elif labelled_folder is not None:
-        labels = labels_from_folder(labelled_folder, [f.rgb for f in frames], num_classes)
-        source = str(labelled_folder)
-    else:
-        labels, source = [None] * len(frames), ""
-    refs = {}
-    for f, lab in zip(frames, labels):
-        if lab is not None and lab.shape != f.rgb.shape[:2]:
-            raise ValueError(
-                f"{source}: label map {lab.shape} does not match the bag "
-                f"frame {f.rgb.shape[:2]} at stamp {f.stamp_ns}"
-            )
-        refs[f.stamp_ns] = FrameReference(K=f.K, rgb=f.rgb, depth=f.depth, labels=lab)
-    return refs
-
-
-def load_recorded_outputs(
-    output_bag: str | os.PathLike, topics: Mapping[str, str]
-) -> dict[int, dict[str, np.ndarray]]:
-    """Decode recorded node outputs from a replay's output bag.
-
-    Args:
-        output_bag: rosbag2 directory written by ``replay``.
-        topics: ``{"depth": topic, "labels": topic, "normals": topic, ...}``; each a
-            sensor_msgs/Image topic (32FC1 depth, mono8/mono16 labels, 32FC3 normals).
-
-    Returns:
-        ``{header stamp ns: {name: array}}`` (first message per stamp and topic); depth is
-        float32 metres with NaN invalid (as published).
-
-    Raises:
-        FileNotFoundError: no bag there.
-        ImageFormatError: a message that does not decode (names the topic).
-    """
-    from rosbags.highlevel import AnyReader
-
-    from joint_perception.image_codec import decode_image
-
-    path = Path(output_bag)
-    if not path.exists():
-        raise FileNotFoundError(f"output bag not found: {path}")
-    by_topic = {t: name for name, t in topics.items()}
-    out: dict[int, dict[str, np.ndarray]] = {}
-    with AnyReader([path]) as reader:
-        conns = [c for c in reader.connections if c.topic in by_topic]
-        for conn, _, raw in reader.messages(connections=conns):
-            msg = reader.deserialize(raw, conn.msgtype)
-            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-            name = by_topic[conn.topic]
-            slot = out.setdefault(stamp, {})
-            if name in slot:
-                continue
-            arr = decode_image(
-                msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian
-            )
-            slot[name] = np.array(arr, copy=True)
-    return out
