@@ -11,7 +11,7 @@ from setuptools import find_packages, setup
 
 PACKAGE = "joint_perception"
 
-# torch is pinned: a bare requirement pulls several GB of CUDA wheels on x86 (DESIGN.md).
+# torch is pinned: a bare requirement pulls several GB of CUDA wheels on x86 (docs/contracts.md section 6).
 TORCH = "torch==2.13.0"
 
 CORE = [
@@ -23,6 +23,7 @@ CORE = [
     "onnxruntime>=1.18",
     "rosbags>=0.10",
     "matplotlib>=3.7",
+    "psutil>=5.9",
 ]
 ROS = [
     "ros-kilted-rclpy",
@@ -35,7 +36,6 @@ TRAIN = [
     TORCH,
     "lightning>=2.2",
     "omegaconf>=2.4",
-    "torchmetrics>=1.3",
     "tensorboard>=2.14",
     "h5py>=3.9",
     "scipy>=1.11",
@@ -44,7 +44,7 @@ TRAIN = [
     "flatbuffers>=24.3.25",
 ]
 # ai-edge-litert: the TFLite interpreter, reference in test/test_tflite_import.py only
-TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "ai-edge-litert>=2.3"]
+TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "ai-edge-litert>=2.3", "torchmetrics>=1.3"]
 
 setup(
     name=PACKAGE,
@@ -56,6 +56,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
+        (f"share/{PACKAGE}/config/train/ablation", glob("config/train/ablation/*.yaml")),
     ]
     + [
         # shipped models: models/<name>/{model.onnx, model.pt, metadata.json}

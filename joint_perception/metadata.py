@@ -1,6 +1,6 @@
 """Model metadata: the ``metadata.json`` that sits next to every exported ONNX model.
 
-DESIGN.md section 2 fixes its content. The runtime reads it to know the input size,
+docs/contracts.md section 2 describes it. The runtime reads it to know the input size,
 normalisation, classes, depth range and canonical focal length; evaluation and the node
 report from it. Load with :func:`load_metadata`, write with :meth:`ModelMetadata.save`
 (atomic). The ONNX graph contract that goes with it (see docs/architecture.md):

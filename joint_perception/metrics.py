@@ -2,7 +2,7 @@
 replay so every number the project reports is computed one way.
 
 All metrics accumulate over a whole evaluation set and are *pixel-wise over all valid pixels of
-the set* (the NYUv2 convention, DESIGN.md section 5), not averages of per-image means:
+the set* (the NYUv2 convention, docs/contracts.md section 5), not averages of per-image means:
 
 * depth (Eigen et al., NIPS 2014): abs_rel, sq_rel, rmse, rmse_log, log10, silog,
   delta1/2/3 (threshold accuracy, ``max(p/g, g/p) < 1.25^k``);
@@ -289,7 +289,8 @@ class SegmentationMetrics(Accumulator):
     range (e.g. predicted void) on a valid pixel counts as a miss for the GT class.
 
     ``iou_per_class[c]`` is NaN for a class absent from both GT and prediction; such classes are
-    excluded from miou (torchmetrics ``MulticlassJaccardIndex(average="macro")`` does the same).
+    excluded from miou (as torchmetrics' ``MulticlassJaccardIndex(average="macro")``, against
+    which the tests check it when torchmetrics is installed).
 
     Args:
         num_classes: C.

@@ -9,7 +9,7 @@ import pytest
 
 from joint_perception.ros.local_dds import apply_loopback_environment
 
-# Must run before any test module imports rclpy (DESIGN.md section 5).
+# Must run before any test module imports rclpy (docs/contracts.md section 6).
 apply_loopback_environment()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -137,7 +137,7 @@ def test_stage_and_schedule_helpers():
 def test_em_alternation_moves_the_right_parameters():
     """SOSD-style EM: step 0 (depth) leaves semantic-only parameters untouched, step 1
     (semantic) leaves depth-only parameters untouched; the shared encoder moves in both."""
-    import lightning as L
+    import lightning
     from torch.utils.data import DataLoader
 
     from joint_perception.data.registry import build_dataset
@@ -158,7 +158,7 @@ def test_em_alternation_moves_the_right_parameters():
     def moved(before, params):
         return [not torch.equal(a, b) for a, b in zip(before, params)]
 
-    class Probe(L.Callback):
+    class Probe(lightning.Callback):
         def __init__(self):
             self.before, self.moved = {}, {}
 
@@ -174,7 +174,7 @@ def test_em_alternation_moves_the_right_parameters():
     tf = build_transforms((64, 64), train=False)
     loader = DataLoader([tf(ds[i]) for i in range(2)], batch_size=1)
     probe = Probe()
-    trainer = L.Trainer(
+    trainer = lightning.Trainer(
         accelerator="cpu",
         max_steps=2,
         logger=False,

@@ -12,7 +12,7 @@ Models: an exported directory / ``.onnx`` (run through ``runtime.factory.create_
 ``model.pt`` (the torch module behind the same ONNX contract, via ``DeployWrapper``, and the
 same Pipeline). Every frame is predicted at its full resolution with its own K, and all metrics
 come from :mod:`joint_perception.metrics`, accumulated pixel-wise over the whole split (NYUv2
-convention, DESIGN.md section 5): depth (GT cap ``--max-depth``, optional Eigen crop, NaN
+convention, docs/contracts.md section 5): depth (GT cap ``--max-depth``, optional Eigen crop, NaN
 predictions reported as coverage) with a per-distance breakdown, segmentation (confusion matrix,
 void ignored) and normals where the data set has them.
 

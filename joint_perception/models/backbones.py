@@ -1,5 +1,5 @@
 """Encoders in plain torch with torchvision's parameter names (torchvision is not importable
-with the CPU torch build here; DESIGN.md section 5).
+with the CPU torch build here; docs/contracts.md section 6).
 
 Every backbone has ``forward_features(x) -> list[Tensor]`` (multi-scale features, shallow to
 deep), ``channels`` (list of their channel counts) and ``strides`` (their output strides with
@@ -692,14 +692,16 @@ def _state_dict_from_tflite(
     module: nn.Module, path: str, input_mean: Sequence[float], input_std: Sequence[float]
 ) -> dict[str, torch.Tensor]:
     """MobileNetV2 state_dict from a TFLite file, folded to ``input_mean``/``input_std``."""
-    from joint_perception.models import tflite_import as T  # imports this module
+    from joint_perception.models import tflite_import  # imports this module
 
     if not isinstance(module, MobileNetV2):
         raise ValueError(
             f"{path}: TFLite weights load into MobileNetV2 only, not {type(module).__name__}"
         )
-    state = T.mobilenet_v2_state_dict_from_tflite(path, width_mult=module.width_mult)
-    return T.fold_input_normalization(state, T.TF_SLIM_MEAN, T.TF_SLIM_STD, input_mean, input_std)
+    state = tflite_import.mobilenet_v2_state_dict_from_tflite(path, width_mult=module.width_mult)
+    return tflite_import.fold_input_normalization(
+        state, tflite_import.TF_SLIM_MEAN, tflite_import.TF_SLIM_STD, input_mean, input_std
+    )
 
 
 def calibrate_folded_batchnorm(module: nn.Module, images: Sequence[torch.Tensor]) -> int:

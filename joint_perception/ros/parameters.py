@@ -7,7 +7,7 @@ description, range or choices, read-only flag). The same table
   (description, ``FloatingPointRange`` / ``IntegerRange``, ``read_only``)
   — :func:`declare_parameters`;
 * validates a plain ``dict`` without ROS — :func:`validate` (unit-testable; the node calls it
-  at start-up and refuses to start on any problem, DESIGN.md section 3);
+  at start-up and refuses to start on any problem, docs/contracts.md section 3);
 * gives the defaults that ``config/perception.yaml`` must repeat — :func:`defaults`
   (a test checks that the YAML and this table agree).
 

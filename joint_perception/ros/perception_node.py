@@ -1,4 +1,4 @@
-"""``perception_node``: camera frames in; depth, labels, normals, point cloud out (DESIGN.md §3).
+"""``perception_node``: camera frames in; depth, labels, normals, point cloud out (docs/contracts.md section 3).
 
 A thin ROS shell around :class:`joint_perception.runtime.processing.Pipeline`:
 
@@ -45,7 +45,7 @@ from joint_perception.colormap import colorize_labels, label_palette, overlay
 from joint_perception.geometry import scale_intrinsics
 from joint_perception.image_codec import COLOR_ENCODINGS, ImageFormatError, image_to_rgb8
 from joint_perception.pointcloud import pack_depth
-from joint_perception.ros import conversions as conv
+from joint_perception.ros import conversions
 from joint_perception.ros.diagnostics import PerceptionStats, build_diagnostic_array
 from joint_perception.ros.frame_buffer import CameraInfoMatcher, FifoSlot, LatestSlot
 from joint_perception.ros.parameters import declare_parameters, validate
@@ -312,7 +312,7 @@ class PerceptionNode(Node):
                 self._skip(EMPTY_IMAGE, "compressed image with empty data; frame skipped")
                 return None
             try:
-                return conv.compressed_msg_to_rgb(msg)
+                return conversions.compressed_msg_to_rgb(msg)
             except ImageFormatError as exc:
                 self._skip(UNDECODABLE_COMPRESSED, f"cannot decode compressed image: {exc}")
                 return None
@@ -340,11 +340,11 @@ class PerceptionNode(Node):
     def _intrinsics(self, info: CameraInfo, height: int, width: int) -> np.ndarray | None:
         """3x3 K of the (height, width) image, or None (skipped and counted)."""
         try:
-            K = conv.camera_info_to_K(info)
+            K = conversions.camera_info_to_K(info)
         except ValueError as exc:
             self._skip(INVALID_CAMERA_INFO, f"unusable CameraInfo: {exc}; frame skipped")
             return None
-        if conv.camera_info_is_distorted(info):
+        if conversions.camera_info_is_distorted(info):
             self._warn_once(
                 "distorted_camera_info",
                 f"CameraInfo has distortion ({info.distortion_model}, D={list(info.d)});"
@@ -417,23 +417,23 @@ class PerceptionNode(Node):
     def _depth_msg(self, f: _Frame):
         if f.result.depth is None:
             return None
-        return conv.array_to_image_msg(f.result.depth, "32FC1", f.header)
+        return conversions.array_to_image_msg(f.result.depth, "32FC1", f.header)
 
     def _depth_info_msg(self, f: _Frame):
         if f.result.depth is None:
             return None
         oh, ow = f.out_size
         if f.info.height and f.info.width:
-            msg = conv.scaled_camera_info(f.info, oh, ow)
+            msg = conversions.scaled_camera_info(f.info, oh, ow)
             msg.header = f.header
             return msg
-        return conv.make_camera_info(f.result.K, oh, ow, f.header)
+        return conversions.make_camera_info(f.result.K, oh, ow, f.header)
 
     def _labels_msg(self, f: _Frame):
         if f.result.labels is None:
             return None
         enc = "mono8" if f.result.labels.dtype == np.uint8 else "mono16"
-        return conv.array_to_image_msg(f.result.labels, enc, f.header)
+        return conversions.array_to_image_msg(f.result.labels, enc, f.header)
 
     def _color_msg(self, f: _Frame):
         if f.result.labels is None:
@@ -441,17 +441,17 @@ class PerceptionNode(Node):
         color = colorize_labels(f.result.labels, self.palette)
         if self.params["color_overlay_alpha"] > 0:
             color = overlay(f.rgb_at_output(), color, self.params["color_overlay_alpha"])
-        return conv.array_to_image_msg(color, "rgb8", f.header)
+        return conversions.array_to_image_msg(color, "rgb8", f.header)
 
     def _normals_msg(self, f: _Frame):
         if f.result.normals is None:
             return None
-        return conv.array_to_image_msg(f.result.normals, "32FC3", f.header)
+        return conversions.array_to_image_msg(f.result.normals, "32FC3", f.header)
 
     def _confidence_msg(self, f: _Frame):
         if f.result.confidence is None:
             return None
-        return conv.array_to_image_msg(f.result.confidence, "32FC1", f.header)
+        return conversions.array_to_image_msg(f.result.confidence, "32FC1", f.header)
 
     def _points_msg(self, f: _Frame):
         if f.result.depth is None:
@@ -463,7 +463,7 @@ class PerceptionNode(Node):
             labels=f.result.labels,
             decimation=self.params["points_decimation"],
         )
-        return conv.cloud_to_msg(packed, f.header)
+        return conversions.cloud_to_msg(packed, f.header)
 
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:

@@ -1,4 +1,4 @@
-"""The runtime interface shared by every inference backend (DESIGN.md section 4).
+"""The runtime interface shared by every inference backend (docs/contracts.md section 4).
 
 A backend runs one exported model (see :mod:`joint_perception.metadata` for the graph
 contract) on a batch of pre-processed images and returns a :class:`Prediction` at the

@@ -1,4 +1,4 @@
-"""TensorRT engine cache keyed as in DESIGN.md section 4.
+"""TensorRT engine cache keyed as in docs/contracts.md section 4.
 
 A serialised TensorRT engine only runs with the TensorRT version and the GPU (compute
 capability) it was built for; loading any other engine fails or, worse, crashes. The cache

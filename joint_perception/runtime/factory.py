@@ -1,4 +1,4 @@
-"""Choose and build an inference backend (DESIGN.md section 4).
+"""Choose and build an inference backend (docs/contracts.md section 4).
 
 ``backend="auto"`` tries, in order: TensorRT (when ``tensorrt`` imports and a CUDA GPU
 exists), PyTorch on CUDA, ONNX Runtime (CPU, or its CUDA provider when that build has one).

@@ -1,6 +1,6 @@
 """PyTorch backend: the exported model's ``DeployWrapper`` run eagerly on CPU or CUDA.
 
-The fast path for desktops with an NVIDIA GPU but no TensorRT (DESIGN.md section 4, ``auto``
+The fast path for desktops with an NVIDIA GPU but no TensorRT (docs/contracts.md section 4, ``auto``
 order: TensorRT, then PyTorch on CUDA, then ONNX Runtime CPU). On CUDA it uses:
 
 * FP16 autocast (``fp16=True``): convolutions and matmuls in half precision, reductions and

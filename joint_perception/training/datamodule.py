@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import lightning as L
+import lightning
 from torch.utils.data import DataLoader
 
 from joint_perception.data.registry import Repeat, build_dataset
@@ -70,7 +70,7 @@ def _single_thread_worker(worker_id: int) -> None:
     cv2.setNumThreads(1)
 
 
-class JointDataModule(L.LightningDataModule):
+class JointDataModule(lightning.LightningDataModule):
     """Args:
     data_cfg: the recipe's ``data`` section (:class:`training.config.DataConfig`); missing
         keys take the recipe defaults, unknown keys are refused.

@@ -34,7 +34,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import lightning as L
+import lightning
 import numpy as np
 import torch
 
@@ -122,7 +122,7 @@ def lr_lambda(schedule: str, total_steps: int, power: float = 0.9, warmup_steps:
     return f
 
 
-class JointLightningModule(L.LightningModule):
+class JointLightningModule(lightning.LightningModule):
     """Train / validate a joint network.
 
     Args:

@@ -120,7 +120,7 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
     Raises:
         ValueError: an invalid configuration (``training.config.RecipeError``).
     """
-    import lightning as L
+    import lightning
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
     from joint_perception.training.datamodule import JointDataModule, val_tags
@@ -129,7 +129,7 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
     cfg = resolve_config(cfg)
     run_dir = Path(cfg["run_dir"])
     ckpt_dir = run_dir / "checkpoints"
-    L.seed_everything(int(cfg["seed"]), workers=True)
+    lightning.seed_everything(int(cfg["seed"]), workers=True)
     ckpt_path = resolve_resume(resume, run_dir)
 
     trainer_cfg = {k: v for k, v in cfg["trainer"].items() if v is not None}
@@ -167,7 +167,7 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
         callbacks.append(best_cb)
     if not vspecs:
         trainer_cfg["limit_val_batches"] = 0
-    trainer = L.Trainer(
+    trainer = lightning.Trainer(
         default_root_dir=str(run_dir),
         callbacks=callbacks,
         logger=_loggers(run_dir),

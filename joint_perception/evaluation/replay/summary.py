@@ -96,7 +96,6 @@ def _performance(sent: dict[int, float], received: dict[int, float], process: di
         perf.update(
             NODE_CPU_PERCENT=process["cpu_percent"],
             NODE_PEAK_RSS_MB=process["peak_rss_mb"],
-            NODE_MAX_SAMPLED_RSS_MB=process["max_sampled_rss_mb"],
         )
     return perf
 
