@@ -8,6 +8,8 @@ Each builder takes the layout stream ``r`` and the material kit ``k`` and return
 
 from __future__ import annotations
 
+from functools import partial
+
 from joint_perception.data.synthetic.placement import _part
 from joint_perception.data.synthetic.scene import NOISE, Material
 
@@ -258,14 +260,15 @@ def _fur_small(r, k, kind: str):
     return [_part(0, 0, 0, hw, hd, h / 2, "box", k.cardboard())], (hw, hd, h)
 
 
+#: The catalogue: kind -> builder ``(r, k) -> (parts, (half width, half depth, height))``.
 _FURNITURE = {
     "table": _fur_table,
-    "coffee table": lambda r, k: _fur_table(r, k, low=True),
+    "coffee table": partial(_fur_table, low=True),
     "desk": _fur_desk,
     "chair": _fur_chair,
     "office chair": _fur_office_chair,
     "sofa": _fur_sofa,
-    "armchair": lambda r, k: _fur_sofa(r, k, armchair=True),
+    "armchair": partial(_fur_sofa, armchair=True),
     "bed": _fur_bed,
     "bookshelf": _fur_bookshelf,
     "shelves": _fur_shelves,
@@ -273,10 +276,10 @@ _FURNITURE = {
     "counter": _fur_counter,
     "floor lamp": _fur_floor_lamp,
     "plant": _fur_plant,
-    **{kind: (lambda r, k, kind=kind: _fur_block(r, k, kind)) for kind in _BLOCKS},
-    **{
-        kind: (lambda r, k, kind=kind: _fur_bath(r, k, kind))
-        for kind in ("toilet", "sink", "bathtub")
-    },
-    **{kind: (lambda r, k, kind=kind: _fur_small(r, k, kind)) for kind in ("box", "trash can")},
+    **{kind: partial(_fur_block, kind=kind) for kind in _BLOCKS},
+    "toilet": partial(_fur_bath, kind="toilet"),
+    "sink": partial(_fur_bath, kind="sink"),
+    "bathtub": partial(_fur_bath, kind="bathtub"),
+    "box": partial(_fur_small, kind="box"),
+    "trash can": partial(_fur_small, kind="trash can"),
 }

@@ -1,9 +1,15 @@
 """What is fixed to the walls and under the ceiling: framed doors, windows with blinds,
 curtains and radiators, pictures, posters, whiteboards, mirrors, TVs, shelves, notices,
 clocks, towels, fire extinguishers (:func:`_add_wall_items`, by room type); soffits, ducts,
-beams, switches and sockets (:func:`_add_structures`)."""
+beams, switches and sockets (:func:`_add_structures`).
+
+``_WALL_BUILDERS`` maps a wall item kind to its builder ``(builder, kit)``; a room type draws
+its items from ``_WALL_ITEMS``.
+"""
 
 from __future__ import annotations
+
+from functools import partial
 
 from joint_perception.data.synthetic.materials import _Kit
 from joint_perception.data.synthetic.placement import _Builder, _part
@@ -90,10 +96,11 @@ def _window_material(k: _Kit, day: bool) -> int:
     return k.add(Material(sky, out, WINDOW, 1.0, em, glass, pattern))
 
 
-def _wall_flat(b: _Builder, k: _Kit, kind: str) -> None:
-    """Pictures, posters, whiteboards, mirrors, wall TVs, clocks, fire extinguishers."""
-    r = b.rng
-    w, h, z, d, label = {
+def _flat_sizes(r) -> dict:
+    """Flat wall item kind -> (width, height, bottom z, depth, label), metres. The sizes of all
+    kinds are drawn on every call, whichever kind is placed, so the layout stream advances by
+    the same amount for every kind."""
+    return {
         "picture": (
             r.uniform(0.25, 0.9),
             r.uniform(0.25, 0.7),
@@ -125,35 +132,51 @@ def _wall_flat(b: _Builder, k: _Kit, kind: str) -> None:
         ),
         "clock": (0.28, 0.28, r.uniform(1.7, 2.0), 0.025, "otherprop"),
         "extinguisher": (0.16, 0.5, r.uniform(0.9, 1.1), 0.08, "otherprop"),
-    }[kind]
+    }
+
+
+def _whiteboard_material(r, k: _Kit) -> int:
+    return k.text(
+        k.color(s=(0, 0.02), v=(0.92, 1.0)),
+        k.color(h=(0.55, 1.0), s=(0.3, 0.9), v=(0.1, 0.6)),
+        r.uniform(18, 35),
+        True,
+    )
+
+
+def _mirror_material(r, k: _Kit) -> int:
+    return k.add(
+        Material(
+            k.color(h=(0.5, 0.6), s=(0.05, 0.15), v=(0.6, 0.8)),
+            (0.4, 0.42, 0.45),
+            NOISE,
+            3.0,
+            **k._gloss(0.2, 0.4),
+        )
+    )
+
+
+#: Flat wall item kind -> material ``(r, k) -> material id``.
+_FLAT_MATERIALS = {
+    "picture": lambda r, k: k.image(int(r.choice(3, p=[0.25, 0.6, 0.15]))),
+    "poster": lambda r, k: k.image(2 if r.random() < 0.5 else 0, scale=(1.5, 4.0)),
+    "whiteboard": _whiteboard_material,
+    "mirror": _mirror_material,
+    "television": lambda r, k: k.screen(r.random() < 0.35),
+    "clock": lambda r, k: k.text((0.95, 0.95, 0.92), (0.05, 0.05, 0.05), 25.0, True),
+    "extinguisher": lambda r, k: k.plain(
+        h=(0.98, 1.0), s=(0.8, 0.95), v=(0.6, 0.85), gloss=(0.05, 0.1)
+    ),
+}
+
+
+def _wall_flat(b: _Builder, k: _Kit, kind: str) -> None:
+    """Pictures, posters, whiteboards, mirrors, wall TVs, clocks, fire extinguishers: one flat
+    box of :func:`_flat_sizes` with a material of ``_FLAT_MATERIALS``."""
+    r = b.rng
+    w, h, z, d, label = _flat_sizes(r)[kind]
     h = min(h, b.scene.size[2] - z - 0.05)
-    if kind == "picture":
-        m = k.image(int(r.choice(3, p=[0.25, 0.6, 0.15])))
-    elif kind == "poster":
-        m = k.image(2 if r.random() < 0.5 else 0, scale=(1.5, 4.0))
-    elif kind == "whiteboard":
-        m = k.text(
-            k.color(s=(0, 0.02), v=(0.92, 1.0)),
-            k.color(h=(0.55, 1.0), s=(0.3, 0.9), v=(0.1, 0.6)),
-            r.uniform(18, 35),
-            True,
-        )
-    elif kind == "mirror":
-        m = k.add(
-            Material(
-                k.color(h=(0.5, 0.6), s=(0.05, 0.15), v=(0.6, 0.8)),
-                (0.4, 0.42, 0.45),
-                NOISE,
-                3.0,
-                **k._gloss(0.2, 0.4),
-            )
-        )
-    elif kind == "television":
-        m = k.screen(r.random() < 0.35)
-    elif kind == "clock":
-        m = k.text((0.95, 0.95, 0.92), (0.05, 0.05, 0.05), 25.0, True)
-    else:
-        m = k.plain(h=(0.98, 1.0), s=(0.8, 0.95), v=(0.6, 0.85), gloss=(0.05, 0.1))
+    m = _FLAT_MATERIALS[kind](r, k)
     b.try_wall_item(lambda dd: [_part(0, dd, z, w / 2, dd, h / 2, label, m)], w, z, z + h, d)
 
 
@@ -285,6 +308,13 @@ _WALL_ITEMS = {
     "corridor": ["papers", "poster", "picture", "papers", "extinguisher", "whiteboard"],
     "open_office": ["whiteboard", "papers", "poster", "picture", "clock", "papers", "extinguisher"],
 }
+#: Wall items besides doors and windows: kind -> builder ``(b, k)``.
+_WALL_BUILDERS = {
+    "papers": _wall_papers,
+    "shelves": _wall_shelves,
+    "towel": _wall_towel,
+    **{kind: partial(_wall_flat, kind=kind) for kind in _FLAT_MATERIALS},
+}
 _DOORS = {"corridor": (1, 4), "open_office": (1, 2)}
 _WINDOWS = {"corridor": (0, 1), "bathroom": (0, 1), "open_office": (1, 4)}
 
@@ -300,12 +330,4 @@ def _add_wall_items(b: _Builder, k: _Kit, room_type: str, n_extra: int) -> None:
         _wall_window(b, k, room_type)
     menu = _WALL_ITEMS[room_type]
     for _ in range(n_extra):
-        kind = menu[int(r.integers(len(menu)))]
-        if kind == "papers":
-            _wall_papers(b, k)
-        elif kind == "shelves":
-            _wall_shelves(b, k)
-        elif kind == "towel":
-            _wall_towel(b, k)
-        else:
-            _wall_flat(b, k, kind)
+        _WALL_BUILDERS[menu[int(r.integers(len(menu)))]](b, k)
