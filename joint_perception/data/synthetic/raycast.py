@@ -89,6 +89,50 @@ def _projected_rects(scene: Scene, cam: Camera, height: int, width: int):
     return [(int(k) + 6, v0[k], v1[k], u0[k], u1[k], zmin[k]) for k in keep]
 
 
+def _room_exit(size: np.ndarray, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the rays ``o + t d`` (``d``: (3, H, W) float32 world directions) leave the room
+    from inside: ``t`` (H, W) float32 and the face code (H, W) int8 of the nearest room face."""
+    height, width = d.shape[1:]
+    t = np.full((height, width), np.inf, dtype=np.float32)
+    face = np.zeros((height, width), dtype=np.int8)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for axis, da in enumerate((d[0], d[1], d[2])):
+            pos = da > 0
+            ta = np.where(pos, (size[axis] - o[axis]) / da, -o[axis] / da).astype(np.float32)
+            ta[~np.isfinite(ta) | (ta <= 0)] = np.inf
+            better = ta < t
+            t[better] = ta[better]
+            face[better] = 2 * axis + pos[better]
+    return t, face
+
+
+def _box_hits(o, c, h, yaw: float, ddx, ddy, ddz, tsl):
+    """Slab test of the rays ``o + t (ddx, ddy, ddz)`` against the box of centre ``c``, half
+    extents ``h`` and ``yaw``, keeping hits nearer than ``tsl``: ``(hit mask, t of the hits,
+    face code of the entering face)``, or None when no ray hits."""
+    cs, sn = math.cos(yaw), math.sin(yaw)
+    rx, ry, rz = o - c
+    lo = (cs * rx + sn * ry, -sn * rx + cs * ry, rz)
+    ld = (cs * ddx + sn * ddy, -sn * ddx + cs * ddy, ddz)
+    tmins, tf = [], None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for a in range(3):
+            t1 = (-h[a] - lo[a]) / ld[a]
+            t2 = (h[a] - lo[a]) / ld[a]
+            tmins.append(np.minimum(t1, t2))
+            tf = np.maximum(t1, t2) if tf is None else np.minimum(tf, np.maximum(t1, t2))
+        tn = np.maximum(np.maximum(tmins[0], tmins[1]), tmins[2])
+        hit = (tn <= tf) & (tn > _NEAR) & (tn < tsl)
+    if not hit.any():
+        return None
+    tnh = tn[hit]
+    # entering face: the first axis whose slab is entered last, on its - side when
+    # moving in the + direction
+    na = np.argmax(np.stack([tm[hit] for tm in tmins]) == tnh, axis=0).astype(np.int8)
+    lda = np.choose(na, (ld[0][hit], ld[1][hit], ld[2][hit]))
+    return hit, tnh, 2 * na + (lda < 0)
+
+
 def cast_rays(scene: Scene, cam: Camera, height: int, width: int):
     """Nearest hit per pixel.
 
@@ -108,18 +152,7 @@ def cast_rays(scene: Scene, cam: Camera, height: int, width: int):
     R = cam.R.astype(np.float32)
     d = _matvec(R, rays_c, axis=0)
     dx, dy, dz = d[0], d[1], d[2]
-
-    # Room (inside): exit through the nearest face along each axis.
-    t = np.full((height, width), np.inf, dtype=np.float32)
-    face = np.zeros((height, width), dtype=np.int8)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for axis, da in enumerate((dx, dy, dz)):
-            pos = da > 0
-            ta = np.where(pos, (size[axis] - o[axis]) / da, -o[axis] / da).astype(np.float32)
-            ta[~np.isfinite(ta) | (ta <= 0)] = np.inf
-            better = ta < t
-            t[better] = ta[better]
-            face[better] = 2 * axis + pos[better]
+    t, face = _room_exit(size, o, d)
     obj = face.astype(np.int32)  # room face k is object k
 
     centers, halves, yaws = _box_arrays(scene)
@@ -128,30 +161,12 @@ def cast_rays(scene: Scene, cam: Camera, height: int, width: int):
         tsl = t[sl]
         if tsl.max() <= zmin:
             continue  # everything in its rectangle is already nearer than the box can be
-        c, h, yaw = centers[k], halves[k], yaws[k]
-        cs, sn = math.cos(yaw), math.sin(yaw)
-        rx, ry, rz = o - c
-        lo = (cs * rx + sn * ry, -sn * rx + cs * ry, rz)
-        ddx, ddy, ddz = dx[sl], dy[sl], dz[sl]
-        ld = (cs * ddx + sn * ddy, -sn * ddx + cs * ddy, ddz)
-        tmins, tf = [], None
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for a in range(3):
-                t1 = (-h[a] - lo[a]) / ld[a]
-                t2 = (h[a] - lo[a]) / ld[a]
-                tmins.append(np.minimum(t1, t2))
-                tf = np.maximum(t1, t2) if tf is None else np.minimum(tf, np.maximum(t1, t2))
-            tn = np.maximum(np.maximum(tmins[0], tmins[1]), tmins[2])
-            hit = (tn <= tf) & (tn > _NEAR) & (tn < tsl)
-        if not hit.any():
+        found = _box_hits(o, centers[k], halves[k], yaws[k], dx[sl], dy[sl], dz[sl], tsl)
+        if found is None:
             continue
-        tnh = tn[hit]
+        hit, tnh, face_code = found
         tsl[hit] = tnh
-        # entering face: the first axis whose slab is entered last, on its - side when
-        # moving in the + direction
-        na = np.argmax(np.stack([tm[hit] for tm in tmins]) == tnh, axis=0).astype(np.int8)
-        lda = np.choose(na, (ld[0][hit], ld[1][hit], ld[2][hit]))
-        face[sl][hit] = 2 * na + (lda < 0)
+        face[sl][hit] = face_code
         obj[sl][hit] = k
     return t, obj, face, d
 
