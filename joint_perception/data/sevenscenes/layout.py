@@ -189,65 +189,114 @@ def estimate_scene_layout(
             "median_camera_height": round(float(cam_h), 3)}  # fmt: skip
     hor = np.abs(cos_up) < np.sin(np.radians(10.0))
     if hor.any():
-        tilt = np.degrees(np.arcsin(np.clip(cos_up[hor], -1, 1)))
-        diag["wall_normal_tilt_deg"] = {
-            "mean": round(float(tilt.mean()), 2),
-            "median_abs": round(float(np.median(np.abs(tilt))), 2),
-        }
-    cos15 = np.cos(np.radians(15.0))
-    floor_h = None
-    upf = cos_up > cos15
+        diag["wall_normal_tilt_deg"] = _tilt_from_horizontal(cos_up[hor])
+    floor_h, diag_floor = _floor(h_all, cos_up, cam_h, plane_tol)
+    if diag_floor is not None:
+        diag["floor"] = diag_floor
+    ceil_h, diag_ceiling = _ceiling(h_all, cos_up, cam_h, plane_tol)
+    if diag_ceiling is not None:
+        diag["ceiling"] = diag_ceiling
+    walls, diag_walls = _walls(P, N, hor, up, plane_tol)
+    if diag_walls:
+        diag["walls"] = diag_walls
+    diag["seconds"] = round(time.perf_counter() - t0, 1)
+    say(
+        f"layout: up {np.round(up, 4).tolist()}, floor {floor_h}, ceiling {ceil_h}, {len(walls)} wall(s)"
+    )
+    return SceneLayout(up, floor_h, ceil_h, walls, diag)
+
+
+def _tilt_from_horizontal(cos_up: np.ndarray) -> dict:
+    """Mean signed and median absolute tilt (degrees) of near-horizontal normals from
+    horizontal, given their cosines to "up" (0 on average for an exact "up")."""
+    tilt = np.degrees(np.arcsin(np.clip(cos_up, -1, 1)))
+    return {
+        "mean": round(float(tilt.mean()), 2),
+        "median_abs": round(float(np.median(np.abs(tilt))), 2),
+    }
+
+
+_COS15 = np.cos(np.radians(15.0))
+
+
+def _floor(
+    h_all: np.ndarray, cos_up: np.ndarray, cam_h: float, plane_tol: float
+) -> tuple[float | None, dict | None]:
+    """The floor height (world points' heights ``h_all``, their normals' cosines to "up"): the
+    lowest peak of the up-facing points' heights >= 0.5 m below the cameras with < 0.5 % of all
+    points more than ``plane_tol`` below it; (None, None) when there is none."""
+    upf = cos_up > _COS15
     for peak, count in _peaks(h_all[upf], 0.02, max(100.0, 0.005 * upf.sum())):
         if peak > cam_h - 0.5:
             continue
         if (h_all < peak - plane_tol).mean() < 0.005:
-            floor_h = peak
             near = np.abs(h_all[upf] - peak) < 0.05
-            diag["floor"] = {"height": round(peak, 3), "support": count,
-                             "rms_m": round(float(np.sqrt(np.mean((h_all[upf][near] - peak) ** 2))), 4),
-                             "below_camera_m": round(float(cam_h - peak), 3)}  # fmt: skip
-            break
-    ceil_h = None
-    dnf = cos_up < -cos15
+            return peak, {"height": round(peak, 3), "support": count,
+                          "rms_m": round(float(np.sqrt(np.mean((h_all[upf][near] - peak) ** 2))), 4),
+                          "below_camera_m": round(float(cam_h - peak), 3)}  # fmt: skip
+    return None, None
+
+
+def _ceiling(
+    h_all: np.ndarray, cos_up: np.ndarray, cam_h: float, plane_tol: float
+) -> tuple[float | None, dict | None]:
+    """The ceiling height: as :func:`_floor` for the down-facing points, highest peak first,
+    >= 0.3 m above the cameras; (None, None) when there is none."""
+    dnf = cos_up < -_COS15
     for peak, count in sorted(
         _peaks(h_all[dnf], 0.02, max(100.0, 0.005 * dnf.sum())), reverse=True
     ):
         if peak < cam_h + 0.3:
             continue
         if (h_all > peak + plane_tol).mean() < 0.005:
-            ceil_h = peak
-            diag["ceiling"] = {"height": round(peak, 3), "support": count}
-            break
-    walls = []
-    if hor.sum() >= 100:
-        e1, e2 = _horizontal_basis(up)
-        Nh, Ph = N[hor].astype(np.float64), P[hor].astype(np.float64)
-        az = np.degrees(np.arctan2(Nh @ e2, Nh @ e1))
-        hist = np.histogram(az, np.arange(-180.0, 180.1, 2.0))[0].astype(np.float64)
-        sm = hist + np.roll(hist, 1) + np.roll(hist, -1)
-        for k in range(sm.size):
-            if not (
-                sm[k] >= sm[k - 1] and sm[k] > sm[(k + 1) % sm.size] and sm[k] >= 0.03 * hor.sum()
-            ):
-                continue
-            th = np.radians(-180.0 + 2.0 * k + 1.0)
-            nvec = np.cos(th) * e1 + np.sin(th) * e2
-            for _ in range(3):  # refine the direction: mean of the normals within 8 deg
-                sel = Nh @ nvec > np.cos(np.radians(8.0))
-                nvec = Nh[sel].sum(0)
-                nvec -= (nvec @ up) * up
-                nvec /= np.linalg.norm(nvec)
-            sel = Nh @ nvec > np.cos(np.radians(10.0))
-            offs_all = P.astype(np.float64) @ nvec
-            for off, count in _peaks(Ph[sel] @ nvec, 0.02, max(100.0, 0.005 * hor.sum())):
-                behind = float((offs_all < off - plane_tol).mean())
-                if behind < 0.01:
-                    walls.append((nvec, off))
-                    diag.setdefault("walls", []).append(
-                        {"azimuth_deg": round(float(np.degrees(np.arctan2(nvec @ e2, nvec @ e1))), 1),
-                         "offset": round(off, 3), "support": count, "behind_fraction": round(behind, 4)})  # fmt: skip
-    diag["seconds"] = round(time.perf_counter() - t0, 1)
-    say(
-        f"layout: up {np.round(up, 4).tolist()}, floor {floor_h}, ceiling {ceil_h}, {len(walls)} wall(s)"
-    )
-    return SceneLayout(up, floor_h, ceil_h, walls, diag)
+            return peak, {"height": round(peak, 3), "support": count}
+    return None, None
+
+
+def _wall_directions(Nh: np.ndarray, up: np.ndarray, min_count: float) -> list[np.ndarray]:
+    """Horizontal unit directions of the walls: peaks of the azimuth histogram (2 deg bins,
+    [1, 1, 1]-smoothed, circular) of the near-horizontal normals ``Nh`` holding >= ``min_count``
+    of them, each refined three times to the mean of the normals within 8 deg."""
+    e1, e2 = _horizontal_basis(up)
+    az = np.degrees(np.arctan2(Nh @ e2, Nh @ e1))
+    hist = np.histogram(az, np.arange(-180.0, 180.1, 2.0))[0].astype(np.float64)
+    sm = hist + np.roll(hist, 1) + np.roll(hist, -1)
+    out = []
+    for k in range(sm.size):
+        if not (sm[k] >= sm[k - 1] and sm[k] > sm[(k + 1) % sm.size] and sm[k] >= min_count):
+            continue
+        th = np.radians(-180.0 + 2.0 * k + 1.0)
+        nvec = np.cos(th) * e1 + np.sin(th) * e2
+        for _ in range(3):  # refine the direction: mean of the normals within 8 deg
+            sel = Nh @ nvec > np.cos(np.radians(8.0))
+            nvec = Nh[sel].sum(0)
+            nvec -= (nvec @ up) * up
+            nvec /= np.linalg.norm(nvec)
+        out.append(nvec)
+    return out
+
+
+def _walls(
+    P: np.ndarray, N: np.ndarray, hor: np.ndarray, up: np.ndarray, plane_tol: float
+) -> tuple[list, list]:
+    """Walls ``(normal, offset)`` and their diagnostics: per direction of
+    :func:`_wall_directions`, the peaks of the offsets ``n . X`` of the points whose normals are
+    within 10 deg of it that have < 1 % of all points more than ``plane_tol`` behind them.
+    ``hor`` marks the near-horizontal normals; fewer than 100 of them give no walls."""
+    walls, diag = [], []
+    n_hor = hor.sum()
+    if n_hor < 100:
+        return walls, diag
+    e1, e2 = _horizontal_basis(up)
+    Nh, Ph = N[hor].astype(np.float64), P[hor].astype(np.float64)
+    for nvec in _wall_directions(Nh, up, 0.03 * n_hor):
+        sel = Nh @ nvec > np.cos(np.radians(10.0))
+        offs_all = P.astype(np.float64) @ nvec
+        for off, count in _peaks(Ph[sel] @ nvec, 0.02, max(100.0, 0.005 * n_hor)):
+            behind = float((offs_all < off - plane_tol).mean())
+            if behind < 0.01:
+                walls.append((nvec, off))
+                diag.append(
+                    {"azimuth_deg": round(float(np.degrees(np.arctan2(nvec @ e2, nvec @ e1))), 1),
+                     "offset": round(off, 3), "support": count, "behind_fraction": round(behind, 4)})  # fmt: skip
+    return walls, diag
