@@ -187,7 +187,22 @@ def estimate_registration(
     if sum(len(f.X) for f in fit) == 0:
         raise ValueError(f"{root}: no depth edges in the fit frames")
     say(f"{len(fit)} fit frames ({sum(len(f.X) for f in fit)} edge points), {len(held)} held-out")
-    f0 = float(K_depth[0, 0])
+    p = _fit_parameters(fit, K_depth, say)
+    K, t = _params_to_model(p)
+    per_shift, per_res = _per_frame_fit(p, held)
+    return RegistrationEstimate(
+        K_color=K, t=t, frames=frames, heldout_frames=heldout,
+        residual=_reference_residuals(p, fit, held, K_depth),
+        per_frame_shift=per_shift, per_frame_residual=per_res,
+        seconds=time.perf_counter() - t0,
+    )  # fmt: skip
+
+
+def _fit_parameters(fit: Sequence[_EdgeFrame], K_depth: np.ndarray, say) -> np.ndarray:
+    """``(fx, fy, cx, cy, t_x, t_y)`` that minimise the mean edge residual over ``fit``: a grid
+    over (f = fx = fy, cx, cy) with t = 0 on every 8th edge point (f 470..600 step 10; cx, cy
+    within +-30 px of the depth camera's, step 5), then the compass search on every 2nd point,
+    then on all points."""
     c0x, c0y = float(K_depth[0, 2]), float(K_depth[1, 2])
     best = (np.inf, None)
     for f in np.arange(470.0, 601.0, 10.0):
@@ -206,38 +221,38 @@ def estimate_registration(
         p, (1, 1, 1, 1, 0.002, 0.002), (0.25, 0.25, 0.25, 0.25, 5e-4, 5e-4), fit, sub=1
     )
     say(f"compass (all points): {np.round(p, 4).tolist()} -> {s:.3f} px")
-    K, t = _params_to_model(p)
+    return p
+
+
+def _reference_residuals(p, fit, held, K_depth: np.ndarray) -> dict:
+    """:func:`_residual_stats` of no registration (the depth K), of the scale + offset model of
+    ../shared/data/README.md and of the estimate ``p``."""
+    f0 = float(K_depth[0, 0])
+    c0x, c0y = float(K_depth[0, 2]), float(K_depth[1, 2])
     readme = (0.9 * f0, 0.9 * f0, c0x - 5, c0y - 1, 0.0, 0.0)  # ../shared/data/README.md
-    residual = {
+    return {
         "identity": _residual_stats((f0, f0, c0x, c0y, 0.0, 0.0), fit, held),
         "scale_offset_0.90_-5_-1": _residual_stats(readme, fit, held),
         "estimate": _residual_stats(p, fit, held),
     }
+
+
+def _frame_residual(fr: _EdgeFrame, p) -> float:
+    """Mean edge residual of one frame with the parameters ``p``."""
+    return float(edge_residuals(fr.X, fr.dist, *_params_to_model(p)).mean())
+
+
+def _per_frame_fit(p, held: Sequence[_EdgeFrame]) -> tuple[np.ndarray, np.ndarray]:
+    """Per held-out frame: the extra (dx, dy) shift of the principal point that fits it best
+    (dx first, then dy with that dx, each on a grid of +-8 px in 0.5 px steps), (F, 2); and its
+    mean residual with ``p``, (F,)."""
     shifts = np.arange(-8.0, 8.01, 0.5)
     per_shift, per_res = [], []
     for fr in held:
-        r = [
-            float(
-                edge_residuals(
-                    fr.X, fr.dist, *_params_to_model((p[0], p[1], p[2] + dx, p[3], p[4], p[5]))
-                ).mean()
-            )
-            for dx in shifts
-        ]
+        r = [_frame_residual(fr, (p[0], p[1], p[2] + dx, p[3], p[4], p[5])) for dx in shifts]
         bx = shifts[int(np.argmin(r))]
-        r = [
-            float(
-                edge_residuals(
-                    fr.X, fr.dist, *_params_to_model((p[0], p[1], p[2] + bx, p[3] + dy, p[4], p[5]))
-                ).mean()
-            )
-            for dy in shifts
-        ]
+        r = [_frame_residual(fr, (p[0], p[1], p[2] + bx, p[3] + dy, p[4], p[5])) for dy in shifts]
         by = shifts[int(np.argmin(r))]
         per_shift.append((bx, by))
-        per_res.append(float(edge_residuals(fr.X, fr.dist, K, t).mean()))
-    return RegistrationEstimate(
-        K_color=K, t=t, frames=frames, heldout_frames=heldout, residual=residual,
-        per_frame_shift=np.array(per_shift), per_frame_residual=np.array(per_res),
-        seconds=time.perf_counter() - t0,
-    )  # fmt: skip
+        per_res.append(_frame_residual(fr, p))
+    return np.array(per_shift), np.array(per_res)
