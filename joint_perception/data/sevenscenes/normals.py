@@ -47,10 +47,19 @@ def normals_from_disparity_planes(
     K = validate_intrinsics(K)
     h, w = depth.shape
     valid = np.isfinite(depth) & (depth > 0)
-    m = valid.astype(np.float32)
     disp = np.zeros((h, w), np.float32)
     np.divide(np.float32(1.0), depth, out=disp, where=valid)
-    # discontinuities between 4-neighbours (both valid), dilated by the window radius
+    radius = int(radius)
+    size = 2 * radius + 1
+    ok = valid & ~_near_discontinuity(disp, valid, jump, size)
+    a, b, w0, ok = _disparity_planes(disp, valid, size, min_valid * size * size, ok)
+    return _plane_normals(a, b, w0, K, ok)
+
+
+def _near_discontinuity(disp: np.ndarray, valid: np.ndarray, jump: float, size: int) -> np.ndarray:
+    """Pixels within a ``size`` x ``size`` window of a disparity step between two valid
+    4-neighbours larger than ``jump`` times the larger of the two; (H, W) bool."""
+    h, w = disp.shape
     step = np.zeros((h, w), np.uint8)
     both = valid[:, 1:] & valid[:, :-1]
     jx = both & (np.abs(disp[:, 1:] - disp[:, :-1]) > jump * np.maximum(disp[:, 1:], disp[:, :-1]))
@@ -60,9 +69,19 @@ def normals_from_disparity_planes(
     jy = both & (np.abs(disp[1:] - disp[:-1]) > jump * np.maximum(disp[1:], disp[:-1]))
     step[1:] |= jy
     step[:-1] |= jy
-    radius = int(radius)
-    size = 2 * radius + 1
-    near_step = cv2.dilate(step, np.ones((size, size), np.uint8)) > 0
+    return cv2.dilate(step, np.ones((size, size), np.uint8)) > 0
+
+
+def _disparity_planes(
+    disp: np.ndarray, valid: np.ndarray, size: int, min_count: float, ok: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares fit ``w ~ w0 + a (u - u0) + b (v - v0)`` of the disparity over the valid
+    pixels of the ``size`` x ``size`` window of every pixel (float32 box filters): ``(a, b, w0,
+    ok)`` with ``w0`` the fitted disparity at the pixel itself and ``ok`` narrowed to windows
+    with at least ``min_count`` valid pixels and a well-conditioned fit (``a``, ``b`` are
+    meaningless elsewhere)."""
+    h, w = disp.shape
+    m = valid.astype(np.float32)
     # centred pixel coordinates keep the float32 sums well conditioned
     uu = (np.arange(w, dtype=np.float32) - np.float32(w / 2))[None, :].repeat(h, 0)
     vv = (np.arange(h, dtype=np.float32) - np.float32(h / 2))[:, None].repeat(w, 1)
@@ -84,16 +103,25 @@ def normals_from_disparity_planes(
     swu = box(disp * uu) - cu * sw
     swv = box(disp * vv) - cv_ * sw
     det = suu * svv - suv * suv
-    ok = valid & ~near_step & (n >= np.float32(min_valid * size * size)) & (det > 1e-3)
+    ok = ok & (n >= np.float32(min_count)) & (det > 1e-3)
     inv_det = np.float32(1.0) / np.where(ok, det, np.float32(1.0))
     a = (swu * svv - swv * suv) * inv_det
     b = (swv * suu - swu * suv) * inv_det
     w0 = sw * inv_n + a * (uu - cu) + b * (vv - cv_)  # fitted disparity at the pixel itself
+    return a, b, w0, ok
+
+
+def _plane_normals(
+    a: np.ndarray, b: np.ndarray, w0: np.ndarray, K: np.ndarray, ok: np.ndarray
+) -> np.ndarray:
+    """Unit normals ``-(a fx, b fy, w0 - x a fx - y b fy)`` (oriented towards the camera) of the
+    disparity planes of :func:`_disparity_planes`; NaN outside ``ok``. (H, W, 3) float32."""
+    h, w = a.shape
     fx, fy = np.float32(K[0, 0]), np.float32(K[1, 1])
     x, y = pixel_ray_planes(K, h, w)
     nx, ny = a * fx, b * fy
     nz = w0 - x * nx - y * ny
     norm = np.sqrt(nx * nx + ny * ny + nz * nz)
-    ok &= norm > 0
+    ok = ok & (norm > 0)
     scale = np.where(ok, np.float32(-1.0) / np.where(ok, norm, np.float32(1.0)), np.float32(np.nan))
     return np.stack([nx * scale, ny * scale, nz * scale], axis=-1).astype(np.float32)
