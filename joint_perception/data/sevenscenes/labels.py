@@ -3,6 +3,8 @@ and the scene layout (:func:`geometric_labels`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -61,13 +63,30 @@ def geometric_labels(
     normals = np.ascontiguousarray(normals, np.float32)
     if normals.shape != (h, w, 3):
         raise ValueError(f"normals must be ({h}, {w}, 3), got {normals.shape}")
-    T = np.asarray(pose, np.float64)
-    R, t = T[:3, :3], T[:3, 3]
-    rx, ry = pixel_ray_planes(K, h, w)
+    along = _world_projections(depth, normals, K, pose)
     # valid: depth > 0 and a non-zero, finite normal (NaN fails every comparison below too)
     valid = (
         (depth > 0) & (cv2.transform(normals * normals, np.ones((1, 3), np.float32)) > 0.25)
     ).reshape(-1)
+    height, cos_up = along(np.asarray(layout.up, np.float64))
+    c = np.float32(np.cos(np.radians(normal_tol_deg)))
+    s = np.float32(np.sin(np.radians(normal_tol_deg)))
+    labels = np.zeros(h * w, np.int64)
+    _mark_floor_and_ceiling(labels, valid, height, cos_up, layout, c, dist_tol)
+    if layout.walls:
+        _mark_walls(labels, valid, height, cos_up, along, layout, c, s, dist_tol)
+    return labels.reshape(h, w)
+
+
+def _world_projections(
+    depth: np.ndarray, normals: np.ndarray, K: np.ndarray, pose: np.ndarray
+) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``along(vec_world)`` -> (point . vec, normal . vec) of every pixel, flat float32, in world
+    coordinates but computed in the camera frame."""
+    h, w = depth.shape
+    T = np.asarray(pose, np.float64)
+    R, t = T[:3, :3], T[:3, 3]
+    rx, ry = pixel_ray_planes(K, h, w)
 
     def along(vec_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(point . vec, normal . vec) in world coordinates, computed in the camera frame."""
@@ -75,11 +94,20 @@ def geometric_labels(
         pt = (depth * (rx * v[0] + ry * v[1] + v[2])).reshape(-1) + np.float32(t @ vec_world)
         return pt, cv2.transform(normals, v.reshape(1, 3)).reshape(-1)
 
-    up = np.asarray(layout.up, np.float64)
-    height, cos_up = along(up)
-    c = np.float32(np.cos(np.radians(normal_tol_deg)))
-    s = np.float32(np.sin(np.radians(normal_tol_deg)))
-    labels = np.zeros(h * w, np.int64)
+    return along
+
+
+def _mark_floor_and_ceiling(
+    labels: np.ndarray,
+    valid: np.ndarray,
+    height: np.ndarray,
+    cos_up: np.ndarray,
+    layout: SceneLayout,
+    c: np.float32,
+    dist_tol: float,
+) -> None:
+    """Set FLOOR, then CEILING in the flat ``labels`` where the normal's cosine to up is above
+    ``c`` (below ``-c``) and the height within ``dist_tol`` of the plane."""
     if layout.floor_height is not None:
         labels[
             valid & (cos_up > c) & (np.abs(height - np.float32(layout.floor_height)) < dist_tol)
@@ -88,13 +116,27 @@ def geometric_labels(
         labels[
             valid & (cos_up < -c) & (np.abs(height - np.float32(layout.ceiling_height)) < dist_tol)
         ] = CEILING
-    if layout.walls:
-        cand = valid & (np.abs(cos_up) < s)
-        if layout.floor_height is not None:
-            cand &= height > np.float32(layout.floor_height + dist_tol)
-        if layout.ceiling_height is not None:
-            cand &= height < np.float32(layout.ceiling_height - dist_tol)
-        for nvec, off in layout.walls:
-            dist, cos_n = along(np.asarray(nvec, np.float64))
-            labels[cand & (cos_n > c) & (np.abs(dist - np.float32(off)) < dist_tol)] = WALL
-    return labels.reshape(h, w)
+
+
+def _mark_walls(
+    labels: np.ndarray,
+    valid: np.ndarray,
+    height: np.ndarray,
+    cos_up: np.ndarray,
+    along: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    layout: SceneLayout,
+    c: np.float32,
+    s: np.float32,
+    dist_tol: float,
+) -> None:
+    """Set WALL in the flat ``labels`` where the normal is within ``asin(s)`` of horizontal and
+    has a cosine above ``c`` to a wall's normal, the point lies within ``dist_tol`` of that wall
+    and strictly between floor and ceiling (by ``dist_tol``); later walls win."""
+    cand = valid & (np.abs(cos_up) < s)
+    if layout.floor_height is not None:
+        cand &= height > np.float32(layout.floor_height + dist_tol)
+    if layout.ceiling_height is not None:
+        cand &= height < np.float32(layout.ceiling_height - dist_tol)
+    for nvec, off in layout.walls:
+        dist, cos_n = along(np.asarray(nvec, np.float64))
+        labels[cand & (cos_n > c) & (np.abs(dist - np.float32(off)) < dist_tol)] = WALL
