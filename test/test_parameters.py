@@ -51,7 +51,7 @@ def test_defaults_are_valid_and_cover_the_brief():
 @pytest.mark.parametrize(
     ("params", "needle"),
     [
-        ({"backend": "cuda"}, "backend: 'cuda' is not one of auto, tensorrt, onnxruntime, torch"),
+        ({"backend": "cuda"}, "backend: 'cuda' is not one of auto, tensorrt, torch, onnxruntime"),
         ({"min_depth": 5.0, "max_depth": 2.0}, "min_depth: 5.0 must be smaller than max_depth 2.0"),
         ({"min_depth": 3.0, "max_depth": 3.0}, "must be smaller than max_depth"),
         ({"points_decimation": 0}, "points_decimation: 0 is below the minimum 1"),
