@@ -136,7 +136,7 @@ def check_tasks(tasks: Iterable[str]) -> tuple[str, ...]:
     tasks = list(tasks)
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
-        raise ValueError(f"unknown task(s) {unknown}; expected a subset of {TASK_NAMES}")
+        raise ValueError(f"unknown task(s) {unknown}; tasks must be a subset of {TASK_NAMES}")
     if not tasks or len(set(tasks)) != len(tasks):
         raise ValueError(f"tasks must be a non-empty set of {TASK_NAMES}, got {tasks}")
     return tuple(t for t in TASK_NAMES if t in tasks)
