@@ -11,7 +11,7 @@ from setuptools import find_packages, setup
 
 PACKAGE = "joint_perception"
 
-# torch is pinned: a bare requirement pulls several GB of CUDA wheels on x86 (DESIGN.md).
+# torch is pinned: a bare requirement pulls several GB of CUDA wheels on x86 (docs/contracts.md section 6).
 TORCH = "torch==2.13.0"
 
 CORE = [
@@ -23,6 +23,7 @@ CORE = [
     "onnxruntime>=1.18",
     "rosbags>=0.10",
     "matplotlib>=3.7",
+    "psutil>=5.9",
 ]
 ROS = [
     "ros-kilted-rclpy",
@@ -34,7 +35,7 @@ ROS = [
 TRAIN = [
     TORCH,
     "lightning>=2.2",
-    "torchmetrics>=1.3",
+    "omegaconf>=2.4",
     "tensorboard>=2.14",
     "h5py>=3.9",
     "scipy>=1.11",
@@ -43,7 +44,7 @@ TRAIN = [
     "flatbuffers>=24.3.25",
 ]
 # ai-edge-litert: the TFLite interpreter, reference in test/test_tflite_import.py only
-TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "ai-edge-litert>=2.3"]
+TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "ai-edge-litert>=2.3", "torchmetrics>=1.3"]
 
 setup(
     name=PACKAGE,
@@ -55,6 +56,7 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
+        (f"share/{PACKAGE}/config/train/ablation", glob("config/train/ablation/*.yaml")),
     ]
     + [
         # shipped models: models/<name>/{model.onnx, model.pt, metadata.json}
@@ -82,10 +84,10 @@ setup(
             "perception_node = joint_perception.ros.perception_node:main",
             "replay = joint_perception.evaluation.replay:main",
             "benchmark = joint_perception.evaluation.benchmark:main",
-            "train = joint_perception.training.train:main",
+            "train = joint_perception.export.train_command:main",
             "evaluate = joint_perception.evaluation.evaluate:main",
             "export_onnx = joint_perception.export.onnx_export:main",
-            "export_engine = joint_perception.export.tensorrt_build:main",
+            "export_engine = joint_perception.export.export_engine:main",
             "make_synthetic_bag = joint_perception.data.synthetic_bag:main",
         ],
     },

@@ -40,8 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[demo] rendering {a.frames} synthetic 640x480 frames -> {bag}")
     make_synthetic_bag(bag, frames=a.frames, rate_hz=a.rate, overwrite=True)
     print(f"[demo] replaying through perception_node (model {model}) at {a.rate} Hz")
-    code = replay.main(["--bag", str(bag), "--out", str(a.out / "replay"), "--rate", str(a.rate),
-                        "--set", f"model:={model}"])
+    code = replay.main(
+        [
+            "--bag",
+            str(bag),
+            "--out",
+            str(a.out / "replay"),
+            "--rate",
+            str(a.rate),
+            "--set",
+            f"model:={model}",
+        ]
+    )
     if code != 0:
         return code
     out = (a.out / "replay").resolve()

@@ -21,7 +21,7 @@ encoding                       decoded array          notes
 =============================  =====================  ==============================
 
 :func:`decode_image` is lossless (the 4:2:2 encodings stay packed); :func:`to_rgb8` does the
-colour conversion to the pipeline's HxWx3 uint8 RGB input (DESIGN.md section 2).
+colour conversion to the pipeline's HxWx3 uint8 RGB input (docs/contracts.md section 1).
 """
 
 from __future__ import annotations

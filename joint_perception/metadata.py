@@ -1,6 +1,6 @@
 """Model metadata: the ``metadata.json`` that sits next to every exported ONNX model.
 
-DESIGN.md section 2 fixes its content. The runtime reads it to know the input size,
+docs/contracts.md section 2 describes it. The runtime reads it to know the input size,
 normalisation, classes, depth range and canonical focal length; evaluation and the node
 report from it. Load with :func:`load_metadata`, write with :meth:`ModelMetadata.save`
 (atomic). The ONNX graph contract that goes with it (see docs/architecture.md):
@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from joint_perception.io_utils import atomic_write_json, sha256_file
+from joint_perception.tasks import check_tasks
 
 SCHEMA_VERSION = 1
-TASKS = ("depth", "segmentation", "normals")
 
 
 @dataclass
@@ -75,13 +75,15 @@ class ModelMetadata:
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        unknown = set(self.tasks) - set(TASKS)
-        if unknown:
-            raise ValueError(f"unknown task(s) {sorted(unknown)}; expected a subset of {TASKS}")
+        self.tasks = list(check_tasks(self.tasks))
         if self.input_height <= 0 or self.input_width <= 0:
-            raise ValueError(f"input size must be positive, got {self.input_height}x{self.input_width}")
+            raise ValueError(
+                f"input size must be positive, got {self.input_height}x{self.input_width}"
+            )
         if not 0 < self.min_depth < self.max_depth:
-            raise ValueError(f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+            raise ValueError(
+                f"need 0 < min_depth < max_depth, got {self.min_depth}, {self.max_depth}"
+            )
         if "segmentation" in self.tasks and not self.class_names:
             raise ValueError("a segmentation model needs class_names")
 

@@ -2,7 +2,7 @@
 replay so every number the project reports is computed one way.
 
 All metrics accumulate over a whole evaluation set and are *pixel-wise over all valid pixels of
-the set* (the NYUv2 convention, DESIGN.md section 5), not averages of per-image means:
+the set* (the NYUv2 convention, docs/contracts.md section 5), not averages of per-image means:
 
 * depth (Eigen et al., NIPS 2014): abs_rel, sq_rel, rmse, rmse_log, log10, silog,
   delta1/2/3 (threshold accuracy, ``max(p/g, g/p) < 1.25^k``);
@@ -27,6 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "Accumulator",
     "DepthMetrics",
     "depth_metrics",
     "depth_metrics_by_range",
@@ -62,6 +63,40 @@ def eigen_crop_mask(height: int, width: int, kind: str = "nyu") -> np.ndarray:
     return m
 
 
+class Accumulator:
+    """Public, mergeable state shared by the metric accumulators: everything they hold is a
+    dict of numpy arrays that **add up** (sums, counts, confusion matrices, histograms), so
+    the state of two halves of a set merged (:meth:`merge`) — or summed across DDP ranks
+    (:meth:`state_dict` / :meth:`load_state_dict`) — equals the state of the whole set."""
+
+    _state: dict[str, np.ndarray]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of the additive state arrays."""
+        return {k: v.copy() for k, v in self._state.items()}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Replace the state (e.g. with the sum of every rank's :meth:`state_dict`).
+
+        Raises:
+            ValueError: other keys or shapes than this accumulator's.
+        """
+        if set(state) != set(self._state) or any(
+            np.shape(state[k]) != v.shape for k, v in self._state.items()
+        ):
+            raise ValueError(f"state keys/shapes {sorted(state)} do not fit {type(self).__name__}")
+        self._state = {
+            k: np.asarray(state[k], dtype=v.dtype).copy() for k, v in self._state.items()
+        }
+
+    def merge(self, other: Accumulator) -> None:
+        """Add ``other``'s state (same class and settings) to this one."""
+        if type(other) is not type(self):
+            raise TypeError(f"cannot merge {type(other).__name__} into {type(self).__name__}")
+        for k, v in other._state.items():
+            self._state[k] += v
+
+
 def _as_batch(a: np.ndarray, name: str, channels: int | None = None) -> np.ndarray:
     a = np.asarray(a)
     want = 2 if channels is None else 3
@@ -73,7 +108,7 @@ def _as_batch(a: np.ndarray, name: str, channels: int | None = None) -> np.ndarr
     return a
 
 
-class DepthMetrics:
+class DepthMetrics(Accumulator):
     """Accumulating depth metrics over a set.
 
     Validity: a GT pixel counts when it is finite and ``min_depth < gt <= max_depth`` (and inside
@@ -89,9 +124,21 @@ class DepthMetrics:
         eigen_crop: False, True/``"nyu"`` or ``"kitti"``.
     """
 
-    _KEYS = ("abs_rel", "sq_rel", "sq_err", "sq_log", "log10", "log_d", "delta1", "delta2", "delta3")
+    _KEYS = (
+        "abs_rel",
+        "sq_rel",
+        "sq_err",
+        "sq_log",
+        "log10",
+        "log_d",
+        "delta1",
+        "delta2",
+        "delta3",
+    )
 
-    def __init__(self, min_depth: float = 1e-3, max_depth: float = 10.0, eigen_crop: bool | str = False):
+    def __init__(
+        self, min_depth: float = 1e-3, max_depth: float = 10.0, eigen_crop: bool | str = False
+    ):
         if not 0 <= min_depth < max_depth:
             raise ValueError(f"need 0 <= min_depth < max_depth, got {min_depth}, {max_depth}")
         self.min_depth = float(min_depth)
@@ -103,9 +150,13 @@ class DepthMetrics:
 
     def reset(self) -> None:
         """Forget everything accumulated."""
-        self._sums = dict.fromkeys(self._KEYS, 0.0)
-        self._n = 0
-        self._n_gt = 0
+        # sums of the per-pixel terms in _KEYS order; counts = (evaluated, valid GT) pixels
+        self._state = {"sums": np.zeros(len(self._KEYS)), "counts": np.zeros(2, dtype=np.int64)}
+
+    @property
+    def n_valid_gt(self) -> int:
+        """Valid GT pixels seen so far (evaluated or not)."""
+        return int(self._state["counts"][1])
 
     def valid_mask(self, gt: np.ndarray) -> np.ndarray:
         """Bool mask (same shape as ``gt``, HxW or NxHxW) of GT pixels that count."""
@@ -130,7 +181,8 @@ class DepthMetrics:
         if pred.shape != gt.shape:
             raise ValueError(f"pred shape {pred.shape} != gt shape {gt.shape}")
         m = self.valid_mask(gt)
-        self._n_gt += int(m.sum())
+        counts = self._state["counts"]
+        counts[1] += int(m.sum())
         m &= np.isfinite(pred)
         p = np.clip(pred[m], self.min_depth, self.max_depth)
         g = gt[m]
@@ -139,17 +191,18 @@ class DepthMetrics:
         err = p - g
         d = np.log(p) - np.log(g)
         ratio = np.maximum(p / g, g / p)
-        s = self._sums
-        s["abs_rel"] += float(np.sum(np.abs(err) / g))
-        s["sq_rel"] += float(np.sum(err * err / g))
-        s["sq_err"] += float(np.sum(err * err))
-        s["sq_log"] += float(np.sum(d * d))
-        s["log10"] += float(np.sum(np.abs(np.log10(p) - np.log10(g))))
-        s["log_d"] += float(np.sum(d))
-        s["delta1"] += float(np.sum(ratio < 1.25))
-        s["delta2"] += float(np.sum(ratio < 1.25**2))
-        s["delta3"] += float(np.sum(ratio < 1.25**3))
-        self._n += int(p.size)
+        self._state["sums"] += [
+            np.sum(np.abs(err) / g),  # abs_rel
+            np.sum(err * err / g),  # sq_rel
+            np.sum(err * err),  # sq_err
+            np.sum(d * d),  # sq_log
+            np.sum(np.abs(np.log10(p) - np.log10(g))),  # log10
+            np.sum(d),  # log_d
+            np.sum(ratio < 1.25),  # delta1
+            np.sum(ratio < 1.25**2),  # delta2
+            np.sum(ratio < 1.25**3),  # delta3
+        ]
+        counts[0] += int(p.size)
 
     def compute(self) -> dict[str, float]:
         """Metrics over everything accumulated.
@@ -159,11 +212,24 @@ class DepthMetrics:
             n_pixels (evaluated) and coverage (evaluated / valid GT pixels). With no evaluated
             pixel the error metrics are NaN.
         """
-        n = self._n
-        s = self._sums
-        out: dict[str, float] = {"n_pixels": n, "coverage": n / self._n_gt if self._n_gt else float("nan")}
+        n, n_gt = (int(c) for c in self._state["counts"])
+        s = dict(zip(self._KEYS, self._state["sums"].tolist()))
+        out: dict[str, float] = {
+            "n_pixels": n,
+            "coverage": n / n_gt if n_gt else float("nan"),
+        }
         if n == 0:
-            for k in ("abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "delta1", "delta2", "delta3"):
+            for k in (
+                "abs_rel",
+                "sq_rel",
+                "rmse",
+                "rmse_log",
+                "log10",
+                "silog",
+                "delta1",
+                "delta2",
+                "delta3",
+            ):
                 out[k] = float("nan")
             return out
         mean_d = s["log_d"] / n
@@ -214,7 +280,7 @@ def depth_metrics_by_range(
     return out
 
 
-class SegmentationMetrics:
+class SegmentationMetrics(Accumulator):
     """Confusion-matrix segmentation metrics accumulated over a set.
 
     Class ids: with ``ignore_index=0`` (the project convention) real classes are 1..C and 0 is
@@ -223,7 +289,8 @@ class SegmentationMetrics:
     range (e.g. predicted void) on a valid pixel counts as a miss for the GT class.
 
     ``iou_per_class[c]`` is NaN for a class absent from both GT and prediction; such classes are
-    excluded from miou (torchmetrics ``MulticlassJaccardIndex(average="macro")`` does the same).
+    excluded from miou (as torchmetrics' ``MulticlassJaccardIndex(average="macro")``, against
+    which the tests check it when torchmetrics is installed).
 
     Args:
         num_classes: C.
@@ -239,8 +306,19 @@ class SegmentationMetrics:
         self.reset()
 
     def reset(self) -> None:
+        """Forget everything accumulated."""
         # rows: GT class, columns: predicted class + one "other" column
-        self.confusion = np.zeros((self.num_classes, self.num_classes + 1), dtype=np.int64)
+        self._state = {
+            "confusion": np.zeros((self.num_classes, self.num_classes + 1), dtype=np.int64)
+        }
+
+    @property
+    def confusion(self) -> np.ndarray:
+        """(C, C + 1) int64 confusion matrix: rows GT class, columns predicted class and a last
+        column for predictions outside 1..C (read-only view of the state)."""
+        view = self._state["confusion"].view()
+        view.flags.writeable = False
+        return view
 
     def update(self, pred: np.ndarray, gt: np.ndarray) -> None:
         """Add label maps (HxW or NxHxW, integer ids).
@@ -258,12 +336,14 @@ class SegmentationMetrics:
         keep = (g >= 0) & (g < c) & (gt.reshape(-1) != self.ignore_index)
         g, p = g[keep], p[keep]
         p = np.where((p >= 0) & (p < c), p, c)
-        self.confusion += np.bincount(g * (c + 1) + p, minlength=c * (c + 1)).reshape(c, c + 1)
+        self._state["confusion"] += np.bincount(g * (c + 1) + p, minlength=c * (c + 1)).reshape(
+            c, c + 1
+        )
 
     def compute(self) -> dict:
         """Returns pixel_acc, mean_acc, miou, fwiou (fractions in [0, 1]), iou_per_class (list,
         NaN for absent classes) and n_pixels."""
-        cm = self.confusion
+        cm = self._state["confusion"]
         c = self.num_classes
         tp = np.diag(cm[:, :c]).astype(np.float64)
         gt_count = cm.sum(1).astype(np.float64)
@@ -285,21 +365,32 @@ class SegmentationMetrics:
         }
 
 
-class NormalMetrics:
+class NormalMetrics(Accumulator):
     """Angular error of surface normals, accumulated over a set.
 
     A GT pixel is valid when finite and non-zero; a non-finite prediction at a valid pixel is a
     missing prediction (excluded, reported via ``coverage``). Vectors are normalised before
-    ``angle = arccos(clip(n_p . n_g, -1, 1))``. The median needs every angle, so angles are kept
-    (float32, 4 bytes per valid pixel).
+    ``angle = arccos(clip(n_p . n_g, -1, 1))``. The state is additive: the sum and sum of
+    squares of the angles, the counts, and a histogram of the angles in :data:`BIN_DEG` bins
+    from which the median is read (the order statistics are placed evenly inside their bin, so
+    it is within ``BIN_DEG / 2`` of numpy's median); the thresholds 11.25, 22.5 and 30 degrees
+    are bin edges, so those fractions are exact.
     """
+
+    #: histogram bin width in degrees (18000 bins over [0, 180])
+    BIN_DEG = 0.01
+    _BINS = 18000
 
     def __init__(self):
         self.reset()
 
     def reset(self) -> None:
-        self._angles: list[np.ndarray] = []
-        self._n_gt = 0
+        """Forget everything accumulated."""
+        self._state = {
+            "hist": np.zeros(self._BINS, dtype=np.int64),
+            "sums": np.zeros(2),  # sum of angles, sum of squared angles (degrees)
+            "counts": np.zeros(2, dtype=np.int64),  # (evaluated, valid GT) pixels
+        }
 
     def update(self, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Add normals.
@@ -319,29 +410,60 @@ class NormalMetrics:
         valid = np.isfinite(gn) & (gn > 1e-6)
         if mask is not None:
             valid &= np.asarray(mask, dtype=bool).reshape(valid.shape)
-        self._n_gt += int(valid.sum())
+        counts = self._state["counts"]
+        counts[1] += int(valid.sum())
         pn = np.linalg.norm(pred, axis=-1)
         valid &= np.isfinite(pn) & (pn > 1e-6)
         dot = np.sum(pred[valid] * gt[valid], axis=-1) / (pn[valid] * gn[valid])
-        self._angles.append(np.degrees(np.arccos(np.clip(dot, -1.0, 1.0))).astype(np.float32))
+        a = np.degrees(np.arccos(np.clip(dot, -1.0, 1.0)))
+        idx = np.minimum((a / self.BIN_DEG + 1e-9).astype(np.int64), self._BINS - 1)
+        self._state["hist"] += np.bincount(idx, minlength=self._BINS)
+        self._state["sums"] += [a.sum(), (a * a).sum()]
+        counts[0] += int(a.size)
+
+    def _fraction_below(self, deg: float) -> float:
+        n = int(self._state["counts"][0])
+        return float(self._state["hist"][: int(round(deg / self.BIN_DEG))].sum() / n)
+
+    def _order_statistic(self, j: int) -> float:
+        """The j-th smallest angle (1-based), placed evenly inside its histogram bin."""
+        hist = self._state["hist"]
+        cum = np.cumsum(hist)
+        b = int(np.searchsorted(cum, j))
+        before = int(cum[b - 1]) if b > 0 else 0
+        return float((b + (j - before - 0.5) / hist[b]) * self.BIN_DEG)
+
+    def _median(self) -> float:
+        n = int(self._state["counts"][0])
+        if n % 2:
+            return self._order_statistic(n // 2 + 1)
+        return 0.5 * (self._order_statistic(n // 2) + self._order_statistic(n // 2 + 1))
 
     def compute(self) -> dict[str, float]:
         """mean, median, rmse (degrees), pct_11_25, pct_22_5, pct_30 (fractions), n_pixels,
         coverage."""
-        a = np.concatenate(self._angles).astype(np.float64) if self._angles else np.zeros(0)
-        n = int(a.size)
-        cov = n / self._n_gt if self._n_gt else float("nan")
+        n, n_gt = (int(c) for c in self._state["counts"])
+        cov = n / n_gt if n_gt else float("nan")
         if n == 0:
             nan = float("nan")
-            return dict(mean=nan, median=nan, rmse=nan, pct_11_25=nan, pct_22_5=nan, pct_30=nan,
-                        n_pixels=0, coverage=cov)
+            return dict(
+                mean=nan,
+                median=nan,
+                rmse=nan,
+                pct_11_25=nan,
+                pct_22_5=nan,
+                pct_30=nan,
+                n_pixels=0,
+                coverage=cov,
+            )
+        total, total_sq = self._state["sums"].tolist()
         return {
-            "mean": float(a.mean()),
-            "median": float(np.median(a)),
-            "rmse": float(np.sqrt(np.mean(a * a))),
-            "pct_11_25": float(np.mean(a < 11.25)),
-            "pct_22_5": float(np.mean(a < 22.5)),
-            "pct_30": float(np.mean(a < 30.0)),
+            "mean": total / n,
+            "median": self._median(),
+            "rmse": math.sqrt(total_sq / n),
+            "pct_11_25": self._fraction_below(11.25),
+            "pct_22_5": self._fraction_below(22.5),
+            "pct_30": self._fraction_below(30.0),
             "n_pixels": n,
             "coverage": cov,
         }

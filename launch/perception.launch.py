@@ -30,20 +30,33 @@ def generate_launch_description():
     default_params = os.path.join(get_package_share_directory(PACKAGE), "config", "perception.yaml")
     image_topic = LaunchConfiguration("image_topic")
     args = [
-        DeclareLaunchArgument("namespace", default_value="",
-                              description="Namespace of the node and its outputs."),
-        DeclareLaunchArgument("image_topic", default_value="image",
-                              description="Camera image topic (sensor_msgs/Image)."),
-        DeclareLaunchArgument("camera_info_topic", default_value="camera_info",
-                              description="CameraInfo topic of that image."),
-        DeclareLaunchArgument("params_file", default_value=default_params,
-                              description="Node parameter YAML file."),
-        DeclareLaunchArgument("model", default_value="realtime",
-                              description="Model directory, .onnx file or shipped model name."),
-        DeclareLaunchArgument("backend", default_value="auto",
-                              description="auto | tensorrt | onnxruntime | torch."),
-        DeclareLaunchArgument("use_sim_time", default_value="false",
-                              description="Use simulation (/clock) time."),
+        DeclareLaunchArgument(
+            "namespace", default_value="", description="Namespace of the node and its outputs."
+        ),
+        DeclareLaunchArgument(
+            "image_topic",
+            default_value="image",
+            description="Camera image topic (sensor_msgs/Image).",
+        ),
+        DeclareLaunchArgument(
+            "camera_info_topic",
+            default_value="camera_info",
+            description="CameraInfo topic of that image.",
+        ),
+        DeclareLaunchArgument(
+            "params_file", default_value=default_params, description="Node parameter YAML file."
+        ),
+        DeclareLaunchArgument(
+            "model",
+            default_value="realtime",
+            description="Model directory, .onnx file or shipped model name.",
+        ),
+        DeclareLaunchArgument(
+            "backend", default_value="auto", description="auto | tensorrt | onnxruntime | torch."
+        ),
+        DeclareLaunchArgument(
+            "use_sim_time", default_value="false", description="Use simulation (/clock) time."
+        ),
     ]
     node = Node(
         package=PACKAGE,
@@ -57,7 +70,9 @@ def generate_launch_description():
             {
                 "model": LaunchConfiguration("model"),
                 "backend": LaunchConfiguration("backend"),
-                "use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool),
+                "use_sim_time": ParameterValue(
+                    LaunchConfiguration("use_sim_time"), value_type=bool
+                ),
             },
         ],
         remappings=[

@@ -9,7 +9,7 @@ import pytest
 
 from joint_perception.ros.local_dds import apply_loopback_environment
 
-# Must run before any test module imports rclpy (DESIGN.md section 5).
+# Must run before any test module imports rclpy (docs/contracts.md section 6).
 apply_loopback_environment()
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,9 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny_realtime")
     with torch.random.fork_rng():
         torch.manual_seed(0)
-        net = build_model("realtime", num_classes=40, width_mult=0.35, decoder_channels=16, head_channels=8)
+        net = build_model(
+            "realtime", num_classes=40, width_mult=0.35, decoder_channels=16, head_channels=8
+        )
     export_onnx(net, out, input_size=(64, 80))
     return out
 

@@ -45,8 +45,12 @@ class _SelectOutputs(torch.nn.Module):
         return tuple(out[n] for n in self.names)
 
 
-def onnx_parity_gap(model: torch.nn.Module, x: torch.Tensor, path: Path,
-                    outputs: tuple[str, ...] = ("depth", "seg")) -> float:
+def onnx_parity_gap(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    path: Path,
+    outputs: tuple[str, ...] = ("depth", "segmentation"),
+) -> float:
     """Export ``model`` (in eval mode) to ``path`` and run it in ONNX Runtime on ``x``.
 
     Uses the TorchScript exporter at opset 17, input ``image``, the named ``outputs``; the
@@ -58,8 +62,15 @@ def onnx_parity_gap(model: torch.nn.Module, x: torch.Tensor, path: Path,
     """
     ort = pytest.importorskip("onnxruntime")
     wrapper = _SelectOutputs(model, tuple(outputs)).eval()
-    torch.onnx.export(wrapper, (x,), str(path), opset_version=17, dynamo=False,
-                      input_names=["image"], output_names=list(outputs))
+    torch.onnx.export(
+        wrapper,
+        (x,),
+        str(path),
+        opset_version=17,
+        dynamo=False,
+        input_names=["image"],
+        output_names=list(outputs),
+    )
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"image": x.numpy()})
     with torch.no_grad():

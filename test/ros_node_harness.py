@@ -19,15 +19,13 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from joint_perception.ros.perception_node import PerceptionNode
+from joint_perception.ros.topics import OUTPUT_TOPICS, message_class
 
-OUTPUT_TYPES = {
-    "depth/image": Image, "depth/camera_info": CameraInfo, "segmentation/labels": Image,
-    "segmentation/color": Image, "normals/image": Image, "points": PointCloud2,
-    "confidence": Image,
-}
+# relative output topic -> message class, from the node's topic table
+OUTPUT_TYPES = {t.name: message_class(t.msg_type) for t in OUTPUT_TOPICS}
 FRAME_ID = "camera_color_optical_frame"
 _ns_counter = itertools.count()
 
@@ -46,10 +44,12 @@ def export_tiny_model(out_dir: Path, size=(64, 80)) -> Path:
 
 def nyu_frame(shared_data: Path, index: int = 1):
     """(rgb HxWx3 uint8, K 3x3) of a real NYUv2 test frame."""
-    rgb = cv2.cvtColor(cv2.imread(str(shared_data / "nyuv2_test" / "rgb" / f"{index:04d}.png")),
-                       cv2.COLOR_BGR2RGB)
+    rgb = cv2.cvtColor(
+        cv2.imread(str(shared_data / "nyuv2_test" / "rgb" / f"{index:04d}.png")), cv2.COLOR_BGR2RGB
+    )
     k = json.loads((shared_data / "nyuv2_test" / "manifest.json").read_text())[
-        "intrinsics_rgb_640x480"]
+        "intrinsics_rgb_640x480"
+    ]
     K = np.array([[k["fx"], 0, k["cx"]], [0, k["fy"], k["cy"]], [0, 0, 1]], dtype=np.float64)
     return rgb, K
 
@@ -65,8 +65,9 @@ def image_msg(rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8", frame_id: 
     return msg
 
 
-def camera_info_msg(K, height: int, width: int, stamp_ns: int, d=(0.0,) * 5,
-                    frame_id: str = FRAME_ID):
+def camera_info_msg(
+    K, height: int, width: int, stamp_ns: int, d=(0.0,) * 5, frame_id: str = FRAME_ID
+):
     msg = CameraInfo()
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
     msg.header.frame_id = frame_id
@@ -94,24 +95,34 @@ class NodeHarness:
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx)
         self.ns = f"/jp_test_{next(_ns_counter)}"
-        overrides = {"model": str(model_dir), "backend": "onnxruntime",
-                     "diagnostics_period_s": 0.2, **(params or {})}
+        overrides = {
+            "model": str(model_dir),
+            "backend": "onnxruntime",
+            "diagnostics_period_s": 0.2,
+            **(params or {}),
+        }
         self.node = PerceptionNode(
-            context=self.ctx, namespace=self.ns,
-            parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+            context=self.ctx,
+            namespace=self.ns,
+            parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
+        )
         self.client = Node("harness", context=self.ctx, namespace=self.ns)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_image = self.client.create_publisher(Image, "image", reliable)
-        self.pub_compressed = self.client.create_publisher(CompressedImage, "image/compressed",
-                                                           reliable)
+        self.pub_compressed = self.client.create_publisher(
+            CompressedImage, "image/compressed", reliable
+        )
         self.pub_info = self.client.create_publisher(CameraInfo, "camera_info", reliable)
         self.received: dict[str, list] = {t: [] for t in outputs}
         self.diagnostics: list = []
         self._lock = threading.Lock()
         self.subs = []
         for topic in outputs:
-            self.subs.append(self.client.create_subscription(
-                OUTPUT_TYPES[topic], topic, self._recorder(topic), reliable))
+            self.subs.append(
+                self.client.create_subscription(
+                    OUTPUT_TYPES[topic], topic, self._recorder(topic), reliable
+                )
+            )
         self.client.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.executor = SingleThreadedExecutor(context=self.ctx)
         self.executor.add_node(self.node)
@@ -122,13 +133,17 @@ class NodeHarness:
 
     def _matched(self) -> bool:
         pub_in = self.pub_compressed if self.node.compressed else self.pub_image
-        return (pub_in.get_subscription_count() > 0 and self.pub_info.get_subscription_count() > 0
-                and all(s.get_publisher_count() > 0 for s in self.subs))
+        return (
+            pub_in.get_subscription_count() > 0
+            and self.pub_info.get_subscription_count() > 0
+            and all(s.get_publisher_count() > 0 for s in self.subs)
+        )
 
     def _recorder(self, topic):
         def cb(msg):
             with self._lock:
                 self.received[topic].append(msg)
+
         return cb
 
     def _on_diag(self, msg):
@@ -147,7 +162,9 @@ class NodeHarness:
         if info is not None:
             self.pub_info.publish(info)
             time.sleep(0.02)  # camera_info first, as a driver does
-        (self.pub_compressed if isinstance(image, CompressedImage) else self.pub_image).publish(image)
+        (self.pub_compressed if isinstance(image, CompressedImage) else self.pub_image).publish(
+            image
+        )
 
     def wait_outputs(self, stamp_ns: int, topics=None, timeout: float = 20.0) -> dict:
         """The first message on each topic with header stamp ``stamp_ns``."""

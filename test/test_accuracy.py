@@ -1,17 +1,13 @@
-"""Per-frame and aggregate accuracy (evaluation.accuracy) with hand-computed values."""
+"""Per-frame and aggregate accuracy (joint_perception.accuracy) and the references read from
+bags and folders (evaluation.references), with hand-computed values."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from joint_perception.evaluation.accuracy import (
-    AccuracyEvaluator,
-    FrameReference,
-    depth_error_map,
-    labels_from_folder,
-    load_references,
-)
+from joint_perception.accuracy import AccuracyEvaluator, FrameReference, depth_error_map
+from joint_perception.evaluation.references import labels_from_folder, load_references
 
 K = np.array([[100.0, 0, 3.5], [0, 100.0, 3.5], [0, 0, 1]])
 
@@ -113,8 +109,9 @@ def test_labels_from_folder_pairs_by_rgb(shared_data, tmp_path):
 
 
 def test_references_from_a_real_bag(shared_data):
-    refs = load_references(shared_data / "bags" / "nyuv2_test3_sqlite3",
-                           labelled_folder=shared_data / "nyuv2_test")
+    refs = load_references(
+        shared_data / "bags" / "nyuv2_test3_sqlite3", labelled_folder=shared_data / "nyuv2_test"
+    )
     assert len(refs) == 3
     ref = refs[sorted(refs)[1]]  # idx 433: raw depth with holes
     assert ref.depth.shape == (480, 640) and ref.labels.shape == (480, 640)
@@ -158,3 +155,42 @@ def test_references_with_a_labels_topic(tmp_path):
         load_references(bag, labels_topic="/nope")
     with pytest.raises(ValueError, match="not both"):
         load_references(bag, labelled_folder=tmp_path, labels_topic="/gt/labels")
+
+
+def test_evaluator_state_merges_exactly():
+    """Two halves of a set merged (or summed through state_dict, as DDP ranks do) give exactly
+    the metrics of the whole set; per_frame=False keeps only the set."""
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(4):
+        gt = rng.uniform(0.5, 9.0, (8, 8)).astype(np.float32)
+        labels = rng.integers(0, 4, (8, 8))
+        normals = rng.normal(size=(8, 8, 3)).astype(np.float32)
+        frames.append(
+            (
+                gt * rng.uniform(0.8, 1.2, gt.shape).astype(np.float32),
+                rng.integers(1, 4, (8, 8)),
+                normals + rng.normal(0, 0.2, normals.shape).astype(np.float32),
+                FrameReference(K=K, depth=gt, labels=labels, normals=normals),
+            )
+        )
+    whole = AccuracyEvaluator(3)
+    a, b = AccuracyEvaluator(3, per_frame=False), AccuracyEvaluator(3, per_frame=False)
+    for i, (d, lab, n, ref) in enumerate(frames):
+        whole.add(i, d, lab, n, ref)
+        (a if i < 2 else b).add(i, d, lab, n, ref)
+    summed = {k: a.state_dict()[k] + b.state_dict()[k] for k in a.state_dict()}
+    a.merge(b)
+    c = AccuracyEvaluator(3, per_frame=False)
+    c.load_state_dict(summed)
+    for ev in (a, c):
+        got, want = ev.aggregate(), whole.aggregate()
+        assert got["frames"] == 4 and ev.frames == []
+        for task in ("depth", "segmentation", "normals"):
+            for k, v in want[task].items():
+                if isinstance(v, float):
+                    assert got[task][k] == pytest.approx(v, rel=1e-12), (task, k)
+        for k, v in want["baselines"]["depth"].items():
+            assert got["baselines"]["depth"][k] == pytest.approx(v, rel=1e-12), k
+    with pytest.raises(ValueError):
+        c.load_state_dict({"frames": np.array([1])})

@@ -50,7 +50,12 @@ def test_parameter_counts_match_torchvision(name, kw, count, channels):
 
 
 def test_resnet_stage_shapes_and_dilation():
-    assert shapes(B.resnet18()) == [(1, 64, 16, 20), (1, 128, 8, 10), (1, 256, 4, 5), (1, 512, 2, 3)]
+    assert shapes(B.resnet18()) == [
+        (1, 64, 16, 20),
+        (1, 128, 8, 10),
+        (1, 256, 4, 5),
+        (1, 512, 2, 3),
+    ]
     net = B.resnet18(replace_stride_with_dilation=(False, True, True))
     assert net.strides == [4, 8, 8, 8]
     assert [s[2:] for s in shapes(net)] == [(16, 20), (8, 10), (8, 10), (8, 10)]
@@ -67,7 +72,9 @@ def test_vgg_xception_mobilenet_strides():
     assert dil.features[26].dilation == (2, 2)
     x16 = B.xception65(output_stride=16)
     assert shapes(x16) == [(1, 128, 16, 20), (1, 256, 8, 10), (1, 728, 4, 5), (1, 2048, 4, 5)]
-    assert [s[2:] for s in shapes(B.xception65(output_stride=8))] == [(16, 20), (8, 10)] + [(8, 10)] * 2
+    assert [s[2:] for s in shapes(B.xception65(output_stride=8))] == [(16, 20), (8, 10)] + [
+        (8, 10)
+    ] * 2
     with pytest.raises(ValueError, match="output_stride"):
         B.xception65(output_stride=32)
     mb = B.mobilenet_v2()
@@ -77,17 +84,30 @@ def test_vgg_xception_mobilenet_strides():
 
 def test_torchvision_key_names():
     r = B.resnet50().state_dict()
-    for k in ("conv1.weight", "bn1.running_mean", "layer1.0.conv1.weight", "layer1.0.conv3.weight",
-              "layer2.0.downsample.0.weight", "layer2.0.downsample.1.running_var",
-              "layer4.2.bn3.num_batches_tracked"):
+    for k in (
+        "conv1.weight",
+        "bn1.running_mean",
+        "layer1.0.conv1.weight",
+        "layer1.0.conv3.weight",
+        "layer2.0.downsample.0.weight",
+        "layer2.0.downsample.1.running_var",
+        "layer4.2.bn3.num_batches_tracked",
+    ):
         assert k in r, k
     assert "fc.weight" in B.resnet18(include_top=True).state_dict()
     v = B.vgg16().state_dict()
     assert {"features.0.weight", "features.28.bias"} <= set(v) and len(v) == 26
     m = B.mobilenet_v2(last_conv=True).state_dict()
-    for k in ("features.0.0.weight", "features.1.conv.0.0.weight", "features.1.conv.1.weight",
-              "features.2.conv.0.0.weight", "features.2.conv.1.0.weight", "features.2.conv.2.weight",
-              "features.2.conv.3.running_mean", "features.18.0.weight"):
+    for k in (
+        "features.0.0.weight",
+        "features.1.conv.0.0.weight",
+        "features.1.conv.1.weight",
+        "features.2.conv.0.0.weight",
+        "features.2.conv.1.0.weight",
+        "features.2.conv.2.weight",
+        "features.2.conv.3.running_mean",
+        "features.18.0.weight",
+    ):
         assert k in m, k
 
 
@@ -151,7 +171,9 @@ def test_blocks_export_to_onnx_and_match():
     onnx.checker.check_model(model)
     ops = {n.op_type for n in model.graph.node}
     assert "ReduceMean" in ops and "GlobalAveragePool" not in ops  # ASPP pooling: plain mean
-    got = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    got = ort.InferenceSession(buf.getvalue(), providers=["CPUExecutionProvider"]).run(
+        None, {"x": x.numpy()}
+    )[0]
     with torch.no_grad():
         ref = net(x).numpy()
     assert got.shape == (1, 6, 30, 40)
@@ -165,8 +187,13 @@ def test_calibrate_folded_batchnorm_keeps_the_function_and_fixes_training_mode()
     from joint_perception.models.backbones import calibrate_folded_batchnorm
 
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU6(),
-                        nn.Conv2d(8, 4, 1, bias=False), nn.BatchNorm2d(4))
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU6(),
+        nn.Conv2d(8, 4, 1, bias=False),
+        nn.BatchNorm2d(4),
+    )
     folded = net[1]
     with torch.no_grad():
         folded.running_var.fill_(1 - folded.eps)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from joint_perception import baselines as base
-from joint_perception.evaluation.accuracy import AccuracyEvaluator, FrameReference, baseline_table
+from joint_perception.accuracy import AccuracyEvaluator, FrameReference, baseline_table
 
 
 def test_layout_band_rows():

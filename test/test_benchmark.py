@@ -33,8 +33,9 @@ def test_per_point_reference_matches_the_vectorised_packing():
     r32, f32 = ref.view("<u4"), fast.view("<u4")
     # rgb and label words identical; x, y, z equal to float32 rounding (NaN where invalid)
     np.testing.assert_array_equal(r32.reshape(-1, 5)[:, 3:], f32.reshape(-1, 5)[:, 3:])
-    np.testing.assert_allclose(ref.view("<f4").reshape(-1, 5)[:, :3],
-                               fast.view("<f4").reshape(-1, 5)[:, :3], rtol=1e-6)
+    np.testing.assert_allclose(
+        ref.view("<f4").reshape(-1, 5)[:, :3], fast.view("<f4").reshape(-1, 5)[:, :3], rtol=1e-6
+    )
     # pixel (0, 1): z = 2, x = (1 - 2) * 2 / 50
     assert ref.view("<f4").reshape(-1, 5)[1, :3] == pytest.approx([-0.04, -1.5 * 2 / 40, 2.0])
 
@@ -47,7 +48,8 @@ def test_pointcloud_baseline_reports_a_checked_speedup():
     b = pointcloud_baseline(depth, K, rgb, labels, repeats=2)
     assert b["same_points"] is True and b["points"] == 768
     assert b["per_point_python_ms"] > 0 and b["speedup"] == pytest.approx(
-        b["per_point_python_ms"] / b["vectorised_ms"])
+        b["per_point_python_ms"] / b["vectorised_ms"]
+    )
 
 
 def test_count_flops_of_a_convolution_by_hand():
@@ -67,18 +69,42 @@ def test_time_ms_and_sgemm():
 
 def test_benchmark_cli_small_run(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["--resolutions", "64x96", "--backends", "onnxruntime,tensorrt",
-                 "--repeats", "2", "--warmup", "1", "--no-pointcloud-baseline",
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "--resolutions",
+                "64x96",
+                "--backends",
+                "onnxruntime,tensorrt",
+                "--repeats",
+                "2",
+                "--warmup",
+                "1",
+                "--no-pointcloud-baseline",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     (run,) = r["runs"]
     assert run["backend"] == "onnxruntime" and run["resolution"] == [64, 96]
     stages = run["stages_ms"]
-    for k in ("decode", "decode_jpeg", "preprocess", "inference", "postprocess", "pointcloud",
-              "colorize", "messages"):
+    for k in (
+        "decode",
+        "decode_jpeg",
+        "preprocess",
+        "inference",
+        "postprocess",
+        "pointcloud",
+        "colorize",
+        "messages",
+    ):
         assert stages[k] is not None and stages[k] >= 0
     assert run["gflop"] > 0 and run["achieved_gflops"] == pytest.approx(
-        run["gflop"] * 1e3 / stages["inference"])
+        run["gflop"] * 1e3 / stages["inference"]
+    )
     assert run["speedup_vs_eager"] == pytest.approx(run["eager_torch_ms"] / stages["inference"])
     assert run["peak_rss_mb"] > 50
     assert [s["backend"] for s in r["skipped"]] == ["tensorrt"]  # no TensorRT here
@@ -99,17 +125,22 @@ def test_benchmark_cli_rejects_bad_arguments():
 def test_table_reports_the_ros_baselines_as_ratios(tmp_path):
     from joint_perception.evaluation.benchmark import ros_baselines
 
-    result = {"frame_size": [480, 640], "frame": "f.png", "repeats": 3, "runs": [],
-              "machine": {"cpu": "cpu", "cpu_count": 2, "load_average_1_5_15_min": [1.0]},
-              "sgemm": {"best_gflops": 50.0, "torch_gflops": 50.0, "numpy_gflops": 40.0},
-              "baselines": {
-                  "ros_round_trip": {"direct_ms": 100.0, "ros_p50_ms": 90.0,
-                                     "middleware_ms": -10.0},
-                  "queue": {"ratio": 4.0,
-                            "newest": {"mean_ms": 100.0, "p95_ms": 150.0, "missed": 40,
-                                       "sent": 60},
-                            "queue10": {"mean_ms": 400.0, "p95_ms": 900.0, "missed": 30,
-                                        "sent": 60}}}}
+    result = {
+        "frame_size": [480, 640],
+        "frame": "f.png",
+        "repeats": 3,
+        "runs": [],
+        "machine": {"cpu": "cpu", "cpu_count": 2, "load_average_1_5_15_min": [1.0]},
+        "sgemm": {"best_gflops": 50.0, "torch_gflops": 50.0, "numpy_gflops": 40.0},
+        "baselines": {
+            "ros_round_trip": {"direct_ms": 100.0, "ros_p50_ms": 90.0, "middleware_ms": -10.0},
+            "queue": {
+                "ratio": 4.0,
+                "newest": {"mean_ms": 100.0, "p95_ms": 150.0, "missed": 40, "sent": 60},
+                "queue10": {"mean_ms": 400.0, "p95_ms": 900.0, "missed": 30, "sent": 60},
+            },
+        },
+    }
     text = format_table(result)
     assert "| 100.0 ms direct | 90.0 ms via ROS | -10.0 ms middleware |" in text
     assert "100.0 ms (150.0; 40) | 400.0 ms (900.0; 30) | 4.0x |" in text

@@ -40,15 +40,21 @@ def test_frames_from_real_bag_match_the_png(shared_data):
         bgr = cv2.imread(str(shared_data / "nyuv2_test" / "rgb" / f"{idx:04d}.png"))
         ref = cv2.resize(bgr[:, :, ::-1], (80, 60), interpolation=cv2.INTER_AREA)
         np.testing.assert_allclose(frames.images[i], ref.transpose(2, 0, 1) / 255.0, atol=1e-6)
-    assert frames.describe() == {"source": f"bag {bag} topic auto", "frames": 3,
-                                 "size_hw": [60, 80], "random": False}
+    assert frames.describe() == {
+        "source": f"bag {bag} topic auto",
+        "frames": 3,
+        "size_hw": [60, 80],
+        "random": False,
+    }
     assert [b.shape for b in frames.batches(2)] == [(2, 3, 60, 80), (1, 3, 60, 80)]
 
 
 def test_compressed_topic_and_frame_limit(shared_data):
     bag = shared_data / "bags" / "nyuv2_test3_sqlite3"
     raw = CalibrationFrames.from_bag(bag, (60, 80), max_frames=2)
-    jpeg = CalibrationFrames.from_bag(bag, (60, 80), max_frames=2, topic="/camera/color/image_raw/compressed")
+    jpeg = CalibrationFrames.from_bag(
+        bag, (60, 80), max_frames=2, topic="/camera/color/image_raw/compressed"
+    )
     assert len(raw) == len(jpeg) == 2
     diff = np.abs(raw.images - jpeg.images)
     assert 0 < diff.mean() < 0.02  # JPEG q90: close, not identical
@@ -81,8 +87,9 @@ def test_from_rgb_validates():
 
 
 def test_from_dataset_spreads_frames_over_the_split():
-    frames = CalibrationFrames.from_dataset("synthetic", (24, 32), max_frames=3, length=5,
-                                            height=48, width=64)
+    frames = CalibrationFrames.from_dataset(
+        "synthetic", (24, 32), max_frames=3, length=5, height=48, width=64
+    )
     assert frames.images.shape == (3, 3, 24, 32)
     assert frames.source == "dataset synthetic split train"
     from joint_perception.data.registry import build_dataset

@@ -139,8 +139,15 @@ def test_convcrf_onnx_export_matches_torch(tmp_path):
             return self.crf(lg, im, d, pixel_spacing=8.0)
 
     path = tmp_path / "crf.onnx"
-    torch.onnx.export(Wrap(), (logits, rgb, depth), str(path), opset_version=17, dynamo=False,
-                      input_names=["logits", "rgb", "depth"], output_names=["out"])
+    torch.onnx.export(
+        Wrap(),
+        (logits, rgb, depth),
+        str(path),
+        opset_version=17,
+        dynamo=False,
+        input_names=["logits", "rgb", "depth"],
+        output_names=["out"],
+    )
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"logits": logits.numpy(), "rgb": rgb.numpy(), "depth": depth.numpy()})[0]
     with torch.no_grad():

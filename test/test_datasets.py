@@ -13,9 +13,9 @@ import scipy.io
 from joint_perception.data.cityscapes import Cityscapes
 from joint_perception.data.kitti import KITTIDepth, read_split_list
 from joint_perception.data.nyuv2 import NYUDMultiTask, NYUFolder, NYUv2Labeled, load_splits
-from joint_perception.data.nyuv2_classes import MAP40_TO_13, NYU_K, scaled_nyu_k
 from joint_perception.data.registry import build_dataset, build_mixture
 from joint_perception.data.sunrgbd import SUNRGBD, decode_sunrgbd_depth
+from joint_perception.nyuv2_classes import MAP40_TO_13, NYU_K, scaled_nyu_k
 
 
 def _png(path, img):
@@ -46,7 +46,9 @@ def nyu_mat(tmp_path):
         f["images"] = rgb.transpose(0, 3, 2, 1)
         f["depths"] = depth.transpose(0, 2, 1)
         f["labels"] = labels.transpose(0, 2, 1)
-    scipy.io.savemat(tmp_path / "splits.mat", {"trainNdxs": np.array([[1], [3]]), "testNdxs": np.array([[2]])})
+    scipy.io.savemat(
+        tmp_path / "splits.mat", {"trainNdxs": np.array([[1], [3]]), "testNdxs": np.array([[2]])}
+    )
     mapping = np.zeros(894, np.int64)
     mapping[893] = 40  # raw 894 -> 40
     mapping[4] = 7  # raw 5 -> 7
@@ -129,7 +131,9 @@ def test_nyu_folder_on_real_frames(shared_data):
     ds = NYUFolder(shared_data / "nyuv2_test", frames=["0001", "0433"])
     assert len(ds) == 2
     s = ds[0]
-    raw = cv2.imread(str(shared_data / "nyuv2_test" / "depth_mm" / "0001.png"), cv2.IMREAD_UNCHANGED)
+    raw = cv2.imread(
+        str(shared_data / "nyuv2_test" / "depth_mm" / "0001.png"), cv2.IMREAD_UNCHANGED
+    )
     np.testing.assert_allclose(s["depth"], raw / 1000.0, rtol=1e-6)
     assert s["has_labels"] and s["labels"].max() <= 40 and not s["has_normals"]
     assert s["K"][0, 0] == pytest.approx(518.8579)
@@ -154,7 +158,9 @@ def test_sunrgbd_toolbox_layout(tmp_path):
     d_mm[0, 0] = 9000  # 9 m: beyond the 8 m the toolbox trusts
     stored = ((d_mm.astype(np.uint32) << 3) | (d_mm.astype(np.uint32) >> 13)).astype(np.uint16)
     _png(frame / "depth_bfx" / "NYU0001.png", stored)
-    (frame / "intrinsics.txt").write_text("518.857901 0 284.582449\n0 519.469611 208.736166\n0 0 1\n")
+    (frame / "intrinsics.txt").write_text(
+        "518.857901 0 284.582449\n0 519.469611 208.736166\n0 0 1\n"
+    )
     lab = np.zeros((6, 8), np.uint8)
     lab[2, 2] = 37
     _png(frame / "label" / "label37.png", lab)
@@ -194,7 +200,10 @@ def test_cityscapes_disparity_to_depth(tmp_path):
     disp[0, 0] = 20 * 256 + 1  # 20 px
     disp[0, 1] = 1  # zero disparity: invalid
     _png(tmp_path / "disparity" / "train" / "aachen" / f"{stem}_disparity.png", disp)
-    cam = {"extrinsic": {"baseline": 0.209313}, "intrinsic": {"fx": 2262.52, "fy": 2265.30, "u0": 1096.98, "v0": 513.137}}
+    cam = {
+        "extrinsic": {"baseline": 0.209313},
+        "intrinsic": {"fx": 2262.52, "fy": 2265.30, "u0": 1096.98, "v0": 513.137},
+    }
     p = tmp_path / "camera" / "train" / "aachen" / f"{stem}_camera.json"
     p.parent.mkdir(parents=True)
     p.write_text(json.dumps(cam))
@@ -216,10 +225,20 @@ def test_kitti_depth_calib_and_split_lists(tmp_path):
     _png(raw / drive / "image_02" / "data" / "0000000006.png", _rgb(5, 7))
     (raw / "2011_09_26" / "calib_cam_to_cam.txt").write_text(
         "calib_time: 09-Jan-2012\nP_rect_02: 7.215377e+02 0.000000e+00 6.095593e+02 4.485728e+01 "
-        "0.000000e+00 7.215377e+02 1.728540e+02 2.163791e-01 0.000000e+00 0.000000e+00 1.000000e+00 2.745884e-03\n")
+        "0.000000e+00 7.215377e+02 1.728540e+02 2.163791e-01 0.000000e+00 0.000000e+00 1.000000e+00 2.745884e-03\n"
+    )
     d = np.zeros((5, 7), np.uint16)
     d[2, 3] = int(12.5 * 256)
-    _png(ann / "train" / "2011_09_26_drive_0001_sync" / "proj_depth" / "groundtruth" / "image_02" / "0000000005.png", d)
+    _png(
+        ann
+        / "train"
+        / "2011_09_26_drive_0001_sync"
+        / "proj_depth"
+        / "groundtruth"
+        / "image_02"
+        / "0000000005.png",
+        d,
+    )
     lst = tmp_path / "eigen.txt"
     lst.write_text(f"{drive} 5 l\n{drive} 6 l\n")
     ds = KITTIDepth(raw, ann, lst)
@@ -255,10 +274,20 @@ def test_registry_and_mixture(shared_data):
     val = build_dataset("synthetic", "val", length=3, height=32, width=40, seed=1)
     s = syn[0]
     assert s["labels"].dtype == np.int64 and s["has_labels"] and s["has_normals"]
-    assert not np.array_equal(s["rgb"], val[0]["rgb"])  # validation scenes differ from training ones
-    mix = build_mixture([{"name": "synthetic", "length": 3, "height": 32, "width": 40},
-                         {"name": "nyu_folder", "root": str(shared_data / "nyuv2_train_depth"), "max_items": 2,
-                          "repeat": 3}])
+    assert not np.array_equal(
+        s["rgb"], val[0]["rgb"]
+    )  # validation scenes differ from training ones
+    mix = build_mixture(
+        [
+            {"name": "synthetic", "length": 3, "height": 32, "width": 40},
+            {
+                "name": "nyu_folder",
+                "root": str(shared_data / "nyuv2_train_depth"),
+                "max_items": 2,
+                "repeat": 3,
+            },
+        ]
+    )
     assert len(mix) == 3 + 6
     assert not mix[8]["has_labels"]
     with pytest.raises(KeyError, match="unknown data set"):

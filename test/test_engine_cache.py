@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from joint_perception.export.engine_cache import EngineCache, EngineKey
+from joint_perception.runtime.engine_cache import EngineCache, EngineKey
 
 SHA = hashlib.sha256(b"model.onnx bytes").hexdigest()
 KEY = EngineKey(SHA, "10.7.0", "NVIDIA Orin", "8.7", "fp16", (1, 3, 240, 320))
@@ -25,19 +25,27 @@ def test_key_name_is_stable_and_hash_of_canonical_json():
     same = EngineKey(SHA, "10.7.0", "NVIDIA Orin", "8.7", "fp16", [1, 3, 240, 320])
     assert same.filename == KEY.filename
     names = {KEY.filename}
-    for field, value in [("trt_version", "10.3.0"), ("gpu_name", "NVIDIA RTX 4090"),
-                         ("compute_capability", "8.9"), ("precision", "int8"),
-                         ("input_shape", (1, 3, 480, 640)), ("onnx_sha256", "0" * 64)]:
+    for field, value in [
+        ("trt_version", "10.3.0"),
+        ("gpu_name", "NVIDIA RTX 4090"),
+        ("compute_capability", "8.9"),
+        ("precision", "int8"),
+        ("input_shape", (1, 3, 480, 640)),
+        ("onnx_sha256", "0" * 64),
+    ]:
         names.add(dataclasses.replace(KEY, **{field: value}).filename)
     assert len(names) == 7
     assert EngineKey.from_dict(json.loads(json.dumps(KEY.to_dict()))) == KEY
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"precision": "fp8"}, "precision"),
-    ({"onnx_sha256": "abc"}, "onnx_sha256"),
-    ({"input_shape": (1, 3, 0, 320)}, "input_shape"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"precision": "fp8"}, "precision"),
+        ({"onnx_sha256": "abc"}, "onnx_sha256"),
+        ({"input_shape": (1, 3, 0, 320)}, "input_shape"),
+    ],
+)
 def test_key_rejects_bad_fields(kwargs, match):
     with pytest.raises(ValueError, match=match):
         dataclasses.replace(KEY, **kwargs)
@@ -57,7 +65,8 @@ def test_store_then_lookup_hits_with_recorded_size_and_hash(tmp_path):
     assert side["metadata"] == {"build_seconds": 12.5}
     # atomic writes leave no temporary files behind
     assert sorted(p.name for p in (tmp_path / "engines").iterdir()) == sorted(
-        [KEY.filename, KEY.filename.replace(".engine", ".json")])
+        [KEY.filename, KEY.filename.replace(".engine", ".json")]
+    )
     assert [e.key for e in cache.entries()] == [KEY]
 
 
@@ -65,7 +74,7 @@ def test_stale_tensorrt_version_is_a_miss_naming_both_versions(tmp_path, caplog)
     cache = EngineCache(tmp_path)
     old = dataclasses.replace(KEY, trt_version="10.3.0")
     cache.store(old, ENGINE)
-    with caplog.at_level(logging.INFO, logger="joint_perception.export.engine_cache"):
+    with caplog.at_level(logging.INFO, logger="joint_perception.runtime.engine_cache"):
         found = cache.lookup(KEY)
     assert not found.hit
     assert "no engine" in found.reason
@@ -75,7 +84,10 @@ def test_stale_tensorrt_version_is_a_miss_naming_both_versions(tmp_path, caplog)
 
 def test_other_gpu_and_other_shape_are_misses(tmp_path):
     cache = EngineCache(tmp_path)
-    cache.store(dataclasses.replace(KEY, gpu_name="NVIDIA GeForce RTX 3060", compute_capability="8.6"), ENGINE)
+    cache.store(
+        dataclasses.replace(KEY, gpu_name="NVIDIA GeForce RTX 3060", compute_capability="8.6"),
+        ENGINE,
+    )
     reason = cache.lookup(KEY).reason
     assert "GPU NVIDIA GeForce RTX 3060 (sm 8.6) not NVIDIA Orin (sm 8.7)" in reason
     cache2 = EngineCache(tmp_path / "b")
@@ -119,7 +131,10 @@ def test_sidecar_key_mismatch_and_missing_sidecar(tmp_path):
 def test_invalidate_update_metadata_and_empty_engine(tmp_path):
     cache = EngineCache(tmp_path)
     cache.store(KEY, ENGINE, {"a": 1})
-    assert cache.update_metadata(KEY, accuracy_gate={"passed": True}) == {"a": 1, "accuracy_gate": {"passed": True}}
+    assert cache.update_metadata(KEY, accuracy_gate={"passed": True}) == {
+        "a": 1,
+        "accuracy_gate": {"passed": True},
+    }
     assert cache.lookup(KEY).entry.metadata["accuracy_gate"] == {"passed": True}
     assert cache.invalidate(KEY, "test") is True
     assert cache.invalidate(KEY) is False

@@ -31,8 +31,22 @@ def test_evaluate_writes_table_figure_and_correct_metrics(exported, shared_data,
     from joint_perception.data.nyuv2 import NYUFolder
 
     out = tmp_path / "eval"
-    rc = main(["--model", str(exported), "--dataset", "nyu_folder", "--root", str(shared_data / "nyuv2_test"),
-               "--arg", f"frames={FRAMES}", "--out", str(out), "--backend", "onnxruntime"])
+    rc = main(
+        [
+            "--model",
+            str(exported),
+            "--dataset",
+            "nyu_folder",
+            "--root",
+            str(shared_data / "nyuv2_test"),
+            "--arg",
+            f"frames={FRAMES}",
+            "--out",
+            str(out),
+            "--backend",
+            "onnxruntime",
+        ]
+    )
     assert rc == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["n_frames"] == 2
@@ -64,10 +78,31 @@ def test_evaluate_writes_table_figure_and_correct_metrics(exported, shared_data,
 
 def test_evaluate_checkpoint_matches_onnx(exported, shared_data, tmp_path):
     """The torch module (model.pt) and the ONNX model give the same metrics."""
-    args = ["--dataset", "nyu_folder", "--root", str(shared_data / "nyuv2_test"), "--arg", "frames=['0001']",
-            "--num-classes", "13"]
+    args = [
+        "--dataset",
+        "nyu_folder",
+        "--root",
+        str(shared_data / "nyuv2_test"),
+        "--arg",
+        "frames=['0001']",
+        "--num-classes",
+        "13",
+    ]
     assert main(["--model", str(exported / "model.pt"), "--out", str(tmp_path / "pt"), *args]) == 0
-    assert main(["--model", str(exported), "--backend", "onnxruntime", "--out", str(tmp_path / "onnx"), *args]) == 0
+    assert (
+        main(
+            [
+                "--model",
+                str(exported),
+                "--backend",
+                "onnxruntime",
+                "--out",
+                str(tmp_path / "onnx"),
+                *args,
+            ]
+        )
+        == 0
+    )
     a = json.loads((tmp_path / "pt" / "metrics.json").read_text())
     b = json.loads((tmp_path / "onnx" / "metrics.json").read_text())
     assert a["depth"]["abs_rel"] == pytest.approx(b["depth"]["abs_rel"], rel=1e-4)
@@ -76,8 +111,26 @@ def test_evaluate_checkpoint_matches_onnx(exported, shared_data, tmp_path):
 
 
 def test_evaluate_bad_inputs(exported, tmp_path, capsys):
-    assert main(["--model", str(tmp_path / "nope"), "--dataset", "nyu_folder", "--root", str(tmp_path),
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "--model",
+                str(tmp_path / "nope"),
+                "--dataset",
+                "nyu_folder",
+                "--root",
+                str(tmp_path),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "no rgb/ directory" in capsys.readouterr().err
-    assert main(["--model", str(tmp_path / "nope"), "--dataset", "nosuch", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            ["--model", str(tmp_path / "nope"), "--dataset", "nosuch", "--out", str(tmp_path / "o")]
+        )
+        == 2
+    )
     assert "unknown data set" in capsys.readouterr().err

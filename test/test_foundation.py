@@ -20,7 +20,9 @@ def test_atomic_write_leaves_old_file_on_error(tmp_path):
 
 
 def test_metadata_roundtrip_and_validation(tmp_path):
-    m = ModelMetadata("realtime", ["depth", "segmentation"], 240, 320, class_names=["wall", "floor"])
+    m = ModelMetadata(
+        "realtime", ["depth", "segmentation"], 240, 320, class_names=["wall", "floor"]
+    )
     m.save(tmp_path / "metadata.json")
     back = load_metadata(tmp_path)
     assert back == m and back.num_classes == 2
@@ -28,7 +30,7 @@ def test_metadata_roundtrip_and_validation(tmp_path):
         ModelMetadata("x", ["segmentation"], 10, 10)
     with pytest.raises(ValueError, match="unknown task"):
         ModelMetadata("x", ["flow"], 10, 10)
-    (tmp_path / "bad" ).mkdir()
+    (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "metadata.json").write_text("{")
     with pytest.raises(ValueError, match="bad/metadata.json"):
         load_metadata(tmp_path / "bad")

@@ -39,11 +39,16 @@ def _stand_in_modules(share_dir: Path) -> dict[str, types.ModuleType]:
 
     mod("launch", LaunchDescription=_Recorder)
     mod("launch.actions", DeclareLaunchArgument=_Recorder)
-    mod("launch.substitutions", LaunchConfiguration=type("LaunchConfiguration", (_Substitution,), {}),
-        PythonExpression=type("PythonExpression", (_Substitution,), {}))
+    mod(
+        "launch.substitutions",
+        LaunchConfiguration=type("LaunchConfiguration", (_Substitution,), {}),
+        PythonExpression=type("PythonExpression", (_Substitution,), {}),
+    )
     mod("launch_ros")
     mod("launch_ros.actions", Node=type("Node", (_Recorder,), {}))
-    mod("launch_ros.parameter_descriptions", ParameterValue=type("ParameterValue", (_Recorder,), {}))
+    mod(
+        "launch_ros.parameter_descriptions", ParameterValue=type("ParameterValue", (_Recorder,), {})
+    )
     mod("ament_index_python")
     mod("ament_index_python.packages", get_package_share_directory=lambda pkg: str(share_dir))
     return mods
@@ -67,10 +72,20 @@ def _console_scripts(repo_root: Path) -> set[str]:
 
 def test_launch_arguments_and_defaults(description, repo_root):
     entities = description.args[0]
-    declared = {e.args[0]: e.kwargs for e in entities if type(e).__name__ == "_Recorder"
-                and e.args and "default_value" in e.kwargs}
-    assert set(declared) == {"namespace", "image_topic", "camera_info_topic", "params_file",
-                             "model", "backend", "use_sim_time"}
+    declared = {
+        e.args[0]: e.kwargs
+        for e in entities
+        if type(e).__name__ == "_Recorder" and e.args and "default_value" in e.kwargs
+    }
+    assert set(declared) == {
+        "namespace",
+        "image_topic",
+        "camera_info_topic",
+        "params_file",
+        "model",
+        "backend",
+        "use_sim_time",
+    }
     params_file = Path(declared["params_file"]["default_value"])
     assert params_file == repo_root / "config" / "perception.yaml" and params_file.is_file()
     assert declared["backend"]["default_value"] in SPECS["backend"].choices
@@ -88,7 +103,8 @@ def test_launch_node_names_an_existing_script_and_declared_parameters(descriptio
     cfg.read(repo_root / "setup.cfg")
     assert cfg["install"]["install_scripts"] == "$base/lib/joint_perception"  # ros2 run finds it
     module, func = re.search(
-        rf'"{kw["executable"]} = ([\w.]+):(\w+)"', (repo_root / "setup.py").read_text()).groups()
+        rf'"{kw["executable"]} = ([\w.]+):(\w+)"', (repo_root / "setup.py").read_text()
+    ).groups()
     assert Path(repo_root, *module.split(".")).with_suffix(".py").is_file() and func == "main"
     assert kw["name"] == "perception_node"
 

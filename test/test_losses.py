@@ -1,4 +1,4 @@
-"""Losses against hand-computed values (joint_perception.training.losses)."""
+"""Losses against hand-computed values (joint_perception.models.losses)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from joint_perception.training import losses as L
+from joint_perception.models import losses
 
 
 def _d(vals):
@@ -19,9 +19,9 @@ def test_berhu_hand_values():
     gt = _d([1.5, 2.0, 1.0, 0.0])  # last pixel invalid; errors 0.5, 0, 2 -> c = 0.4
     c = 0.4
     expected = ((0.5**2 + c**2) / (2 * c) + 0.0 + (2.0**2 + c**2) / (2 * c)) / 3
-    assert L.berhu_loss(pred, gt).item() == pytest.approx(expected, rel=1e-6)
+    assert losses.berhu_loss(pred, gt).item() == pytest.approx(expected, rel=1e-6)
     # small error below c stays L1
-    assert L.berhu_loss(_d([1.0, 1.1, 2.0]), _d([1.0, 1.0, 1.0])).item() == pytest.approx(
+    assert losses.berhu_loss(_d([1.0, 1.1, 2.0]), _d([1.0, 1.0, 1.0])).item() == pytest.approx(
         (0 + 0.1 + (1 + 0.04) / 0.4) / 3, rel=1e-5
     )
 
@@ -29,14 +29,14 @@ def test_berhu_hand_values():
 def test_l1_and_mask_and_nan_gt():
     pred = _d([1.0, 2.0, 3.0])
     gt = _d([2.0, float("nan"), 1.0])
-    assert L.l1_loss(pred, gt).item() == pytest.approx(1.5)
+    assert losses.l1_loss(pred, gt).item() == pytest.approx(1.5)
     mask = torch.tensor([[[[True, True, False]]]])
-    assert L.l1_loss(pred, gt, mask).item() == pytest.approx(1.0)
+    assert losses.l1_loss(pred, gt, mask).item() == pytest.approx(1.0)
 
 
 def test_no_valid_pixels_gives_attached_zero():
     pred = _d([1.0, 2.0]).requires_grad_()
-    loss = L.berhu_loss(pred, _d([0.0, 0.0]))
+    loss = losses.berhu_loss(pred, _d([0.0, 0.0]))
     assert loss.item() == 0.0
     loss.backward()
     assert pred.grad is not None
@@ -47,22 +47,24 @@ def test_silog_hand_value_and_scale_invariance():
     gt = _d([1.0, 1.0])
     d = [0.0, math.log(2.0)]
     expected = sum(x * x for x in d) / 2 - 0.5 * (sum(d) / 2) ** 2
-    assert L.silog_loss(pred, gt).item() == pytest.approx(expected, rel=1e-6)
+    assert losses.silog_loss(pred, gt).item() == pytest.approx(expected, rel=1e-6)
     # lam = 1: a global scale error costs nothing
-    assert L.silog_loss(gt * 3.0, gt, lam=1.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.silog_loss(gt * 3.0, gt, lam=1.0).item() == pytest.approx(0.0, abs=1e-6)
 
 
 def test_class_weights_and_weighted_ce():
     labels = torch.tensor([[[1, 1, 1, 2, 0, 0]]])
-    w = L.class_weights(labels, 3)
+    w = losses.class_weights(labels, 3)
     assert torch.allclose(w, torch.tensor([1 / 4, 3 / 4, 1.0]))
     logits = torch.zeros(1, 3, 1, 6)
     # uniform logits: CE = log 3 on every non-void pixel regardless of weights
-    assert L.cross_entropy_loss(logits, labels).item() == pytest.approx(math.log(3))
-    assert L.cross_entropy_loss(logits, labels, w).item() == pytest.approx(math.log(3))
-    assert L.cross_entropy_loss(logits, labels, reduction="sum").item() == pytest.approx(4 * math.log(3))
+    assert losses.cross_entropy_loss(logits, labels).item() == pytest.approx(math.log(3))
+    assert losses.cross_entropy_loss(logits, labels, w).item() == pytest.approx(math.log(3))
+    assert losses.cross_entropy_loss(logits, labels, reduction="sum").item() == pytest.approx(
+        4 * math.log(3)
+    )
     with pytest.raises(ValueError, match="exceeds"):
-        L.cross_entropy_loss(logits, torch.full((1, 1, 6), 4))
+        losses.cross_entropy_loss(logits, torch.full((1, 1, 6), 4))
 
 
 def test_normal_losses():
@@ -71,8 +73,8 @@ def test_normal_losses():
     gt = n.clone()
     gt[0, :, 0, 1] = torch.tensor([1.0, 0.0, 0.0])
     gt[0, :, 0, 2] = 0.0  # invalid
-    assert L.normal_cosine_loss(n, gt).item() == pytest.approx(0.5)  # (0 + 1) / 2
-    assert L.normal_l1_loss(n, gt).item() == pytest.approx(1.0)  # (0 + 2) / 2
+    assert losses.normal_cosine_loss(n, gt).item() == pytest.approx(0.5)  # (0 + 1) / 2
+    assert losses.normal_l1_loss(n, gt).item() == pytest.approx(1.0)  # (0 + 2) / 2
 
 
 def test_depth_to_normals_plane():
@@ -83,7 +85,7 @@ def test_depth_to_normals_plane():
     # z = a + b X with X = (u - cx) z / fx  =>  z = a / (1 - b (u - cx) / fx)
     a, b = 2.0, 0.3
     z = a / (1 - b * (u - 8.0) / 20.0)
-    n = L.depth_to_normals(z.view(1, 1, h, w), K)
+    n = losses.depth_to_normals(z.view(1, 1, h, w), K)
     expected = torch.tensor([b, 0.0, -1.0]) / math.sqrt(1 + b * b)
     assert torch.allclose(n[0, :, 3, 5], expected, atol=1e-4)
     assert torch.allclose(n.norm(dim=1), torch.ones(1, h, w), atol=1e-5)
@@ -91,69 +93,71 @@ def test_depth_to_normals_plane():
 
 def test_depth_gradient_normal_loss():
     z = torch.linspace(1, 2, 20).view(1, 1, 4, 5)
-    assert L.depth_gradient_normal_loss(z, z).item() == pytest.approx(0.0, abs=1e-7)
+    assert losses.depth_gradient_normal_loss(z, z).item() == pytest.approx(0.0, abs=1e-7)
     flat = torch.ones_like(z)
     # GT gradients: dx = 1/19 per pixel, dy = 5/19; pred flat: n = (0, 0, 1)
     gx, gy = 1 / 19, 5 / 19
     expected = 1 - 1 / math.sqrt(1 + gx * gx + gy * gy)
-    assert L.depth_gradient_normal_loss(flat, z).item() == pytest.approx(expected, rel=1e-4)
+    assert losses.depth_gradient_normal_loss(flat, z).item() == pytest.approx(expected, rel=1e-4)
 
 
 def test_pairwise_losses():
     g = torch.rand(2, 1, 8, 8) + 1
-    assert L.pairwise_depth_loss(g, g).item() == 0.0
+    assert losses.pairwise_depth_loss(g, g).item() == 0.0
     # a constant offset preserves every difference
-    assert L.pairwise_depth_loss(g + 0.5, g).item() == pytest.approx(0.0, abs=1e-6)
-    assert L.pairwise_signed_loss(g + 0.5, g, num_pixels=50).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.pairwise_depth_loss(g + 0.5, g).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.pairwise_signed_loss(g + 0.5, g, num_pixels=50).item() == pytest.approx(
+        0.0, abs=1e-6
+    )
     # two valid pixels only: every sampled pair is (a,a), (b,b), (a,b) or (b,a)
     pred = torch.zeros(1, 1, 1, 4)
     gt = torch.tensor([[[[1.0, 0.0, 3.0, 0.0]]]])
     gen = torch.Generator().manual_seed(0)
-    loss = L.pairwise_signed_loss(pred, gt, num_pixels=200, generator=gen)
+    loss = losses.pairwise_signed_loss(pred, gt, num_pixels=200, generator=gen)
     # dense signed pairs: mean |g_i - g_j| over i,j in {1,3} with ~equal counts = ~1
     assert loss.item() == pytest.approx(1.0, abs=0.15)
     # generic over channels (normals)
     n = torch.randn(1, 3, 5, 5)
-    assert L.pairwise_depth_loss(n, n, torch.ones(1, 5, 5, dtype=torch.bool)).item() == 0.0
+    assert losses.pairwise_depth_loss(n, n, torch.ones(1, 5, 5, dtype=torch.bool)).item() == 0.0
 
 
 def test_ideal_affinity_and_attention_bce():
     labels = torch.tensor([[[1, 2], [1, 0]]])
     onehot = torch.nn.functional.one_hot(labels, 3)[..., 1:].permute(0, 3, 1, 2).float()
-    A = L.ideal_affinity(onehot)
+    A = losses.ideal_affinity(onehot)
     expected = torch.tensor([[1, 0, 1, 0], [0, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]]).float()
     assert torch.equal(A[0], expected)
     att = torch.where(expected > 0, 0.9, 0.1)[None]
-    loss = L.attention_bce_loss(att, labels, (2, 2))
+    loss = losses.attention_bce_loss(att, labels, (2, 2))
     assert loss.item() == pytest.approx(-math.log(0.9), rel=1e-5)
     logits = torch.log(att / (1 - att))
-    assert L.attention_bce_loss(logits, labels, (2, 2), from_logits=True).item() == pytest.approx(
-        -math.log(0.9), rel=1e-5
-    )
+    assert losses.attention_bce_loss(
+        logits, labels, (2, 2), from_logits=True
+    ).item() == pytest.approx(-math.log(0.9), rel=1e-5)
 
 
 def test_consistency_loss_formula():
     depth = torch.tensor([[[[1.0, math.e]]]])  # log-depth step of 1 along x
     seg_same = torch.tensor([[[[10.0, 10.0]], [[-10.0, -10.0]]]])  # both class 1
     seg_diff = torch.tensor([[[[10.0, -10.0]], [[-10.0, 10.0]]]])
-    same = L.consistency_loss(depth, seg_same, offsets=(1,))
-    diff = L.consistency_loss(depth, seg_diff, offsets=(1,))
+    same = losses.consistency_loss(depth, seg_same, offsets=(1,))
+    diff = losses.consistency_loss(depth, seg_diff, offsets=(1,))
     assert same.item() == pytest.approx(0.5, rel=1e-4)  # s = 1, delta^2 = 1, sigma = 1
     assert diff.item() == pytest.approx(0.0, abs=1e-6)
     ls = torch.tensor(math.log(2.0), requires_grad=True)
-    val = L.consistency_loss(depth, seg_same, offsets=(1,), log_sigma=ls)
+    val = losses.consistency_loss(depth, seg_same, offsets=(1,), log_sigma=ls)
     assert val.item() == pytest.approx(1 / 8 + math.log(2.0), rel=1e-4)
     val.backward()
     assert ls.grad is not None
 
 
 def test_weighting():
-    uw = L.UncertaintyWeighting(2)
+    uw = losses.UncertaintyWeighting(2)
     a, b = torch.tensor(2.0), torch.tensor(3.0)
     assert uw([a, b]).item() == pytest.approx(5.0)
     with torch.no_grad():
         uw.log_vars[:] = torch.tensor([math.log(2.0), 0.0])
     assert uw([a, b]).item() == pytest.approx(1.0 + math.log(2.0) + 3.0)
-    assert L.fixed_weighting({"d": a, "s": b}, {"s": 0.5}).item() == pytest.approx(3.5)
+    assert losses.fixed_weighting({"d": a, "s": b}, {"s": 0.5}).item() == pytest.approx(3.5)
     with pytest.raises(ValueError, match="unknown"):
-        L.fixed_weighting({"d": a}, {"x": 1.0})
+        losses.fixed_weighting({"d": a}, {"x": 1.0})

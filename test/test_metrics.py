@@ -147,7 +147,8 @@ def test_normal_metrics_hand_values():
     nm.update(pred, gt)
     m = nm.compute()
     assert m["mean"] == pytest.approx(17.5, abs=1e-4)
-    assert m["median"] == pytest.approx(15.0, abs=1e-4)
+    # the median comes from a histogram of BIN_DEG bins (mergeable state): within half a bin
+    assert m["median"] == pytest.approx(15.0, abs=NormalMetrics.BIN_DEG / 2)
     assert m["rmse"] == pytest.approx(math.sqrt((0 + 100 + 400 + 1600) / 4), abs=1e-4)
     assert (m["pct_11_25"], m["pct_22_5"], m["pct_30"]) == (0.5, 0.75, 0.75)
     nm.update(np.full((1, 2, 3), np.nan), np.tile(z, (1, 2, 1)))

@@ -34,12 +34,14 @@ def test_forward_shapes_depth_expectation_and_config_roundtrip():
     m = small(tasks=("depth", "segmentation", "normals")).eval()
     with torch.no_grad():
         out = m(torch.randn(2, 3, H, W))
-    assert out["depth"].shape == (2, 1, H, W) and out["seg"].shape == (2, 40, H, W)
+    assert out["depth"].shape == (2, 1, H, W) and out["segmentation"].shape == (2, 40, H, W)
     assert out["normals"].shape == (2, 3, H, W)
     assert out["aux_depth_logits"].shape == (2, 50, H // 8, W // 8)
     assert m.bin_size == pytest.approx(0.14)
     grid_depth = soft_bin_depth(out["aux_depth_logits"], 0.14)
-    up = torch.nn.functional.interpolate(grid_depth, size=(H, W), mode="bilinear", align_corners=False)
+    up = torch.nn.functional.interpolate(
+        grid_depth, size=(H, W), mode="bilinear", align_corners=False
+    )
     torch.testing.assert_close(out["depth"], up)
     assert out["depth"].min() >= 0.14 - 1e-6 and out["depth"].max() <= 7.0 + 1e-6
     again = build_model("mscnn_crf", **m.config())
@@ -80,21 +82,21 @@ def test_crf_changes_the_segmentation_only_when_active():
         m.set_stage(3)
         crf = m(x)
     up = torch.nn.functional.interpolate(plain["aux_seg_unary"], size=(H, W), mode="bilinear")
-    torch.testing.assert_close(plain["seg"], up)
-    assert (crf["seg"] - plain["seg"]).abs().max() > 1e-3
+    torch.testing.assert_close(plain["segmentation"], up)
+    assert (crf["segmentation"] - plain["segmentation"]).abs().max() > 1e-3
     torch.testing.assert_close(crf["depth"], plain["depth"])
 
 
 def test_loss_is_lambda_summed_ce_plus_silog():
-    m = small(seg_weight=1e-3)
+    m = small(segmentation_weight=1e-3)
     n = 1
     labels = torch.ones(n, H, W, dtype=torch.long)
-    out = {"seg": torch.zeros(n, 40, H, W), "depth": torch.full((n, 1, H, W), 2.0)}
+    out = {"segmentation": torch.zeros(n, 40, H, W), "depth": torch.full((n, 1, H, W), 2.0)}
     gt = torch.full((n, 1, H, W), 1.0)
     gt[..., 0, :] = 9.0  # beyond the 7 m bins: excluded
     losses = m.compute_losses(out, {"labels": labels, "depth": gt})
     ce_sum = H * W * np.log(40)
-    assert losses["seg"].item() == pytest.approx(ce_sum, rel=1e-5)
+    assert losses["segmentation"].item() == pytest.approx(ce_sum, rel=1e-5)
     # log(2) - log(1) everywhere valid: SI loss = d^2 - 0.5 d^2
     assert losses["depth"].item() == pytest.approx(0.5 * np.log(2) ** 2, rel=1e-5)
     assert losses["total"].item() == pytest.approx(1e-3 * ce_sum + 0.5 * np.log(2) ** 2, rel=1e-5)
@@ -105,7 +107,7 @@ def test_loss_is_lambda_summed_ce_plus_silog():
 
 
 def test_few_training_steps_lower_the_loss():
-    m = small(seg_weight=1e-4)
+    m = small(segmentation_weight=1e-4)
     batch = synthetic_batch(h=H, w=W, seed=5)
     opt = torch.optim.Adam(m.parameters(), lr=1e-4)
     losses = []
@@ -121,7 +123,7 @@ def test_few_training_steps_lower_the_loss():
 def test_onnx_export_matches_torch(tmp_path):
     m = small()
     x = torch.randn(1, 3, H, W)
-    assert onnx_parity_gap(m, x, tmp_path / "mscnn.onnx", ("depth", "seg")) < 1e-4
+    assert onnx_parity_gap(m, x, tmp_path / "mscnn.onnx", ("depth", "segmentation")) < 1e-4
 
 
 @pytest.mark.slow
@@ -129,4 +131,4 @@ def test_paper_configuration_forward_480x640():
     m = build_model("mscnn_crf").eval()
     with torch.no_grad():
         out = m(torch.randn(1, 3, 480, 640))
-    assert out["depth"].shape == (1, 1, 480, 640) and out["seg"].shape == (1, 40, 480, 640)
+    assert out["depth"].shape == (1, 1, 480, 640) and out["segmentation"].shape == (1, 40, 480, 640)

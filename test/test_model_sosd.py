@@ -22,7 +22,7 @@ def small(**kw):
 def test_forward_shapes_and_config_roundtrip():
     m = small(tasks=("depth", "segmentation", "normals"))
     out = m(torch.randn(2, 3, H, W))
-    assert out["depth"].shape == (2, 1, H, W) and out["seg"].shape == (2, 40, H, W)
+    assert out["depth"].shape == (2, 1, H, W) and out["segmentation"].shape == (2, 40, H, W)
     assert out["normals"].shape == (2, 3, H, W)
     assert torch.all(out["depth"] > 0)
     np.testing.assert_allclose(out["normals"].norm(dim=1).detach().numpy(), 1.0, atol=1e-5)
@@ -74,7 +74,9 @@ def test_em_alternation_moves_only_its_side_and_the_shared_encoder():
     assert any(n.startswith("s2d.") for n in dnames - snames)
     assert any(n.startswith("d2s.") for n in snames - dnames)
     batch = synthetic_batch()
-    opt = {k: torch.optim.Adam(g, lr=1e-3) for k, g in zip(("depth", "sem"), (depth_group, sem_group))}
+    opt = {
+        k: torch.optim.Adam(g, lr=1e-3) for k, g in zip(("depth", "sem"), (depth_group, sem_group))
+    }
     for step, names in (("depth", dnames), ("sem", snames)):
         # the trainer's EM step: freeze the other side, backprop this step's loss, update
         for n, p in m.named_parameters():
@@ -101,11 +103,14 @@ def test_inverse_depth_output_and_loss():
     torch.testing.assert_close(out["depth"], 1.0 / out["aux_inv_depth"].clamp_min(1e-3))
     gt = torch.full((1, 1, H, W), 2.0)
     gt[..., :10] = 0  # invalid
-    fake = {"depth": torch.full((1, 1, H, W), 4.0), "aux_inv_depth": torch.full((1, 1, H, W), 0.25),
-            "seg": torch.zeros(1, 40, H, W)}
+    fake = {
+        "depth": torch.full((1, 1, H, W), 4.0),
+        "aux_inv_depth": torch.full((1, 1, H, W), 0.25),
+        "segmentation": torch.zeros(1, 40, H, W),
+    }
     losses = m.compute_losses(fake, {"depth": gt, "labels": torch.ones(1, H, W, dtype=torch.long)})
     assert losses["depth"].item() == pytest.approx(0.25)  # |1/4 - 1/2|
-    assert losses["seg"].item() == pytest.approx(np.log(40), rel=1e-5)
+    assert losses["segmentation"].item() == pytest.approx(np.log(40), rel=1e-5)
 
 
 def test_few_training_steps_lower_the_loss():
@@ -125,7 +130,7 @@ def test_few_training_steps_lower_the_loss():
 def test_onnx_export_matches_torch(tmp_path):
     m = small().eval()
     x = torch.randn(1, 3, H, W)
-    assert onnx_parity_gap(m, x, tmp_path / "sosd.onnx", ("depth", "seg")) < 1e-4
+    assert onnx_parity_gap(m, x, tmp_path / "sosd.onnx", ("depth", "segmentation")) < 1e-4
 
 
 @pytest.mark.slow
@@ -133,5 +138,5 @@ def test_paper_configuration_forward_480x640():
     m = build_model("sosd").eval()  # Xception-65, output stride 16
     with torch.no_grad():
         out = m(torch.randn(1, 3, 480, 640))
-    assert out["depth"].shape == (1, 1, 480, 640) and out["seg"].shape == (1, 40, 480, 640)
+    assert out["depth"].shape == (1, 1, 480, 640) and out["segmentation"].shape == (1, 40, 480, 640)
     assert out["aux_geometric"].shape == (1, 1, 120, 160)

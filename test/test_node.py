@@ -92,22 +92,33 @@ def test_every_output_follows_the_contract(model_dir, frame):
     cloud = out["points"]
     assert (cloud.height, cloud.width, cloud.is_dense) == (480, 640, False)
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb", "label"]
-    pts = unpack(cloud.data, cloud.fields, cloud.point_step, cloud.height, cloud.width,
-                 cloud.row_step, cloud.is_bigendian)
+    pts = unpack(
+        cloud.data,
+        cloud.fields,
+        cloud.point_step,
+        cloud.height,
+        cloud.width,
+        cloud.row_step,
+        cloud.is_bigendian,
+    )
     # z equals the depth image wherever finite, NaN elsewhere; x, y follow the pinhole model
     np.testing.assert_array_equal(np.isfinite(pts["z"]), finite)
     np.testing.assert_allclose(pts["z"][finite], depth[finite], rtol=1e-6)
     v, u = np.nonzero(finite)
-    np.testing.assert_allclose(pts["x"][finite], (u - K[0, 2]) / K[0, 0] * depth[finite],
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        pts["x"][finite], (u - K[0, 2]) / K[0, 0] * depth[finite], rtol=1e-4, atol=1e-5
+    )
     np.testing.assert_array_equal(pts["label"], labels)
     np.testing.assert_array_equal(unpack_rgb(pts["rgb"]), rgb)
 
 
 def test_network_resolution_scales_camera_info_and_decimates_points(model_dir, frame):
     rgb, K = frame
-    h = NodeHarness(model_dir, {"output_resolution": "network", "points_decimation": 2},
-                    outputs=("depth/image", "depth/camera_info", "points"))
+    h = NodeHarness(
+        model_dir,
+        {"output_resolution": "network", "points_decimation": 2},
+        outputs=("depth/image", "depth/camera_info", "points"),
+    )
     try:
         h.send(image_msg(rgb, STAMP), camera_info_msg(K, 480, 640, STAMP))
         out = h.wait_outputs(STAMP)
@@ -140,9 +151,14 @@ def test_burst_drops_stale_frames_and_counts_them(model_dir, frame):
         time.sleep(0.3)
         snap = h.node.stats.snapshot()
         got = {m.header.stamp.nanosec for m in h.received["depth/image"]}
-        h.wait_for(lambda: any(status_values(d.status[0]).get("frames_processed")
-                               == str(snap["frames_processed"]) for d in h.diagnostics),
-                   5.0, "diagnostics with the final counts")
+        h.wait_for(
+            lambda: any(
+                status_values(d.status[0]).get("frames_processed") == str(snap["frames_processed"])
+                for d in h.diagnostics
+            ),
+            5.0,
+            "diagnostics with the final counts",
+        )
         diag = next(status_values(d.status[0]) for d in reversed(h.diagnostics))
     finally:
         h.close()
@@ -151,8 +167,15 @@ def test_burst_drops_stale_frames_and_counts_them(model_dir, frame):
     assert len(got) < len(stamps)
     assert diag["frames_dropped"] == str(snap["frames_dropped"])
     assert diag["backend"] == "onnxruntime" and diag["backend_reason"]
-    for key in ("rate_hz", "latency_p50_ms", "latency_p95_ms", "stage_inference_p50_ms",
-                "stage_decode_p50_ms", "stage_publish_p50_ms", "model"):
+    for key in (
+        "rate_hz",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "stage_inference_p50_ms",
+        "stage_decode_p50_ms",
+        "stage_publish_p50_ms",
+        "model",
+    ):
         assert key in diag, key
 
 

@@ -71,13 +71,16 @@ def _unknown_encoding(s):
     return m
 
 
-@pytest.mark.parametrize(("make", "reason"), [
-    (_unsupported, "unsupported_encoding"),
-    (_unknown_encoding, "unsupported_encoding"),
-    (_bad_step, "malformed_image"),
-    (_short_data, "malformed_image"),
-    (_empty, "empty_image"),
-])
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (_unsupported, "unsupported_encoding"),
+        (_unknown_encoding, "unsupported_encoding"),
+        (_bad_step, "malformed_image"),
+        (_short_data, "malformed_image"),
+        (_empty, "empty_image"),
+    ],
+)
 def test_bad_image_is_skipped_counted_and_node_survives(raw_node, make, reason):
     h = raw_node
     before = _skipped(h, reason)
@@ -86,14 +89,23 @@ def test_bad_image_is_skipped_counted_and_node_survives(raw_node, make, reason):
         h.send(make(s), camera_info_msg(K, H, W, s))
     h.wait_for(lambda: _skipped(h, reason) == before + 3, 10, f"3 skips counted as {reason}")
     _assert_still_works(h)
-    h.wait_for(lambda: any(f"skipped_{reason}" in {kv.key for kv in d.status[0].values}
-                           for d in list(h.diagnostics)[-3:]), 5, "reason in /diagnostics")
+    h.wait_for(
+        lambda: any(
+            f"skipped_{reason}" in {kv.key for kv in d.status[0].values}
+            for d in list(h.diagnostics)[-3:]
+        ),
+        5,
+        "reason in /diagnostics",
+    )
 
 
-@pytest.mark.parametrize(("k", "reason"), [
-    (np.zeros((3, 3)), "invalid_camera_info"),
-    (np.array([[np.nan, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]]), "invalid_camera_info"),
-])
+@pytest.mark.parametrize(
+    ("k", "reason"),
+    [
+        (np.zeros((3, 3)), "invalid_camera_info"),
+        (np.array([[np.nan, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]]), "invalid_camera_info"),
+    ],
+)
 def test_bad_camera_info_is_skipped(raw_node, k, reason):
     h = raw_node
     before = _skipped(h, reason)

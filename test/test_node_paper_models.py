@@ -22,8 +22,15 @@ STAMP = 1_700_000_123_000_000_000
 # name -> (build kwargs of a light variant, tasks)
 PAPER_MODELS = {
     "pap": ({"backbone": "resnet18", "channels": 32}, ("depth", "segmentation", "normals")),
-    "cinet": ({"backbone": "resnet18", "channels": 64, "key_channels": 16,
-               "decoder_channels": (32, 32, 16)}, ("depth", "segmentation")),
+    "cinet": (
+        {
+            "backbone": "resnet18",
+            "channels": 64,
+            "key_channels": 16,
+            "decoder_channels": (32, 32, 16),
+        },
+        ("depth", "segmentation"),
+    ),
     "sosd": ({"backbone": "resnet18"}, ("depth", "segmentation")),
     "mscnn_crf": ({"crf_iterations": 2}, ("depth", "segmentation")),
 }
@@ -60,8 +67,9 @@ def test_paper_model_runs_in_the_node(name, frame, tmp_path):
     for topic, msg in out.items():
         assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == divmod(STAMP, 10**9), topic
     depth_msg = out["depth/image"]
-    depth = decode_image(depth_msg.encoding, depth_msg.height, depth_msg.width, depth_msg.step,
-                         depth_msg.data)
+    depth = decode_image(
+        depth_msg.encoding, depth_msg.height, depth_msg.width, depth_msg.step, depth_msg.data
+    )
     assert depth_msg.encoding == "32FC1" and depth.shape == (480, 640)
     assert np.isfinite(depth).any()
     assert out["segmentation/labels"].encoding == "mono8"

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from joint_perception.data.nyuv2_classes import (
+from joint_perception.nyuv2_classes import (
     ID13,
     ID40,
     MAP40_TO_13,

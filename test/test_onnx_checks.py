@@ -50,20 +50,32 @@ def test_unsupported_and_foreign_domain_ops_are_flagged(tmp_path):
         helper.make_node("Unique", ["r"], ["u"]),
         helper.make_node("Gelu", ["r"], ["gelu"], domain="com.microsoft"),
     ]
-    path = _save(tmp_path, nodes, [_vi("x", [4])], [_vi("u", None), _vi("gelu", [4])],
-                 domains=["com.microsoft"])
+    path = _save(
+        tmp_path,
+        nodes,
+        [_vi("x", [4])],
+        [_vi("u", None), _vi("gelu", [4])],
+        domains=["com.microsoft"],
+    )
     report = check_onnx(path)
     assert not report.ok
     assert report.unsupported_ops == ["Unique", "com.microsoft::Gelu"]
-    assert any("operators TensorRT 10 cannot parse: Unique (x1), com.microsoft::Gelu (x1)" in e
-               for e in report.errors)
+    assert any(
+        "operators TensorRT 10 cannot parse: Unique (x1), com.microsoft::Gelu (x1)" in e
+        for e in report.errors
+    )
 
 
 def test_dynamic_input_flagged_then_make_static_fixes_it(tmp_path):
     x = helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, "H", "W"])
     w = helper.make_tensor("w", TensorProto.FLOAT, [2, 3, 1, 1], np.ones(6, np.float32))
-    graph = helper.make_graph([helper.make_node("Conv", ["image", "w"], ["y"])], "g", [x],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, "H", "W"])], [w])
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w"], ["y"])],
+        "g",
+        [x],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, "H", "W"])],
+        [w],
+    )
     path = tmp_path / "dyn.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     report = check_onnx(path)

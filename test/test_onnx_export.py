@@ -6,16 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from joint_perception.data.nyuv2_classes import NAMES40
-from joint_perception.export.onnx_export import (
-    DeployWrapper,
-    export_onnx,
-    load_checkpoint_model,
-    load_torch_model,
-    main,
-)
+from joint_perception.export.onnx_export import export_onnx, main
 from joint_perception.io_utils import sha256_file
 from joint_perception.models import build_model
+from joint_perception.models.deploy import DeployWrapper
+from joint_perception.models.serialization import load_checkpoint_model, load_torch_model
+from joint_perception.nyuv2_classes import NAMES40
 from joint_perception.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
 H, W = 120, 160
@@ -26,9 +22,12 @@ def exported(tmp_path_factory):
     torch.manual_seed(0)
     model = build_model("realtime")
     out = tmp_path_factory.mktemp("export")
-    onnx_path, meta = export_onnx(model, out, input_size=(H, W),
-                                  metadata_overrides={"canonical_focal": 130.0,
-                                                      "training": {"dataset": "none"}})
+    onnx_path, meta = export_onnx(
+        model,
+        out,
+        input_size=(H, W),
+        metadata_overrides={"canonical_focal": 130.0, "training": {"dataset": "none"}},
+    )
     return model, out, onnx_path, meta
 
 
@@ -64,7 +63,7 @@ def test_ort_backend_matches_torch_wrapper(exported):
     wrapper = DeployWrapper(model.eval())
     with torch.no_grad():
         depth, labels, conf, normals = wrapper(x)
-        logits = model((x - wrapper.mean) / wrapper.std)["seg"]
+        logits = model((x - wrapper.mean) / wrapper.std)["segmentation"]
     assert pred.depth.shape == (2, H, W) and pred.normals.shape == (2, H, W, 3)
     assert pred.labels.dtype == np.int32 and pred.labels.min() >= 1 and pred.labels.max() <= 40
     assert np.abs(pred.depth - depth[:, 0].numpy()).max() < 1e-4
@@ -119,15 +118,37 @@ def test_depth_only_model_and_bad_arguments(tmp_path):
 
 
 def test_cli_exports_lightning_checkpoint(tmp_path, capsys):
-    model = build_model("realtime", tasks=["depth", "normals"], decoder_channels=16, head_channels=8)
+    model = build_model(
+        "realtime", tasks=["depth", "normals"], decoder_channels=16, head_channels=8
+    )
     ckpt = tmp_path / "last.ckpt"
-    torch.save({"state_dict": {"model." + k: v for k, v in model.state_dict().items()},
-                "hyper_parameters": {"model": {"name": "realtime", **model.config()}},
-                "epoch": 3}, ckpt)
-    assert torch.equal(load_checkpoint_model(ckpt).encoder.features[0][0].weight,
-                       model.encoder.features[0][0].weight)
-    assert main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "e"), "--height", "64",
-                 "--width", "96"]) == 0
+    torch.save(
+        {
+            "state_dict": {"model." + k: v for k, v in model.state_dict().items()},
+            "hyper_parameters": {"model": {"name": "realtime", **model.config()}},
+            "epoch": 3,
+        },
+        ckpt,
+    )
+    assert torch.equal(
+        load_checkpoint_model(ckpt).encoder.features[0][0].weight,
+        model.encoder.features[0][0].weight,
+    )
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(ckpt),
+                "--out",
+                str(tmp_path / "e"),
+                "--height",
+                "64",
+                "--width",
+                "96",
+            ]
+        )
+        == 0
+    )
     meta = json.loads((tmp_path / "e" / "metadata.json").read_text())
     assert meta["outputs"] == ["depth", "normals"] and meta["input_width"] == 96
     assert meta["training"]["checkpoint"] == str(ckpt)

@@ -12,12 +12,32 @@ from joint_perception.ros import parameters as P
 def test_defaults_are_valid_and_cover_the_brief():
     assert P.validate(P.defaults(), check_model=False) == []
     required = {
-        "model", "backend", "device", "engine_cache_dir", "input_transport", "camera_info_sync",
-        "sync_slop_s", "output_resolution", "min_depth", "max_depth", "publish_depth",
-        "publish_labels", "publish_color", "color_overlay_alpha", "publish_normals",
-        "publish_points", "points_decimation", "publish_confidence", "diagnostics_period_s",
-        "warn_throttle_s", "qos.input.reliability", "qos.input.depth", "qos.output.reliability",
-        "qos.output.durability", "qos.output.depth", "qos.input.durability",
+        "model",
+        "backend",
+        "device",
+        "engine_cache_dir",
+        "input_transport",
+        "camera_info_sync",
+        "sync_slop_s",
+        "output_resolution",
+        "min_depth",
+        "max_depth",
+        "publish_depth",
+        "publish_labels",
+        "publish_color",
+        "color_overlay_alpha",
+        "publish_normals",
+        "publish_points",
+        "points_decimation",
+        "publish_confidence",
+        "diagnostics_period_s",
+        "warn_throttle_s",
+        "qos.input.reliability",
+        "qos.input.depth",
+        "qos.output.reliability",
+        "qos.output.durability",
+        "qos.output.depth",
+        "qos.input.durability",
     }
     assert required <= set(P.SPECS)
     for spec in P.PARAMETERS:
@@ -31,7 +51,7 @@ def test_defaults_are_valid_and_cover_the_brief():
 @pytest.mark.parametrize(
     ("params", "needle"),
     [
-        ({"backend": "cuda"}, "backend: 'cuda' is not one of auto, tensorrt, onnxruntime, torch"),
+        ({"backend": "cuda"}, "backend: 'cuda' is not one of auto, tensorrt, torch, onnxruntime"),
         ({"min_depth": 5.0, "max_depth": 2.0}, "min_depth: 5.0 must be smaller than max_depth 2.0"),
         ({"min_depth": 3.0, "max_depth": 3.0}, "must be smaller than max_depth"),
         ({"points_decimation": 0}, "points_decimation: 0 is below the minimum 1"),
@@ -91,9 +111,15 @@ def test_declare_parameters_on_a_real_node(tmp_path):
     rclpy.init(context=ctx)
     try:
         # model "realtime" may not be shipped yet: an existing directory passes the model check
-        node = Node("param_test2", context=ctx, parameter_overrides=[
-            Parameter("model", value=str(tmp_path)), Parameter("backend", value="torch"),
-            Parameter("points_decimation", value=4)])
+        node = Node(
+            "param_test2",
+            context=ctx,
+            parameter_overrides=[
+                Parameter("model", value=str(tmp_path)),
+                Parameter("backend", value="torch"),
+                Parameter("points_decimation", value=4),
+            ],
+        )
         values = P.declare_parameters(node)
         assert values["backend"] == "torch" and values["points_decimation"] == 4
         desc = node.describe_parameter("points_decimation")
@@ -105,9 +131,15 @@ def test_declare_parameters_on_a_real_node(tmp_path):
         assert (rng.from_value, rng.to_value) == (0.0, 1.0)
         node.destroy_node()
 
-        node = Node("param_test3", context=ctx, parameter_overrides=[
-            Parameter("model", value=str(tmp_path)), Parameter("min_depth", value=4.0),
-            Parameter("max_depth", value=1.0)])
+        node = Node(
+            "param_test3",
+            context=ctx,
+            parameter_overrides=[
+                Parameter("model", value=str(tmp_path)),
+                Parameter("min_depth", value=4.0),
+                Parameter("max_depth", value=1.0),
+            ],
+        )
         with pytest.raises(ValueError, match="min_depth: 4.0 must be smaller than max_depth 1.0"):
             P.declare_parameters(node)
         node.destroy_node()
@@ -124,11 +156,92 @@ def test_qos_profiles_follow_rep2003_and_overrides():
     assert q_in.reliability == ReliabilityPolicy.BEST_EFFORT and q_in.depth == 1
     q_out = output_qos(P.defaults())
     assert q_out.reliability == ReliabilityPolicy.RELIABLE and q_out.depth == 2
-    q = output_qos({"qos.output.reliability": "best_effort", "qos.output.durability":
-                    "transient_local", "qos.output.depth": 7})
+    q = output_qos(
+        {
+            "qos.output.reliability": "best_effort",
+            "qos.output.durability": "transient_local",
+            "qos.output.depth": 7,
+        }
+    )
     assert (q.reliability, q.durability, q.depth) == (
-        ReliabilityPolicy.BEST_EFFORT, DurabilityPolicy.TRANSIENT_LOCAL, 7)
+        ReliabilityPolicy.BEST_EFFORT,
+        DurabilityPolicy.TRANSIENT_LOCAL,
+        7,
+    )
     with pytest.raises(ValueError, match="unknown QoS reliability 'sometimes'"):
         make_qos("sometimes", "volatile", 1)
     with pytest.raises(ValueError, match="QoS depth must be >= 1"):
         make_qos("reliable", "volatile", 0)
+
+
+def test_qos_defaults_come_from_the_parameter_table(monkeypatch):
+    """ros/qos.py restates no default: change the table and the profiles follow."""
+    import dataclasses
+
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+    from joint_perception.ros import qos
+
+    changed = {
+        "qos.input.reliability": "reliable",
+        "qos.input.depth": 5,
+        "qos.output.durability": "transient_local",
+        "qos.output.depth": 9,
+    }
+    table = tuple(
+        dataclasses.replace(s, default=changed[s.name]) if s.name in changed else s
+        for s in P.PARAMETERS
+    )
+    monkeypatch.setattr(P, "PARAMETERS", table)
+    q_in, q_out = qos.input_qos({}), qos.output_qos({"qos.output.depth": 3})
+    assert (q_in.reliability, q_in.depth) == (ReliabilityPolicy.RELIABLE, 5)
+    assert (q_out.durability, q_out.depth) == (DurabilityPolicy.TRANSIENT_LOCAL, 3)
+    # every policy name the table accepts maps to an rclpy policy
+    for name in P.RELIABILITIES:
+        assert qos.make_qos(name, "volatile", 1).reliability.name.lower() == name
+    for name in P.DURABILITIES:
+        assert qos.make_qos("reliable", name, 1).durability.name.lower() == name
+
+
+def test_yaml_comments_repeat_the_table(repo_root):
+    """Each value in config/perception.yaml is documented by the table's description and says
+    whether it is read-only (the comments above it, joined)."""
+    lines = (repo_root / "config" / "perception.yaml").read_text().splitlines()
+    path: list[tuple[int, str]] = []  # (indent, key) of the enclosing mappings
+    seen = set()
+    for i, line in enumerate(lines):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        indent = len(line) - len(line.lstrip())
+        key, _, value = line.strip().partition(":")
+        path = [(d, k) for d, k in path if d < indent]
+        if not value.strip():
+            path.append((indent, key))
+            continue
+        name = ".".join(
+            [k for _, k in path if k not in ("perception_node", "ros__parameters")] + [key]
+        )
+        j = i
+        while j > 0 and lines[j - 1].lstrip().startswith("#"):
+            j -= 1
+        comment = " ".join(c.strip().lstrip("#").strip() for c in lines[j:i])
+        spec = P.SPECS[name]
+        assert spec.description in comment, name
+        assert ("read-only" in comment) == spec.read_only, name
+        seen.add(name)
+    assert seen == set(P.SPECS)
+
+
+def test_shipped_yaml_is_generated_from_the_table(repo_root):
+    """config/perception.yaml is exactly ``python -m joint_perception.ros.parameters``: one home
+    per fact (regenerate it after changing the table)."""
+    assert (repo_root / "config" / "perception.yaml").read_text() == P.yaml_document()
+
+
+def test_publish_parameters_come_from_the_topic_table():
+    from joint_perception.ros.topics import OUTPUT_TOPICS
+
+    publish = {s.name: s for s in P.PARAMETERS if s.name.startswith("publish_")}
+    assert set(publish) == {t.param for t in OUTPUT_TOPICS}
+    for t in OUTPUT_TOPICS:
+        assert publish[t.param].default is t.default and t.name in publish[t.param].description

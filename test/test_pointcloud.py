@@ -112,6 +112,7 @@ def test_errors():
         unpack(c.data, [Field("x", 0, 9)], 12, 4, 6)
 
 
+@pytest.mark.perf
 def test_pack_640x480_is_fast():
     pts, rgb, lab = _scene(480, 640)
     pack_organized(pts, rgb, lab)

@@ -154,6 +154,7 @@ class Net240(RampBackend):
         )
 
 
+@pytest.mark.perf
 def test_postprocess_640x480_is_fast():
     meta = _meta(input_height=240, input_width=320)
     pipe = Pipeline(Net240(meta))

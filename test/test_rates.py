@@ -21,6 +21,7 @@ from joint_perception.evaluation.rates import (
     restamp_cdr,
 )
 from joint_perception.evaluation.replay import header_from_cdr
+from joint_perception.evaluation.replay.peak import MAX_TRIALS
 from joint_perception.ros.frame_buffer import LatestSlot
 
 
@@ -57,8 +58,12 @@ def test_pace_does_not_drift_when_a_publish_is_slow():
 
 def test_pace_schedule_follows_recorded_offsets():
     t = [0.0]
-    times = pace_schedule([0.0, 0.5, 0.5, 2.0], lambda i: None, clock=lambda: t[0],
-                          sleep=lambda d: t.__setitem__(0, t[0] + d))
+    times = pace_schedule(
+        [0.0, 0.5, 0.5, 2.0],
+        lambda i: None,
+        clock=lambda: t[0],
+        sleep=lambda d: t.__setitem__(0, t[0] + d),
+    )
     assert times == [0.0, 0.5, 0.5, 2.0]
     with pytest.raises(ValueError, match="non-decreasing"):
         pace_schedule([0.0, 1.0, 0.5], lambda i: None)
@@ -95,9 +100,15 @@ def test_loop_schedule_keeps_stamps_unique_and_increasing():
     sched = loop_schedule(stamps, 7)
     assert [i for i, _ in sched] == [0, 1, 2, 0, 1, 2, 0]
     # pass k is shifted by k * (span 1 s + gap 0.5 s)
-    assert [s for _, s in sched] == [1_000_000_000, 1_500_000_000, 2_000_000_000,
-                                     2_500_000_000, 3_000_000_000, 3_500_000_000,
-                                     4_000_000_000]
+    assert [s for _, s in sched] == [
+        1_000_000_000,
+        1_500_000_000,
+        2_000_000_000,
+        2_500_000_000,
+        3_000_000_000,
+        3_500_000_000,
+        4_000_000_000,
+    ]
     single = loop_schedule([5], 3)
     assert [s for _, s in single] == [5, 1_000_000_005, 2_000_000_005]
     with pytest.raises(ValueError, match="empty"):
@@ -135,8 +146,10 @@ def test_performance_fields_with_nothing_received():
 
 
 def test_process_monitor_measures_a_busy_child():
-    code = "import time\nt = time.process_time()\nb = bytearray(60 * 2**20)\n" \
-           "while time.process_time() - t < 5: pass\n"
+    code = (
+        "import time\nt = time.process_time()\nb = bytearray(60 * 2**20)\n"
+        "while time.process_time() - t < 5: pass\n"
+    )
     proc = subprocess.Popen([sys.executable, "-S", "-c", code])
     try:
         time.sleep(0.3)  # let it allocate
@@ -153,14 +166,21 @@ def test_process_monitor_measures_a_busy_child():
 
 def _capacity_trial(capacity_hz: float):
     """A consumer that keeps up to capacity_hz and misses the excess (exact arithmetic)."""
+
     def trial(rate):
         return {"MISSED_FRAME_FRACTION": max(0.0, 1.0 - capacity_hz / rate)}
+
     return trial
 
 
 def test_peak_search_gallops_then_bisects():
-    res = find_peak_rate(_capacity_trial(33.0), min_rate_hz=4.0, max_rate_hz=200.0,
-                         max_missed=0.05, rel_tolerance=0.05)
+    res = find_peak_rate(
+        _capacity_trial(33.0),
+        min_rate_hz=4.0,
+        max_rate_hz=200.0,
+        max_missed=0.05,
+        rel_tolerance=0.05,
+    )
     rates = [r for r, _, _ in res.trials]
     assert rates[:5] == [4.0, 8.0, 16.0, 32.0, 64.0]  # galloping until the first failure
     # the true limit is 33 / 0.95 = 34.74 Hz; the result passes and is within 5 % of it
@@ -212,9 +232,70 @@ def test_peak_search_on_a_slowed_newest_frame_worker():
         worker.close()
         return performance_fields(sent, worker.received)
 
-    res = find_peak_rate(trial, min_rate_hz=10.0, max_rate_hz=160.0, max_missed=0.05,
-                         rel_tolerance=0.15, max_trials=7)
+    res = find_peak_rate(
+        trial,
+        min_rate_hz=10.0,
+        max_rate_hz=160.0,
+        max_missed=0.05,
+        rel_tolerance=0.15,
+        max_trials=7,
+    )
     assert res.trials[0][1] == 0.0  # 10 Hz: nothing missed
     assert res.peak_rate_hz is not None
     assert 14.0 <= res.peak_rate_hz <= 52.0  # generous: the CPU is shared
     assert any(frac > 0.05 for _, frac, _ in res.trials)  # the search found a failing rate
+
+
+def _newest_frame_node(frame_s: float, n_frames: int):
+    """Trial of a newest-frame-only node, without a clock: frame ``k`` arrives at
+    ``k / rate``; the worker takes the slot's frame as soon as it is free and is then busy
+    ``frame_s``; a frame still in the slot when the next one arrives is overwritten (missed).
+    The last frame is never overwritten."""
+
+    def trial(rate: float) -> dict:
+        free_at = 0.0  # when the worker can take the next frame
+        held = None  # arrival time of the frame in the slot
+        processed = 0
+        for k in range(n_frames):
+            t = k / rate
+            if held is not None and max(held, free_at) <= t:  # taken before this arrival
+                free_at = max(held, free_at) + frame_s
+                processed += 1
+            held = t  # replaces the held frame if it was not taken
+        processed += 1
+        return {"MISSED_FRAME_FRACTION": 1.0 - processed / n_frames}
+
+    return trial
+
+
+def _newest_frame_bound_hz(frame_s: float, n_frames: int) -> float:
+    """Highest rate at which that node misses none of ``n_frames`` (derivation in
+    test_replay.py::test_peak_search_on_a_node_slowed_on_purpose)."""
+    return (n_frames - 1) / ((n_frames - 2) * frame_s)
+
+
+@pytest.mark.parametrize("frame_s", [0.025, 0.150, 0.180])
+@pytest.mark.parametrize("n_frames", [3, 6, 16])
+def test_newest_frame_node_misses_nothing_up_to_the_derived_bound(frame_s, n_frames):
+    trial = _newest_frame_node(frame_s, n_frames)
+    bound = _newest_frame_bound_hz(frame_s, n_frames)
+    assert bound > 1.0 / frame_s  # a short trial passes above the sustainable rate
+    assert trial(bound * (1 - 1e-9))["MISSED_FRAME_FRACTION"] == 0.0
+    assert trial(bound * (1 + 1e-6))["MISSED_FRAME_FRACTION"] > 0.0
+    assert trial(0.5 / frame_s)["MISSED_FRAME_FRACTION"] == 0.0
+
+
+def test_replay_peak_search_on_the_clock_free_slowed_node():
+    """The search of test_replay's peak test (2..32 Hz, 6 frames per trial, 5 % missed, replay's
+    MAX_TRIALS) on the clock-free node: 8.0 Hz for 150 ms per frame (8 passes; 16, 11.3, 9.5,
+    8.7 fail: the bound is 8.33 Hz) and 6.727 Hz for 180 ms (as a real run measured) - above
+    1 / 0.15 s = 6.67 Hz, which a 6-frame trial may legally exceed. Never above the bound."""
+
+    def peak(frame_s: float) -> float | None:
+        trial = _newest_frame_node(frame_s, 6)
+        return find_peak_rate(trial, 2.0, 32.0, 0.05, max_trials=MAX_TRIALS).peak_rate_hz
+
+    assert peak(0.150) == 8.0
+    assert peak(0.180) == pytest.approx(6.727, abs=1e-3)
+    for frame_s in np.linspace(0.150, 0.600, 46):
+        assert 2.0 <= peak(frame_s) <= _newest_frame_bound_hz(frame_s, 6)

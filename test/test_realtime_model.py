@@ -31,7 +31,7 @@ def test_forward_contract_at_default_size():
     with torch.no_grad():
         out = model(torch.randn(1, 3, 240, 320))
     assert out["depth"].shape == (1, 1, 240, 320)
-    assert out["seg"].shape == (1, 40, 240, 320)
+    assert out["segmentation"].shape == (1, 40, 240, 320)
     assert out["normals"].shape == (1, 3, 240, 320)
     assert out["depth"].min() > 0 and out["depth"].max() < 10.0
     assert torch.allclose(out["normals"].norm(dim=1), torch.ones(1, 240, 320), atol=1e-5)
@@ -43,41 +43,52 @@ def test_every_parameter_gets_a_gradient(weighting):
     model = build_model("realtime", loss_weighting=weighting).train()
     batch = make_batch(1, 240, 320)
     losses = model.compute_losses(model(batch["image"]), batch)
-    assert set(losses) == {"total", "depth", "seg", "normals"}
+    assert set(losses) == {"total", "depth", "segmentation", "normals"}
     assert all(torch.isfinite(v) for v in losses.values())
     losses["total"].backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
     assert missing == []
     if weighting == "uncertainty":  # log_vars start at 0: total = sum of the terms
-        terms = losses["depth"] + losses["seg"] + losses["normals"]
+        terms = losses["depth"] + losses["segmentation"] + losses["normals"]
         assert torch.isclose(losses["total"], terms)
 
 
 def test_loss_values_and_masks():
-    model = build_model("realtime", tasks=["depth", "segmentation", "normals"], num_classes=3,
-                        loss_weights={"seg": 0.5}).eval()
+    model = build_model(
+        "realtime",
+        tasks=["depth", "segmentation", "normals"],
+        num_classes=3,
+        loss_weights={"segmentation": 0.5},
+    ).eval()
     batch = make_batch(2, 8, 8, num_classes=3)
     out = {
         "depth": batch["depth"].clamp_min(1.0),  # exact where GT >= 1, 0 where invalid
-        "seg": torch.zeros(2, 3, 8, 8),  # uniform: CE = log 3
+        "segmentation": torch.zeros(2, 3, 8, 8),  # uniform: CE = log 3
         "normals": -batch["normals"],  # opposite: cosine loss 2
     }
     batch["depth"] = batch["depth"].clamp_min(1.0) * (batch["depth"] > 0)
     losses = model.compute_losses(out, batch)
     assert losses["depth"].item() == pytest.approx(0.0, abs=1e-6)
-    assert losses["seg"].item() == pytest.approx(torch.log(torch.tensor(3.0)).item(), rel=1e-5)
+    assert losses["segmentation"].item() == pytest.approx(
+        torch.log(torch.tensor(3.0)).item(), rel=1e-5
+    )
     assert losses["normals"].item() == pytest.approx(2.0, rel=1e-5)
-    assert losses["total"].item() == pytest.approx(0.5 * losses["seg"].item() + 2.0, rel=1e-5)
+    assert losses["total"].item() == pytest.approx(
+        0.5 * losses["segmentation"].item() + 2.0, rel=1e-5
+    )
     # samples without labels / normals contribute nothing
     batch["has_labels"][:] = False
     batch["has_normals"][:] = False
     losses = model.compute_losses(out, batch)
-    assert losses["seg"].item() == 0.0 and losses["normals"].item() == 0.0
+    assert losses["segmentation"].item() == 0.0 and losses["normals"].item() == 0.0
 
 
 def test_config_rebuilds_and_validation():
-    model = build_model("realtime", tasks=["depth"], width_mult=0.75, decoder_channels=32,
-                        class_weights=None)
+    model = build_model(
+        "realtime", tasks=["depth"], width_mult=0.75, decoder_channels=32, class_weights=None
+    )
     clone = build_model("realtime", **model.config())
     clone.load_state_dict(model.state_dict())  # strict: same structure
     assert set(clone(torch.randn(1, 3, 64, 80))) == {"depth"}

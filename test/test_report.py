@@ -7,7 +7,7 @@ import re
 import cv2
 import numpy as np
 
-from joint_perception.evaluation.accuracy import AccuracyEvaluator, FrameReference, depth_error_map
+from joint_perception.accuracy import AccuracyEvaluator, FrameReference, depth_error_map
 from joint_perception.evaluation.report import ReportSample, write_report
 
 K = np.array([[80.0, 0, 39.5], [0, 80.0, 31.5], [0, 0, 1]])
@@ -30,23 +30,46 @@ def test_report_has_every_section_and_readable_figures(tmp_path):
     ev = AccuracyEvaluator(2, class_names=["wall", "floor"])
     ev.add(1, pred, labels, normals, FrameReference(K=K, rgb=rgb, depth=gt, labels=labels))
     acc = ev.result()
-    summary = {"performance": {"MEAN_FRAME_RATE": 9.87, "NUM_MISSED_FRAMES": 1},
-               "bag": "some/bag", "backend": "onnxruntime"}
+    summary = {
+        "performance": {"MEAN_FRAME_RATE": 9.87, "NUM_MISSED_FRAMES": 1},
+        "bag": "some/bag",
+        "backend": "onnxruntime",
+    }
     sample = ReportSample("frame 1", rgb, pred, gt, labels, normals, depth_error_map(pred, gt), K)
     html_path, md_path = write_report(
-        tmp_path, summary, acc, send_times_s=[0.0, 0.1, 0.2], latencies_ms=[50.0, None, 60.0],
-        stages_ms={"decode": 1.0, "inference": 20.0}, samples=[sample], notes=["test model"])
+        tmp_path,
+        summary,
+        acc,
+        send_times_s=[0.0, 0.1, 0.2],
+        latencies_ms=[50.0, None, 60.0],
+        stages_ms={"decode": 1.0, "inference": 20.0},
+        samples=[sample],
+        notes=["test model"],
+    )
     md = md_path.read_text()
     page = html_path.read_text()
-    for text in ("MEAN_FRAME_RATE", "9.87", "onnxruntime", "Depth by GT distance",
-                 "Segmentation", "Normals", "test model"):
+    for text in (
+        "MEAN_FRAME_RATE",
+        "9.87",
+        "onnxruntime",
+        "Depth by GT distance",
+        "Segmentation",
+        "Normals",
+        "test model",
+    ):
         assert text in md and text in page
     assert "| 0.1 |" in md  # abs rel of a prediction 10 % too far
     figures = re.findall(r"src='([^']+)'", page)
     assert sorted(figures) == sorted(re.findall(r"\]\(([^)]+)\)", md))
     names = {f.split("/")[-1] for f in figures}
-    assert names == {"latency.png", "stages.png", "iou.png", "depth_by_range.png",
-                     "samples.png", "pointcloud.png"}
+    assert names == {
+        "latency.png",
+        "stages.png",
+        "iou.png",
+        "depth_by_range.png",
+        "samples.png",
+        "pointcloud.png",
+    }
     for rel in figures:
         img = cv2.imread(str(tmp_path / rel))
         assert img is not None and img.shape[0] >= 200 and img.shape[1] >= 400

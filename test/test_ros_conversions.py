@@ -13,7 +13,7 @@ from std_msgs.msg import Header
 from joint_perception.geometry import backproject
 from joint_perception.image_codec import ENCODINGS, ImageFormatError
 from joint_perception.pointcloud import pack_organized, unpack_rgb
-from joint_perception.ros import conversions as conv
+from joint_perception.ros import conversions
 
 K_NYU = np.array([[518.8579, 0, 325.58245], [0, 519.46961, 253.73617], [0, 0, 1]])
 
@@ -35,31 +35,31 @@ def test_image_roundtrip_every_encoding(encoding):
         x[0, 0] = np.nan
     else:
         x = rng.integers(0, 200, shape).astype(info.dtype.newbyteorder("="))
-    msg = conv.array_to_image_msg(x, encoding, _header())
+    msg = conversions.array_to_image_msg(x, encoding, _header())
     assert isinstance(msg, Image) and isinstance(msg.data, array.array)
     assert (msg.height, msg.width, msg.encoding, msg.is_bigendian) == (3, 4, encoding, 0)
     assert msg.step == 4 * info.bytes_per_pixel and len(msg.data) == 3 * msg.step
     assert msg.header.frame_id == "camera_color_optical_frame" and msg.header.stamp.nanosec == 345
-    y = conv.image_msg_to_array(msg)
+    y = conversions.image_msg_to_array(msg)
     assert np.array_equal(y, x, equal_nan=True) and y.dtype == x.dtype
 
 
 def test_image_msg_to_rgb_and_errors():
     rgb = np.arange(2 * 4 * 3, dtype=np.uint8).reshape(2, 4, 3)
-    msg = conv.array_to_image_msg(np.ascontiguousarray(rgb[..., ::-1]), "bgr8", _header())
-    assert np.array_equal(conv.image_msg_to_rgb(msg), rgb)
+    msg = conversions.array_to_image_msg(np.ascontiguousarray(rgb[..., ::-1]), "bgr8", _header())
+    assert np.array_equal(conversions.image_msg_to_rgb(msg), rgb)
     msg.data = msg.data[:-1]
     with pytest.raises(ImageFormatError, match="data has 23 bytes, expected step 12"):
-        conv.image_msg_to_rgb(msg)
+        conversions.image_msg_to_rgb(msg)
     with pytest.raises(ImageFormatError, match="needs dtype float32"):
-        conv.array_to_image_msg(rgb, "32FC1", _header())
+        conversions.array_to_image_msg(rgb, "32FC1", _header())
 
 
 def test_compressed_roundtrip():
     rgb = np.random.default_rng(3).integers(0, 256, (8, 10, 3), dtype=np.uint8)
-    msg = conv.rgb_to_compressed_msg(rgb, _header(), "png")
+    msg = conversions.rgb_to_compressed_msg(rgb, _header(), "png")
     assert msg.format == "rgb8; png compressed bgr8"
-    assert np.array_equal(conv.compressed_msg_to_rgb(msg), rgb)
+    assert np.array_equal(conversions.compressed_msg_to_rgb(msg), rgb)
 
 
 def _info(k=K_NYU, h=480, w=640):
@@ -75,26 +75,26 @@ def _info(k=K_NYU, h=480, w=640):
 
 
 def test_camera_info_to_K_and_errors():
-    assert np.allclose(conv.camera_info_to_K(_info()), K_NYU)
+    assert np.allclose(conversions.camera_info_to_K(_info()), K_NYU)
     with pytest.raises(ValueError, match="frame 'camera_color_optical_frame'.*all zeros"):
-        conv.camera_info_to_K(_info(np.zeros((3, 3))))
+        conversions.camera_info_to_K(_info(np.zeros((3, 3))))
     bad = K_NYU.copy()
     bad[0, 2] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
-        conv.camera_info_to_K(_info(bad))
+        conversions.camera_info_to_K(_info(bad))
 
 
 def test_distortion_flag():
     msg = _info()
-    assert not conv.camera_info_is_distorted(msg)
+    assert not conversions.camera_info_is_distorted(msg)
     msg.d = [0.1, 0.0, 0.0, 0.0, 0.0]
-    assert conv.camera_info_is_distorted(msg)
+    assert conversions.camera_info_is_distorted(msg)
     msg.d = []
-    assert not conv.camera_info_is_distorted(msg)
+    assert not conversions.camera_info_is_distorted(msg)
 
 
 def test_scaled_camera_info_hand_values():
-    out = conv.scaled_camera_info(_info(), 240, 320)
+    out = conversions.scaled_camera_info(_info(), 240, 320)
     assert (out.height, out.width) == (240, 320)
     assert out.header.frame_id == "camera_color_optical_frame" and out.header.stamp.sec == 12
     k = out.k.reshape(3, 3)
@@ -110,18 +110,20 @@ def test_scaled_camera_info_with_roi_and_binning():
     msg = _info()
     msg.binning_x = msg.binning_y = 2
     msg.roi.x_offset, msg.roi.y_offset, msg.roi.width, msg.roi.height = 100, 40, 400, 320
-    assert conv.camera_info_image_size(msg) == (160, 200)
-    k = conv.camera_info_to_K(msg)
+    assert conversions.camera_info_image_size(msg) == (160, 200)
+    k = conversions.camera_info_to_K(msg)
     assert np.allclose(k[0], [518.8579 / 2, 0, (325.58245 - 100) / 2])
     assert np.allclose(k[1], [0, 519.46961 / 2, (253.73617 - 40) / 2])
-    out = conv.scaled_camera_info(msg, 160, 200)  # same size: only ROI/binning folded in
+    out = conversions.scaled_camera_info(msg, 160, 200)  # same size: only ROI/binning folded in
     assert np.allclose(out.k.reshape(3, 3), k)
 
 
 def test_make_camera_info():
-    msg = conv.make_camera_info(K_NYU, 480, 640, _header())
-    assert np.allclose(conv.camera_info_to_K(msg), K_NYU)
-    assert np.allclose(msg.p.reshape(3, 4)[:, 3], 0) and not conv.camera_info_is_distorted(msg)
+    msg = conversions.make_camera_info(K_NYU, 480, 640, _header())
+    assert np.allclose(conversions.camera_info_to_K(msg), K_NYU)
+    assert np.allclose(msg.p.reshape(3, 4)[:, 3], 0) and not conversions.camera_info_is_distorted(
+        msg
+    )
 
 
 def test_cloud_msg_roundtrip():
@@ -130,12 +132,12 @@ def test_cloud_msg_roundtrip():
     pts = backproject(depth, K_NYU)
     rgb = np.random.default_rng(4).integers(0, 256, (6, 8, 3), dtype=np.uint8)
     labels = np.arange(48, dtype=np.uint8).reshape(6, 8)
-    msg = conv.cloud_to_msg(pack_organized(pts, rgb, labels, decimation=2), _header())
+    msg = conversions.cloud_to_msg(pack_organized(pts, rgb, labels, decimation=2), _header())
     assert isinstance(msg, PointCloud2) and (msg.height, msg.width) == (3, 4)
     assert msg.fields[3].name == "rgb" and msg.fields[3].datatype == PointField.FLOAT32
     assert msg.fields[4].datatype == PointField.UINT32 and msg.point_step == 20
     assert not msg.is_dense and msg.row_step == 80 and len(msg.data) == 240
-    out = conv.msg_to_cloud_arrays(msg)
+    out = conversions.msg_to_cloud_arrays(msg)
     assert np.isnan(out["z"][0, 0]) and np.allclose(out["z"][1:], 2.0)
     assert np.array_equal(unpack_rgb(out["rgb"]), rgb[::2, ::2])
     assert np.array_equal(out["label"], labels[::2, ::2])
@@ -151,22 +153,23 @@ def test_real_bag_messages(shared_data):
             if conn.topic not in first:
                 first[conn.topic] = reader.deserialize(raw, conn.msgtype)
     img = first["/camera/color/image_raw"]
-    rgb = conv.image_msg_to_rgb(img)
+    rgb = conversions.image_msg_to_rgb(img)
     ref = cv2.cvtColor(cv2.imread(str(shared_data / "nyuv2_test/rgb/0001.png")), cv2.COLOR_BGR2RGB)
     assert np.array_equal(rgb, ref)
-    jpeg = conv.compressed_msg_to_rgb(first["/camera/color/image_raw/compressed"])
+    jpeg = conversions.compressed_msg_to_rgb(first["/camera/color/image_raw/compressed"])
     assert np.abs(jpeg.astype(np.float32) - ref).mean() < 4.0
-    assert np.allclose(conv.camera_info_to_K(first["/camera/color/camera_info"]), K_NYU)
-    depth = conv.image_msg_to_array(first["/camera/aligned_depth_to_color/image_raw"])
+    assert np.allclose(conversions.camera_info_to_K(first["/camera/color/camera_info"]), K_NYU)
+    depth = conversions.image_msg_to_array(first["/camera/aligned_depth_to_color/image_raw"])
     ref_d = cv2.imread(str(shared_data / "nyuv2_test/depth_mm/0001.png"), cv2.IMREAD_UNCHANGED)
     assert depth.dtype == np.uint16 and np.array_equal(depth, ref_d)
 
 
+@pytest.mark.perf
 def test_message_building_640x480_is_fast():
     rgb = np.zeros((480, 640, 3), np.uint8)
     times = []
     for _ in range(10):
         t = time.process_time()
-        conv.array_to_image_msg(rgb, "rgb8", _header())
+        conversions.array_to_image_msg(rgb, "rgb8", _header())
         times.append(time.process_time() - t)
     assert min(times) < 0.002  # one memcpy of 0.9 MB (~0.1 ms measured)

@@ -149,7 +149,7 @@ def _png(path):
 
 @pytest.mark.parametrize(("bag", "n"), [("nyuv2_test3_sqlite3", 3), ("nyuv2_test10_mcap", 10)])
 def test_real_nyuv2_bags(shared_data, bag, n):
-    from joint_perception.data.nyuv2_classes import NYU_K
+    from joint_perception.nyuv2_classes import NYU_K
 
     manifest = json.loads((shared_data / "nyuv2_test/manifest.json").read_text())
     indices = [f["index1449"] for f in manifest["frames"]]

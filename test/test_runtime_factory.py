@@ -25,13 +25,16 @@ def _has_cuda():
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("factory") / "tiny"
-    model = build_model("realtime", tasks=["depth", "segmentation"], decoder_channels=16,
-                        head_channels=8)
+    model = build_model(
+        "realtime", tasks=["depth", "segmentation"], decoder_channels=16, head_channels=8
+    )
     export_onnx(model, out, input_size=(32, 48))
     return out
 
 
-@pytest.mark.skipif(HAS_TRT or _has_cuda(), reason="expectation for a machine without TensorRT/CUDA")
+@pytest.mark.skipif(
+    HAS_TRT or _has_cuda(), reason="expectation for a machine without TensorRT/CUDA"
+)
 def test_auto_picks_onnxruntime_here_with_reason(model_dir):
     b = create_backend(model_dir)
     assert b.name == "onnxruntime" and b.device == "cpu"
@@ -44,9 +47,13 @@ def test_auto_picks_onnxruntime_here_with_reason(model_dir):
     assert pred.normals is None
 
 
-@pytest.mark.skipif(HAS_TRT or _has_cuda(), reason="expectation for a machine without TensorRT/CUDA")
+@pytest.mark.skipif(
+    HAS_TRT or _has_cuda(), reason="expectation for a machine without TensorRT/CUDA"
+)
 def test_explicit_unavailable_backend_raises_or_falls_back(model_dir, caplog):
-    with pytest.raises(BackendUnavailable, match="backend 'tensorrt' unavailable: tensorrt not importable"):
+    with pytest.raises(
+        BackendUnavailable, match="backend 'tensorrt' unavailable: tensorrt not importable"
+    ):
         create_backend(model_dir, backend="tensorrt", fallback=False)
     with pytest.raises(BackendUnavailable, match="torch has no CUDA device"):
         create_backend(model_dir, backend="torch", device="cuda", fallback=False)
@@ -61,8 +68,14 @@ def test_explicit_unavailable_backend_raises_or_falls_back(model_dir, caplog):
 def test_explicit_torch_runs_on_cpu_and_matches_onnxruntime(model_dir):
     ort_b = create_backend(model_dir, backend="onnxruntime", device="cpu")
     assert ort_b.reason == "backend=onnxruntime: using onnxruntime (CPUExecutionProvider)"
-    torch_b = create_backend(model_dir, backend="torch", device="cpu", fallback=False,
-                             channels_last=False, cuda_graphs=False)
+    torch_b = create_backend(
+        model_dir,
+        backend="torch",
+        device="cpu",
+        fallback=False,
+        channels_last=False,
+        cuda_graphs=False,
+    )
     assert torch_b.name == "torch" and torch_b.reason.startswith("backend=torch: using PyTorch")
     x = np.random.default_rng(0).random((1, 3, 32, 48), dtype=np.float32)
     a, b = ort_b.predict(x), torch_b.predict(x)
@@ -73,8 +86,9 @@ def test_explicit_torch_runs_on_cpu_and_matches_onnxruntime(model_dir):
 def test_auto_with_cpu_device_uses_onnxruntime(model_dir):
     b = create_backend(model_dir, device="cpu")
     assert b.name == "onnxruntime"
-    assert b.reason == ("auto: device=cpu: tensorrt and torch skipped; "
-                        "using onnxruntime (CPUExecutionProvider)")
+    assert b.reason == (
+        "auto: device=cpu: tensorrt and torch skipped; using onnxruntime (CPUExecutionProvider)"
+    )
 
 
 def test_bad_arguments(model_dir, tmp_path):

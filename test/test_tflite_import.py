@@ -25,7 +25,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from joint_perception.data.nyuv2_classes import ID40
 from joint_perception.models import tflite_import as T
 from joint_perception.models.backbones import Conv2dTFSame, load_pretrained, mobilenet_v2, resnet18
 from joint_perception.models.base import IMAGENET_MEAN, IMAGENET_STD
@@ -36,6 +35,7 @@ from joint_perception.models.pascal_teacher import (
     pascal_teacher_from_tflite,
     pascal_to_nyu40,
 )
+from joint_perception.nyuv2_classes import ID40
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 

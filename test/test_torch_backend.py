@@ -58,7 +58,9 @@ def test_cpu_predict_is_thread_safe(tiny_model_dir, frames):
         np.testing.assert_array_equal(r, expected)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA fallback; CUDA is available")
+@pytest.mark.skipif(
+    torch.cuda.is_available(), reason="checks the no-CUDA fallback; CUDA is available"
+)
 def test_cuda_requested_without_cuda_is_unavailable_with_reason(tiny_model_dir):
     with pytest.raises(BackendUnavailable, match=r"torch backend on cuda: .*(no CUDA|has no CUDA)"):
         TorchBackend(tiny_model_dir, device="cuda")
@@ -86,7 +88,9 @@ def test_cuda_graphs_fp32_and_fp16_match_cpu(tiny_model_dir, frames):
     _assert_close(a, cpu, atol=2e-3)  # TF32/cuDNN kernel differences
     eager = TorchBackend(tiny_model_dir, device="cuda", cuda_graphs=False).predict(frames[:1])
     _assert_close(eager, a, atol=1e-5)
-    fp16 = TorchBackend(tiny_model_dir, device="cuda", fp16=True, cuda_graphs=True).predict(frames[:1])
+    fp16 = TorchBackend(tiny_model_dir, device="cuda", fp16=True, cuda_graphs=True).predict(
+        frames[:1]
+    )
     assert np.isfinite(fp16.depth).all()
     rel = np.abs(fp16.depth - cpu.depth) / cpu.depth
     assert rel.mean() < 0.01

@@ -17,16 +17,28 @@ import pytest
 import torch
 import yaml
 
-from joint_perception.training.config import apply_overrides, load_config, parse_override
+from joint_perception.export.train_command import main
+from joint_perception.export.train_command import train_and_export as run
+from joint_perception.training.config import (
+    apply_overrides,
+    load_config,
+    parse_override,
+    resolve_config,
+)
 from joint_perception.training.lightning_module import (
     JointLightningModule,
     lr_lambda,
     stage_for_epoch,
 )
-from joint_perception.training.train import main, run
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_MODEL = {"name": "realtime", "width_mult": 0.35, "decoder_channels": 16, "head_channels": 8, "num_classes": 40}
+TINY_MODEL = {
+    "name": "realtime",
+    "width_mult": 0.35,
+    "decoder_channels": 16,
+    "head_channels": 8,
+    "num_classes": 40,
+}
 
 
 def _tiny_cfg(run_dir: Path, **trainer) -> dict:
@@ -36,16 +48,33 @@ def _tiny_cfg(run_dir: Path, **trainer) -> dict:
         "input_size": [64, 80],
         "model": dict(TINY_MODEL),
         "data": {
-            "train": [{"name": "synthetic", "length": 4, "height": 64, "width": 80, "seed": 3, "repeat": 6}],
+            "train": [
+                {
+                    "name": "synthetic",
+                    "length": 4,
+                    "height": 64,
+                    "width": 80,
+                    "seed": 3,
+                    "repeat": 6,
+                }
+            ],
             "val": [{"name": "synthetic", "tag": "syn", "length": 2, "height": 64, "width": 80}],
             "batch_size": 4,
             "num_workers": 0,
             "augment": {"scale": None, "flip": False, "color_jitter": 0.0},
         },
         "optim": {"optimizer": "adamw", "lr": 3e-3, "schedule": "constant", "weight_decay": 0.0},
-        "trainer": {"accelerator": "cpu", "devices": 1, "max_steps": 24, "max_epochs": 1000,
-                    "check_val_every_n_epoch": 4, "log_every_n_steps": 1, "enable_progress_bar": False,
-                    "num_sanity_val_steps": 0, **trainer},
+        "trainer": {
+            "accelerator": "cpu",
+            "devices": 1,
+            "max_steps": 24,
+            "max_epochs": 1000,
+            "check_val_every_n_epoch": 4,
+            "log_every_n_steps": 1,
+            "enable_progress_bar": False,
+            "num_sanity_val_steps": 0,
+            **trainer,
+        },
         "checkpoint": {"monitor": "val/abs_rel", "mode": "min", "every_n_train_steps": 12},
         "export": {"enabled": True},
     }
@@ -62,7 +91,7 @@ def test_overrides_and_recipe_errors(tmp_path):
     assert parse_override("export.input_size=null") == (["export", "input_size"], None)
     cfg = apply_overrides({"optim": {"lr": 1.0}}, ["optim.lr=0.5", "trainer.precision=16-mixed"])
     assert cfg["optim"]["lr"] == 0.5 and cfg["trainer"]["precision"] == "16-mixed"
-    with pytest.raises(ValueError, match="unknown section"):
+    with pytest.raises(ValueError, match="unknown recipe key optm "):
         apply_overrides({}, ["optm.lr=1"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("modle: {}\n")
@@ -75,10 +104,20 @@ def test_every_shipped_recipe_loads_and_names_registered_parts():
     from joint_perception.data.registry import DATASETS
     from joint_perception.models.registry import list_models
 
-    recipes = sorted((REPO / "config" / "train").glob("*.yaml"))
+    recipes = sorted((REPO / "config" / "train").rglob("*.yaml"))
     names = {p.stem for p in recipes}
-    assert {"smoke", "realtime", "pap_nyuv2", "cinet_nyuv2", "sosd_nyuv2", "sosd_cityscapes",
-            "mscnn_crf_nyuv2", "kitti", "sunrgbd", "nyuv2_depth_normals"} <= names
+    assert {
+        "smoke",
+        "realtime",
+        "pap_nyuv2",
+        "cinet_nyuv2",
+        "sosd_nyuv2",
+        "sosd_cityscapes",
+        "mscnn_crf_nyuv2",
+        "kitti",
+        "sunrgbd",
+        "nyuv2_depth_normals",
+    } <= names
     for p in recipes:
         cfg = load_config(p)
         assert cfg["model"]["name"] in list_models(), p
@@ -98,14 +137,16 @@ def test_stage_and_schedule_helpers():
 def test_em_alternation_moves_the_right_parameters():
     """SOSD-style EM: step 0 (depth) leaves semantic-only parameters untouched, step 1
     (semantic) leaves depth-only parameters untouched; the shared encoder moves in both."""
-    import lightning as L
+    import lightning
     from torch.utils.data import DataLoader
 
     from joint_perception.data.registry import build_dataset
     from joint_perception.data.transforms import build_transforms
 
-    module = JointLightningModule({"name": "sosd", "backbone": "resnet18", "num_classes": 40},
-                                  {"optimizer": "adam", "lr": 1e-3, "em": True, "schedule": "constant"})
+    module = JointLightningModule(
+        {"name": "sosd", "backbone": "resnet18", "num_classes": 40},
+        {"optimizer": "adam", "lr": 1e-3, "em": True, "schedule": "constant"},
+    )
     depth_p, sem_p = module.model.em_groups()
     groups = {
         "sem_only": [p for p in sem_p if all(p is not q for q in depth_p)],
@@ -117,7 +158,7 @@ def test_em_alternation_moves_the_right_parameters():
     def moved(before, params):
         return [not torch.equal(a, b) for a, b in zip(before, params)]
 
-    class Probe(L.Callback):
+    class Probe(lightning.Callback):
         def __init__(self):
             self.before, self.moved = {}, {}
 
@@ -125,17 +166,30 @@ def test_em_alternation_moves_the_right_parameters():
             self.before[batch_idx] = {k: [p.detach().clone() for p in v] for k, v in groups.items()}
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            self.moved[batch_idx] = {k: moved(self.before[batch_idx][k], v) for k, v in groups.items()}
+            self.moved[batch_idx] = {
+                k: moved(self.before[batch_idx][k], v) for k, v in groups.items()
+            }
 
     ds = build_dataset("synthetic", "train", length=2, height=64, width=64)
     tf = build_transforms((64, 64), train=False)
     loader = DataLoader([tf(ds[i]) for i in range(2)], batch_size=1)
     probe = Probe()
-    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[probe])
+    trainer = lightning.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[probe],
+    )
     trainer.fit(module, train_dataloaders=loader)
     depth_step, sem_step = probe.moved[0], probe.moved[1]
-    assert not any(depth_step["sem_only"]) and any(depth_step["depth_only"]) and any(depth_step["shared"])
+    assert (
+        not any(depth_step["sem_only"])
+        and any(depth_step["depth_only"])
+        and any(depth_step["shared"])
+    )
     assert not any(sem_step["depth_only"]) and any(sem_step["sem_only"]) and any(sem_step["shared"])
 
 
@@ -165,15 +219,23 @@ def test_tiny_run_loss_falls(tiny_run):
 def test_tiny_run_checkpoints_and_export(tiny_run):
     import onnxruntime as ort
 
-    from joint_perception.export.onnx_export import DeployWrapper, load_checkpoint_model
+    from joint_perception.models.deploy import DeployWrapper
+    from joint_perception.models.serialization import load_checkpoint_model
 
     run_dir, summary = tiny_run
+    # the resolved recipe (every default filled in) is written and loads back as a recipe
+    written = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert written == resolve_config(_tiny_cfg(run_dir)) and written["optim"]["weight_decay"] == 0.0
+    assert load_config(run_dir / "config.yaml")["optim"] == written["optim"]
     assert Path(summary["last_checkpoint"]).name == "last.ckpt"
     assert summary["best_checkpoint"] and Path(summary["best_checkpoint"]).exists()
     assert not list((run_dir / "checkpoints").glob("*.tmp"))
     export = run_dir / "export"
     meta = json.loads((export / "metadata.json").read_text())
-    assert meta["architecture"] == "realtime" and [meta["input_height"], meta["input_width"]] == [64, 80]
+    assert meta["architecture"] == "realtime" and [meta["input_height"], meta["input_width"]] == [
+        64,
+        80,
+    ]
     assert meta["training"]["global_step"] == 24
     assert "val/abs_rel" in meta["metrics"]["last_validation"]
     # ONNX Runtime matches the PyTorch module of the best checkpoint to < 1e-4 (fp32)
@@ -183,7 +245,9 @@ def test_tiny_run_checkpoints_and_export(tiny_run):
         ref = DeployWrapper(model)(x)
     sess = ort.InferenceSession(str(export / "model.onnx"), providers=["CPUExecutionProvider"])
     outs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"image": x.numpy()})))
-    ref = dict(zip(DeployWrapper(model).output_names, ref if isinstance(ref, (tuple, list)) else [ref]))
+    ref = dict(
+        zip(DeployWrapper(model).output_names, ref if isinstance(ref, (tuple, list)) else [ref])
+    )
     for name in ("depth", "normals", "confidence"):
         assert np.abs(outs[name] - ref[name].numpy()).max() < 1e-4, name
 
@@ -195,7 +259,15 @@ def test_kill9_then_resume_finishes_at_the_right_step(tmp_path):
     cfg["data"]["val"] = []
     cfg["export"]["enabled"] = False
     recipe = _write_recipe(tmp_path / "r.yaml", cfg)
-    cmd = [sys.executable, "-m", "joint_perception.training.train", "--config", str(recipe), "--resume", "auto"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "joint_perception.export.train_command",
+        "--config",
+        str(recipe),
+        "--resume",
+        "auto",
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = run_dir / "checkpoints" / "last.ckpt"
     step = -1
@@ -230,8 +302,13 @@ def test_ddp_two_cpu_processes(tmp_path):
     run_dir = tmp_path / "ddp"
     cfg = _tiny_cfg(run_dir, max_steps=4, devices=2, strategy="ddp", check_val_every_n_epoch=1)
     recipe = _write_recipe(tmp_path / "ddp.yaml", cfg)
-    res = subprocess.run([sys.executable, "-m", "joint_perception.training.train", "--config", str(recipe)],
-                         cwd=REPO, capture_output=True, text=True, timeout=240)
+    res = subprocess.run(
+        [sys.executable, "-m", "joint_perception.export.train_command", "--config", str(recipe)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     assert "MEMBER: 2/2" in res.stderr
     meta = json.loads((run_dir / "export" / "metadata.json").read_text())
@@ -258,7 +335,7 @@ def test_atomic_checkpoint_io_keeps_the_old_file_on_failure(tmp_path):
 def test_run_without_validation_exports_the_final_weights(tmp_path):
     """No validation -> no best checkpoint: the export holds the weights of the last step, not
     those of the last periodic checkpoint (step 5 of 7 here)."""
-    from joint_perception.export.onnx_export import load_checkpoint_model, load_torch_model
+    from joint_perception.models.serialization import load_checkpoint_model, load_torch_model
 
     cfg = _tiny_cfg(tmp_path / "run", max_steps=7)
     cfg["data"]["val"] = []
@@ -268,9 +345,11 @@ def test_run_without_validation_exports_the_final_weights(tmp_path):
     exported, meta = load_torch_model(tmp_path / "run" / "export")
     assert meta.training["checkpoint"] == "final weights (step 7)"
     stale = load_checkpoint_model(summary["last_checkpoint"])
-    diffs = [float((a - b).abs().max()) for a, b in
-             zip(exported.state_dict().values(), stale.state_dict().values(), strict=True)
-             if a.dtype.is_floating_point]
+    diffs = [
+        float((a - b).abs().max())
+        for a, b in zip(exported.state_dict().values(), stale.state_dict().values(), strict=True)
+        if a.dtype.is_floating_point
+    ]
     assert max(diffs) > 0  # the last.ckpt weights lag behind the exported final weights
 
 
@@ -278,7 +357,7 @@ def test_init_from_an_exported_model(tiny_model_dir, tmp_path):
     """``model.init_from`` starts training from an exported model directory (the fine-tune path
     of the shipped default): every tensor equal; another architecture or class count refused
     unless ``init_strict: false`` (then the head stays fresh and the rest is loaded)."""
-    from joint_perception.export.onnx_export import load_torch_model
+    from joint_perception.models.serialization import load_torch_model
 
     exported, _ = load_torch_model(tiny_model_dir)
     cfg = {**TINY_MODEL, "init_from": str(tiny_model_dir)}
@@ -290,7 +369,9 @@ def test_init_from_an_exported_model(tiny_model_dir, tmp_path):
         JointLightningModule({**cfg, "num_classes": 13})
     loose = JointLightningModule({**cfg, "num_classes": 13, "init_strict": False})
     assert any(k.startswith("heads.seg") for k in loose.init_report["skipped"])
-    assert torch.equal(loose.model.encoder.features[0][0].weight, exported.encoder.features[0][0].weight)
+    assert torch.equal(
+        loose.model.encoder.features[0][0].weight, exported.encoder.features[0][0].weight
+    )
     with pytest.raises(ValueError, match="holds a 'realtime' network"):
         JointLightningModule({"name": "pap", "init_from": str(tiny_model_dir)})
     with pytest.raises(FileNotFoundError):

@@ -84,7 +84,9 @@ def test_rotation_rotates_normals_and_keeps_depth():
     np.testing.assert_array_equal(r["K"], K)
     zero = T.rotate(s, 0.0)
     np.testing.assert_array_equal(zero["depth"], s["depth"])
-    np.testing.assert_allclose(np.linalg.norm(r["normals"], axis=-1)[r["depth"] > 0], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        np.linalg.norm(r["normals"], axis=-1)[r["depth"] > 0], 1.0, rtol=1e-5
+    )
 
 
 def test_color_jitter_only_touches_rgb():

@@ -50,7 +50,10 @@ def read_camera_json(path) -> tuple[np.ndarray, float]:
     try:
         cam = json.loads(path.read_text())
         intr, baseline = cam["intrinsic"], float(cam["extrinsic"]["baseline"])
-        K = np.array([[intr["fx"], 0.0, intr["u0"]], [0.0, intr["fy"], intr["v0"]], [0.0, 0.0, 1.0]], np.float64)
+        K = np.array(
+            [[intr["fx"], 0.0, intr["u0"]], [0.0, intr["fy"], intr["v0"]], [0.0, 0.0, 1.0]],
+            np.float64,
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: not a Cityscapes camera JSON ({exc})") from exc
     if baseline <= 0 or K[0, 0] <= 0:
@@ -106,6 +109,8 @@ class Cityscapes:
             dp = self._sibling(img, "disparity", "disparity.png")
             raw = read_png(dp)
             if raw.shape != rgb.shape[:2]:
-                raise ValueError(f"{dp}: disparity {raw.shape} does not match image {rgb.shape[:2]}")
+                raise ValueError(
+                    f"{dp}: disparity {raw.shape} does not match image {rgb.shape[:2]}"
+                )
             depth = disparity_to_depth(raw, baseline, K[0, 0])
         return make_sample(rgb, K, depth, labels, None, name=img.name[: -len("_leftImg8bit.png")])

@@ -96,14 +96,24 @@ class KITTIDepth:
                 continue
             self.items.append((drive, side, frame, depth))
         if not self.items:
-            raise ValueError(f"{split_file}: none of the {len(entries)} frames has annotated depth in {self.depth_root}")
+            raise ValueError(
+                f"{split_file}: none of the {len(entries)} frames has annotated depth in {self.depth_root}"
+            )
         self._calib: dict[tuple[str, int], np.ndarray] = {}
 
     def _depth_path(self, drive: str, side: str, frame: int) -> Path | None:
         cam = "image_02" if side == "l" else "image_03"
         name = drive.split("/")[-1]
         for sub in ("train", "val"):
-            p = self.depth_root / sub / name / "proj_depth" / "groundtruth" / cam / f"{frame:010d}.png"
+            p = (
+                self.depth_root
+                / sub
+                / name
+                / "proj_depth"
+                / "groundtruth"
+                / cam
+                / f"{frame:010d}.png"
+            )
             if p.exists():
                 return p
         return None
@@ -118,10 +128,16 @@ class KITTIDepth:
         date = drive.split("/")[0]
         key = (date, cam)
         if key not in self._calib:
-            self._calib[key] = read_calib_cam_to_cam(self.raw_root / date / "calib_cam_to_cam.txt", cam)
+            self._calib[key] = read_calib_cam_to_cam(
+                self.raw_root / date / "calib_cam_to_cam.txt", cam
+            )
         depth = None
         if depth_path is not None:
             depth = read_depth_png(depth_path, scale=256.0)
             if depth.shape != rgb.shape[:2]:
-                raise ValueError(f"{depth_path}: depth {depth.shape} does not match image {rgb.shape[:2]}")
-        return make_sample(rgb, self._calib[key], depth, None, None, name=f"{drive}/{side}/{frame:010d}")
+                raise ValueError(
+                    f"{depth_path}: depth {depth.shape} does not match image {rgb.shape[:2]}"
+                )
+        return make_sample(
+            rgb, self._calib[key], depth, None, None, name=f"{drive}/{side}/{frame:010d}"
+        )

@@ -31,8 +31,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from joint_perception.data.nyuv2_classes import MAP40_TO_13, NYU_K, NYU_SIZE
 from joint_perception.data.transforms import make_sample
+from joint_perception.nyuv2_classes import MAP40_TO_13, NYU_K, NYU_SIZE
 
 __all__ = [
     "load_splits",
@@ -67,7 +67,9 @@ def read_png(path: str | os.PathLike, dtype_kind: str = "u") -> np.ndarray:
     if img is None:
         raise ValueError(f"cannot decode PNG {path}")
     if img.ndim != 2 or img.dtype.kind != dtype_kind:
-        raise ValueError(f"{path}: expected a single-channel integer PNG, got {img.shape} {img.dtype}")
+        raise ValueError(
+            f"{path}: expected a single-channel integer PNG, got {img.shape} {img.dtype}"
+        )
     return img
 
 
@@ -135,10 +137,15 @@ def load_splits(path: str | os.PathLike) -> dict[str, np.ndarray]:
     for key in ("trainNdxs", "testNdxs"):
         if key not in m:
             raise ValueError(f"{path}: no {key!r} (expected the official splits.mat)")
-    return {"train": m["trainNdxs"].ravel().astype(np.int64) - 1, "test": m["testNdxs"].ravel().astype(np.int64) - 1}
+    return {
+        "train": m["trainNdxs"].ravel().astype(np.int64) - 1,
+        "test": m["testNdxs"].ravel().astype(np.int64) - 1,
+    }
 
 
-def load_class_mapping_894_to_40(mapping: str | os.PathLike | Sequence[int] | np.ndarray) -> np.ndarray:
+def load_class_mapping_894_to_40(
+    mapping: str | os.PathLike | Sequence[int] | np.ndarray,
+) -> np.ndarray:
     """The 894 -> 40 lookup table (length 895, index 0 = void -> 0).
 
     Args:
@@ -174,11 +181,15 @@ def load_class_mapping_894_to_40(mapping: str | os.PathLike | Sequence[int] | np
     return arr
 
 
-def _remap(labels: np.ndarray, num_classes: int, map894: np.ndarray | None, source: str) -> np.ndarray:
+def _remap(
+    labels: np.ndarray, num_classes: int, map894: np.ndarray | None, source: str
+) -> np.ndarray:
     if num_classes == 894:
         return labels.astype(np.int64)
     if map894 is None:
-        raise ValueError(f"{source}: raw 894-class labels need a class mapping (classMapping40.mat)")
+        raise ValueError(
+            f"{source}: raw 894-class labels need a class mapping (classMapping40.mat)"
+        )
     if labels.max(initial=0) > 894:
         raise ValueError(f"{source}: label id {labels.max()} exceeds 894")
     lab40 = map894[labels.astype(np.int64)]
@@ -225,13 +236,19 @@ class NYUv2Labeled:
             with h5py.File(self.path, "r") as f:
                 missing = [k for k in self.KEYS if k not in f]
                 if missing:
-                    raise ValueError(f"{self.path}: missing dataset(s) {missing} (not nyu_depth_v2_labeled.mat?)")
+                    raise ValueError(
+                        f"{self.path}: missing dataset(s) {missing} (not nyu_depth_v2_labeled.mat?)"
+                    )
                 n = f["images"].shape[0]
                 if f["images"].ndim != 4 or f["images"].shape[1] != 3:
-                    raise ValueError(f"{self.path}: 'images' has shape {f['images'].shape}, expected (N, 3, W, H)")
+                    raise ValueError(
+                        f"{self.path}: 'images' has shape {f['images'].shape}, expected (N, 3, W, H)"
+                    )
                 for k in ("depths", "labels"):
                     if f[k].shape != (n, *f["images"].shape[2:]):
-                        raise ValueError(f"{self.path}: {k!r} shape {f[k].shape} does not match images")
+                        raise ValueError(
+                            f"{self.path}: {k!r} shape {f[k].shape} does not match images"
+                        )
         except OSError as exc:
             raise ValueError(f"cannot open {self.path} as HDF5 (MATLAB v7.3): {exc}") from exc
         if split == "all":
@@ -246,7 +263,9 @@ class NYUv2Labeled:
             raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
         self.map894 = None if class_mapping is None else load_class_mapping_894_to_40(class_mapping)
         if num_classes != 894 and self.map894 is None:
-            raise ValueError("40/13-class labels need class_mapping (classMapping40.mat or an array)")
+            raise ValueError(
+                "40/13-class labels need class_mapping (classMapping40.mat or an array)"
+            )
         self._file = None
         self._pid = None
 
@@ -273,7 +292,7 @@ class NYUv2Labeled:
 
 
 def _scaled_k(h: int, w: int) -> np.ndarray:
-    from joint_perception.data.nyuv2_classes import scaled_nyu_k
+    from joint_perception.nyuv2_classes import scaled_nyu_k
 
     return scaled_nyu_k(h, w)
 
@@ -309,8 +328,15 @@ class NYUDMultiTask:
 
     IMAGE_EXTS = (".jpg", ".png")
 
-    def __init__(self, root, split: str = "train", K=None, num_classes: int = 40, depth_png_scale: float = 1000.0,
-                 normal_axes: str = "x,y,z"):
+    def __init__(
+        self,
+        root,
+        split: str = "train",
+        K=None,
+        num_classes: int = 40,
+        depth_png_scale: float = 1000.0,
+        normal_axes: str = "x,y,z",
+    ):
         self.root = Path(root)
         parse_normal_axes(normal_axes)
         self.normal_axes = normal_axes
@@ -341,13 +367,19 @@ class NYUDMultiTask:
         fid = self.ids[i]
         img_path = self._find("images", fid, self.IMAGE_EXTS)
         if img_path is None:
-            raise FileNotFoundError(f"{self.root / 'images'}: no image for id {fid!r} (listed in {self.list_file})")
+            raise FileNotFoundError(
+                f"{self.root / 'images'}: no image for id {fid!r} (listed in {self.list_file})"
+            )
         rgb = read_image(img_path)
         h, w = rgb.shape[:2]
         depth = None
         dp = self._find("depth", fid, (".npy", ".png"))
         if dp is not None:
-            depth = np.load(dp).astype(np.float32) if dp.suffix == ".npy" else read_depth_png(dp, self.depth_png_scale)
+            depth = (
+                np.load(dp).astype(np.float32)
+                if dp.suffix == ".npy"
+                else read_depth_png(dp, self.depth_png_scale)
+            )
             depth = np.squeeze(depth)
             if depth.shape != (h, w):
                 raise ValueError(f"{dp}: depth shape {depth.shape} does not match image {h}x{w}")
@@ -395,8 +427,13 @@ class NYUFolder:
     K comes from ``manifest.json`` (``intrinsics_rgb_640x480``) or NYU_K when absent.
     """
 
-    def __init__(self, root, num_classes: int = 40, frames: Sequence[str] | None = None,
-                 normal_axes: str = "x,y,z"):
+    def __init__(
+        self,
+        root,
+        num_classes: int = 40,
+        frames: Sequence[str] | None = None,
+        normal_axes: str = "x,y,z",
+    ):
         self.root = Path(root)
         parse_normal_axes(normal_axes)
         self.normal_axes = normal_axes
@@ -420,7 +457,8 @@ class NYUFolder:
             try:
                 intr = json.loads(manifest.read_text())["intrinsics_rgb_640x480"]
                 self.K = np.array(
-                    [[intr["fx"], 0.0, intr["cx"]], [0.0, intr["fy"], intr["cy"]], [0.0, 0.0, 1.0]], np.float64
+                    [[intr["fx"], 0.0, intr["cx"]], [0.0, intr["fy"], intr["cy"]], [0.0, 0.0, 1.0]],
+                    np.float64,
                 )
             except (KeyError, TypeError, json.JSONDecodeError) as exc:
                 raise ValueError(f"{manifest}: cannot read intrinsics_rgb_640x480: {exc}") from exc

@@ -37,8 +37,15 @@ class RosbagRecording:
         FileNotFoundError: no bag; ValueError: no usable frame (names the bag and topics).
     """
 
-    def __init__(self, bag, topics=None, use_compressed: bool = False, stride: int = 1,
-                 max_frames: int | None = None, require_depth: bool = True):
+    def __init__(
+        self,
+        bag,
+        topics=None,
+        use_compressed: bool = False,
+        stride: int = 1,
+        max_frames: int | None = None,
+        require_depth: bool = True,
+    ):
         from joint_perception.data import rosbag_io
 
         self.bag = Path(bag)
@@ -65,12 +72,16 @@ class RosbagRecording:
                 if depth.shape != (h, w):
                     depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
             labels = getattr(frame, "labels", None)
-            self.samples.append(make_sample(rgb, frame.K, depth, labels, None, name=f"{frame.stamp_ns}"))
+            self.samples.append(
+                make_sample(rgb, frame.K, depth, labels, None, name=f"{frame.stamp_ns}")
+            )
             if max_frames is not None and len(self.samples) >= max_frames:
                 break
         if not self.samples:
-            raise ValueError(f"{self.bag}: no frame with RGB + CameraInfo{' + depth' if require_depth else ''} "
-                             f"({seen} RGB frames read); check the topic names")
+            raise ValueError(
+                f"{self.bag}: no frame with RGB + CameraInfo{' + depth' if require_depth else ''} "
+                f"({seen} RGB frames read); check the topic names"
+            )
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -24,13 +24,40 @@ set N times per epoch, for tiny real sets mixed with large synthetic ones).
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
 from collections.abc import Sequence
 
 from joint_perception.data.transforms import make_sample
 
-__all__ = ["build_dataset", "build_mixture", "DATASETS", "Subset", "Repeat"]
+__all__ = [
+    "build_dataset",
+    "build_mixture",
+    "dataset_options",
+    "reader_class",
+    "DATASETS",
+    "Subset",
+    "Repeat",
+]
 
-DATASETS = ("synthetic", "nyuv2_labeled", "nyud_mt", "nyu_folder", "sunrgbd", "cityscapes", "kitti", "rosbag", "sevenscenes")
+#: name -> (module, class) of the reader; imported on first use
+_READERS: dict[str, tuple[str, str]] = {
+    "synthetic": ("joint_perception.data.synthetic", "SyntheticScenes"),
+    "nyuv2_labeled": ("joint_perception.data.nyuv2", "NYUv2Labeled"),
+    "nyud_mt": ("joint_perception.data.nyuv2", "NYUDMultiTask"),
+    "nyu_folder": ("joint_perception.data.nyuv2", "NYUFolder"),
+    "sunrgbd": ("joint_perception.data.sunrgbd", "SUNRGBD"),
+    "cityscapes": ("joint_perception.data.cityscapes", "Cityscapes"),
+    "kitti": ("joint_perception.data.kitti", "KITTIDepth"),
+    "rosbag": ("joint_perception.data.recordings", "RosbagRecording"),
+    "sevenscenes": ("joint_perception.data.sevenscenes", "SevenScenes"),
+}
+
+DATASETS = tuple(_READERS)
+
+#: keys every data set spec accepts besides its reader's arguments (see build_dataset)
+COMMON_OPTIONS = ("max_items", "repeat")
 
 #: seed offset of the synthetic validation/test split, so it never overlaps training scenes
 SYNTHETIC_VAL_SEED_OFFSET = 1_000_003
@@ -84,6 +111,39 @@ class _SyntheticContract:
         )  # fmt: skip
 
 
+def reader_class(name: str) -> type:
+    """The reader class behind data set ``name``.
+
+    Raises:
+        KeyError: unknown name (lists the known ones).
+    """
+    if name not in _READERS:
+        raise KeyError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    module, cls = _READERS[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def dataset_options(name: str) -> tuple[str, ...]:
+    """The configuration keys ``build_dataset(name, split, **cfg)`` accepts: the reader's
+    constructor arguments (``split`` excepted: ``build_dataset`` sets it), the
+    ``SceneOptions`` fields for ``synthetic`` and :data:`COMMON_OPTIONS`.
+
+    Raises:
+        KeyError: unknown name.
+    """
+    cls = reader_class(name)
+    keys = [
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.name != "split" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    if name == "synthetic":
+        from joint_perception.data.synthetic import SceneOptions
+
+        keys += [f.name for f in dataclasses.fields(SceneOptions)]
+    return (*keys, *COMMON_OPTIONS)
+
+
 def build_dataset(name: str, split: str = "train", **cfg):
     """Instantiate data set ``name`` for ``split`` ("train", "val", "test", ...).
 
@@ -91,48 +151,25 @@ def build_dataset(name: str, split: str = "train", **cfg):
         KeyError: unknown name (lists the known ones).
         TypeError: unknown configuration keys for that reader.
     """
+    cls = reader_class(name)
     max_items = cfg.pop("max_items", None)
     repeat = cfg.pop("repeat", 1)
     if name == "synthetic":
-        from joint_perception.data.synthetic import SyntheticScenes
-
         cfg = dict(cfg)
         seed = int(cfg.pop("seed", 0)) + (0 if split == "train" else SYNTHETIC_VAL_SEED_OFFSET)
-        ds = _SyntheticContract(SyntheticScenes(seed=seed, **cfg))
+        ds = _SyntheticContract(cls(seed=seed, **cfg))
     elif name == "nyuv2_labeled":
-        from joint_perception.data.nyuv2 import NYUv2Labeled
-
-        ds = NYUv2Labeled(split="test" if split in ("val", "test") else split, **cfg)
+        ds = cls(split="test" if split in ("val", "test") else split, **cfg)
     elif name == "nyud_mt":
-        from joint_perception.data.nyuv2 import NYUDMultiTask
-
-        ds = NYUDMultiTask(split="val" if split in ("val", "test") else split, **cfg)
-    elif name == "nyu_folder":
-        from joint_perception.data.nyuv2 import NYUFolder
-
-        ds = NYUFolder(**cfg)
+        ds = cls(split="val" if split in ("val", "test") else split, **cfg)
     elif name == "sunrgbd":
-        from joint_perception.data.sunrgbd import SUNRGBD
-
-        ds = SUNRGBD(split="test" if split == "val" else split, **cfg)
+        ds = cls(split="test" if split == "val" else split, **cfg)
     elif name == "cityscapes":
-        from joint_perception.data.cityscapes import Cityscapes
-
-        ds = Cityscapes(split="val" if split == "test" else split, **cfg)
-    elif name == "kitti":
-        from joint_perception.data.kitti import KITTIDepth
-
-        ds = KITTIDepth(**cfg)
-    elif name == "rosbag":
-        from joint_perception.data.recordings import RosbagRecording
-
-        ds = RosbagRecording(**cfg)
+        ds = cls(split="val" if split == "test" else split, **cfg)
     elif name == "sevenscenes":
-        from joint_perception.data.sevenscenes import SevenScenes
-
-        ds = SevenScenes(split="val" if split in ("val", "test") else split, **cfg)
-    else:
-        raise KeyError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+        ds = cls(split="val" if split in ("val", "test") else split, **cfg)
+    else:  # nyu_folder, kitti, rosbag: one fixed file list each, no split argument
+        ds = cls(**cfg)
     if max_items is not None:
         ds = Subset(ds, range(min(int(max_items), len(ds))))
     if repeat != 1:

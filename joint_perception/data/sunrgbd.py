@@ -65,7 +65,9 @@ def find_frames(root: str | os.PathLike) -> list[str]:
     """Frame folders (relative to ``root``, sorted) that hold ``image/`` and ``intrinsics.txt``."""
     root = Path(root)
     return sorted(
-        str(p.parent.relative_to(root)) for p in root.rglob("intrinsics.txt") if (p.parent / "image").is_dir()
+        str(p.parent.relative_to(root))
+        for p in root.rglob("intrinsics.txt")
+        if (p.parent / "image").is_dir()
     )
 
 
@@ -85,7 +87,9 @@ def _load_split(split_file: Path, split: str) -> list[str]:
             raise ValueError(f"cannot read SUN RGB-D split {split_file}: {exc}") from exc
         key = {"train": "alltrain", "test": "alltest"}.get(split)
         if key is None or key not in m:
-            raise ValueError(f"{split_file}: no {key or split!r} (expected allsplit.mat with alltrain/alltest)")
+            raise ValueError(
+                f"{split_file}: no {key or split!r} (expected allsplit.mat with alltrain/alltest)"
+            )
         return [_rel_after_sunrgbd(str(np.asarray(c).ravel()[0])) for c in m[key].ravel()]
     return [_rel_after_sunrgbd(ln) for ln in split_file.read_text().splitlines() if ln.strip()]
 
@@ -122,7 +126,9 @@ class SUNRGBD:
             self.frames = find_frames(self.root)
         else:
             if split_file is None:
-                raise ValueError(f"SUN RGB-D split {split!r} needs split_file (allsplit.mat or a list)")
+                raise ValueError(
+                    f"SUN RGB-D split {split!r} needs split_file (allsplit.mat or a list)"
+                )
             split_file = Path(split_file)
             if not split_file.exists():
                 raise FileNotFoundError(f"SUN RGB-D split file not found: {split_file}")
@@ -134,8 +140,14 @@ class SUNRGBD:
         self._seg_index: dict[str, int] = {}
         if self.seg_mat is not None:
             if meta_order is None:
-                raise ValueError("seg_mat (SUNRGBD2Dseg.mat) needs meta_order (frame paths in its order)")
-            order = [_rel_after_sunrgbd(ln) for ln in Path(meta_order).read_text().splitlines() if ln.strip()]
+                raise ValueError(
+                    "seg_mat (SUNRGBD2Dseg.mat) needs meta_order (frame paths in its order)"
+                )
+            order = [
+                _rel_after_sunrgbd(ln)
+                for ln in Path(meta_order).read_text().splitlines()
+                if ln.strip()
+            ]
             self._seg_index = {f: i for i, f in enumerate(order)}
             if not self.seg_mat.exists():
                 raise FileNotFoundError(f"SUNRGBD2Dseg.mat not found: {self.seg_mat}")
@@ -164,7 +176,9 @@ class SUNRGBD:
             ref = np.asarray(refs).ravel()[self._seg_index[frame]]
             return np.asarray(self._h5[ref]).T.astype(np.int64)
         except (KeyError, ValueError) as exc:
-            raise ValueError(f"{self.seg_mat}: cannot read SUNRGBD2Dseg/seglabel for {frame}: {exc}") from exc
+            raise ValueError(
+                f"{self.seg_mat}: cannot read SUNRGBD2Dseg/seglabel for {frame}: {exc}"
+            ) from exc
 
     def __getitem__(self, i: int) -> dict:
         frame = self.frames[i]
@@ -188,7 +202,9 @@ class SUNRGBD:
             labels = read_png(lp).astype(np.int64)
         if labels is not None:
             if labels.shape != rgb.shape[:2]:
-                raise ValueError(f"{frame}: labels {labels.shape} do not match image {rgb.shape[:2]}")
+                raise ValueError(
+                    f"{frame}: labels {labels.shape} do not match image {rgb.shape[:2]}"
+                )
             if labels.max(initial=0) > NUM_CLASSES:
                 raise ValueError(f"{frame}: label id {labels.max()} outside 0..{NUM_CLASSES}")
         return make_sample(rgb, K, depth, labels, None, name=frame)

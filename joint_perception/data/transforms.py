@@ -143,9 +143,9 @@ def _resize(sample: Sample, h: int, w: int) -> Sample:
     interp = cv2.INTER_AREA if h < H and w < W else cv2.INTER_LINEAR
     s["rgb"] = cv2.resize(sample["rgb"], (w, h), interpolation=interp)
     s["depth"] = cv2.resize(sample["depth"], (w, h), interpolation=cv2.INTER_NEAREST)
-    s["labels"] = cv2.resize(sample["labels"].astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST).astype(
-        np.int64
-    )
+    s["labels"] = cv2.resize(
+        sample["labels"].astype(np.int32), (w, h), interpolation=cv2.INTER_NEAREST
+    ).astype(np.int64)
     s["normals"] = cv2.resize(sample["normals"], (w, h), interpolation=cv2.INTER_NEAREST)
     if "edges" in sample:
         s["edges"] = cv2.resize(sample["edges"], (w, h), interpolation=cv2.INTER_NEAREST)
@@ -276,15 +276,17 @@ def rotate(sample: Sample, degrees: float) -> Sample:
     warp = dict(dsize=(W, H), borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     s["rgb"] = cv2.warpAffine(sample["rgb"], M, flags=cv2.INTER_LINEAR, **warp)
     s["depth"] = cv2.warpAffine(sample["depth"], M, flags=cv2.INTER_NEAREST, **warp)
-    s["labels"] = cv2.warpAffine(sample["labels"].astype(np.int32), M, flags=cv2.INTER_NEAREST, **warp).astype(
-        np.int64
-    )
+    s["labels"] = cv2.warpAffine(
+        sample["labels"].astype(np.int32), M, flags=cv2.INTER_NEAREST, **warp
+    ).astype(np.int64)
     if "edges" in sample:
         s["edges"] = cv2.warpAffine(sample["edges"], M, flags=cv2.INTER_NEAREST, **warp)
     n = cv2.warpAffine(sample["normals"], M, flags=cv2.INTER_NEAREST, **warp)
     R = M[:, :2].astype(np.float32)  # image-plane rotation, same axes as the optical x, y
     nxy = n[..., :2] @ R.T
-    s["normals"] = np.ascontiguousarray(np.concatenate([nxy, n[..., 2:]], axis=-1), dtype=np.float32)
+    s["normals"] = np.ascontiguousarray(
+        np.concatenate([nxy, n[..., 2:]], axis=-1), dtype=np.float32
+    )
     return s
 
 
@@ -346,7 +348,11 @@ class ToTensor:
     uint8 tensor (for figures) and ``focal_scale`` float (1 without :class:`CanonicalFocal`).
     """
 
-    def __init__(self, mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225)):
+    def __init__(
+        self,
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+    ):
         self.mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
         self.std = np.asarray(std, np.float32).reshape(3, 1, 1)
 
@@ -359,13 +365,19 @@ class ToTensor:
             "image": torch.from_numpy(np.ascontiguousarray(img)),
             "depth": torch.from_numpy(np.ascontiguousarray(sample["depth"], np.float32)[None]),
             "labels": torch.from_numpy(np.ascontiguousarray(sample["labels"], np.int64)),
-            "normals": torch.from_numpy(np.ascontiguousarray(sample["normals"].transpose(2, 0, 1), np.float32)),
+            "normals": torch.from_numpy(
+                np.ascontiguousarray(sample["normals"].transpose(2, 0, 1), np.float32)
+            ),
             "K": torch.from_numpy(np.asarray(sample["K"], np.float32)),
             "has_labels": torch.tensor(bool(sample["has_labels"])),
             "has_normals": torch.tensor(bool(sample["has_normals"])),
             "rgb": torch.from_numpy(np.ascontiguousarray(sample["rgb"])),
             "focal_scale": torch.tensor(float(sample.get("focal_scale", 1.0))),
-            **({"edges": torch.from_numpy(np.ascontiguousarray(sample["edges"]))} if "edges" in sample else {}),
+            **(
+                {"edges": torch.from_numpy(np.ascontiguousarray(sample["edges"]))}
+                if "edges" in sample
+                else {}
+            ),
         }
 
 
@@ -412,7 +424,9 @@ def build_transforms(
     """
     h, w = int(size[0]), int(size[1])
     if scale and scale[0] < 1.0:
-        raise ValueError(f"training scale range must start at >= 1 (the crop needs the image), got {scale}")
+        raise ValueError(
+            f"training scale range must start at >= 1 (the crop needs the image), got {scale}"
+        )
     ts: list[Callable] = []
     if train:
         ts.append(_CoverResize(h, w))
@@ -442,4 +456,6 @@ class _CoverResize:
     def __call__(self, sample: Sample, rng=None) -> Sample:
         H, W = sample["rgb"].shape[:2]
         s = max(self.h / H, self.w / W)
-        return _resize(sample, max(self.h, math.ceil(H * s - 1e-6)), max(self.w, math.ceil(W * s - 1e-6)))
+        return _resize(
+            sample, max(self.h, math.ceil(H * s - 1e-6)), max(self.w, math.ceil(W * s - 1e-6))
+        )

@@ -50,8 +50,18 @@ import numpy as np
 
 from joint_perception.io_utils import atomic_write_json
 
-__all__ = ["BenchmarkOptions", "run_benchmark", "format_table", "measure_sgemm", "count_flops",
-           "time_ms", "stage_times", "pointcloud_baseline", "pack_cloud_per_point", "main"]
+__all__ = [
+    "BenchmarkOptions",
+    "run_benchmark",
+    "format_table",
+    "measure_sgemm",
+    "count_flops",
+    "time_ms",
+    "stage_times",
+    "pointcloud_baseline",
+    "pack_cloud_per_point",
+    "main",
+]
 
 DEFAULT_RESOLUTIONS = ((240, 320), (480, 640))
 FRAME_SIZE = (480, 640)
@@ -100,8 +110,12 @@ def measure_sgemm(n: int = 1024, repeats: int = 5) -> dict[str, float]:
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     with torch.inference_mode():
         t_ms = time_ms(lambda: torch.mm(ta, tb), repeats, 1)["min"]
-    out = {"n": n, "torch_gflops": flops / (t_ms * 1e6), "numpy_gflops": flops / (np_ms * 1e6),
-           "torch_threads": torch.get_num_threads()}
+    out = {
+        "n": n,
+        "torch_gflops": flops / (t_ms * 1e6),
+        "numpy_gflops": flops / (np_ms * 1e6),
+        "torch_threads": torch.get_num_threads(),
+    }
     out["best_gflops"] = max(out["torch_gflops"], out["numpy_gflops"])
     return out
 
@@ -143,8 +157,9 @@ def peak_rss_mb() -> float | None:
 # ---------------------------------------------------------------------------- point cloud
 
 
-def pack_cloud_per_point(depth: np.ndarray, K: np.ndarray, rgb: np.ndarray,
-                         labels: np.ndarray) -> bytes:
+def pack_cloud_per_point(
+    depth: np.ndarray, K: np.ndarray, rgb: np.ndarray, labels: np.ndarray
+) -> bytes:
     """The straightforward per-point reference for the organised PointCloud2 payload.
 
     One Python iteration per pixel: back-project ``(u, v, z)`` with K (REP 103 optical frame),
@@ -173,8 +188,9 @@ def pack_cloud_per_point(depth: np.ndarray, K: np.ndarray, rgb: np.ndarray,
     return bytes(buf)
 
 
-def pointcloud_baseline(depth: np.ndarray, K: np.ndarray, rgb: np.ndarray, labels: np.ndarray,
-                        repeats: int = 10) -> dict:
+def pointcloud_baseline(
+    depth: np.ndarray, K: np.ndarray, rgb: np.ndarray, labels: np.ndarray, repeats: int = 10
+) -> dict:
     """Vectorised back-projection + organised packing vs :func:`pack_cloud_per_point`.
 
     Returns:
@@ -196,10 +212,19 @@ def pointcloud_baseline(depth: np.ndarray, K: np.ndarray, rgb: np.ndarray, label
     h, w = depth.shape
     a = unpack(packed.data, packed.fields, packed.point_step, h, w)
     b = unpack(np.frombuffer(ref, np.uint8), packed.fields, 20, h, w)
-    same = all(np.allclose(a[k], b[k], atol=1e-5, equal_nan=True) if k in "xyz"
-               else np.array_equal(a[k].view(np.uint32), b[k].view(np.uint32)) for k in a)
-    return {"vectorised_ms": fast, "per_point_python_ms": slow, "speedup": slow / fast,
-            "points": h * w, "same_points": bool(same)}
+    same = all(
+        np.allclose(a[k], b[k], atol=1e-5, equal_nan=True)
+        if k in "xyz"
+        else np.array_equal(a[k].view(np.uint32), b[k].view(np.uint32))
+        for k in a
+    )
+    return {
+        "vectorised_ms": fast,
+        "per_point_python_ms": slow,
+        "speedup": slow / fast,
+        "points": h * w,
+        "same_points": bool(same),
+    }
 
 
 # ---------------------------------------------------------------------------- models
@@ -226,8 +251,10 @@ def prepare_model(name: str, size_hw: tuple[int, int], work_dir: Path) -> Prepar
     Raises:
         KeyError: unknown model name (the registry lists the known ones).
     """
-    from joint_perception.export.onnx_export import DeployWrapper, export_onnx, load_torch_model
+    from joint_perception.export.onnx_export import export_onnx
+    from joint_perception.models.deploy import DeployWrapper
     from joint_perception.models.registry import build_model
+    from joint_perception.models.serialization import load_torch_model
 
     weights = "untrained (random initialisation; timing and FLOPs do not depend on weights)"
     model = None
@@ -238,15 +265,19 @@ def prepare_model(name: str, size_hw: tuple[int, int], work_dir: Path) -> Prepar
         shipped = resolve_model_path(name)
         model, meta = load_torch_model(shipped if shipped.is_dir() else shipped.parent)
         weights = f"shipped {shipped}"
-        overrides = {"min_depth": meta.min_depth, "max_depth": meta.max_depth,
-                     "canonical_focal": meta.canonical_focal}
+        overrides = {
+            "min_depth": meta.min_depth,
+            "max_depth": meta.max_depth,
+            "canonical_focal": meta.canonical_focal,
+        }
     except (FileNotFoundError, ValueError, KeyError, RuntimeError, OSError):
         model = build_model(name)
     model.eval()
     out = work_dir / f"{name}_{size_hw[0]}x{size_hw[1]}"
     _, meta = export_onnx(model, out, size_hw, metadata_overrides=overrides)
-    return PreparedModel(name, tuple(size_hw), out, DeployWrapper(model, meta.mean, meta.std).eval(),
-                         weights)
+    return PreparedModel(
+        name, tuple(size_hw), out, DeployWrapper(model, meta.mean, meta.std).eval(), weights
+    )
 
 
 # ---------------------------------------------------------------------------- stages
@@ -273,8 +304,9 @@ def load_frame(path: Path | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     return s["rgb"], np.asarray(s["K"], dtype=np.float64), "synthetic scene (seed 0)"
 
 
-def stage_times(pipeline, rgb: np.ndarray, K: np.ndarray, repeats: int = 10,
-                warmup: int = 2) -> dict[str, float | None]:
+def stage_times(
+    pipeline, rgb: np.ndarray, K: np.ndarray, repeats: int = 10, warmup: int = 2
+) -> dict[str, float | None]:
     """Median time (ms) of each per-frame stage of the node on one frame (see module doc).
 
     ``messages`` is None when the sensor_msgs classes cannot be imported.
@@ -289,21 +321,25 @@ def stage_times(pipeline, rgb: np.ndarray, K: np.ndarray, repeats: int = 10,
     jpeg_format, jpeg = encode_compressed(rgb, "jpeg", 90)
     out: dict[str, float | None] = {}
     out["decode"] = time_ms(lambda: decode_image("rgb8", h, w, 3 * w, raw), repeats, warmup)[
-        "median"]
+        "median"
+    ]
     out["decode_jpeg"] = time_ms(lambda: decode_compressed(jpeg_format, jpeg), repeats, warmup)[
-        "median"]
+        "median"
+    ]
     batch = pipeline.preprocess(rgb)
     out["preprocess"] = time_ms(lambda: pipeline.preprocess(rgb), repeats, warmup)["median"]
     pred = pipeline.backend.predict(batch)
     out["inference"] = time_ms(lambda: pipeline.backend.predict(batch), repeats, warmup)["median"]
-    out["postprocess"] = time_ms(lambda: pipeline.postprocess(pred, K, (h, w)), repeats,
-                                 warmup)["median"]
+    out["postprocess"] = time_ms(lambda: pipeline.postprocess(pred, K, (h, w)), repeats, warmup)[
+        "median"
+    ]
     res = pipeline.postprocess(pred, K, (h, w))
     depth = res.depth if res.depth is not None else np.full((h, w), 2.0, np.float32)
     labels = res.labels if res.labels is not None else np.zeros((h, w), np.uint8)
     normals = res.normals if res.normals is not None else np.zeros((h, w, 3), np.float32)
-    out["pointcloud"] = time_ms(lambda: pack_organized(backproject(depth, res.K), rgb, labels),
-                                repeats, warmup)["median"]
+    out["pointcloud"] = time_ms(
+        lambda: pack_organized(backproject(depth, res.K), rgb, labels), repeats, warmup
+    )["median"]
     pal = label_palette(pipeline.metadata.num_classes)
     out["colorize"] = time_ms(lambda: colorize_labels(labels, pal), repeats, warmup)["median"]
     color = colorize_labels(labels, pal)
@@ -361,14 +397,21 @@ def _machine() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")),
-                       cpu)
+            cpu = next(
+                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
+            )
     except OSError:
         pass
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "load_average_1_5_15_min": os.getloadavg(),
-            "python": platform.python_version(),
-            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "cuda": torch.cuda.is_available(), "platform": platform.platform()}
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "load_average_1_5_15_min": os.getloadavg(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "cuda": torch.cuda.is_available(),
+        "platform": platform.platform(),
+    }
 
 
 def run_benchmark(opts: BenchmarkOptions) -> dict:
@@ -386,9 +429,16 @@ def run_benchmark(opts: BenchmarkOptions) -> dict:
     log = opts.progress
     rgb, K, frame_desc = load_frame(opts.frame)
     log("measuring the dense matmul ceiling ...")
-    result: dict = {"machine": _machine(), "frame": frame_desc, "frame_size": list(FRAME_SIZE),
-                    "repeats": opts.repeats, "sgemm": measure_sgemm(), "runs": [], "skipped": [],
-                    "baselines": {}}
+    result: dict = {
+        "machine": _machine(),
+        "frame": frame_desc,
+        "frame_size": list(FRAME_SIZE),
+        "repeats": opts.repeats,
+        "sgemm": measure_sgemm(),
+        "runs": [],
+        "skipped": [],
+        "baselines": {},
+    }
     ceiling = result["sgemm"]["best_gflops"]
     tmp = None
     work = opts.work_dir
@@ -403,17 +453,27 @@ def run_benchmark(opts: BenchmarkOptions) -> dict:
                 flops = count_flops(pm.module, hw)
                 x = torch.rand(1, 3, *hw)
                 with torch.inference_mode():
-                    eager = time_ms(lambda m=pm.module, x=x: m(x), opts.repeats,
-                                    opts.warmup)["median"]
+                    eager = time_ms(lambda m=pm.module, x=x: m(x), opts.repeats, opts.warmup)[
+                        "median"
+                    ]
                 for backend in opts.backends:
                     reset_peak_rss()
                     try:
-                        dev = "cpu" if backend == "torch" and not torch.cuda.is_available() else None
-                        be = create_backend(pm.export_dir, backend=backend, device=dev,
-                                            fallback=False)
+                        dev = (
+                            "cpu" if backend == "torch" and not torch.cuda.is_available() else None
+                        )
+                        be = create_backend(
+                            pm.export_dir, backend=backend, device=dev, fallback=False
+                        )
                     except (BackendUnavailable, ValueError) as exc:
-                        result["skipped"].append({"model": name, "resolution": list(hw),
-                                                  "backend": backend, "reason": str(exc)})
+                        result["skipped"].append(
+                            {
+                                "model": name,
+                                "resolution": list(hw),
+                                "backend": backend,
+                                "reason": str(exc),
+                            }
+                        )
                         log(f"  {backend}: skipped ({exc})")
                         continue
                     try:
@@ -422,19 +482,32 @@ def run_benchmark(opts: BenchmarkOptions) -> dict:
                     finally:
                         be.close()
                     inf = stages["inference"]
-                    other = sum(v for k, v in stages.items()
-                                if v is not None and k not in ("inference", "decode_jpeg"))
+                    other = sum(
+                        v
+                        for k, v in stages.items()
+                        if v is not None and k not in ("inference", "decode_jpeg")
+                    )
                     gflops = flops / (inf * 1e6)
-                    result["runs"].append({
-                        "model": name, "weights": pm.weights, "resolution": list(hw),
-                        "backend": backend, "device": be.device, "reason": be.reason,
-                        "stages_ms": stages, "non_network_ms": other,
-                        "total_ms": other + inf, "fps": 1e3 / (other + inf),
-                        "gflop": flops / 1e9, "achieved_gflops": gflops,
-                        "fraction_of_sgemm": gflops / ceiling,
-                        "eager_torch_ms": eager, "speedup_vs_eager": eager / inf,
-                        "peak_rss_mb": peak_rss_mb(),
-                    })
+                    result["runs"].append(
+                        {
+                            "model": name,
+                            "weights": pm.weights,
+                            "resolution": list(hw),
+                            "backend": backend,
+                            "device": be.device,
+                            "reason": be.reason,
+                            "stages_ms": stages,
+                            "non_network_ms": other,
+                            "total_ms": other + inf,
+                            "fps": 1e3 / (other + inf),
+                            "gflop": flops / 1e9,
+                            "achieved_gflops": gflops,
+                            "fraction_of_sgemm": gflops / ceiling,
+                            "eager_torch_ms": eager,
+                            "speedup_vs_eager": eager / inf,
+                            "peak_rss_mb": peak_rss_mb(),
+                        }
+                    )
         if opts.ros:
             first = next((r for r in result["runs"] if r["backend"] == "onnxruntime"), None)
             if first is None:
@@ -442,10 +515,12 @@ def run_benchmark(opts: BenchmarkOptions) -> dict:
             name, hw = first["model"], first["resolution"]
             model_dir = Path(work) / f"{name}_{hw[0]}x{hw[1]}"
             log(f"ROS baselines with {name} {hw[0]}x{hw[1]} on onnxruntime ({opts.bag}) ...")
-            direct = sum(v for k, v in first["stages_ms"].items()
-                         if v is not None and k != "decode_jpeg")
-            result["baselines"].update(ros_baselines(model_dir, opts.bag, direct, Path(work),
-                                                     opts.ros_frames))
+            direct = sum(
+                v for k, v in first["stages_ms"].items() if v is not None and k != "decode_jpeg"
+            )
+            result["baselines"].update(
+                ros_baselines(model_dir, opts.bag, direct, Path(work), opts.ros_frames)
+            )
         result["machine"]["load_average_after"] = os.getloadavg()
         if opts.pointcloud_baseline:
             log("point cloud: vectorised vs per-point Python ...")
@@ -458,16 +533,18 @@ def run_benchmark(opts: BenchmarkOptions) -> dict:
             else:
                 depth = np.full(FRAME_SIZE, 2.5, np.float32)
             labels = (np.arange(depth.size).reshape(depth.shape) % 41).astype(np.uint8)
-            result["baselines"]["pointcloud"] = pointcloud_baseline(depth, K, rgb, labels,
-                                                                    opts.repeats)
+            result["baselines"]["pointcloud"] = pointcloud_baseline(
+                depth, K, rgb, labels, opts.repeats
+            )
     finally:
         if tmp is not None:
             tmp.cleanup()
     return result
 
 
-def ros_baselines(model_dir: Path, bag: Path, direct_ms: float, work_dir: Path,
-                  frames: int = 60) -> dict:
+def ros_baselines(
+    model_dir: Path, bag: Path, direct_ms: float, work_dir: Path, frames: int = 60
+) -> dict:
     """Baselines through the real node over loopback DDS (three ``replay`` runs).
 
     * ``ros_round_trip``: the node at 2 Hz (never busy): p50 of send -> last output, against
@@ -493,8 +570,17 @@ def ros_baselines(model_dir: Path, bag: Path, direct_ms: float, work_dir: Path,
     base = [f"model:={model_dir}", "backend:=onnxruntime"]
 
     def run(out: str, rate: float, n: int | None, extra: list[str]) -> dict:
-        return replay(ReplayOptions(bag=Path(bag), out=work_dir / out, rate_hz=rate, frames=n,
-                                    overrides=base + extra, progress=False, report=False))
+        return replay(
+            ReplayOptions(
+                bag=Path(bag),
+                out=work_dir / out,
+                rate_hz=rate,
+                frames=n,
+                overrides=base + extra,
+                progress=False,
+                report=False,
+            )
+        )
 
     slow = run("ros_2hz", 2.0, None, [])
     newest = run("newest_30hz", 30.0, frames, [])
@@ -503,20 +589,31 @@ def ros_baselines(model_dir: Path, bag: Path, direct_ms: float, work_dir: Path,
 
     def lat(s: dict) -> dict:
         p = s["performance"]
-        return {"mean_ms": p["MEAN_LATENCY"], "p95_ms": p["P95_LATENCY"],
-                "missed": p["NUM_MISSED_FRAMES"], "sent": p["NUM_FRAMES_SENT"],
-                "output_rate_hz": p["MEAN_FRAME_RATE"], "node_cpu_percent":
-                p.get("NODE_CPU_PERCENT")}
+        return {
+            "mean_ms": p["MEAN_LATENCY"],
+            "p95_ms": p["P95_LATENCY"],
+            "missed": p["NUM_MISSED_FRAMES"],
+            "sent": p["NUM_FRAMES_SENT"],
+            "output_rate_hz": p["MEAN_FRAME_RATE"],
+            "node_cpu_percent": p.get("NODE_CPU_PERCENT"),
+        }
 
     n, q = lat(newest), lat(queued)
     return {
-        "ros_round_trip": {"direct_ms": direct_ms, "ros_p50_ms": ros_p50,
-                           "middleware_ms": None if ros_p50 is None else ros_p50 - direct_ms,
-                           "frames": slow["frames_in"]},
-        "queue": {"rate_hz": 30.0, "newest": n, "queue10": q,
-                  "newest_mean_ms": n["mean_ms"], "queue_mean_ms": q["mean_ms"],
-                  "ratio": (q["mean_ms"] / n["mean_ms"]) if n["mean_ms"] and q["mean_ms"]
-                  else None},
+        "ros_round_trip": {
+            "direct_ms": direct_ms,
+            "ros_p50_ms": ros_p50,
+            "middleware_ms": None if ros_p50 is None else ros_p50 - direct_ms,
+            "frames": slow["frames_in"],
+        },
+        "queue": {
+            "rate_hz": 30.0,
+            "newest": n,
+            "queue10": q,
+            "newest_mean_ms": n["mean_ms"],
+            "queue_mean_ms": q["mean_ms"],
+            "ratio": (q["mean_ms"] / n["mean_ms"]) if n["mean_ms"] and q["mean_ms"] else None,
+        },
     }
 
 
@@ -531,52 +628,80 @@ def format_table(result: dict) -> str:
     """Markdown tables: per-stage times per run, throughput/FLOPs, baselines, skipped."""
     runs = result["runs"]
     load = result["machine"].get("load_average_1_5_15_min", [float("nan")])[0]
-    stage_names = ["decode", "preprocess", "inference", "postprocess", "pointcloud", "colorize",
-                   "messages", "decode_jpeg"]
-    lines = [f"Frame {result['frame_size'][1]}x{result['frame_size'][0]} ({result['frame']}); "
-             f"{result['machine']['cpu']}, {result['machine']['cpu_count']} CPUs; median of "
-             f"{result['repeats']} runs; load average {load:.1f} at the start. "
-             f"sgemm ceiling {result['sgemm']['best_gflops']:.1f} "
-             f"GFLOP/s (torch {result['sgemm']['torch_gflops']:.1f}, numpy "
-             f"{result['sgemm']['numpy_gflops']:.1f}).", "",
-             "| model | net | backend | " + " | ".join(stage_names) + " | non-network | total |"
-             " fps |", "|" + "---|" * (len(stage_names) + 6)]
+    stage_names = [
+        "decode",
+        "preprocess",
+        "inference",
+        "postprocess",
+        "pointcloud",
+        "colorize",
+        "messages",
+        "decode_jpeg",
+    ]
+    lines = [
+        f"Frame {result['frame_size'][1]}x{result['frame_size'][0]} ({result['frame']}); "
+        f"{result['machine']['cpu']}, {result['machine']['cpu_count']} CPUs; median of "
+        f"{result['repeats']} runs; load average {load:.1f} at the start. "
+        f"sgemm ceiling {result['sgemm']['best_gflops']:.1f} "
+        f"GFLOP/s (torch {result['sgemm']['torch_gflops']:.1f}, numpy "
+        f"{result['sgemm']['numpy_gflops']:.1f}).",
+        "",
+        "| model | net | backend | " + " | ".join(stage_names) + " | non-network | total | fps |",
+        "|" + "---|" * (len(stage_names) + 6),
+    ]
     for r in runs:
         s = r["stages_ms"]
-        lines.append(f"| {r['model']} | {r['resolution'][0]}x{r['resolution'][1]} | "
-                     f"{r['backend']} | " + " | ".join(_f(s.get(k)) for k in stage_names)
-                     + f" | {_f(r['non_network_ms'])} | {_f(r['total_ms'])} | {_f(r['fps'])} |")
-    lines += ["", "| model | net | backend | GFLOP | GFLOP/s | of sgemm | eager torch (ms) | "
-              "speed-up vs eager | peak RSS (MiB) |", "|---|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {r['model']} | {r['resolution'][0]}x{r['resolution'][1]} | "
+            f"{r['backend']} | "
+            + " | ".join(_f(s.get(k)) for k in stage_names)
+            + f" | {_f(r['non_network_ms'])} | {_f(r['total_ms'])} | {_f(r['fps'])} |"
+        )
+    lines += [
+        "",
+        "| model | net | backend | GFLOP | GFLOP/s | of sgemm | eager torch (ms) | "
+        "speed-up vs eager | peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in runs:
-        lines.append(f"| {r['model']} | {r['resolution'][0]}x{r['resolution'][1]} | "
-                     f"{r['backend']} | {r['gflop']:.2f} | {r['achieved_gflops']:.1f} | "
-                     f"{100 * r['fraction_of_sgemm']:.0f} % | {r['eager_torch_ms']:.1f} | "
-                     f"{r['speedup_vs_eager']:.2f}x | {_f(r['peak_rss_mb'], 0)} |")
+        lines.append(
+            f"| {r['model']} | {r['resolution'][0]}x{r['resolution'][1]} | "
+            f"{r['backend']} | {r['gflop']:.2f} | {r['achieved_gflops']:.1f} | "
+            f"{100 * r['fraction_of_sgemm']:.0f} % | {r['eager_torch_ms']:.1f} | "
+            f"{r['speedup_vs_eager']:.2f}x | {_f(r['peak_rss_mb'], 0)} |"
+        )
     b = result.get("baselines", {})
     if b:
         lines += ["", "| baseline | this project | reference | ratio |", "|---|---|---|---|"]
     if "pointcloud" in b:
         p = b["pointcloud"]
-        lines.append(f"| PointCloud2 640x480 packing (same points: {p['same_points']}) | "
-                     f"{p['vectorised_ms']:.2f} ms vectorised | {p['per_point_python_ms']:.0f} ms"
-                     f" per-point Python | {p['speedup']:.0f}x |")
+        lines.append(
+            f"| PointCloud2 640x480 packing (same points: {p['same_points']}) | "
+            f"{p['vectorised_ms']:.2f} ms vectorised | {p['per_point_python_ms']:.0f} ms"
+            f" per-point Python | {p['speedup']:.0f}x |"
+        )
     if "ros_round_trip" in b:
         p = b["ros_round_trip"]
-        lines.append(f"| direct pipeline vs ROS round trip (p50) | {_f(p['direct_ms'])} ms "
-                     f"direct | {_f(p['ros_p50_ms'])} ms via ROS | "
-                     + ("-" if p["middleware_ms"] is None else f"{p['middleware_ms']:+.1f}")
-                     + " ms middleware |")
+        lines.append(
+            f"| direct pipeline vs ROS round trip (p50) | {_f(p['direct_ms'])} ms "
+            f"direct | {_f(p['ros_p50_ms'])} ms via ROS | "
+            + ("-" if p["middleware_ms"] is None else f"{p['middleware_ms']:+.1f}")
+            + " ms middleware |"
+        )
     if "queue" in b:
         p = b["queue"]
         n, q = p["newest"], p["queue10"]
-        lines.append(f"| 30 Hz input, mean latency (p95; missed of {n['sent']}): newest-frame "
-                     f"vs FIFO queue of 10 | {_f(n['mean_ms'])} ms ({_f(n['p95_ms'])}; "
-                     f"{n['missed']}) | {_f(q['mean_ms'])} ms ({_f(q['p95_ms'])}; "
-                     f"{q['missed']}) | {_f(p['ratio'])}x |")
+        lines.append(
+            f"| 30 Hz input, mean latency (p95; missed of {n['sent']}): newest-frame "
+            f"vs FIFO queue of 10 | {_f(n['mean_ms'])} ms ({_f(n['p95_ms'])}; "
+            f"{n['missed']}) | {_f(q['mean_ms'])} ms ({_f(q['p95_ms'])}; "
+            f"{q['missed']}) | {_f(p['ratio'])}x |"
+        )
     for s in result.get("skipped", []):
-        lines.append(f"\nskipped {s['backend']} ({s['model']} {s['resolution'][0]}x"
-                     f"{s['resolution'][1]}): {s['reason']}")
+        lines.append(
+            f"\nskipped {s['backend']} ({s['model']} {s['resolution'][0]}x"
+            f"{s['resolution'][1]}): {s['reason']}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -584,8 +709,9 @@ def _resolution(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"resolution must be HxW like 240x320, got {text!r}"
-                                         ) from None
+        raise argparse.ArgumentTypeError(
+            f"resolution must be HxW like 240x320, got {text!r}"
+        ) from None
     if h < 32 or w < 32:
         raise argparse.ArgumentTypeError(f"resolution {text} must be at least 32x32")
     return h, w
@@ -595,20 +721,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console script ``benchmark``; prints the tables, optionally writes JSON. Returns 0, or 1
     with a message on a missing bag/frame or a failed node."""
     ap = argparse.ArgumentParser(prog="benchmark", description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="realtime",
-                    help="comma-separated registry names (default realtime; e.g. pap,cinet)")
-    ap.add_argument("--backends", default="onnxruntime,torch,tensorrt",
-                    help="comma-separated; unavailable ones are skipped with the reason")
-    ap.add_argument("--resolutions", default="240x320,480x640",
-                    help="comma-separated network input sizes HxW")
+    ap.add_argument(
+        "--models",
+        default="realtime",
+        help="comma-separated registry names (default realtime; e.g. pap,cinet)",
+    )
+    ap.add_argument(
+        "--backends",
+        default="onnxruntime,torch,tensorrt",
+        help="comma-separated; unavailable ones are skipped with the reason",
+    )
+    ap.add_argument(
+        "--resolutions", default="240x320,480x640", help="comma-separated network input sizes HxW"
+    )
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--frame", type=Path, default=None, help="RGB image to use (640x480)")
     ap.add_argument("--work-dir", type=Path, default=None, help="keep the exports here")
     ap.add_argument("--json", type=Path, default=None, help="write the full result here")
     ap.add_argument("--no-pointcloud-baseline", action="store_true")
-    ap.add_argument("--ros", action="store_true",
-                    help="also measure the ROS baselines through the real node (~1 min)")
+    ap.add_argument(
+        "--ros",
+        action="store_true",
+        help="also measure the ROS baselines through the real node (~1 min)",
+    )
     ap.add_argument("--bag", type=Path, default=DEFAULT_BAG, help="bag for --ros")
     ap.add_argument("--ros-frames", type=int, default=60, help="frames per 30 Hz --ros run")
     a = ap.parse_args(argv)
@@ -629,10 +765,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     bad = sorted(set(backends) - set(BACKENDS))
     if bad:
         ap.error(f"unknown backend(s) {bad}; known: {', '.join(BACKENDS)}")
-    opts = BenchmarkOptions(models=models, backends=backends, resolutions=resolutions,
-                            repeats=a.repeats, warmup=a.warmup, frame=a.frame,
-                            work_dir=a.work_dir, pointcloud_baseline=not a.no_pointcloud_baseline,
-                            ros=a.ros, bag=a.bag, ros_frames=a.ros_frames)
+    opts = BenchmarkOptions(
+        models=models,
+        backends=backends,
+        resolutions=resolutions,
+        repeats=a.repeats,
+        warmup=a.warmup,
+        frame=a.frame,
+        work_dir=a.work_dir,
+        pointcloud_baseline=not a.no_pointcloud_baseline,
+        ros=a.ros,
+        bag=a.bag,
+        ros_frames=a.ros_frames,
+    )
     try:
         result = run_benchmark(opts)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:

@@ -12,7 +12,7 @@ Models: an exported directory / ``.onnx`` (run through ``runtime.factory.create_
 ``model.pt`` (the torch module behind the same ONNX contract, via ``DeployWrapper``, and the
 same Pipeline). Every frame is predicted at its full resolution with its own K, and all metrics
 come from :mod:`joint_perception.metrics`, accumulated pixel-wise over the whole split (NYUv2
-convention, DESIGN.md section 5): depth (GT cap ``--max-depth``, optional Eigen crop, NaN
+convention, docs/contracts.md section 5): depth (GT cap ``--max-depth``, optional Eigen crop, NaN
 predictions reported as coverage) with a per-distance breakdown, segmentation (confusion matrix,
 void ignored) and normals where the data set has them.
 
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from joint_perception.evaluation.accuracy import AccuracyEvaluator, FrameReference, baseline_table
+from joint_perception.accuracy import AccuracyEvaluator, FrameReference, baseline_table
 from joint_perception.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from joint_perception.metadata import ModelMetadata
 from joint_perception.runtime.base import Backend, prediction_from_outputs
@@ -57,7 +57,7 @@ class CheckpointBackend(Backend):
     def __init__(self, model, metadata: ModelMetadata):
         import torch
 
-        from joint_perception.export.onnx_export import DeployWrapper
+        from joint_perception.models.deploy import DeployWrapper
 
         super().__init__(metadata)
         self._torch = torch
@@ -70,13 +70,15 @@ class CheckpointBackend(Backend):
             outs = self.wrapper(self._torch.from_numpy(batch))
         if not isinstance(outs, (tuple, list)):
             outs = [outs]
-        return prediction_from_outputs({n: o.numpy() for n, o in zip(self.wrapper.output_names, outs)})
+        return prediction_from_outputs(
+            {n: o.numpy() for n, o in zip(self.wrapper.output_names, outs)}
+        )
 
 
 def _checkpoint_metadata(model, path: Path, input_size: Sequence[int] | None) -> ModelMetadata:
     """Metadata for a checkpoint: input size / canonical focal from the run's config.yaml
     (``<run_dir>/checkpoints/x.ckpt`` -> ``<run_dir>/config.yaml``) unless given."""
-    from joint_perception.export.onnx_export import default_class_names
+    from joint_perception.nyuv2_classes import default_class_names
 
     cfg: dict[str, Any] = {}
     for cand in (path.parent.parent / "config.yaml", path.parent / "config.yaml"):
@@ -89,8 +91,14 @@ def _checkpoint_metadata(model, path: Path, input_size: Sequence[int] | None) ->
     names = default_class_names(model.num_classes) if "segmentation" in model.tasks else []
     focal = (cfg.get("data") or {}).get("canonical_focal")
     return ModelMetadata(
-        architecture=model.arch, tasks=list(model.tasks), input_height=int(size[0]), input_width=int(size[1]),
-        mean=list(model.mean), std=list(model.std), class_names=names, max_depth=float(model.max_depth),
+        architecture=model.arch,
+        tasks=list(model.tasks),
+        input_height=int(size[0]),
+        input_width=int(size[1]),
+        mean=list(model.mean),
+        std=list(model.std),
+        class_names=names,
+        max_depth=float(model.max_depth),
         canonical_focal=float(focal) if focal else None,
     )
 
@@ -107,7 +115,7 @@ def load_model(path: str | Path, backend: str = "auto", input_size: Sequence[int
     if not p.exists():
         raise FileNotFoundError(f"model not found: {p}")
     if p.suffix in (".ckpt", ".pt"):
-        from joint_perception.export.onnx_export import load_checkpoint_model
+        from joint_perception.models.serialization import load_checkpoint_model
 
         model = load_checkpoint_model(p)
         return Pipeline(CheckpointBackend(model, _checkpoint_metadata(model, p, input_size)))
@@ -139,7 +147,7 @@ def evaluate(
 ) -> tuple[dict[str, Any], list[dict[str, np.ndarray]]]:
     """Run ``pipeline`` over ``dataset`` (sample dicts) and accumulate all metrics.
 
-    The metrics come from :class:`joint_perception.evaluation.accuracy.AccuracyEvaluator`, the
+    The metrics come from :class:`joint_perception.accuracy.AccuracyEvaluator`, the
     same accumulator ``replay`` uses, with normals scored only where the data set has GT
     normals, and the trivial baselines (:mod:`joint_perception.baselines`) scored on the same
     frames.
@@ -165,14 +173,22 @@ def evaluate(
     gt_classes = num_classes or model_classes
     remap = None
     if model_classes == 40 and gt_classes == 13:
-        from joint_perception.data.nyuv2_classes import MAP40_TO_13
+        from joint_perception.nyuv2_classes import MAP40_TO_13
 
         remap = MAP40_TO_13
     elif model_classes and gt_classes != model_classes:
-        raise ValueError(f"model has {model_classes} classes, ground truth {gt_classes}: no mapping known")
-    ev = AccuracyEvaluator(max(gt_classes, 1), _class_names(gt_classes, meta) if gt_classes else None,
-                           max_depth=max_depth, range_edges=RANGE_EDGES, eigen_crop=eigen_crop or False,
-                           baselines=baselines, derive_normals=False)
+        raise ValueError(
+            f"model has {model_classes} classes, ground truth {gt_classes}: no mapping known"
+        )
+    ev = AccuracyEvaluator(
+        max(gt_classes, 1),
+        _class_names(gt_classes, meta) if gt_classes else None,
+        max_depth=max_depth,
+        range_edges=RANGE_EDGES,
+        eigen_crop=eigen_crop or False,
+        baselines=baselines,
+        derive_normals=False,
+    )
     rows: list[dict[str, np.ndarray]] = []
     infer_ms: list[float] = []
     for i in range(len(dataset)):
@@ -185,18 +201,33 @@ def evaluate(
         labels = None
         if res.labels is not None:
             labels = remap[res.labels] if remap is not None else res.labels
-        ref = FrameReference(K=s["K"], rgb=rgb, depth=gt_nan if np.any(gt > 0) else None,
-                             labels=s["labels"] if s["has_labels"] and gt_classes else None,
-                             normals=s["normals"] if s["has_normals"] else None)
+        ref = FrameReference(
+            K=s["K"],
+            rgb=rgb,
+            depth=gt_nan if np.any(gt > 0) else None,
+            labels=s["labels"] if s["has_labels"] and gt_classes else None,
+            normals=s["normals"] if s["has_normals"] else None,
+        )
         ev.add(s.get("name", str(i)), res.depth, labels if gt_classes else None, res.normals, ref)
         if len(rows) < figure_rows:
-            rows.append({"name": s.get("name", str(i)), "rgb": rgb, "depth": res.depth, "gt_depth": gt_nan,
-                         "labels": labels, "gt_labels": s["labels"] if s["has_labels"] else None,
-                         "normals": res.normals})
+            rows.append(
+                {
+                    "name": s.get("name", str(i)),
+                    "rgb": rgb,
+                    "depth": res.depth,
+                    "gt_depth": gt_nan,
+                    "labels": labels,
+                    "gt_labels": s["labels"] if s["has_labels"] else None,
+                    "normals": res.normals,
+                }
+            )
     agg = ev.aggregate()
     metrics: dict[str, Any] = {
-        "model": {"architecture": meta.architecture, "input_size": [meta.input_height, meta.input_width],
-                  "backend": pipeline.backend.describe()},
+        "model": {
+            "architecture": meta.architecture,
+            "input_size": [meta.input_height, meta.input_width],
+            "backend": pipeline.backend.describe(),
+        },
         "n_frames": len(infer_ms),
         "settings": {"max_depth": max_depth, "eigen_crop": eigen_crop, "num_classes": gt_classes},
         "timing_ms": {"mean_per_frame": float(np.mean(infer_ms)) if infer_ms else None},
@@ -210,7 +241,7 @@ def evaluate(
 def _class_names(n: int, meta: ModelMetadata) -> list[str]:
     if n == meta.num_classes:
         return list(meta.class_names)
-    from joint_perception.export.onnx_export import default_class_names
+    from joint_perception.nyuv2_classes import default_class_names
 
     return default_class_names(n)
 
@@ -229,41 +260,81 @@ def markdown_table(metrics: dict[str, Any]) -> str:
     """Markdown report: depth, per-range depth, segmentation and normal tables."""
 
     def fmt(v):
-        return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else (
-            f"{v:.4f}" if isinstance(v, float) else str(v))
+        return (
+            "n/a"
+            if v is None or (isinstance(v, float) and not math.isfinite(v))
+            else (f"{v:.4f}" if isinstance(v, float) else str(v))
+        )
 
     m = metrics["model"]
-    lines = [f"# Evaluation: {m['architecture']} ({m['input_size'][0]}x{m['input_size'][1]}, {m['backend']})", "",
-             f"{metrics['n_frames']} frames; depth cap {metrics['settings']['max_depth']} m; "
-             f"Eigen crop: {metrics['settings']['eigen_crop'] or 'no'}; metrics pixel-wise over the set.", ""]
+    lines = [
+        f"# Evaluation: {m['architecture']} ({m['input_size'][0]}x{m['input_size'][1]}, {m['backend']})",
+        "",
+        f"{metrics['n_frames']} frames; depth cap {metrics['settings']['max_depth']} m; "
+        f"Eigen crop: {metrics['settings']['eigen_crop'] or 'no'}; metrics pixel-wise over the set.",
+        "",
+    ]
     if "depth" in metrics:
-        keys = ["abs_rel", "sq_rel", "rmse", "rmse_log", "log10", "silog", "delta1", "delta2", "delta3", "coverage"]
-        lines += ["## Depth", "", "| range | " + " | ".join(keys) + " | pixels |",
-                  "|---" * (len(keys) + 2) + "|"]
+        keys = [
+            "abs_rel",
+            "sq_rel",
+            "rmse",
+            "rmse_log",
+            "log10",
+            "silog",
+            "delta1",
+            "delta2",
+            "delta3",
+            "coverage",
+        ]
+        lines += [
+            "## Depth",
+            "",
+            "| range | " + " | ".join(keys) + " | pixels |",
+            "|---" * (len(keys) + 2) + "|",
+        ]
         rows = [("all", metrics["depth"])] + list(metrics.get("depth_by_range", {}).items())
         for name, d in rows:
-            lines.append(f"| {name} | " + " | ".join(fmt(d[k]) for k in keys) + f" | {d['n_pixels']} |")
+            lines.append(
+                f"| {name} | " + " | ".join(fmt(d[k]) for k in keys) + f" | {d['n_pixels']} |"
+            )
         lines.append("")
     if "segmentation" in metrics:
         s = metrics["segmentation"]
-        lines += ["## Segmentation", "", "| pixel acc | mean acc | mIoU | fwIoU | pixels |", "|---|---|---|---|---|",
-                  f"| {fmt(s['pixel_acc'])} | {fmt(s['mean_acc'])} | {fmt(s['miou'])} | {fmt(s['fwiou'])} | "
-                  f"{s['n_pixels']} |", ""]
+        lines += [
+            "## Segmentation",
+            "",
+            "| pixel acc | mean acc | mIoU | fwIoU | pixels |",
+            "|---|---|---|---|---|",
+            f"| {fmt(s['pixel_acc'])} | {fmt(s['mean_acc'])} | {fmt(s['miou'])} | {fmt(s['fwiou'])} | "
+            f"{s['n_pixels']} |",
+            "",
+        ]
     versus = baseline_table(metrics)
     if versus:
         head, rows = versus
-        lines += ["## Model vs trivial baselines", "",
-                  "Baselines use no test ground truth (`joint_perception.baselines`): depth = a constant "
-                  "2.666 m; labels = ceiling / wall / floor bands by image row.", "",
-                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines += [
+            "## Model vs trivial baselines",
+            "",
+            "Baselines use no test ground truth (`joint_perception.baselines`): depth = a constant "
+            "2.666 m; labels = ceiling / wall / floor bands by image row.",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
         lines += ["| " + " | ".join(r) + " |" for r in rows]
         lines.append("")
     if "normals" in metrics:
         n = metrics["normals"]
-        lines += ["## Surface normals (degrees)", "", "| mean | median | rmse | < 11.25 | < 22.5 | < 30 | pixels |",
-                  "|---|---|---|---|---|---|---|",
-                  f"| {fmt(n['mean'])} | {fmt(n['median'])} | {fmt(n['rmse'])} | {fmt(n['pct_11_25'])} | "
-                  f"{fmt(n['pct_22_5'])} | {fmt(n['pct_30'])} | {n['n_pixels']} |", ""]
+        lines += [
+            "## Surface normals (degrees)",
+            "",
+            "| mean | median | rmse | < 11.25 | < 22.5 | < 30 | pixels |",
+            "|---|---|---|---|---|---|---|",
+            f"| {fmt(n['mean'])} | {fmt(n['median'])} | {fmt(n['rmse'])} | {fmt(n['pct_11_25'])} | "
+            f"{fmt(n['pct_22_5'])} | {fmt(n['pct_30'])} | {n['n_pixels']} |",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -284,15 +355,26 @@ def write_figure(rows: list[dict], meta: ModelMetadata, path: str | Path, max_de
 
     if not rows:
         raise ValueError("no frames to draw")
-    n_cls = max(meta.num_classes, max((int(r["gt_labels"].max()) for r in rows if r["gt_labels"] is not None),
-                                      default=0))
+    n_cls = max(
+        meta.num_classes,
+        max((int(r["gt_labels"].max()) for r in rows if r["gt_labels"] is not None), default=0),
+    )
     palette = palette_from_metadata(meta.class_colors, n_cls) if meta.class_colors else None
     if palette is None or len(palette) < n_cls + 1:
         from joint_perception.colormap import label_palette
 
         palette = label_palette(n_cls)
-    cols = ["RGB", "predicted depth", "GT depth", "predicted labels", "GT labels", "predicted normals"]
-    fig, axes = plt.subplots(len(rows), len(cols), figsize=(3 * len(cols), 2.4 * len(rows)), squeeze=False)
+    cols = [
+        "RGB",
+        "predicted depth",
+        "GT depth",
+        "predicted labels",
+        "GT labels",
+        "predicted normals",
+    ]
+    fig, axes = plt.subplots(
+        len(rows), len(cols), figsize=(3 * len(cols), 2.4 * len(rows)), squeeze=False
+    )
     for r, row in enumerate(rows):
         h, w = row["rgb"].shape[:2]
         blank = np.full((h, w, 3), 255, np.uint8)
@@ -312,8 +394,10 @@ def write_figure(rows: list[dict], meta: ModelMetadata, path: str | Path, max_de
             if r == 0:
                 ax.set_title(cols[c], fontsize=10)
         axes[r, 0].set_ylabel(str(row["name"]), fontsize=9)
-    fig.suptitle(f"{meta.architecture}: depth 0-{max_depth:g} m (turbo), NYU-40 colours, normals (n+1)/2",
-                 fontsize=10)
+    fig.suptitle(
+        f"{meta.architecture}: depth 0-{max_depth:g} m (turbo), NYU-40 colours, normals (n+1)/2",
+        fontsize=10,
+    )
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
@@ -322,18 +406,34 @@ def write_figure(rows: list[dict], meta: ModelMetadata, path: str | Path, max_de
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evaluate", description="Evaluate a model on a data set split.")
-    p.add_argument("--model", required=True, help="exported model dir / .onnx, or a .ckpt / model.pt")
-    p.add_argument("--dataset", required=True, help="data set name (data.registry), e.g. nyu_folder")
+    p = argparse.ArgumentParser(
+        prog="evaluate", description="Evaluate a model on a data set split."
+    )
+    p.add_argument(
+        "--model", required=True, help="exported model dir / .onnx, or a .ckpt / model.pt"
+    )
+    p.add_argument(
+        "--dataset", required=True, help="data set name (data.registry), e.g. nyu_folder"
+    )
     p.add_argument("--root", help="data set root (passed as root=...)")
     p.add_argument("--split", default="test")
-    p.add_argument("--arg", action="append", default=[], help="extra data set option key=value (repeatable)")
+    p.add_argument(
+        "--arg", action="append", default=[], help="extra data set option key=value (repeatable)"
+    )
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--backend", default="auto", help="auto|onnxruntime|torch|tensorrt (exported models)")
-    p.add_argument("--max-depth", type=float, default=None, help="GT cap in metres (default: the model's)")
+    p.add_argument(
+        "--backend", default="auto", help="auto|onnxruntime|torch|tensorrt (exported models)"
+    )
+    p.add_argument(
+        "--max-depth", type=float, default=None, help="GT cap in metres (default: the model's)"
+    )
     p.add_argument("--eigen-crop", choices=["nyu", "kitti"], default=None)
-    p.add_argument("--num-classes", type=int, default=None, help="GT class count (13 maps a 40-class model)")
-    p.add_argument("--input-size", type=int, nargs=2, default=None, help="H W for checkpoints without config")
+    p.add_argument(
+        "--num-classes", type=int, default=None, help="GT class count (13 maps a 40-class model)"
+    )
+    p.add_argument(
+        "--input-size", type=int, nargs=2, default=None, help="H W for checkpoints without config"
+    )
     p.add_argument("--figure-rows", type=int, default=4)
     return p
 
@@ -353,19 +453,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = build_dataset(args.dataset, args.split, **ds_cfg)
         pipeline = load_model(args.model, args.backend, args.input_size)
         max_depth = args.max_depth or float(pipeline.metadata.max_depth)
-        metrics, rows = evaluate(pipeline, dataset, max_depth, args.eigen_crop, args.num_classes, args.figure_rows)
+        metrics, rows = evaluate(
+            pipeline, dataset, max_depth, args.eigen_crop, args.num_classes, args.figure_rows
+        )
     except (FileNotFoundError, KeyError, ValueError, TypeError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2
-    metrics["dataset"] = {"name": args.dataset, "split": args.split, **{k: str(v) for k, v in ds_cfg.items()}}
+    metrics["dataset"] = {
+        "name": args.dataset,
+        "split": args.split,
+        **{k: str(v) for k, v in ds_cfg.items()},
+    }
     metrics["model"]["path"] = str(args.model)
     out = Path(args.out)
     atomic_write_json(out / "metrics.json", _nan_to_none(metrics))
     atomic_write_text(out / "metrics.md", markdown_table(metrics) + "\n")
     write_figure(rows, pipeline.metadata, out / "figure.png", max_depth)
     log.info("wrote %s, %s, %s", out / "metrics.json", out / "metrics.md", out / "figure.png")
-    print(json.dumps(_nan_to_none({k: metrics[k] for k in ("depth", "segmentation", "normals") if k in metrics}),
-                     indent=1)[:2000])
+    print(
+        json.dumps(
+            _nan_to_none(
+                {k: metrics[k] for k in ("depth", "segmentation", "normals") if k in metrics}
+            ),
+            indent=1,
+        )[:2000]
+    )
     versus = baseline_table(metrics)
     if versus:
         print("model vs trivial baselines (constant depth, layout band):")

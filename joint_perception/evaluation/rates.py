@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -44,9 +45,12 @@ __all__ = [
 ]
 
 
-def pace_schedule(due_s: Sequence[float], publish: Callable[[int], None],
-                  clock: Callable[[], float] = time.monotonic,
-                  sleep: Callable[[float], None] = time.sleep) -> list[float]:
+def pace_schedule(
+    due_s: Sequence[float],
+    publish: Callable[[int], None],
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[float]:
     """Call ``publish(i)`` when ``due_s[i]`` seconds have passed since the start, without drift.
 
     Deadlines are absolute (relative to the first ``clock()`` reading), so a late call does
@@ -78,9 +82,13 @@ def pace_schedule(due_s: Sequence[float], publish: Callable[[int], None],
     return times
 
 
-def pace(n_frames: int, rate_hz: float, publish: Callable[[int], None],
-         clock: Callable[[], float] = time.monotonic,
-         sleep: Callable[[float], None] = time.sleep) -> list[float]:
+def pace(
+    n_frames: int,
+    rate_hz: float,
+    publish: Callable[[int], None],
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[float]:
     """Call ``publish(i)`` for ``i = 0 .. n_frames-1`` at a fixed rate: frame ``i`` is due at
     ``i / rate_hz`` s (:func:`pace_schedule`, absolute deadlines).
 
@@ -177,7 +185,8 @@ def performance_fields(sent: Mapping[int, float], received: Mapping[int, float])
         "NUM_FRAMES_RECEIVED": len(got),
         "NUM_MISSED_FRAMES": len(sent_stamps) - len(got),
         "MISSED_FRAME_FRACTION": (len(sent_stamps) - len(got)) / len(sent_stamps)
-        if sent_stamps else None,
+        if sent_stamps
+        else None,
     }
     t_sent = np.array([sent[s] for s in sent_stamps], dtype=np.float64)
     t_recv = np.sort(np.array([received[s] for s in got], dtype=np.float64))
@@ -196,8 +205,14 @@ def performance_fields(sent: Mapping[int, float], received: Mapping[int, float])
             MAX_LATENCY=float(lat.max()),
         )
     else:
-        for k in ("FIRST_SENT_RECEIVED_LATENCY", "LAST_SENT_RECEIVED_LATENCY", "MEAN_LATENCY",
-                  "P50_LATENCY", "P95_LATENCY", "MAX_LATENCY"):
+        for k in (
+            "FIRST_SENT_RECEIVED_LATENCY",
+            "LAST_SENT_RECEIVED_LATENCY",
+            "MEAN_LATENCY",
+            "P50_LATENCY",
+            "P95_LATENCY",
+            "MAX_LATENCY",
+        ):
             out[k] = None
     if t_recv.size >= 3:
         jitter = np.abs(np.diff(np.diff(t_recv)))
@@ -208,27 +223,22 @@ def performance_fields(sent: Mapping[int, float], received: Mapping[int, float])
     return out
 
 
-def _read_proc(pid: int) -> tuple[float, int, int]:
-    """(CPU seconds user+system, current RSS bytes, peak RSS bytes) of ``pid`` from /proc."""
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        stat = f.read().decode()
-    # the command name may contain spaces: fields after the last ')' are fixed
-    fields = stat[stat.rindex(")") + 2:].split()
-    ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
-    rss = hwm = 0
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                rss = int(line.split()[1]) * 1024
-            elif line.startswith("VmHWM:"):
-                hwm = int(line.split()[1]) * 1024
-    return cpu, rss, hwm
+def _read_proc(proc) -> tuple[float, int]:
+    """(CPU seconds user+system, current RSS bytes) of a ``psutil.Process``."""
+    with proc.oneshot():
+        t = proc.cpu_times()
+        return t.user + t.system, proc.memory_info().rss
+
+
+def _gone() -> tuple[type[BaseException], ...]:
+    import psutil
+
+    return (psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError)
 
 
 @dataclass
 class ProcessMonitor:
-    """CPU utilisation and memory of one process, sampled from ``/proc`` (Linux; no psutil).
+    """CPU utilisation and memory of one process, read with psutil.
 
     Use as a context manager around the measured interval::
 
@@ -237,9 +247,9 @@ class ProcessMonitor:
         mon.result()  # {"cpu_percent": ..., "peak_rss_mb": ..., ...}
 
     ``cpu_percent`` is CPU time / wall time x 100 over the interval, so a process using two
-    cores fully reads 200 %. ``peak_rss_mb`` is the kernel's high-water mark ``VmHWM`` (peak
-    since the process started) and ``max_sampled_rss_mb`` the largest ``VmRSS`` seen by the
-    sampling thread during the interval.
+    cores fully reads 200 %. ``peak_rss_mb`` is the largest resident set size seen by the
+    sampling thread (every ``interval_s``) during the interval: a spike shorter than the
+    sampling period can be missed.
 
     Args:
         pid: process id.
@@ -252,13 +262,16 @@ class ProcessMonitor:
     _t0: float = 0.0
     _cpu1: float = 0.0
     _t1: float = 0.0
-    _hwm: int = 0
     _max_rss: int = 0
+    _proc: Any = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def __enter__(self) -> ProcessMonitor:
-        self._cpu0, rss, self._hwm = _read_proc(self.pid)
+        import psutil
+
+        self._proc = psutil.Process(self.pid)
+        self._cpu0, rss = _read_proc(self._proc)
         self._max_rss = rss
         self._t0 = time.monotonic()
         self._stop.clear()
@@ -269,11 +282,10 @@ class ProcessMonitor:
     def _sample(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                _, rss, hwm = _read_proc(self.pid)
-            except (FileNotFoundError, ProcessLookupError):
+                _, rss = _read_proc(self._proc)
+            except _gone():
                 return
             self._max_rss = max(self._max_rss, rss)
-            self._hwm = max(self._hwm, hwm)
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
@@ -281,25 +293,23 @@ class ProcessMonitor:
             self._thread.join()
         self._t1 = time.monotonic()
         try:
-            self._cpu1, rss, hwm = _read_proc(self.pid)
+            self._cpu1, rss = _read_proc(self._proc)
             self._max_rss = max(self._max_rss, rss)
-            self._hwm = max(self._hwm, hwm)
-        except (FileNotFoundError, ProcessLookupError):
+        except _gone():
             self._cpu1 = self._cpu0
 
     def result(self) -> dict:
-        """``cpu_percent``, ``cpu_seconds``, ``wall_seconds``, ``peak_rss_mb``,
-        ``max_sampled_rss_mb``, ``source`` ("/proc")."""
+        """``cpu_percent``, ``cpu_seconds``, ``wall_seconds``, ``peak_rss_mb`` (sampled),
+        ``cpu_count``, ``source``."""
         wall = self._t1 - self._t0
         cpu = self._cpu1 - self._cpu0
         return {
             "cpu_percent": 100.0 * cpu / wall if wall > 0 else None,
             "cpu_seconds": cpu,
             "wall_seconds": wall,
-            "peak_rss_mb": self._hwm / 2**20,
-            "max_sampled_rss_mb": self._max_rss / 2**20,
+            "peak_rss_mb": self._max_rss / 2**20,
             "cpu_count": os.cpu_count(),
-            "source": "/proc (utime+stime, VmHWM, VmRSS)",
+            "source": f"psutil (user+system CPU time, RSS sampled every {self.interval_s:g} s)",
         }
 
 
@@ -317,9 +327,14 @@ class PeakSearchResult:
     trials: list[tuple[float, float, dict]]
 
 
-def find_peak_rate(trial: Callable[[float], dict], min_rate_hz: float = 1.0,
-                   max_rate_hz: float = 120.0, max_missed: float = 0.05,
-                   rel_tolerance: float = 0.1, max_trials: int = 12) -> PeakSearchResult:
+def find_peak_rate(
+    trial: Callable[[float], dict],
+    min_rate_hz: float = 1.0,
+    max_rate_hz: float = 120.0,
+    max_missed: float = 0.05,
+    rel_tolerance: float = 0.1,
+    max_trials: int = 12,
+) -> PeakSearchResult:
     """Highest publish rate at which at most ``max_missed`` of the frames are missed.
 
     Galloping then bisection (as ros2_benchmark's peak-throughput mode does): starting at

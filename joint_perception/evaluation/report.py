@@ -29,12 +29,20 @@ from pathlib import Path
 
 import numpy as np
 
+from joint_perception.accuracy import baseline_table
 from joint_perception.colormap import colorize_depth, colorize_labels, label_palette, normals_to_rgb
-from joint_perception.evaluation.accuracy import baseline_table
 from joint_perception.io_utils import atomic_write_bytes, atomic_write_text
 
-__all__ = ["ReportSample", "write_report", "figure_latency", "figure_stages", "figure_iou",
-           "figure_depth_by_range", "figure_samples", "figure_pointcloud"]
+__all__ = [
+    "ReportSample",
+    "write_report",
+    "figure_latency",
+    "figure_stages",
+    "figure_iou",
+    "figure_depth_by_range",
+    "figure_samples",
+    "figure_pointcloud",
+]
 
 FILES_DIR = "report_files"
 
@@ -76,8 +84,9 @@ def _save(fig, path: Path) -> Path:
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def figure_latency(path: Path, send_times_s: Sequence[float], latencies_ms: Sequence[float | None],
-                   title: str = "") -> Path:
+def figure_latency(
+    path: Path, send_times_s: Sequence[float], latencies_ms: Sequence[float | None], title: str = ""
+) -> Path:
     """Latency over time and its histogram.
 
     Args:
@@ -96,8 +105,13 @@ def figure_latency(path: Path, send_times_s: Sequence[float], latencies_ms: Sequ
     ax1.plot(t[ok], lat[ok], ".-", lw=0.8, ms=4, label="received")
     if (~ok).any():
         floor = np.nanmin(lat) if ok.any() else 0.0
-        ax1.plot(t[~ok], np.full((~ok).sum(), floor), "x", color="tab:red",
-                 label=f"missed ({(~ok).sum()})")
+        ax1.plot(
+            t[~ok],
+            np.full((~ok).sum(), floor),
+            "x",
+            color="tab:red",
+            label=f"missed ({(~ok).sum()})",
+        )
     ax1.set_xlabel("send time (s)")
     ax1.set_ylabel("latency (ms)")
     ax1.set_title(title or "end-to-end latency (send -> first output)")
@@ -115,16 +129,26 @@ def figure_latency(path: Path, send_times_s: Sequence[float], latencies_ms: Sequ
     return _save(fig, path)
 
 
-STAGE_ORDER = ("decode", "decode_jpeg", "preprocess", "inference", "postprocess", "pointcloud",
-               "colorize", "messages", "publish")
+STAGE_ORDER = (
+    "decode",
+    "decode_jpeg",
+    "preprocess",
+    "inference",
+    "postprocess",
+    "pointcloud",
+    "colorize",
+    "messages",
+    "publish",
+)
 """Pipeline order of the stage names used by the node and ``benchmark``."""
 
 
 def figure_stages(path: Path, stages_ms: Mapping[str, float], title: str = "") -> Path:
     """Horizontal bars of per-stage times (ms), in pipeline order (:data:`STAGE_ORDER`, unknown
     names last), with values printed."""
-    names = sorted(stages_ms, key=lambda k: (STAGE_ORDER.index(k) if k in STAGE_ORDER
-                                             else len(STAGE_ORDER), k))
+    names = sorted(
+        stages_ms, key=lambda k: (STAGE_ORDER.index(k) if k in STAGE_ORDER else len(STAGE_ORDER), k)
+    )
     vals = [float(stages_ms[k]) for k in names]
     fig = _figure(7, 0.45 * len(names) + 1.2)
     ax = fig.subplots()
@@ -141,11 +165,13 @@ def figure_stages(path: Path, stages_ms: Mapping[str, float], title: str = "") -
     return _save(fig, path)
 
 
-def figure_iou(path: Path, iou_per_class: Mapping[str, float | None], miou: float | None = None
-               ) -> Path:
+def figure_iou(
+    path: Path, iou_per_class: Mapping[str, float | None], miou: float | None = None
+) -> Path:
     """Per-class IoU bars, highest first; classes with no GT or prediction are left out."""
-    items = sorted(((k, v) for k, v in iou_per_class.items() if v is not None),
-                   key=lambda kv: -kv[1])
+    items = sorted(
+        ((k, v) for k, v in iou_per_class.items() if v is not None), key=lambda kv: -kv[1]
+    )
     fig = _figure(max(6, 0.28 * len(items) + 1.5), 3.6)
     ax = fig.subplots()
     x = np.arange(len(items))
@@ -192,17 +218,28 @@ def _imshow(ax, img, title, max_width: int = 320):
     ax.set_yticks([])
 
 
-def figure_samples(path: Path, samples: Sequence[ReportSample], min_depth: float = 0.0,
-                   max_depth: float = 10.0, num_classes: int = 40, max_error: float = 0.5
-                   ) -> Path:
+def figure_samples(
+    path: Path,
+    samples: Sequence[ReportSample],
+    min_depth: float = 0.0,
+    max_depth: float = 10.0,
+    num_classes: int = 40,
+    max_error: float = 0.5,
+) -> Path:
     """Sample frames side by side: RGB, GT depth, depth, labels, normals, abs-rel error.
 
     Depth panels share a turbo scale from ``min_depth`` to the 99th percentile of the shown
     depths (at most ``max_depth``); the error map is clipped at ``max_error`` (abs rel).
     Black = invalid / void.
     """
-    cols = [("RGB", "rgb"), ("GT depth", "gt_depth"), ("depth", "depth"),
-            ("labels", "labels"), ("normals", "normals"), ("abs rel error", "error")]
+    cols = [
+        ("RGB", "rgb"),
+        ("GT depth", "gt_depth"),
+        ("depth", "depth"),
+        ("labels", "labels"),
+        ("normals", "normals"),
+        ("abs rel error", "error"),
+    ]
     cols = [c for c in cols if any(getattr(s, c[1]) is not None for s in samples)]
     depths = [d[np.isfinite(d)] for s in samples for d in (s.depth, s.gt_depth) if d is not None]
     finite = np.concatenate(depths) if depths else np.zeros(0)
@@ -228,19 +265,29 @@ def figure_samples(path: Path, samples: Sequence[ReportSample], min_depth: float
                 img = normals_to_rgb(v)
             elif attr == "error":
                 e = np.clip(np.nan_to_num(v, nan=-1.0) / max_error, -1, 1)
-                img = (matplotlib.colormaps["magma"](np.where(e < 0, 0, e))[..., :3] * 255
-                       ).astype(np.uint8)
+                img = (matplotlib.colormaps["magma"](np.where(e < 0, 0, e))[..., :3] * 255).astype(
+                    np.uint8
+                )
                 img[e < 0] = 0
             else:
                 img = v
             _imshow(ax, img, f"{name}" + (f"\n{s.title}" if c == 0 else ""))
-    fig.suptitle(f"depth scale {min_depth:g}-{hi:.1f} m (turbo, blue near); error 0-{max_error:g}"
-                 " abs rel (magma); black = invalid", fontsize=9)
+    fig.suptitle(
+        f"depth scale {min_depth:g}-{hi:.1f} m (turbo, blue near); error 0-{max_error:g}"
+        " abs rel (magma); black = invalid",
+        fontsize=9,
+    )
     return _save(fig, path)
 
 
-def figure_pointcloud(path: Path, depth: np.ndarray, K: np.ndarray, rgb: np.ndarray | None = None,
-                      max_points: int = 12000, title: str = "") -> Path:
+def figure_pointcloud(
+    path: Path,
+    depth: np.ndarray,
+    K: np.ndarray,
+    rgb: np.ndarray | None = None,
+    max_points: int = 12000,
+    title: str = "",
+) -> Path:
     """3-D scatter of a decimated organised cloud from ``depth`` and ``K``.
 
     Points are back-projected in the camera optical frame (x right, y down, z forward) and
@@ -256,8 +303,11 @@ def figure_pointcloud(path: Path, depth: np.ndarray, K: np.ndarray, rgb: np.ndar
     step = max(1, int(np.ceil(np.sqrt(h * w / max_points))))
     pts = P[::step, ::step].reshape(-1, 3)
     if rgb is not None:
-        rgb = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_NEAREST) if rgb.shape[:2] != (
-            h, w) else rgb
+        rgb = (
+            cv2.resize(rgb, (w, h), interpolation=cv2.INTER_NEAREST)
+            if rgb.shape[:2] != (h, w)
+            else rgb
+        )
         col = rgb[::step, ::step].reshape(-1, 3) / 255.0
     else:
         col = None
@@ -300,11 +350,27 @@ def _tables(summary: Mapping, accuracy: Mapping | None) -> list[tuple[str, list[
     tables = []
     perf = summary.get("performance") or {}
     if perf:
-        tables.append(("Performance (ros2_benchmark fields)", ["field", "value"],
-                       [[k, _fmt(v)] for k, v in perf.items()]))
-    setup = {k: summary.get(k) for k in ("bag", "bag_sha256", "rate_hz", "device", "backend",
-                                           "model", "input_resolution", "network_resolution")
-             if summary.get(k) is not None}
+        tables.append(
+            (
+                "Performance (ros2_benchmark fields)",
+                ["field", "value"],
+                [[k, _fmt(v)] for k, v in perf.items()],
+            )
+        )
+    setup = {
+        k: summary.get(k)
+        for k in (
+            "bag",
+            "bag_sha256",
+            "rate_hz",
+            "device",
+            "backend",
+            "model",
+            "input_resolution",
+            "network_resolution",
+        )
+        if summary.get(k) is not None
+    }
     if setup:
         tables.append(("Set-up", ["item", "value"], [[k, _fmt(v)] for k, v in setup.items()]))
     agg = (accuracy or {}).get("aggregate") or {}
@@ -313,25 +379,53 @@ def _tables(summary: Mapping, accuracy: Mapping | None) -> list[tuple[str, list[
         tables.append(("Model vs trivial baselines (constant depth, layout band)", *versus))
     if agg.get("depth"):
         d = agg["depth"]
-        tables.append(("Depth (all valid GT pixels)", ["abs rel", "RMSE (m)", "delta1", "delta2",
-                                                       "delta3", "coverage"],
-                       [[_fmt(d.get(k)) for k in ("abs_rel", "rmse", "delta1", "delta2",
-                                                  "delta3", "coverage")]]))
+        tables.append(
+            (
+                "Depth (all valid GT pixels)",
+                ["abs rel", "RMSE (m)", "delta1", "delta2", "delta3", "coverage"],
+                [
+                    [
+                        _fmt(d.get(k))
+                        for k in ("abs_rel", "rmse", "delta1", "delta2", "delta3", "coverage")
+                    ]
+                ],
+            )
+        )
     if agg.get("depth_by_range"):
-        tables.append(("Depth by GT distance", ["range (m)", "abs rel", "RMSE (m)", "delta1",
-                                                "pixels"],
-                       [[k, _fmt(v.get("abs_rel")), _fmt(v.get("rmse")), _fmt(v.get("delta1")),
-                         _fmt(v.get("n_pixels"))] for k, v in agg["depth_by_range"].items()]))
+        tables.append(
+            (
+                "Depth by GT distance",
+                ["range (m)", "abs rel", "RMSE (m)", "delta1", "pixels"],
+                [
+                    [
+                        k,
+                        _fmt(v.get("abs_rel")),
+                        _fmt(v.get("rmse")),
+                        _fmt(v.get("delta1")),
+                        _fmt(v.get("n_pixels")),
+                    ]
+                    for k, v in agg["depth_by_range"].items()
+                ],
+            )
+        )
     if agg.get("segmentation"):
         s = agg["segmentation"]
-        tables.append(("Segmentation", ["mIoU", "pixel acc", "mean acc", "fwIoU"],
-                       [[_fmt(s.get(k)) for k in ("miou", "pixel_acc", "mean_acc", "fwiou")]]))
+        tables.append(
+            (
+                "Segmentation",
+                ["mIoU", "pixel acc", "mean acc", "fwIoU"],
+                [[_fmt(s.get(k)) for k in ("miou", "pixel_acc", "mean_acc", "fwiou")]],
+            )
+        )
     if agg.get("normals"):
         n = agg["normals"]
-        tables.append(("Normals (vs normals from GT depth)",
-                       ["mean (deg)", "median (deg)", "< 11.25", "< 22.5", "< 30"],
-                       [[_fmt(n.get(k)) for k in ("mean", "median", "pct_11_25", "pct_22_5",
-                                                  "pct_30")]]))
+        tables.append(
+            (
+                "Normals (vs normals from GT depth)",
+                ["mean (deg)", "median (deg)", "< 11.25", "< 22.5", "< 30"],
+                [[_fmt(n.get(k)) for k in ("mean", "median", "pct_11_25", "pct_22_5", "pct_30")]],
+            )
+        )
     return tables
 
 
@@ -339,8 +433,7 @@ def _markdown(title: str, tables, figures: Mapping[str, str], notes: Sequence[st
     out = [f"# {title}", ""]
     out += [f"- {n}" for n in notes]
     for name, head, rows in tables:
-        out += ["", f"## {name}", "", "| " + " | ".join(head) + " |",
-                "|" + "---|" * len(head)]
+        out += ["", f"## {name}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     for caption, rel in figures.items():
         out += ["", f"## {caption}", "", f"![{caption}]({rel})"]
@@ -350,16 +443,19 @@ def _markdown(title: str, tables, figures: Mapping[str, str], notes: Sequence[st
 def _html(title: str, tables, figures: Mapping[str, str], notes: Sequence[str]) -> str:
     e = html.escape
     parts = [
-        "<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
+        "<!DOCTYPE html>",
+        "<html lang='en'><head><meta charset='utf-8'>",
         f"<title>{e(title)}</title>",
         "<style>body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em}"
         "table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;"
         "padding:2px 8px;text-align:left}img{max-width:100%}</style></head><body>",
-        f"<h1>{e(title)}</h1>", "<ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>",
+        f"<h1>{e(title)}</h1>",
+        "<ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>",
     ]
     for name, head, rows in tables:
-        parts.append(f"<h2>{e(name)}</h2><table><tr>"
-                     + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>")
+        parts.append(
+            f"<h2>{e(name)}</h2><table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
+        )
         parts += ["<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in r) + "</tr>" for r in rows]
         parts.append("</table>")
     for caption, rel in figures.items():
@@ -368,13 +464,19 @@ def _html(title: str, tables, figures: Mapping[str, str], notes: Sequence[str]) 
     return "\n".join(parts) + "\n"
 
 
-def write_report(out_dir: str | os.PathLike, summary: Mapping, accuracy: Mapping | None = None,
-                 send_times_s: Sequence[float] | None = None,
-                 latencies_ms: Sequence[float | None] | None = None,
-                 stages_ms: Mapping[str, float] | None = None,
-                 samples: Sequence[ReportSample] = (), title: str = "Replay report",
-                 notes: Sequence[str] = (), num_classes: int = 40, max_depth: float = 10.0
-                 ) -> tuple[Path, Path]:
+def write_report(
+    out_dir: str | os.PathLike,
+    summary: Mapping,
+    accuracy: Mapping | None = None,
+    send_times_s: Sequence[float] | None = None,
+    latencies_ms: Sequence[float | None] | None = None,
+    stages_ms: Mapping[str, float] | None = None,
+    samples: Sequence[ReportSample] = (),
+    title: str = "Replay report",
+    notes: Sequence[str] = (),
+    num_classes: int = 40,
+    max_depth: float = 10.0,
+) -> tuple[Path, Path]:
     """Write ``report.html`` and ``report.md`` (+ PNGs in ``report_files/``) to ``out_dir``.
 
     Args:
@@ -382,7 +484,7 @@ def write_report(out_dir: str | os.PathLike, summary: Mapping, accuracy: Mapping
         summary: replay summary; ``performance`` (ros2_benchmark fields) and the set-up keys
             ``bag``, ``bag_sha256``, ``rate_hz``, ``device``, ``backend``, ``model``,
             ``input_resolution``, ``network_resolution`` are tabulated when present.
-        accuracy: :meth:`joint_perception.evaluation.accuracy.AccuracyEvaluator.result`.
+        accuracy: :meth:`joint_perception.accuracy.AccuracyEvaluator.result`.
         send_times_s, latencies_ms: per sent frame (s since the first send; ms or None when
             missed) for the latency figure.
         stages_ms: per-stage p50 times for the stage figure.
@@ -411,14 +513,25 @@ def write_report(out_dir: str | os.PathLike, summary: Mapping, accuracy: Mapping
         seg = agg["segmentation"]
         add("Per-class IoU", "iou.png", figure_iou, seg["iou_per_class"], seg.get("miou"))
     if agg.get("depth_by_range"):
-        add("Depth error by distance", "depth_by_range.png", figure_depth_by_range,
-            agg["depth_by_range"])
+        add(
+            "Depth error by distance",
+            "depth_by_range.png",
+            figure_depth_by_range,
+            agg["depth_by_range"],
+        )
     if samples:
         add("Sample frames", "samples.png", figure_samples, samples, 0.0, max_depth, num_classes)
         cloud = next((s for s in samples if s.depth is not None and s.K is not None), None)
         if cloud is not None:
-            add("Point cloud", "pointcloud.png", figure_pointcloud, cloud.depth, cloud.K,
-                cloud.rgb, title=f"point cloud of {cloud.title} (decimated)")
+            add(
+                "Point cloud",
+                "pointcloud.png",
+                figure_pointcloud,
+                cloud.depth,
+                cloud.K,
+                cloud.rgb,
+                title=f"point cloud of {cloud.title} (decimated)",
+            )
     tables = _tables(summary, accuracy)
     md = atomic_write_text(out / "report.md", _markdown(title, tables, figures, notes))
     page = atomic_write_text(out / "report.html", _html(title, tables, figures, notes))

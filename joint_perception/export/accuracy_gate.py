@@ -14,8 +14,8 @@ real frames and measures, over all pixels of all frames:
 
 Each metric is compared with :class:`GateThresholds` (defaults per precision); the result is a
 :class:`GateResult`, recorded in the engine's cache sidecar by
-:func:`joint_perception.export.tensorrt_build.build_engine_with_gate`. :func:`enforce` applies
-the policy: ``"refuse"`` raises :class:`~joint_perception.export.tensorrt_build.EngineRefused`,
+:func:`joint_perception.export.export_engine.build_engine_with_gate`. :func:`enforce` applies
+the policy: ``"refuse"`` raises :class:`EngineRefused`,
 ``"warn"`` logs a warning.
 """
 
@@ -36,6 +36,14 @@ from joint_perception.runtime.base import Backend, Prediction
 LOG = logging.getLogger(__name__)
 
 POLICIES = ("refuse", "warn")
+
+
+class EngineRefused(RuntimeError):
+    """The accuracy gate refused the engine (``result`` holds the metrics)."""
+
+    def __init__(self, message: str, result: GateResult):
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
@@ -76,14 +84,18 @@ class GateConfig:
             raise ValueError(f"gate policy must be one of {POLICIES}, got {self.policy!r}")
 
     @classmethod
-    def for_precision(cls, precision: str, policy: str = "refuse", enabled: bool = True) -> GateConfig:
+    def for_precision(
+        cls, precision: str, policy: str = "refuse", enabled: bool = True
+    ) -> GateConfig:
         """Default thresholds for ``"fp32"``, ``"fp16"`` or ``"int8"``.
 
         Raises:
             ValueError: unknown precision or policy.
         """
         if precision not in DEFAULT_THRESHOLDS:
-            raise ValueError(f"precision must be one of {sorted(DEFAULT_THRESHOLDS)}, got {precision!r}")
+            raise ValueError(
+                f"precision must be one of {sorted(DEFAULT_THRESHOLDS)}, got {precision!r}"
+            )
         t = DEFAULT_THRESHOLDS[precision]
         return cls(GateThresholds(**asdict(t)), policy, enabled)
 
@@ -133,11 +145,17 @@ class _Accumulator:
 
 def _accumulate(acc: _Accumulator, cand: Prediction, ref: Prediction) -> None:
     floats = [a for a in (cand.depth, cand.confidence, cand.normals) if a is not None]
-    acc.add("nonfinite_fraction", sum(int((~np.isfinite(a)).sum()) for a in floats), sum(a.size for a in floats))
+    acc.add(
+        "nonfinite_fraction",
+        sum(int((~np.isfinite(a)).sum()) for a in floats),
+        sum(a.size for a in floats),
+    )
     if ref.depth is not None and cand.depth is not None:
         d_c, d_r = cand.depth.astype(np.float64), ref.depth.astype(np.float64)
         valid = np.isfinite(d_c) & np.isfinite(d_r) & (d_r > 0)
-        acc.add("depth_abs_rel", float((np.abs(d_c - d_r)[valid] / d_r[valid]).sum()), int(valid.sum()))
+        acc.add(
+            "depth_abs_rel", float((np.abs(d_c - d_r)[valid] / d_r[valid]).sum()), int(valid.sum())
+        )
     if ref.labels is not None and cand.labels is not None:
         acc.add("label_agreement", int((cand.labels == ref.labels).sum()), cand.labels.size)
     if ref.normals is not None and cand.normals is not None:
@@ -149,8 +167,13 @@ def _accumulate(acc: _Accumulator, cand: Prediction, ref: Prediction) -> None:
         acc.add("normal_angle_deg", float(ang.sum()), int(valid.sum()))
 
 
-def compare(candidate: Backend, reference: Backend, frames: np.ndarray, thresholds: GateThresholds,
-            batch_size: int = 1) -> GateResult:
+def compare(
+    candidate: Backend,
+    reference: Backend,
+    frames: np.ndarray,
+    thresholds: GateThresholds,
+    batch_size: int = 1,
+) -> GateResult:
     """Run both backends on ``frames`` and check the differences against ``thresholds``.
 
     Args:
@@ -167,7 +190,9 @@ def compare(candidate: Backend, reference: Backend, frames: np.ndarray, threshol
         ValueError: ``frames`` is not (N, 3, H, W) float32 with N >= 1.
     """
     if frames.ndim != 4 or frames.shape[1] != 3 or frames.dtype != np.float32 or len(frames) == 0:
-        raise ValueError(f"gate frames must be (N>=1, 3, H, W) float32, got {frames.shape} {frames.dtype}")
+        raise ValueError(
+            f"gate frames must be (N>=1, 3, H, W) float32, got {frames.shape} {frames.dtype}"
+        )
     acc = _Accumulator()
     for i in range(0, len(frames), batch_size):
         batch = np.ascontiguousarray(frames[i : i + batch_size])
@@ -191,13 +216,20 @@ def compare(candidate: Backend, reference: Backend, frames: np.ndarray, threshol
             failures.append(f"{name} {v:.4g} {'>' if kind == 'max' else '<'} {limit:g}")
     if metrics.get("nonfinite_fraction", 0.0) > 0:
         failures.append("non-finite outputs (NaN/inf): FP16 overflow or a broken engine")
-    result = GateResult(not failures, metrics, asdict(t), failures, candidate.describe(), reference.describe())
-    LOG.info("accuracy gate %s: %s", "PASSED" if result.passed else "FAILED",
-             ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    result = GateResult(
+        not failures, metrics, asdict(t), failures, candidate.describe(), reference.describe()
+    )
+    LOG.info(
+        "accuracy gate %s: %s",
+        "PASSED" if result.passed else "FAILED",
+        ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()),
+    )
     return result
 
 
-def reference_backend(onnx_path: str | os.PathLike, metadata: ModelMetadata | None = None) -> Backend:
+def reference_backend(
+    onnx_path: str | os.PathLike, metadata: ModelMetadata | None = None
+) -> Backend:
     """ONNX Runtime fp32 on CPU for ``onnx_path`` (the gate's reference).
 
     Args:
@@ -211,8 +243,13 @@ def reference_backend(onnx_path: str | os.PathLike, metadata: ModelMetadata | No
     return OnnxRuntimeBackend(onnx_path, metadata=meta, providers=["CPUExecutionProvider"])
 
 
-def run_gate(candidate: Backend, reference: Backend | str | os.PathLike, frames: np.ndarray,
-             config: GateConfig | None = None, metadata: ModelMetadata | None = None) -> GateResult:
+def run_gate(
+    candidate: Backend,
+    reference: Backend | str | os.PathLike,
+    frames: np.ndarray,
+    config: GateConfig | None = None,
+    metadata: ModelMetadata | None = None,
+) -> GateResult:
     """:func:`compare` with a reference given as a backend or as the fp32 ONNX file.
 
     Args:
@@ -223,7 +260,11 @@ def run_gate(candidate: Backend, reference: Backend | str | os.PathLike, frames:
         metadata: model metadata for the reference backend (default: read next to the ONNX).
     """
     config = config or GateConfig()
-    ref = reference if isinstance(reference, Backend) else reference_backend(Path(reference), metadata)
+    ref = (
+        reference
+        if isinstance(reference, Backend)
+        else reference_backend(Path(reference), metadata)
+    )
     try:
         return compare(candidate, ref, frames, config.thresholds)
     finally:
@@ -238,8 +279,6 @@ def enforce(result: GateResult, policy: str, what: str = "engine") -> None:
         EngineRefused: ``policy == "refuse"`` and the gate failed (message lists the failures).
         ValueError: unknown policy.
     """
-    from joint_perception.export.tensorrt_build import EngineRefused
-
     if policy not in POLICIES:
         raise ValueError(f"gate policy must be one of {POLICIES}, got {policy!r}")
     if result.passed:

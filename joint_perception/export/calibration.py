@@ -43,7 +43,9 @@ class CalibrationFrames:
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or self.images.shape[1] != 3 or self.images.dtype != np.float32:
-            raise ValueError(f"calibration images must be (N, 3, h, w) float32, got {self.images.shape} {self.images.dtype}")
+            raise ValueError(
+                f"calibration images must be (N, 3, h, w) float32, got {self.images.shape} {self.images.dtype}"
+            )
         if len(self.images) == 0:
             raise ValueError(f"no calibration frames from {self.source}")
 
@@ -61,13 +63,23 @@ class CalibrationFrames:
 
     def describe(self) -> dict:
         """JSON-able provenance, recorded in the engine sidecar."""
-        return {"source": self.source, "frames": len(self), "size_hw": list(self.size_hw), "random": self.is_random}
+        return {
+            "source": self.source,
+            "frames": len(self),
+            "size_hw": list(self.size_hw),
+            "random": self.is_random,
+        }
 
     # ------------------------------------------------------------------ constructors
 
     @classmethod
-    def from_rgb(cls, frames: Iterable[np.ndarray], size_hw: tuple[int, int], max_frames: int = 64,
-                 source: str = "arrays") -> CalibrationFrames:
+    def from_rgb(
+        cls,
+        frames: Iterable[np.ndarray],
+        size_hw: tuple[int, int],
+        max_frames: int = 64,
+        source: str = "arrays",
+    ) -> CalibrationFrames:
         """From (H, W, 3) uint8 RGB frames (first ``max_frames``).
 
         Raises:
@@ -85,8 +97,13 @@ class CalibrationFrames:
         return cls(np.stack(out), source)
 
     @classmethod
-    def from_bag(cls, bag: str | os.PathLike, size_hw: tuple[int, int], max_frames: int = 64,
-                 topic: str | None = None) -> CalibrationFrames:
+    def from_bag(
+        cls,
+        bag: str | os.PathLike,
+        size_hw: tuple[int, int],
+        max_frames: int = 64,
+        topic: str | None = None,
+    ) -> CalibrationFrames:
         """From the colour images of a rosbag2 recording (sqlite3 or MCAP storage).
 
         Args:
@@ -104,12 +121,20 @@ class CalibrationFrames:
         if not path.exists():
             raise FileNotFoundError(f"calibration bag not found: {path}")
         frames = _iter_bag_rgb(path, topic)
-        return cls.from_rgb(frames, size_hw, max_frames, source=f"bag {path} topic {topic or 'auto'}")
+        return cls.from_rgb(
+            frames, size_hw, max_frames, source=f"bag {path} topic {topic or 'auto'}"
+        )
 
     @classmethod
-    def from_dataset(cls, name: str, size_hw: tuple[int, int], max_frames: int = 64,
-                     root: str | os.PathLike | None = None, split: str = "train",
-                     **cfg) -> CalibrationFrames:
+    def from_dataset(
+        cls,
+        name: str,
+        size_hw: tuple[int, int],
+        max_frames: int = 64,
+        root: str | os.PathLike | None = None,
+        split: str = "train",
+        **cfg,
+    ) -> CalibrationFrames:
         """From ``joint_perception.data.registry.build_dataset(name, split, root=..., **cfg)``.
 
         Frames are taken evenly spaced over the split (so a 64-frame calibration set sees the
@@ -127,12 +152,17 @@ class CalibrationFrames:
         if n == 0:
             raise ValueError(f"data set {name!r} split {split!r} is empty")
         idx = np.unique(np.linspace(0, n - 1, num=min(max_frames, n)).round().astype(int))
-        return cls.from_rgb((ds[int(i)]["rgb"] for i in idx), size_hw, max_frames,
-                            source=f"dataset {name} split {split}")
+        return cls.from_rgb(
+            (ds[int(i)]["rgb"] for i in idx),
+            size_hw,
+            max_frames,
+            source=f"dataset {name} split {split}",
+        )
 
     @classmethod
-    def random(cls, size_hw: tuple[int, int], n: int = 8, seed: int = 0,
-               allow_random: bool = False) -> CalibrationFrames:
+    def random(
+        cls, size_hw: tuple[int, int], n: int = 8, seed: int = 0, allow_random: bool = False
+    ) -> CalibrationFrames:
         """Uniform random frames: only for plumbing tests, never for real calibration.
 
         Raises:
@@ -143,7 +173,9 @@ class CalibrationFrames:
                 "refusing to calibrate on random data: INT8 scales from noise ruin accuracy. "
                 "Give real frames (--calib-bag or --calib-dataset) or pass allow_random=True for tests"
             )
-        LOG.error("calibrating on RANDOM data (allow_random=True): the INT8 engine's accuracy is meaningless")
+        LOG.error(
+            "calibrating on RANDOM data (allow_random=True): the INT8 engine's accuracy is meaningless"
+        )
         rng = np.random.default_rng(seed)
         images = rng.random((n, 3, int(size_hw[0]), int(size_hw[1])), dtype=np.float32)
         return cls(images, f"random (seed {seed})", is_random=True)
@@ -162,16 +194,22 @@ def _iter_bag_rgb(path: Path, topic: str | None) -> Iterator[np.ndarray]:
             colour = [c for c in images if "depth" not in c.topic]
             colour.sort(key=lambda c: (c.msgtype != "sensor_msgs/msg/Image", c.topic))
             if not colour:
-                raise ValueError(f"{path}: no colour image topic; topics: {sorted(c.topic for c in reader.connections)}")
+                raise ValueError(
+                    f"{path}: no colour image topic; topics: {sorted(c.topic for c in reader.connections)}"
+                )
             conns = [colour[0]]
         else:
             conns = [c for c in images if c.topic == topic]
             if not conns:
-                raise ValueError(f"{path}: no image topic {topic!r}; image topics: {sorted(c.topic for c in images)}")
+                raise ValueError(
+                    f"{path}: no image topic {topic!r}; image topics: {sorted(c.topic for c in images)}"
+                )
         LOG.info("calibration frames from %s topic %s", path, conns[0].topic)
         for conn, _, raw in reader.messages(connections=conns):
             msg = reader.deserialize(raw, conn.msgtype)
             if conn.msgtype.endswith("CompressedImage"):
                 yield decode_compressed(msg.format, msg.data)
             else:
-                yield image_to_rgb8(msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian)
+                yield image_to_rgb8(
+                    msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian
+                )

@@ -186,9 +186,7 @@ def check_onnx(path: str | os.PathLike) -> OnnxReport:
             + ", ".join(f"{op} (x{counts[op]})" for op in report.unsupported_ops)
         )
 
-    report.initializer_bytes = int(
-        sum(_tensor_nbytes(t) for t in model.graph.initializer)
-    )
+    report.initializer_bytes = int(sum(_tensor_nbytes(t) for t in model.graph.initializer))
     if counts.get("Constant", 0) > 0 or counts.get("Shape", 0) > 0:
         report.warnings.append(
             f"{counts.get('Constant', 0)} Constant / {counts.get('Shape', 0)} Shape nodes: "
@@ -269,7 +267,9 @@ def fold_constants(path: str | os.PathLike, out: str | os.PathLike) -> Path:
 
 
 def make_static(
-    path: str | os.PathLike, out: str | os.PathLike, input_shape: tuple[int, ...] | list[int],
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    input_shape: tuple[int, ...] | list[int],
     input_name: str | None = None,
 ) -> Path:
     """Pin an input's shape (e.g. ``(1, 3, 240, 320)``) and re-infer the other shapes.
@@ -298,7 +298,9 @@ def make_static(
     else:
         matches = [vi for vi in inputs if vi.name == input_name]
         if not matches:
-            raise ValueError(f"{path}: no input named {input_name!r}; have {[v.name for v in inputs]}")
+            raise ValueError(
+                f"{path}: no input named {input_name!r}; have {[v.name for v in inputs]}"
+            )
         target = matches[0]
     dims = target.type.tensor_type.shape.dim
     if len(dims) != len(shape):

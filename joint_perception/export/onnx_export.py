@@ -1,6 +1,7 @@
 """Export a :class:`~joint_perception.models.base.JointModel` to the project's ONNX contract.
 
-:class:`DeployWrapper` turns any joint network into the graph that every backend runs
+:class:`~joint_perception.models.deploy.DeployWrapper` turns any joint network into the graph
+that every backend runs
 (``metadata.py`` docstring, docs/architecture.md): input ``image`` (N, 3, H, W) float32 RGB in
 [0, 1], normalisation inside; outputs, in this order and only for the model's tasks,
 ``depth`` (N,1,H,W) float32 metres, ``labels`` (N,H,W) int32 (argmax + 1; 0 is void and never
@@ -13,7 +14,8 @@ float32 unit vectors (camera optical frame, REP 103).
   through ONNX Runtime against PyTorch on a seeded random input (max abs difference recorded
   in ``metadata.extra["onnx_check"]``; above ``verify_atol`` the export fails).
 * ``model.pt`` — ``{"architecture", "config", "state_dict"}``, from which
-  :func:`load_torch_model` (and the torch backend) rebuild the module.
+  :func:`joint_perception.models.serialization.load_torch_model` (and the torch backend)
+  rebuild the module.
 * ``metadata.json`` — :class:`~joint_perception.metadata.ModelMetadata` with the ONNX SHA-256,
   classes and palette, input size, mean/std, depth range and the git revision. Written last,
   so a directory with a metadata file is complete.
@@ -28,7 +30,6 @@ import argparse
 import dataclasses
 import io
 import logging
-import pickle
 import subprocess
 import sys
 import warnings
@@ -38,65 +39,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from joint_perception.io_utils import atomic_open, atomic_write_bytes, sha256_file
-from joint_perception.metadata import ModelMetadata, load_metadata
+from joint_perception.metadata import ModelMetadata
 from joint_perception.models.base import JointModel
-from joint_perception.models.registry import build_model
+from joint_perception.models.deploy import DeployWrapper
+from joint_perception.models.serialization import MODEL_PT, load_checkpoint_model
+from joint_perception.nyuv2_classes import default_class_names
 
 log = logging.getLogger(__name__)
-
-#: ONNX output names in graph order, for each task.
-TASK_OUTPUTS = {
-    "depth": ("depth",),
-    "segmentation": ("labels", "confidence"),
-    "normals": ("normals",),
-}
-_MODEL_PT = "model.pt"
-
-
-class DeployWrapper(nn.Module):
-    """Wrap a joint network into the ONNX contract (see module docstring).
-
-    Args:
-        model: a :class:`JointModel` (its ``forward`` takes normalised RGB).
-        mean, std: per-channel RGB normalisation; default the model's ``mean``/``std``.
-
-    Attributes:
-        output_names: ONNX output names in the order ``forward`` returns them.
-
-    ``forward(image)``: image (N, 3, H, W) float32 RGB in [0, 1] -> tuple of tensors named by
-    ``output_names``. The confidence is ``1 / sum_c exp(l_c - max_c l_c)``, which equals the
-    maximum softmax probability without materialising the softmax.
-    """
-
-    def __init__(self, model: JointModel, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None):
-        super().__init__()
-        self.model = model
-        mean = model.mean if mean is None else mean
-        std = model.std if std is None else std
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError(f"mean/std must be 3 values with std > 0, got {mean}, {std}")
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-        self.tasks = [t for t in TASK_OUTPUTS if t in model.tasks]
-        self.output_names = [name for t in self.tasks for name in TASK_OUTPUTS[t]]
-
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        out = self.model((image - self.mean) / self.std)
-        results: list[torch.Tensor] = []
-        if "depth" in self.tasks:
-            results.append(out["depth"])
-        if "segmentation" in self.tasks:
-            logits = out["seg"]
-            top, idx = logits.max(dim=1)
-            conf = torch.reciprocal(torch.exp(logits - top.unsqueeze(1)).sum(dim=1))
-            results += [(idx + 1).to(torch.int32), conf]
-        if "normals" in self.tasks:
-            results.append(out["normals"])
-        return tuple(results)
 
 
 def git_revision(path: str | Path | None = None) -> str | None:
@@ -104,30 +55,25 @@ def git_revision(path: str | Path | None = None) -> str | None:
     with ``-dirty`` when tracked files are modified; None outside a git checkout."""
     cwd = Path(path) if path else Path(__file__).resolve().parent
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        rev = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return f"{rev}-dirty" if dirty else rev
-
-
-def default_class_names(num_classes: int) -> list[str]:
-    """NYUv2 names for 40 or 13 classes (``data.nyuv2_classes``).
-
-    Raises:
-        ValueError: for any other class count (pass ``class_names`` explicitly).
-    """
-    from joint_perception.data.nyuv2_classes import NAMES13, NAMES40
-
-    tables = {40: NAMES40, 13: NAMES13}
-    if num_classes not in tables:
-        raise ValueError(
-            f"no default class names for {num_classes} classes (NYUv2 has 40 or 13); "
-            "pass class_names"
-        )
-    return list(tables[num_classes])
 
 
 def _palette(num_classes: int) -> list[list[int]]:
@@ -147,8 +93,14 @@ def _export_bytes(wrapper: DeployWrapper, example: torch.Tensor, opset: int) -> 
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
         torch.onnx.export(
-            wrapper, (example,), buf, input_names=["image"], output_names=wrapper.output_names,
-            opset_version=opset, do_constant_folding=True, dynamo=False,
+            wrapper,
+            (example,),
+            buf,
+            input_names=["image"],
+            output_names=wrapper.output_names,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
         )
     return buf.getvalue()
 
@@ -165,14 +117,18 @@ def compare_with_onnxruntime(
     import onnxruntime as ort
 
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = dict(zip(wrapper.output_names, sess.run(wrapper.output_names, {"image": example.numpy()})))
+    got = dict(
+        zip(wrapper.output_names, sess.run(wrapper.output_names, {"image": example.numpy()}))
+    )
     with torch.no_grad():
         ref = dict(zip(wrapper.output_names, (t.numpy() for t in wrapper(example))))
     report: dict[str, Any] = {"max_abs_diff": {}, "onnxruntime": ort.__version__}
     for name, r in ref.items():
         g = got[name]
         if g.shape != r.shape or g.dtype != r.dtype:
-            raise RuntimeError(f"ONNX output {name!r} is {g.dtype}{g.shape}, torch gives {r.dtype}{r.shape}")
+            raise RuntimeError(
+                f"ONNX output {name!r} is {g.dtype}{g.shape}, torch gives {r.dtype}{r.shape}"
+            )
         if name == "labels":
             report["label_agreement"] = float(np.mean(g == r))
         else:
@@ -221,9 +177,13 @@ def export_onnx(
     tasks = list(model.tasks)
     names: list[str] = []
     if "segmentation" in tasks:
-        names = list(class_names) if class_names is not None else default_class_names(model.num_classes)
+        names = (
+            list(class_names) if class_names is not None else default_class_names(model.num_classes)
+        )
         if len(names) != model.num_classes:
-            raise ValueError(f"{len(names)} class names for a model with {model.num_classes} classes")
+            raise ValueError(
+                f"{len(names)} class names for a model with {model.num_classes} classes"
+            )
 
     _check_override_fields(metadata_overrides or {})
     was_training = model.training
@@ -243,9 +203,15 @@ def export_onnx(
             f"{onnx_path}: ONNX Runtime differs from PyTorch by {worst:.3g} > {verify_atol:g} "
             f"({check['max_abs_diff']})"
         )
-    with atomic_open(out_dir / _MODEL_PT, "wb") as f:
-        torch.save({"architecture": model.arch, "config": model.config(),
-                    "state_dict": model.state_dict()}, f)
+    with atomic_open(out_dir / MODEL_PT, "wb") as f:
+        torch.save(
+            {
+                "architecture": model.arch,
+                "config": model.config(),
+                "state_dict": model.state_dict(),
+            },
+            f,
+        )
 
     meta = ModelMetadata(
         architecture=model.arch,
@@ -272,8 +238,15 @@ def export_onnx(
     )
     meta = apply_overrides(meta, metadata_overrides or {})
     meta.save(out_dir / "metadata.json")
-    log.info("exported %s (%s, %dx%d, opset %d, max |ORT-torch| %.2g)",
-             onnx_path, model.arch, h, w, opset, worst)
+    log.info(
+        "exported %s (%s, %dx%d, opset %d, max |ORT-torch| %.2g)",
+        onnx_path,
+        model.arch,
+        h,
+        w,
+        opset,
+        worst,
+    )
     return onnx_path, meta
 
 
@@ -299,95 +272,6 @@ def _check_override_fields(overrides: Mapping[str, Any]) -> None:
         raise ValueError(f"unknown metadata field(s) {sorted(unknown)}")
 
 
-def load_torch_model(model_dir: str | Path) -> tuple[JointModel, ModelMetadata]:
-    """Rebuild the exported torch module from ``model.pt`` (eval mode, CPU).
-
-    Args:
-        model_dir: export directory (or the ``model.pt`` inside it); ``metadata.json`` must be
-            next to ``model.pt``.
-
-    Raises:
-        FileNotFoundError: no model.pt / metadata.json.
-        ValueError: model.pt lacks ``architecture``/``config``/``state_dict`` or does not fit
-            the rebuilt module (the message names the file).
-    """
-    p = Path(model_dir)
-    pt = p if p.suffix == ".pt" else p / _MODEL_PT
-    if not pt.is_file():
-        raise FileNotFoundError(f"torch model not found: {pt}")
-    obj = torch.load(pt, map_location="cpu", weights_only=True)
-    if not isinstance(obj, dict) or not {"architecture", "config", "state_dict"} <= set(obj):
-        raise ValueError(f"{pt}: expected a dict with 'architecture', 'config', 'state_dict'")
-    model = _build_and_load(obj["architecture"], obj["config"], obj["state_dict"], pt)
-    return model, load_metadata(pt.parent)
-
-
-def _build_and_load(arch: str, config: Mapping[str, Any], state: Mapping[str, torch.Tensor],
-                    source: Path) -> JointModel:
-    try:
-        model = build_model(arch, **dict(config))
-        model.load_state_dict(state)
-    except (KeyError, TypeError, RuntimeError) as exc:
-        raise ValueError(f"{source}: cannot rebuild {arch!r}: {exc}") from exc
-    return model.eval()
-
-
-def _arch_and_config(hp: Mapping[str, Any], source: Path) -> tuple[str, dict[str, Any]]:
-    """Architecture name and constructor config from Lightning ``hyper_parameters``.
-
-    Accepted: ``{"architecture": name, "model": {config}}`` or ``{"model": {"architecture" |
-    "name" | "arch": name, ...config}}`` (a nested ``"config"``/``"kwargs"`` dict also works).
-    """
-    model_cfg = hp.get("model")
-    model_cfg = dict(model_cfg) if isinstance(model_cfg, Mapping) else {}
-    arch = hp.get("architecture")
-    for key in ("architecture", "name", "arch"):
-        if key in model_cfg:
-            arch = arch or model_cfg[key]
-            model_cfg.pop(key)
-    for key in ("config", "kwargs"):
-        if isinstance(model_cfg.get(key), Mapping):
-            model_cfg = {**model_cfg.pop(key), **model_cfg}
-    if not isinstance(arch, str):
-        raise ValueError(f"{source}: hyper_parameters name no architecture (keys {sorted(hp)})")
-    return arch, model_cfg
-
-
-def load_checkpoint_model(path: str | Path) -> JointModel:
-    """Build a model from a Lightning checkpoint (``state_dict`` with ``model.`` prefix and
-    ``hyper_parameters``) or from an exported ``model.pt``.
-
-    Raises:
-        FileNotFoundError: missing file. ValueError: unrecognised content (names the file).
-    """
-    path = Path(path)
-    if path.is_dir():
-        path = path / _MODEL_PT
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Lightning may pickle non-tensor hyper-parameters; this is the user's own checkpoint.
-        log.warning("%s holds pickled objects; loading it with weights_only=False", path)
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: not a checkpoint dict")
-    if {"architecture", "config", "state_dict"} <= set(obj):
-        return _build_and_load(obj["architecture"], obj["config"], obj["state_dict"], path)
-    if "state_dict" in obj and isinstance(obj.get("hyper_parameters"), Mapping):
-        arch, config = _arch_and_config(obj["hyper_parameters"], path)
-        state = {k.removeprefix("model."): v for k, v in obj["state_dict"].items()
-                 if k.startswith("model.")}
-        if not state:
-            raise ValueError(f"{path}: state_dict has no 'model.' entries")
-        return _build_and_load(arch, config, state, path)
-    raise ValueError(
-        f"{path}: neither a model.pt (architecture/config/state_dict) nor a Lightning "
-        f"checkpoint (state_dict + hyper_parameters); keys {sorted(obj)[:8]}"
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """``export_onnx`` console script; returns the exit status."""
     parser = argparse.ArgumentParser(prog="export_onnx", description=__doc__.split("\n\n")[0])
@@ -400,13 +284,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         model = load_checkpoint_model(args.checkpoint)
-        path, meta = export_onnx(model, args.out, (args.height, args.width), args.opset,
-                                 metadata_overrides={"training": {"checkpoint": str(args.checkpoint)}})
+        path, meta = export_onnx(
+            model,
+            args.out,
+            (args.height, args.width),
+            args.opset,
+            metadata_overrides={"training": {"checkpoint": str(args.checkpoint)}},
+        )
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"export_onnx: error: {exc}", file=sys.stderr)
         return 1
-    print(f"wrote {path} ({meta.architecture}, {meta.input_height}x{meta.input_width}, "
-          f"outputs {', '.join(meta.outputs)})")
+    print(
+        f"wrote {path} ({meta.architecture}, {meta.input_height}x{meta.input_width}, "
+        f"outputs {', '.join(meta.outputs)})"
+    )
     return 0
 
 

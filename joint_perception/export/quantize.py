@@ -57,7 +57,10 @@ def quantize_qdq(
         ImportError: ``method="modelopt"`` without Model Optimizer installed.
     """
     if frames.is_random:
-        LOG.error("quantising with RANDOM calibration data (%s): INT8 accuracy will be poor", frames.source)
+        LOG.error(
+            "quantising with RANDOM calibration data (%s): INT8 accuracy will be poor",
+            frames.source,
+        )
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     src, dst = Path(onnx_in), Path(onnx_out)
@@ -66,7 +69,9 @@ def quantize_qdq(
     vi = next(v for v in model.graph.input if v.name not in inits)
     want = [d.dim_value for d in vi.type.tensor_type.shape.dim][2:]
     if all(want) and tuple(want) != frames.size_hw:
-        raise ValueError(f"{src} expects {want[0]}x{want[1]} input, calibration frames are {frames.size_hw}")
+        raise ValueError(
+            f"{src} expects {want[0]}x{want[1]} input, calibration frames are {frames.size_hw}"
+        )
 
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".onnx", dir=dst.parent)
@@ -89,18 +94,28 @@ def quantize_qdq(
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    LOG.info("Q/DQ INT8 model written with %s from %d frames of %s: %s", used, len(frames), frames.source, dst)
+    LOG.info(
+        "Q/DQ INT8 model written with %s from %d frames of %s: %s",
+        used,
+        len(frames),
+        frames.source,
+        dst,
+    )
     return dst
 
 
-def _quantize_modelopt(src: Path, dst: Path, frames: CalibrationFrames, input_name: str, calibrate_method: str) -> None:
+def _quantize_modelopt(
+    src: Path, dst: Path, frames: CalibrationFrames, input_name: str, calibrate_method: str
+) -> None:
     from modelopt.onnx.quantization import quantize  # type: ignore[import-not-found]
 
     quantize(
         onnx_path=str(src),
         quantize_mode="int8",
         calibration_data={input_name: frames.images},
-        calibration_method={"minmax": "max", "entropy": "entropy", "percentile": "max"}[calibrate_method],
+        calibration_method={"minmax": "max", "entropy": "entropy", "percentile": "max"}[
+            calibrate_method
+        ],
         output_path=str(dst),
     )
 
@@ -121,7 +136,9 @@ class _FramesReader:
         self._it = iter(self._frames.batches(1))
 
 
-def _quantize_ort(src: Path, dst: Path, frames: CalibrationFrames, input_name: str, calibrate_method: str) -> None:
+def _quantize_ort(
+    src: Path, dst: Path, frames: CalibrationFrames, input_name: str, calibrate_method: str
+) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -137,7 +154,9 @@ def _quantize_ort(src: Path, dst: Path, frames: CalibrationFrames, input_name: s
         "percentile": CalibrationMethod.Percentile,
     }
     if calibrate_method not in methods:
-        raise ValueError(f"calibrate_method must be one of {sorted(methods)}, got {calibrate_method!r}")
+        raise ValueError(
+            f"calibrate_method must be one of {sorted(methods)}, got {calibrate_method!r}"
+        )
     quantize_static(
         str(src),
         str(dst),

@@ -4,7 +4,7 @@ Training contract (see docs/architecture.md):
 
 * ``forward(x)``: ``x`` (N, 3, H, W) float32, RGB normalised with the model's mean/std.
   Returns a dict with, for each task the model has,
-  ``"depth"`` (N, 1, H, W) metres (> 0), ``"seg"`` (N, C, H, W) logits for classes 1..C,
+  ``"depth"`` (N, 1, H, W) metres (> 0), ``"segmentation"`` (N, C, H, W) logits for classes 1..C,
   ``"normals"`` (N, 3, H, W) unit vectors (camera optical frame), all at the input
   resolution, plus optional auxiliary tensors (prefixed ``aux_``) that losses need.
 * ``compute_losses(outputs, batch)`` returns a dict of scalar tensors with key ``"total"``.
@@ -23,6 +23,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from joint_perception.tasks import check_tasks
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -35,7 +37,7 @@ class JointModel(nn.Module):
 
     Attributes:
         arch: registry name.
-        tasks: subset of ("depth", "segmentation", "normals").
+        tasks: subset of :data:`joint_perception.tasks.TASK_NAMES`, in that order.
         num_classes: C, classes 1..C (void excluded).
         max_depth: metres, upper end of the depth the model predicts.
         mean, std: RGB normalisation expected at ``forward``.
@@ -50,7 +52,7 @@ class JointModel(nn.Module):
         max_depth: float = 10.0,
     ):
         super().__init__()
-        self.tasks = tuple(tasks)
+        self.tasks = check_tasks(tasks)
         self.num_classes = int(num_classes)
         self.max_depth = float(max_depth)
         self.mean = IMAGENET_MEAN
@@ -105,4 +107,8 @@ class JointModel(nn.Module):
 
     def config(self) -> dict:
         """Constructor arguments that rebuild this model with ``build_model(arch, **config)``."""
-        return {"tasks": list(self.tasks), "num_classes": self.num_classes, "max_depth": self.max_depth}
+        return {
+            "tasks": list(self.tasks),
+            "num_classes": self.num_classes,
+            "max_depth": self.max_depth,
+        }

@@ -169,7 +169,9 @@ class UpProjection(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, upsample: str = "unpool"):
         super().__init__()
         if upsample not in ("unpool", "bilinear"):
-            raise ValueError(f"UpProjection upsample must be 'unpool' or 'bilinear', got {upsample!r}")
+            raise ValueError(
+                f"UpProjection upsample must be 'unpool' or 'bilinear', got {upsample!r}"
+            )
         self.upsample = upsample
         self.branch1 = nn.Sequential(
             ConvBNReLU(in_ch, out_ch, 5), ConvBNReLU(out_ch, out_ch, 3, relu=False)

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from joint_perception.models import losses
 from joint_perception.models.backbones import build_backbone
 from joint_perception.models.base import JointModel
 from joint_perception.models.blocks import ConvBNReLU, SeparableConv, upsample_to
@@ -50,15 +51,14 @@ def ideal_attention(labels: torch.Tensor, num_classes: int, size: tuple[int, int
     Raises:
         ValueError: a label outside 0..num_classes.
     """
-    from joint_perception.training import losses as L
 
     if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) > num_classes):
         raise ValueError(
             f"labels must be in 0..{num_classes} (0 = void), got {int(labels.min())}..{int(labels.max())}"
         )
-    lab = L.downsample_labels(labels, size)  # (N, h, w)
+    lab = losses.downsample_labels(labels, size)  # (N, h, w)
     onehot = F.one_hot(lab, num_classes + 1)[..., 1:].permute(0, 3, 1, 2).float()  # void -> 0
-    return L.ideal_affinity(onehot)
+    return losses.ideal_affinity(onehot)
 
 
 class SceneUnderstandingModule(nn.Module):
@@ -143,13 +143,13 @@ class CINet(JointModel):
         channels: width after the encoder reduction (the module's C).
         key_channels: Q/K width.
         decoder_channels: widths of the three upsampling blocks.
-        att_weight, depth_weight, con_weight, seg_weight: paper 1, 1, 5, 0.3.
-        pair_weight, norm_weight, num_pixels: inside L_depth (paper 1, 5, 500).
-        normal_weight: weight of the optional normals L1 loss.
+        att_weight, depth_weight, con_weight, segmentation_weight: paper 1, 1, 5, 0.3.
+        pair_weight, depth_normal_weight, num_pixels: inside L_depth (paper 1, 5, 500).
+        normals_weight: weight of the optional normals L1 loss.
         pretrained: optional ImageNet state_dict path for the backbone.
 
     ``forward(x, batch=None)`` with x (N, 3, H, W) normalised RGB returns ``depth``
-    (N, 1, H, W) metres, ``seg`` (N, C, H, W) logits, ``normals`` (N, 3, H, W) when asked,
+    (N, 1, H, W) metres, ``segmentation`` (N, C, H, W) logits, ``normals`` (N, 3, H, W) when asked,
     and ``aux_attention`` (N, P, P), P = ceil(H/8) * ceil(W/8) (the learned A~, or the ideal
     attention in stage 1). In stage 1 and ``self.training``, ``batch["labels"]`` (N, H, W)
     replaces A~ by the ideal attention; without a batch, or in eval mode (validation,
@@ -168,26 +168,38 @@ class CINet(JointModel):
         att_weight: float = 1.0,
         depth_weight: float = 1.0,
         con_weight: float = 5.0,
-        seg_weight: float = 0.3,
+        segmentation_weight: float = 0.3,
         pair_weight: float = 1.0,
-        norm_weight: float = 5.0,
+        depth_normal_weight: float = 5.0,
         num_pixels: int = 500,
-        normal_weight: float = 1.0,
+        normals_weight: float = 1.0,
         pretrained: str | None = None,
     ):
         super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
-        if not {"depth", "segmentation"} <= set(self.tasks) or set(self.tasks) - {"depth", "segmentation", "normals"}:
-            raise ValueError(f"CI-Net tasks must include depth and segmentation (+ optional normals), got {self.tasks}")
+        if not {"depth", "segmentation"} <= set(self.tasks) or set(self.tasks) - {
+            "depth",
+            "segmentation",
+            "normals",
+        }:
+            raise ValueError(
+                f"CI-Net tasks must include depth and segmentation (+ optional normals), got {self.tasks}"
+            )
         self.backbone_name = backbone
         self.channels = int(channels)
         self.key_channels = int(key_channels)
         self.decoder_channels = tuple(int(c) for c in decoder_channels)
         if len(self.decoder_channels) != 3:
-            raise ValueError(f"decoder_channels needs 3 widths (1/4, 1/2, 1/1), got {self.decoder_channels}")
+            raise ValueError(
+                f"decoder_channels needs 3 widths (1/4, 1/2, 1/1), got {self.decoder_channels}"
+            )
         self.weights = {
-            "att": float(att_weight), "depth": float(depth_weight), "con": float(con_weight),
-            "seg": float(seg_weight), "pair": float(pair_weight), "norm": float(norm_weight),
-            "normals": float(normal_weight),
+            "att": float(att_weight),
+            "depth": float(depth_weight),
+            "con": float(con_weight),
+            "segmentation": float(segmentation_weight),
+            "pair": float(pair_weight),
+            "depth_normal": float(depth_normal_weight),
+            "normals": float(normals_weight),
         }
         self.num_pixels = int(num_pixels)
 
@@ -208,7 +220,9 @@ class CINet(JointModel):
             ci = co
         self.depth_head = nn.Conv2d(ci, 1, kernel_size=3, padding=1)
         self.seg_head = nn.Conv2d(ci, self.num_classes, kernel_size=3, padding=1)
-        self.normals_head = nn.Conv2d(ci, 3, kernel_size=3, padding=1) if "normals" in self.tasks else None
+        self.normals_head = (
+            nn.Conv2d(ci, 3, kernel_size=3, padding=1) if "normals" in self.tasks else None
+        )
         # learned sigma of the consistency loss (log for positivity)
         self.log_sigma = nn.Parameter(torch.zeros(()))
 
@@ -223,9 +237,14 @@ class CINet(JointModel):
         bb = [p for p in self.backbone.parameters() if p.requires_grad]
         ids = {id(p) for p in bb}
         rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
-        return [{"params": bb, "lr": 0.1 * lr, "name": "backbone"}, {"params": rest, "lr": lr, "name": "head"}]
+        return [
+            {"params": bb, "lr": 0.1 * lr, "name": "backbone"},
+            {"params": rest, "lr": lr, "name": "head"},
+        ]
 
-    def forward(self, x: torch.Tensor, batch: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, batch: dict[str, torch.Tensor] | None = None
+    ) -> dict[str, torch.Tensor]:
         n, _, h, w = x.shape
         feat = self.reduce(self.backbone.forward_features(x)[-1])
         gt_att = None
@@ -234,13 +253,15 @@ class CINet(JointModel):
         y, att, att_logits = self.scene(feat, gt_att)
         f_d, f_s = y, y
         sizes = [((h + 3) // 4, (w + 3) // 4), ((h + 1) // 2, (w + 1) // 2), (h, w)]
-        for fsm, bd, bs, size in zip(self.fsm, self.depth_blocks, self.seg_blocks, sizes, strict=True):
+        for fsm, bd, bs, size in zip(
+            self.fsm, self.depth_blocks, self.seg_blocks, sizes, strict=True
+        ):
             f_d, f_s = fsm(f_d, f_s)
             f_d = bd(upsample_to(f_d, size))
             f_s = bs(upsample_to(f_s, size))
         out = {
             "depth": self.max_depth * torch.sigmoid(self.depth_head(f_d)),
-            "seg": self.seg_head(f_s),
+            "segmentation": self.seg_head(f_s),
             "aux_attention": att,
         }
         if att_logits is not None:
@@ -249,7 +270,9 @@ class CINet(JointModel):
             out["normals"] = F.normalize(self.normals_head(f_d), dim=1, eps=1e-6)
         return out
 
-    def compute_losses(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def compute_losses(
+        self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         """``L = L_att + 1 L_depth + 5 L_con + 0.3 L_seg`` (terms active per stage).
 
         ``L_depth = berHu + 1 L_pair(500 signed pixel differences) + 5 L_norm`` (normals from
@@ -258,9 +281,8 @@ class CINet(JointModel):
         learned ``log_sigma``. Stage 1: depth + seg; stage 2: + att; stage 3/0: + con. The
         optional normals L1 loss is active in every stage. Returns ``total`` and every term.
         """
-        from joint_perception.training import losses as L
 
-        depth, seg = outputs["depth"], outputs["seg"]
+        depth, seg = outputs["depth"], outputs["segmentation"]
         gt = batch["depth"]
         mask = torch.isfinite(gt) & (gt > 0)
         gt = torch.where(mask, gt, torch.zeros_like(gt))
@@ -270,33 +292,48 @@ class CINet(JointModel):
         zero = depth.sum() * 0.0
         terms: dict[str, torch.Tensor] = {}
         if bool(mask.any()):
-            terms["berhu"] = L.berhu_loss(depth, gt, mask)
-            terms["pair"] = L.pairwise_signed_loss(depth, gt, mask, num_pixels=self.num_pixels)
-            terms["norm"] = L.depth_gradient_normal_loss(depth, gt, mask)
+            terms["berhu"] = losses.berhu_loss(depth, gt, mask)
+            terms["pair"] = losses.pairwise_signed_loss(depth, gt, mask, num_pixels=self.num_pixels)
+            terms["depth_normal"] = losses.depth_gradient_normal_loss(depth, gt, mask)
         else:
-            terms["berhu"] = terms["pair"] = terms["norm"] = zero
-        terms["depth"] = terms["berhu"] + self.weights["pair"] * terms["pair"] + self.weights["norm"] * terms["norm"]
+            terms["berhu"] = terms["pair"] = terms["depth_normal"] = zero
+        terms["depth"] = (
+            terms["berhu"]
+            + self.weights["pair"] * terms["pair"]
+            + self.weights["depth_normal"] * terms["depth_normal"]
+        )
         if bool((labels > 0).any()):
-            terms["seg"] = L.cross_entropy_loss(seg, labels, weights=L.class_weights(labels, self.num_classes))
+            terms["segmentation"] = losses.cross_entropy_loss(
+                seg, labels, weights=losses.class_weights(labels, self.num_classes)
+            )
         else:
-            terms["seg"] = zero
-        total = self.weights["depth"] * terms["depth"] + self.weights["seg"] * terms["seg"]
+            terms["segmentation"] = zero
+        total = (
+            self.weights["depth"] * terms["depth"]
+            + self.weights["segmentation"] * terms["segmentation"]
+        )
         if "normals" in outputs:
             gn = batch["normals"]
             nmask = gn.abs().sum(1, keepdim=True) > 0
             if "has_normals" in batch:
                 nmask = nmask & batch["has_normals"].view(-1, 1, 1, 1).bool()
-            terms["normals"] = L.normal_l1_loss(outputs["normals"], gn, nmask) if bool(nmask.any()) else zero
+            terms["normals"] = (
+                losses.normal_l1_loss(outputs["normals"], gn, nmask) if bool(nmask.any()) else zero
+            )
             total = total + self.weights["normals"] * terms["normals"]
         if self.stage in (0, 2, 3):
             side = _feature_size(depth.shape[-2:])
             if "aux_attention_logits" in outputs:
-                terms["att"] = L.attention_bce_loss(outputs["aux_attention_logits"], labels, side, from_logits=True)
+                terms["att"] = losses.attention_bce_loss(
+                    outputs["aux_attention_logits"], labels, side, from_logits=True
+                )
             else:
-                terms["att"] = L.attention_bce_loss(outputs["aux_attention"], labels, side)
+                terms["att"] = losses.attention_bce_loss(outputs["aux_attention"], labels, side)
             total = total + self.weights["att"] * terms["att"]
         if self.stage in (0, 3):
-            terms["con"] = L.consistency_loss(depth, seg, offsets=(1, 2), log_sigma=self.log_sigma)
+            terms["con"] = losses.consistency_loss(
+                depth, seg, offsets=(1, 2), log_sigma=self.log_sigma
+            )
             total = total + self.weights["con"] * terms["con"]
         terms["total"] = total
         return terms
@@ -313,11 +350,11 @@ class CINet(JointModel):
             att_weight=self.weights["att"],
             depth_weight=self.weights["depth"],
             con_weight=self.weights["con"],
-            seg_weight=self.weights["seg"],
+            segmentation_weight=self.weights["segmentation"],
             pair_weight=self.weights["pair"],
-            norm_weight=self.weights["norm"],
+            depth_normal_weight=self.weights["depth_normal"],
             num_pixels=self.num_pixels,
-            normal_weight=self.weights["normals"],
+            normals_weight=self.weights["normals"],
         )
         return cfg
 

@@ -73,7 +73,9 @@ def _check_inputs(logits: torch.Tensor, rgb: torch.Tensor, depth: torch.Tensor) 
         raise ValueError(f"depth must be (N, 1, H, W) = {(n, 1, h, w)}, got {tuple(depth.shape)}")
 
 
-def potts_compatibility(num_classes: int, weights: Sequence[float] = DEFAULT_WEIGHTS) -> torch.Tensor:
+def potts_compatibility(
+    num_classes: int, weights: Sequence[float] = DEFAULT_WEIGHTS
+) -> torch.Tensor:
     """Potts compatibility ``mu_m = w_m (1 - I)`` for each kernel.
 
     Returns:
@@ -108,9 +110,11 @@ def pairwise_features(
     n, _, h, w = rgb.shape
     ys = torch.arange(h, dtype=rgb.dtype, device=rgb.device) * float(pixel_spacing)
     xs = torch.arange(w, dtype=rgb.dtype, device=rgb.device) * float(pixel_spacing)
-    pos = torch.stack(
-        [xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)]
-    ).unsqueeze(0).expand(n, 2, h, w)
+    pos = (
+        torch.stack([xs.view(1, w).expand(h, w), ys.view(h, 1).expand(h, w)])
+        .unsqueeze(0)
+        .expand(n, 2, h, w)
+    )
     return [
         torch.cat([pos / ta, rgb / tb], dim=1),
         torch.cat([pos / tg, depth / tz], dim=1),
@@ -197,7 +201,9 @@ class ConvCRF(nn.Module):
         r2 = self.window * self.window
         centre = torch.ones(r2, dtype=rgb.dtype, device=rgb.device)
         centre[r2 // 2] = 0.0  # no self-message (j != i)
-        inside = _neighbourhood(torch.ones(1, 1, h, w, dtype=rgb.dtype, device=rgb.device), self.window)
+        inside = _neighbourhood(
+            torch.ones(1, 1, h, w, dtype=rgb.dtype, device=rgb.device), self.window
+        )
         valid = inside.view(1, r2, h, w) * centre.view(1, r2, 1, 1)
         out = []
         for f in pairwise_features(rgb, depth, self.theta, pixel_spacing):
@@ -335,7 +341,9 @@ def crf_energy(
     n, c, h, w = unary.shape
     if q_or_labels.dtype in (torch.int64, torch.int32, torch.uint8):
         if tuple(q_or_labels.shape) != (n, h, w):
-            raise ValueError(f"labels must be (N, H, W) = {(n, h, w)}, got {tuple(q_or_labels.shape)}")
+            raise ValueError(
+                f"labels must be (N, H, W) = {(n, h, w)}, got {tuple(q_or_labels.shape)}"
+            )
         if q_or_labels.min() < 0 or q_or_labels.max() >= c:
             raise ValueError(f"labels must lie in 0..{c - 1}")
         q = F.one_hot(q_or_labels.long(), c).permute(0, 3, 1, 2).to(unary.dtype)

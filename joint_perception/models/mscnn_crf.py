@@ -34,12 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from joint_perception.models import losses
 from joint_perception.models.backbones import build_backbone
 from joint_perception.models.base import JointModel
 from joint_perception.models.blocks import upsample_to
 from joint_perception.models.crf import DEFAULT_THETA, DEFAULT_WEIGHTS, ConvCRF
 from joint_perception.models.registry import register_model
-from joint_perception.training import losses as L
 
 # indices of pool1..pool4 in torchvision's VGG-16 ``features``, their strides, channels
 _POOL_TAPS = (4, 9, 16, 23)
@@ -93,7 +93,7 @@ class MultiScaleCRFNet(JointModel):
         num_classes: C.
         max_depth: metres, upper end of the bins (paper: 7.0 = 50 x 0.14 m).
         num_bins: B depth bins (paper: 50); ``bin_size = max_depth / num_bins``.
-        seg_weight: lambda on the summed cross-entropy (paper: 1e-6).
+        segmentation_weight: lambda on the summed cross-entropy (paper: 1e-6).
         silog_lambda: lambda of the scale-invariant log loss (0.5).
         dropout: after fc6, fc7 and the branch MLPs (DeepLab: 0.5).
         crf_window: ConvCRF neighbourhood on the /8 grid (odd).
@@ -102,7 +102,7 @@ class MultiScaleCRFNet(JointModel):
         crf_weights: initial Potts weights (w1, w2, w3).
         pretrained: optional path to an ImageNet VGG-16 state_dict (torchvision names).
 
-    Outputs of ``forward``: ``depth`` (N, 1, H, W) metres in [l, max_depth], ``seg``
+    Outputs of ``forward``: ``depth`` (N, 1, H, W) metres in [l, max_depth], ``segmentation``
     (N, C, H, W) logits (CRF output in stages 0 and 3), ``normals`` (N, 3, H, W) unit with the
     head, ``aux_depth_logits`` (N, B, h, w) and ``aux_seg_unary`` (N, C, h, w) on the /8 grid.
 
@@ -116,7 +116,7 @@ class MultiScaleCRFNet(JointModel):
         num_classes: int = 40,
         max_depth: float = 7.0,
         num_bins: int = 50,
-        seg_weight: float = 1e-6,
+        segmentation_weight: float = 1e-6,
         silog_lambda: float = 0.5,
         dropout: float = 0.5,
         crf_window: int = 11,
@@ -127,7 +127,9 @@ class MultiScaleCRFNet(JointModel):
     ):
         super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
         if not {"depth", "segmentation"} <= set(self.tasks) or set(self.tasks) - {
-            "depth", "segmentation", "normals"
+            "depth",
+            "segmentation",
+            "normals",
         }:
             raise ValueError(
                 f"mscnn_crf needs tasks depth and segmentation (+ optional normals), got {self.tasks}"
@@ -136,7 +138,7 @@ class MultiScaleCRFNet(JointModel):
             raise ValueError(f"need num_bins >= 2 and max_depth > 0, got {num_bins}, {max_depth}")
         self.num_bins = int(num_bins)
         self.bin_size = self.max_depth / self.num_bins
-        self.seg_weight = float(seg_weight)
+        self.segmentation_weight = float(segmentation_weight)
         self.silog_lambda = float(silog_lambda)
         self.dropout = float(dropout)
         self.pretrained = pretrained
@@ -163,7 +165,10 @@ class MultiScaleCRFNet(JointModel):
             + [_Heads(1024, num_classes, self.num_bins, normals)]
         )
         self.crf = ConvCRF(
-            num_classes, window=crf_window, iterations=crf_iterations, theta=crf_theta,
+            num_classes,
+            window=crf_window,
+            iterations=crf_iterations,
+            theta=crf_theta,
             weights=crf_weights,
         )
         self._crf_weights = tuple(float(w) for w in crf_weights)
@@ -215,33 +220,35 @@ class MultiScaleCRFNet(JointModel):
             rgb = upsample_to((x * std + mean) * 255.0, grid)
             spacing = w_in / grid[1]
             seg = self.crf(seg_unary, rgb, depth_grid.detach(), pixel_spacing=spacing)
-        out["seg"] = upsample_to(seg, (h_in, w_in))
+        out["segmentation"] = upsample_to(seg, (h_in, w_in))
         if len(sums) > 2:
             out["normals"] = F.normalize(upsample_to(sums[2], (h_in, w_in)), dim=1, eps=1e-6)
         return out
 
     # ------------------------------------------------------------------ losses
     def compute_losses(self, outputs, batch):
-        """``total = seg_weight * CE_sum + [stage >= 2] * SILog (+ normals cosine)``.
+        """``total = segmentation_weight * CE_sum + [stage >= 2] * SILog (+ normals cosine)``.
 
         Depth targets beyond ``max_depth`` (outside the bins) are excluded from the SI loss.
-        Returns ``total``, ``seg`` (summed CE), ``depth`` (SI log loss), ``normals``.
+        Returns ``total``, ``segmentation`` (summed CE), ``depth`` (SI log loss), ``normals``.
         """
         labels = batch["labels"]
         if "has_labels" in batch:
             labels = labels * batch["has_labels"].view(-1, 1, 1).to(labels.dtype)
-        l_seg = L.cross_entropy_loss(outputs["seg"], labels, reduction="sum")
+        l_seg = losses.cross_entropy_loss(outputs["segmentation"], labels, reduction="sum")
         gt = batch["depth"]
-        l_depth = L.silog_loss(outputs["depth"], gt, mask=gt <= self.max_depth, lam=self.silog_lambda)
-        terms = {"seg": l_seg, "depth": l_depth}
-        total = self.seg_weight * l_seg
+        l_depth = losses.silog_loss(
+            outputs["depth"], gt, mask=gt <= self.max_depth, lam=self.silog_lambda
+        )
+        terms = {"segmentation": l_seg, "depth": l_depth}
+        total = self.segmentation_weight * l_seg
         if self.stage != 1:
             total = total + l_depth
         if "normals" in self.tasks:
             nt = batch["normals"]
             if "has_normals" in batch:
                 nt = nt * batch["has_normals"].view(-1, 1, 1, 1).to(nt.dtype)
-            terms["normals"] = L.normal_cosine_loss(outputs["normals"], nt)
+            terms["normals"] = losses.normal_cosine_loss(outputs["normals"], nt)
             if self.stage != 1:
                 total = total + terms["normals"]
         terms["total"] = total
@@ -251,7 +258,7 @@ class MultiScaleCRFNet(JointModel):
         cfg = super().config()
         cfg.update(
             num_bins=self.num_bins,
-            seg_weight=self.seg_weight,
+            segmentation_weight=self.segmentation_weight,
             silog_lambda=self.silog_lambda,
             dropout=self.dropout,
             crf_window=self.crf.window,

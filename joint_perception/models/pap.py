@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from joint_perception.models import losses
 from joint_perception.models.affinity import AffinityLearning, CrossTaskPropagation, TaskPropagation
 from joint_perception.models.backbones import build_backbone
 from joint_perception.models.base import JointModel
@@ -85,7 +86,7 @@ class PAPNet(JointModel):
         pretrained: optional path to an ImageNet state_dict for the backbone.
 
     ``forward(x)`` with x (N, 3, H, W) normalised RGB returns ``depth`` (N, 1, H, W) metres,
-    ``seg`` (N, C, H, W) logits, ``normals`` (N, 3, H, W) unit (only the tasks present), plus
+    ``segmentation`` (N, C, H, W) logits, ``normals`` (N, 3, H, W) unit (only the tasks present), plus
     ``aux_affinity`` (N, T, H/s*W/s, ceil(H/2s)*ceil(W/2s)) learned per-task affinities,
     ``aux_affinity_combined`` (same shape, after cross-task mixing) and
     ``aux_initial_<task>`` initial predictions at the affinity scale (depth in metres,
@@ -112,9 +113,13 @@ class PAPNet(JointModel):
     ):
         super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
         if not self.tasks or set(self.tasks) - {"depth", "segmentation", "normals"}:
-            raise ValueError(f"PAP tasks must be a non-empty subset of depth/segmentation/normals, got {self.tasks}")
+            raise ValueError(
+                f"PAP tasks must be a non-empty subset of depth/segmentation/normals, got {self.tasks}"
+            )
         if affinity_scale not in AFFINITY_SCALES:
-            raise ValueError(f"affinity_scale must be one of {AFFINITY_SCALES}, got {affinity_scale}")
+            raise ValueError(
+                f"affinity_scale must be one of {AFFINITY_SCALES}, got {affinity_scale}"
+            )
         self.backbone_name = backbone
         self.affinity_scale = int(affinity_scale)
         self.channels = int(channels)
@@ -129,16 +134,23 @@ class PAPNet(JointModel):
         self.backbone = build_backbone(backbone, pretrained=pretrained)
         c = self.channels
         proj = max(c // 4, 16)
-        self.stage_proj = nn.ModuleList(ConvBNReLU(ch, proj, kernel_size=1) for ch in self.backbone.channels)
+        self.stage_proj = nn.ModuleList(
+            ConvBNReLU(ch, proj, kernel_size=1) for ch in self.backbone.channels
+        )
         self.fuse = ConvBNReLU(proj * len(self.backbone.channels), c, kernel_size=3)
 
         self.task_nets = nn.ModuleDict(
             {t: nn.Sequential(ResidualBlock(c, c), ResidualBlock(c, c)) for t in self.tasks}
         )
         self.initial_heads = nn.ModuleDict(
-            {t: nn.Conv2d(c, _pred_channels(t, self.num_classes), kernel_size=1) for t in self.tasks}
+            {
+                t: nn.Conv2d(c, _pred_channels(t, self.num_classes), kernel_size=1)
+                for t in self.tasks
+            }
         )
-        self.affinity = nn.ModuleDict({t: AffinityLearning(2 * c, c, subsample=self.subsample) for t in self.tasks})
+        self.affinity = nn.ModuleDict(
+            {t: AffinityLearning(2 * c, c, subsample=self.subsample) for t in self.tasks}
+        )
         self.cross_task = CrossTaskPropagation(len(self.tasks))
         self.propagation = TaskPropagation(self.iterations, self.beta, self.subsample)
 
@@ -151,8 +163,11 @@ class PAPNet(JointModel):
             ci = co
         self.reconstruct = nn.ModuleDict(
             {
-                t: _TaskReconstruction(c + _pred_channels(t, self.num_classes), stage_channels,
-                                       _pred_channels(t, self.num_classes))
+                t: _TaskReconstruction(
+                    c + _pred_channels(t, self.num_classes),
+                    stage_channels,
+                    _pred_channels(t, self.num_classes),
+                )
                 for t in self.tasks
             }
         )
@@ -169,7 +184,11 @@ class PAPNet(JointModel):
         h, w = x.shape[-2:]
         feats = self.backbone.forward_features(x)
         size = (h // self.affinity_scale, w // self.affinity_scale)
-        g = self.fuse(torch.cat([upsample_to(p(f), size) for p, f in zip(self.stage_proj, feats, strict=True)], 1))
+        g = self.fuse(
+            torch.cat(
+                [upsample_to(p(f), size) for p, f in zip(self.stage_proj, feats, strict=True)], 1
+            )
+        )
 
         task_feat = {t: self.task_nets[t](g) for t in self.tasks}
         initial = {t: self.initial_heads[t](task_feat[t]) for t in self.tasks}
@@ -187,7 +206,7 @@ class PAPNet(JointModel):
             h0 = torch.cat([task_feat[t], initial[t]], 1)
             hp = self.propagation(h0, combined[i])
             raw = upsample_to(self.reconstruct[t](hp, shared), (h, w))
-            out["seg" if t == "segmentation" else t] = self._activate(t, raw)
+            out[t] = self._activate(t, raw)
             out[f"aux_initial_{t}"] = self._activate(t, initial[t])
         out["aux_affinity"] = affin.transpose(0, 1)
         out["aux_affinity_combined"] = combined.transpose(0, 1)
@@ -196,14 +215,15 @@ class PAPNet(JointModel):
     # ------------------------------------------------------------------ losses
     def _task_terms(self, task: str, pred: torch.Tensor, batch: dict[str, torch.Tensor]):
         """(task loss, pair-wise loss) of one task, targets resized (nearest) to pred's size."""
-        from joint_perception.training import losses as L
 
         size = tuple(pred.shape[-2:])
         if task == "depth":
             gt = batch["depth"]
             if tuple(gt.shape[-2:]) != size:
                 gt = F.interpolate(gt, size=size, mode="nearest")
-            return L.berhu_loss(pred, gt), L.pairwise_depth_loss(pred, gt, num_pairs=self.num_pairs)
+            return losses.berhu_loss(pred, gt), losses.pairwise_depth_loss(
+                pred, gt, num_pairs=self.num_pairs
+            )
         if task == "normals":
             gt = batch["normals"]
             if tuple(gt.shape[-2:]) != size:
@@ -212,17 +232,23 @@ class PAPNet(JointModel):
             if "has_normals" in batch:
                 mask = mask & batch["has_normals"].view(-1, 1, 1).bool()
             gt = torch.where(mask[:, None], gt, torch.zeros_like(gt))
-            return L.normal_l1_loss(pred, gt, mask), L.pairwise_depth_loss(pred, gt, mask, num_pairs=self.num_pairs)
+            return losses.normal_l1_loss(pred, gt, mask), losses.pairwise_depth_loss(
+                pred, gt, mask, num_pairs=self.num_pairs
+            )
         labels = batch["labels"].long()
         if tuple(labels.shape[-2:]) != size:
-            labels = L.downsample_labels(labels, size)
+            labels = losses.downsample_labels(labels, size)
         if "has_labels" in batch:
             labels = labels * batch["has_labels"].view(-1, 1, 1).long()
         onehot = F.one_hot(labels, self.num_classes + 1)[..., 1:].permute(0, 3, 1, 2).to(pred.dtype)
         prob = torch.softmax(pred, dim=1)
-        return L.cross_entropy_loss(pred, labels), L.pairwise_depth_loss(prob, onehot, labels > 0, num_pairs=self.num_pairs)
+        return losses.cross_entropy_loss(pred, labels), losses.pairwise_depth_loss(
+            prob, onehot, labels > 0, num_pairs=self.num_pairs
+        )
 
-    def compute_losses(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def compute_losses(
+        self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         """PAP loss ``L = sum_T lambda_T (L_T + xi_T L_pair_T)``.
 
         L_depth = berHu (Laina et al.), L_normals = L1, L_seg = cross-entropy (void ignored);
@@ -232,16 +258,20 @@ class PAPNet(JointModel):
         affinity scale. Returns ``total`` and per-term scalars (``depth``, ``depth_pair``, ...).
         """
         terms: dict[str, torch.Tensor] = {}
-        total = outputs[next(k for k in ("depth", "seg", "normals") if k in outputs)].sum() * 0.0
+        total = (
+            outputs[next(k for k in ("depth", "segmentation", "normals") if k in outputs)].sum()
+            * 0.0
+        )
         for t in self.tasks:
-            key = "seg" if t == "segmentation" else t
-            lt, lp = self._task_terms(t, outputs[key], batch)
-            terms[key], terms[f"{key}_pair"] = lt, lp
+            lt, lp = self._task_terms(t, outputs[t], batch)
+            terms[t], terms[f"{t}_pair"] = lt, lp
             total = total + self.task_weight * (lt + self.pair_weight * lp)
             if self.initial_loss_weight > 0:
                 li, lpi = self._task_terms(t, outputs[f"aux_initial_{t}"], batch)
-                terms[f"{key}_initial"] = li
-                total = total + self.initial_loss_weight * self.task_weight * (li + self.pair_weight * lpi)
+                terms[f"{t}_initial"] = li
+                total = total + self.initial_loss_weight * self.task_weight * (
+                    li + self.pair_weight * lpi
+                )
         terms["total"] = total
         return terms
 

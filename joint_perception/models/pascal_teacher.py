@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from joint_perception.data.nyuv2_classes import ID40
 from joint_perception.models.backbones import MobileNetV2, mobilenet_v2
 from joint_perception.models.base import IMAGENET_MEAN, IMAGENET_STD
+from joint_perception.nyuv2_classes import ID40
 
 __all__ = [
     "PASCAL_VOC_CLASSES",
@@ -215,9 +215,9 @@ def pascal_teacher_from_tflite(
             output-stride rule.
         ImportError: the ``tflite`` package is missing.
     """
-    from joint_perception.models import tflite_import as T
+    from joint_perception.models import tflite_import
 
-    state, info = T.deeplabv3_mobilenet_v2_state_dict_from_tflite(path)
+    state, info = tflite_import.deeplabv3_mobilenet_v2_state_dict_from_tflite(path)
     net = DeepLabV3MobileNetV2(
         info.num_classes,
         info.output_stride,
@@ -234,8 +234,8 @@ def pascal_teacher_from_tflite(
                 f"{os.fspath(path)}: backbone conv {name} has stride {stride}, dilation {dilation} in the file; "
                 f"output stride {info.output_stride} gives stride {conv.stride[0]}, dilation {conv.dilation[0]}"
             )
-    state = T.fold_input_normalization(
-        state, T.TF_SLIM_MEAN, T.TF_SLIM_STD, input_mean, input_std,
+    state = tflite_import.fold_input_normalization(
+        state, tflite_import.TF_SLIM_MEAN, tflite_import.TF_SLIM_STD, input_mean, input_std,
         first_conv="backbone.features.0.0", first_bn="backbone.features.0.1",
     )  # fmt: skip
     net.load_state_dict(state, strict=True)

@@ -13,8 +13,8 @@ Architecture (documented choices, no single paper):
   upsampling so they are unit vectors at every output pixel (camera optical frame, REP 103).
 * Losses: berHu on valid depth (Laina et al. 2016), class-weighted cross-entropy with void
   ignored, ``1 - cos`` normal loss; fixed weights or homoscedastic uncertainty weighting
-  (Kendall et al., CVPR 2018). The functions come from :mod:`joint_perception.training.losses`,
-  imported lazily so that the runtime (which builds models) never imports ``training``.
+  (Kendall et al., CVPR 2018). The functions live with the networks in
+  :mod:`joint_perception.models.losses`.
 
 Everything exports to ONNX opset 17 with static shapes (see ``export.onnx_export``).
 """
@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from joint_perception.models import losses
 from joint_perception.models.backbones import (
     calibrate_folded_batchnorm,
     load_pretrained,
@@ -36,8 +37,6 @@ from joint_perception.models.backbones import (
 from joint_perception.models.base import JointModel
 from joint_perception.models.blocks import ConvBNReLU, SeparableConv, upsample_to
 from joint_perception.models.registry import register_model
-
-_LOSS_NAMES = {"depth": "depth", "segmentation": "seg", "normals": "normals"}
 
 
 class _Head(nn.Sequential):
@@ -60,16 +59,16 @@ class RealtimeJointNet(JointModel):
         head_channels: channels of each head's hidden layer.
         loss_weighting: ``"fixed"`` (``loss_weights``) or ``"uncertainty"`` (learned,
             Kendall et al. 2018; adds ``loss_weighting_module.log_vars``).
-        loss_weights: fixed weights by loss name ``depth``/``seg``/``normals`` (default 1).
+        loss_weights: fixed weights by loss name ``depth``/``segmentation``/``normals`` (default 1).
         class_weights: optional C per-class CE weights (e.g. from
-            ``training.losses.class_weights`` on the training set).
+            ``models.losses.class_weights`` on the training set).
         pretrained_backbone: path of ImageNet weights for the encoder, never downloaded: a
             torchvision MobileNetV2 state_dict file, or a TF-slim MobileNetV2 ``.tflite``
             (e.g. ``mobilenet_v2_1.0_224_quant.tflite``; its folded batch norms get data
             statistics in :meth:`calibrate` before training). Not part of :meth:`config`.
 
     ``forward(x)``: x (N, 3, H, W) normalised RGB -> ``{"depth": (N,1,H,W) metres,
-    "seg": (N,C,H,W) logits, "normals": (N,3,H,W) unit}`` (only the configured tasks).
+    "segmentation": (N,C,H,W) logits, "normals": (N,3,H,W) unit}`` (only the configured tasks).
     """
 
     def __init__(
@@ -86,18 +85,20 @@ class RealtimeJointNet(JointModel):
         pretrained_backbone: str | os.PathLike | None = None,
     ):
         super().__init__(tasks, num_classes, max_depth)
-        if not self.tasks or set(self.tasks) - set(_LOSS_NAMES):
-            raise ValueError(f"tasks must be a non-empty subset of {tuple(_LOSS_NAMES)}, got {self.tasks}")
         if loss_weighting not in ("fixed", "uncertainty"):
-            raise ValueError(f"loss_weighting must be 'fixed' or 'uncertainty', got {loss_weighting!r}")
+            raise ValueError(
+                f"loss_weighting must be 'fixed' or 'uncertainty', got {loss_weighting!r}"
+            )
         if class_weights is not None and len(class_weights) != self.num_classes:
-            raise ValueError(f"class_weights has {len(class_weights)} entries, need {self.num_classes}")
+            raise ValueError(
+                f"class_weights has {len(class_weights)} entries, need {self.num_classes}"
+            )
         self.width_mult = float(width_mult)
         self.decoder_channels = int(decoder_channels)
         self.head_channels = int(head_channels)
         self.loss_weighting = loss_weighting
         self.loss_weights = {k: float(v) for k, v in (loss_weights or {}).items()}
-        unknown = set(self.loss_weights) - {_LOSS_NAMES[t] for t in self.tasks}
+        unknown = set(self.loss_weights) - set(self.tasks)
         if unknown:
             raise ValueError(f"loss_weights for unknown losses {sorted(unknown)}")
 
@@ -111,7 +112,7 @@ class RealtimeJointNet(JointModel):
         if "depth" in self.tasks:
             self.heads["depth"] = _Head(d, self.head_channels, 1)
         if "segmentation" in self.tasks:
-            self.heads["seg"] = _Head(d, self.head_channels, self.num_classes)
+            self.heads["segmentation"] = _Head(d, self.head_channels, self.num_classes)
         if "normals" in self.tasks:
             self.heads["normals"] = _Head(d, self.head_channels, 3)
 
@@ -122,9 +123,7 @@ class RealtimeJointNet(JointModel):
             self.register_buffer("class_weights", cw, persistent=False)
         self.loss_weighting_module: nn.Module | None = None
         if loss_weighting == "uncertainty":
-            from joint_perception.training.losses import UncertaintyWeighting
-
-            self.loss_weighting_module = UncertaintyWeighting(len(self.tasks))
+            self.loss_weighting_module = losses.UncertaintyWeighting(len(self.tasks))
 
     def calibrate(self, images: list[torch.Tensor]) -> int:
         """Give the encoder's folded batch norms (ImageNet weights from a TFLite file) the
@@ -145,8 +144,8 @@ class RealtimeJointNet(JointModel):
         out: dict[str, torch.Tensor] = {}
         if "depth" in self.heads:
             out["depth"] = self.max_depth * torch.sigmoid(upsample_to(self.heads["depth"](f), x))
-        if "seg" in self.heads:
-            out["seg"] = upsample_to(self.heads["seg"](f), x)
+        if "segmentation" in self.heads:
+            out["segmentation"] = upsample_to(self.heads["segmentation"](f), x)
         if "normals" in self.heads:
             out["normals"] = F.normalize(upsample_to(self.heads["normals"](f), x), dim=1, eps=1e-6)
         return out
@@ -160,35 +159,38 @@ class RealtimeJointNet(JointModel):
         normal loss. A target missing from ``batch`` drops that loss (weight 0).
 
         Returns:
-            ``{"total", "depth", "seg", "normals"}`` 0-dim tensors (the tasks present).
+            ``{"total", "depth", "segmentation", "normals"}`` 0-dim tensors (the tasks present).
         """
-        from joint_perception.training import losses as L
 
         terms: dict[str, torch.Tensor] = {}
         if "depth" in outputs and "depth" in batch:
-            terms["depth"] = L.berhu_loss(outputs["depth"], batch["depth"])
-        if "seg" in outputs and "labels" in batch:
+            terms["depth"] = losses.berhu_loss(outputs["depth"], batch["depth"])
+        if "segmentation" in outputs and "labels" in batch:
             labels = batch["labels"].long()
             if "has_labels" in batch:
                 labels = labels * batch["has_labels"].to(labels.dtype).view(-1, 1, 1)
-            terms["seg"] = L.cross_entropy_loss(outputs["seg"], labels, self.class_weights)
+            terms["segmentation"] = losses.cross_entropy_loss(
+                outputs["segmentation"], labels, self.class_weights
+            )
         if "normals" in outputs and "normals" in batch:
             mask = None
             if "has_normals" in batch:
                 n, _, h, w = batch["normals"].shape
                 mask = batch["has_normals"].to(torch.bool).view(-1, 1, 1).expand(n, h, w)
-            terms["normals"] = L.normal_cosine_loss(outputs["normals"], batch["normals"], mask)
+            terms["normals"] = losses.normal_cosine_loss(outputs["normals"], batch["normals"], mask)
         if not terms:
             raise ValueError(
                 f"batch {sorted(batch)} has no target for the outputs {sorted(outputs)}"
             )
         if self.loss_weighting_module is not None:
-            order = [_LOSS_NAMES[t] for t in self.tasks]
+            order = list(self.tasks)
             total = self.loss_weighting_module(
                 [terms.get(k, outputs[next(iter(outputs))].sum() * 0.0) for k in order]
             )
         else:
-            total = L.fixed_weighting(terms, {k: v for k, v in self.loss_weights.items() if k in terms})
+            total = losses.fixed_weighting(
+                terms, {k: v for k, v in self.loss_weights.items() if k in terms}
+            )
         return {"total": total, **terms}
 
     def config(self) -> dict:

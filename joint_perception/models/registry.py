@@ -35,8 +35,8 @@ def list_models() -> list[str]:
     return sorted(set(_MODULES) | set(_REGISTRY))
 
 
-def build_model(name: str, **kwargs):
-    """Instantiate the network registered as ``name``.
+def model_class(name: str) -> Callable:
+    """The class registered as ``name`` (its module is imported on first use).
 
     Raises:
         KeyError: unknown name (the message lists the known ones).
@@ -45,4 +45,13 @@ def build_model(name: str, **kwargs):
         importlib.import_module(_MODULES[name])
     if name not in _REGISTRY:
         raise KeyError(f"unknown model {name!r}; known: {', '.join(list_models())}")
-    return _REGISTRY[name](**kwargs)
+    return _REGISTRY[name]
+
+
+def build_model(name: str, **kwargs):
+    """Instantiate the network registered as ``name``.
+
+    Raises:
+        KeyError: unknown name (the message lists the known ones).
+    """
+    return model_class(name)(**kwargs)

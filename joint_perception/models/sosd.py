@@ -36,11 +36,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from joint_perception.models import losses
 from joint_perception.models.backbones import build_backbone
 from joint_perception.models.base import JointModel
 from joint_perception.models.blocks import ASPP, ConvBNReLU, upsample_to
 from joint_perception.models.registry import register_model
-from joint_perception.training import losses as L
 
 DEPTH_OUTPUTS = ("depth", "inverse")
 _INV_DEPTH_FLOOR = 1e-3  # 1/m: inverse-depth floor, i.e. depth <= 1000 m
@@ -73,7 +73,9 @@ class SemanticToDepth(nn.Module):
     the positive geometric cue ``sqrt(softplus(a3) softplus(a2) + eps)``.
     """
 
-    def __init__(self, sem_ch: int = 256, common_ch: int = 256, depth_ch: int = 64, eps: float = 1e-6):
+    def __init__(
+        self, sem_ch: int = 256, common_ch: int = 256, depth_ch: int = 64, eps: float = 1e-6
+    ):
         super().__init__()
         self.eps = float(eps)
         self.area3d = nn.Sequential(ConvBNReLU(common_ch, 2, 3), nn.Conv2d(2, 1, 3, padding=1))
@@ -100,7 +102,9 @@ class DepthToSemantic(nn.Module):
     ``forward(S, D, R) -> (N, C, h, w)`` logits at the decoder resolution.
     """
 
-    def __init__(self, num_classes: int, sem_ch: int = 256, common_ch: int = 256, depth_ch: int = 64):
+    def __init__(
+        self, num_classes: int, sem_ch: int = 256, common_ch: int = 256, depth_ch: int = 64
+    ):
         super().__init__()
         self.from_depth = nn.Sequential(ConvBNReLU(depth_ch, 64, 3), ConvBNReLU(64, 32, 3))
         self.from_common = nn.Sequential(ConvBNReLU(common_ch, 64, 3), ConvBNReLU(64, 32, 3))
@@ -127,7 +131,7 @@ class SOSDNet(JointModel):
             loss for Cityscapes up to the constant fx * baseline).
         pretrained: optional path to an ImageNet state_dict for the backbone.
 
-    Outputs of ``forward``: ``depth`` (N, 1, H, W) metres > 0, ``seg`` (N, C, H, W),
+    Outputs of ``forward``: ``depth`` (N, 1, H, W) metres > 0, ``segmentation`` (N, C, H, W),
     ``normals`` (N, 3, H, W) unit when asked, ``aux_geometric`` (N, 1, h, w) the positive
     semantic-to-depth cue, ``aux_inv_depth`` (N, 1, H, W) 1/m for ``depth_output="inverse"``.
 
@@ -147,7 +151,9 @@ class SOSDNet(JointModel):
     ):
         super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
         if not {"depth", "segmentation"} <= set(self.tasks) or set(self.tasks) - {
-            "depth", "segmentation", "normals"
+            "depth",
+            "segmentation",
+            "normals",
         }:
             raise ValueError(
                 f"SOSD-Net needs tasks depth and segmentation (+ optional normals), got {self.tasks}"
@@ -211,15 +217,15 @@ class SOSDNet(JointModel):
             shared + self._params(self._semantic_modules()),
         )
 
-    def em_step_losses(self, losses: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def em_step_losses(self, terms: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Split :meth:`compute_losses` output into (depth-step loss, semantic-step loss).
 
         The depth step takes the depth loss (+ the normals loss when the head exists).
         """
-        depth_step = losses["depth"]
-        if "normals" in losses:
-            depth_step = depth_step + losses["normals"]
-        return depth_step, losses["seg"]
+        depth_step = terms["depth"]
+        if "normals" in terms:
+            depth_step = depth_step + terms["normals"]
+        return depth_step, terms["segmentation"]
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -239,7 +245,7 @@ class SOSDNet(JointModel):
             out["depth"] = 1.0 / q.clamp_min(_INV_DEPTH_FLOOR)
         else:
             out["depth"] = q
-        out["seg"] = upsample_to(self.d2s(sem, dfeat, common), (h, w))
+        out["segmentation"] = upsample_to(self.d2s(sem, dfeat, common), (h, w))
         if "normals" in self.tasks:
             n = upsample_to(self.normals_head(torch.cat([dfeat, sem], dim=1)), (h, w))
             out["normals"] = F.normalize(n, dim=1, eps=1e-6)
@@ -247,26 +253,26 @@ class SOSDNet(JointModel):
 
     # ------------------------------------------------------------------ losses
     def compute_losses(self, outputs, batch):
-        """``depth``: L1 (metres, or 1/m for ``depth_output="inverse"``); ``seg``:
+        """``depth``: L1 (metres, or 1/m for ``depth_output="inverse"``); ``segmentation``:
         cross-entropy (void ignored, samples without labels skipped); ``normals``: cosine.
         ``total`` = sum (used when training without EM alternation).
         """
         gt = batch["depth"]
         if self.depth_output == "inverse":
             inv_gt = torch.where(gt > 0, 1.0 / gt.clamp_min(1e-6), torch.zeros_like(gt))
-            l_depth = L.l1_loss(outputs["aux_inv_depth"], inv_gt)
+            l_depth = losses.l1_loss(outputs["aux_inv_depth"], inv_gt)
         else:
-            l_depth = L.l1_loss(outputs["depth"], gt)
+            l_depth = losses.l1_loss(outputs["depth"], gt)
         labels = batch["labels"]
         if "has_labels" in batch:
             labels = labels * batch["has_labels"].view(-1, 1, 1).to(labels.dtype)
-        l_seg = L.cross_entropy_loss(outputs["seg"], labels)
-        terms = {"depth": l_depth, "seg": l_seg}
+        l_seg = losses.cross_entropy_loss(outputs["segmentation"], labels)
+        terms = {"depth": l_depth, "segmentation": l_seg}
         if "normals" in self.tasks:
             nt = batch["normals"]
             if "has_normals" in batch:
                 nt = nt * batch["has_normals"].view(-1, 1, 1, 1).to(nt.dtype)
-            terms["normals"] = L.normal_cosine_loss(outputs["normals"], nt)
+            terms["normals"] = losses.normal_cosine_loss(outputs["normals"], nt)
         terms["total"] = sum(terms.values())
         return terms
 

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from joint_perception.models.backbones import MobileNetV2
+from joint_perception.models.mobilenet_v2 import MobileNetV2
 
 __all__ = [
     "TF_SLIM_MEAN",

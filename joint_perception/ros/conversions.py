@@ -169,7 +169,7 @@ def camera_info_to_K(msg) -> np.ndarray:
 def camera_info_is_distorted(msg) -> bool:
     """True when the CameraInfo has a non-zero distortion coefficient.
 
-    The pipeline assumes rectified images (DESIGN.md section 2): a distorted stream should
+    The pipeline assumes rectified images (docs/contracts.md section 3): a distorted stream should
     come from the driver's or ``image_proc``'s ``image_rect`` topic instead.
     """
     return any(float(c) != 0.0 for c in msg.d)

@@ -20,9 +20,19 @@ from collections import Counter, deque
 import numpy as np
 
 VALUE_KEYS = (
-    "frames_received", "frames_processed", "frames_dropped", "frames_skipped", "frames_idle",
-    "rate_hz", "latency_p50_ms", "latency_p95_ms",
-    "backend", "backend_reason", "device", "model", "input_transport",
+    "frames_received",
+    "frames_processed",
+    "frames_dropped",
+    "frames_skipped",
+    "frames_idle",
+    "rate_hz",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "backend",
+    "backend_reason",
+    "device",
+    "model",
+    "input_transport",
 )
 
 

@@ -1,6 +1,6 @@
 """Newest-frame-only hand-over between the ROS callbacks and the inference worker.
 
-DESIGN.md section 3: inference always works on the newest frame; stale frames are dropped and
+docs/contracts.md section 3: inference always works on the newest frame; stale frames are dropped and
 counted, never queued. :class:`LatestSlot` is a one-element mailbox: the subscription callback
 ``put`` s a frame (never blocks), the worker ``take`` s it (blocks with a timeout). A frame that
 is overwritten before the worker took it counts as *dropped*.
@@ -102,7 +102,7 @@ class FifoSlot(_BoundedSlot):
     Only for the ``queue_size > 0`` benchmark baseline (a node that processes every frame in
     order, as a ROS subscription with history depth N and a synchronous callback would): a
     ``put`` into a full queue drops the *oldest* frame (counted in ``counters.dropped``).
-    The node's default stays :class:`LatestSlot` (DESIGN.md: never queue stale frames).
+    The node's default stays :class:`LatestSlot` (docs/contracts.md section 3: never queue stale frames).
 
     Args:
         size: capacity in frames (>= 1).
@@ -135,7 +135,9 @@ class CameraInfoMatcher:
 
     def __init__(self, mode: str = "cached", slop_ns: int = 0, history: int = 30) -> None:
         if mode not in ("cached", "exact", "approximate"):
-            raise ValueError(f"unknown camera_info_sync mode {mode!r}; use cached, exact or approximate")
+            raise ValueError(
+                f"unknown camera_info_sync mode {mode!r}; use cached, exact or approximate"
+            )
         if slop_ns < 0:
             raise ValueError(f"slop must be >= 0 ns, got {slop_ns}")
         self.mode = mode

@@ -1,6 +1,6 @@
 """Keep ROS 2 / DDS traffic on this machine for tests, the demo and rosbag replay.
 
-DESIGN.md section 5: a loopback-only Fast DDS profile (shared memory + UDPv4 on 127.0.0.1),
+docs/contracts.md section 6: a loopback-only Fast DDS profile (shared memory + UDPv4 on 127.0.0.1),
 ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` as a second guard and a private ``ROS_DOMAIN_ID``.
 Robots keep their own DDS set-up; nothing here runs inside the perception node itself.
 
@@ -43,7 +43,7 @@ def loopback_environment(domain_id: int | None = None, base: dict | None = None)
     """Return a copy of ``base`` (default ``os.environ``) configured for loopback-only DDS.
 
     Keeps ``LD_LIBRARY_PATH`` and the ROS wheels' bootstrap marker, so a child process started
-    with this environment can still ``import rclpy`` (DESIGN.md section 5).
+    with this environment can still ``import rclpy`` (docs/contracts.md section 6).
 
     Args:
         domain_id: ROS_DOMAIN_ID to use; default: an existing ROS_DOMAIN_ID in ``base`` or

@@ -7,7 +7,7 @@ description, range or choices, read-only flag). The same table
   (description, ``FloatingPointRange`` / ``IntegerRange``, ``read_only``)
   — :func:`declare_parameters`;
 * validates a plain ``dict`` without ROS — :func:`validate` (unit-testable; the node calls it
-  at start-up and refuses to start on any problem, DESIGN.md section 3);
+  at start-up and refuses to start on any problem, docs/contracts.md section 3);
 * gives the defaults that ``config/perception.yaml`` must repeat — :func:`defaults`
   (a test checks that the YAML and this table agree).
 
@@ -23,7 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-BACKENDS = ("auto", "tensorrt", "onnxruntime", "torch")
+from joint_perception.ros.topics import publish_parameters
+from joint_perception.runtime import factory
+
+BACKENDS = ("auto", *factory.BACKENDS)
 RELIABILITIES = ("best_effort", "reliable", "system_default")
 DURABILITIES = ("volatile", "transient_local", "system_default")
 
@@ -56,79 +59,155 @@ class ParamSpec:
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     # --- model and backend ---
-    ParamSpec("model", "realtime",
-              "Model directory, .onnx file, or name of a shipped model (models/<name>)."),
-    ParamSpec("backend", "auto",
-              "Inference backend; auto = TensorRT with a GPU, else PyTorch CUDA, else ONNX Runtime CPU.",
-              choices=BACKENDS),
-    ParamSpec("device", "",
-              "Device for the backend (e.g. cuda:0, cpu); empty = the backend's default."),
-    ParamSpec("engine_cache_dir", "",
-              "Directory for TensorRT engines built on this machine; empty = "
-              "~/.cache/joint_perception/engines."),
+    ParamSpec(
+        "model",
+        "realtime",
+        "Model directory, .onnx file, or name of a shipped model (models/<name>).",
+    ),
+    ParamSpec(
+        "backend",
+        "auto",
+        "Inference backend; auto = TensorRT with a GPU, else PyTorch CUDA, else ONNX Runtime CPU.",
+        choices=BACKENDS,
+    ),
+    ParamSpec(
+        "device", "", "Device for the backend (e.g. cuda:0, cpu); empty = the backend's default."
+    ),
+    ParamSpec(
+        "engine_cache_dir",
+        "",
+        "Directory for TensorRT engines built on this machine; empty = "
+        "~/.cache/joint_perception/engines.",
+    ),
     # --- input ---
-    ParamSpec("input_transport", "raw",
-              "raw: subscribe sensor_msgs/Image on 'image'; compressed: CompressedImage on "
-              "'image/compressed'.", choices=("raw", "compressed")),
-    ParamSpec("camera_info_sync", "cached",
-              "cached: use the latest CameraInfo; exact: same header stamp; approximate: nearest "
-              "stamp within sync_slop_s.", choices=("cached", "exact", "approximate")),
-    ParamSpec("sync_slop_s", 0.05,
-              "Largest stamp difference (s) for camera_info_sync: approximate.",
-              min_value=0.0, max_value=10.0),
+    ParamSpec(
+        "input_transport",
+        "raw",
+        "raw: subscribe sensor_msgs/Image on 'image'; compressed: CompressedImage on "
+        "'image/compressed'.",
+        choices=("raw", "compressed"),
+    ),
+    ParamSpec(
+        "camera_info_sync",
+        "cached",
+        "cached: use the latest CameraInfo; exact: same header stamp; approximate: nearest "
+        "stamp within sync_slop_s.",
+        choices=("cached", "exact", "approximate"),
+    ),
+    ParamSpec(
+        "sync_slop_s",
+        0.05,
+        "Largest stamp difference (s) for camera_info_sync: approximate.",
+        min_value=0.0,
+        max_value=10.0,
+    ),
     # --- outputs ---
-    ParamSpec("output_resolution", "input",
-              "Resolution of every output: input (the camera's) or network (the model's input size).",
-              choices=("input", "network")),
-    ParamSpec("min_depth", 0.0,
-              "Depth below this (m) is published as NaN; 0 = the model's metadata value.",
-              min_value=0.0, max_value=1000.0, read_only=False),
-    ParamSpec("max_depth", 0.0,
-              "Depth above this (m) is published as NaN; 0 = the model's metadata value.",
-              min_value=0.0, max_value=1000.0, read_only=False),
-    ParamSpec("publish_depth", True, "Publish depth/image (32FC1 m) and depth/camera_info."),
-    ParamSpec("publish_labels", True, "Publish segmentation/labels (mono8, mono16 above 255 classes)."),
-    ParamSpec("publish_color", True, "Publish segmentation/color (rgb8 colour-coded labels)."),
-    ParamSpec("color_overlay_alpha", 0.0,
-              "Blend of the colour image over the input image: 0 = labels only, 1 = input only.",
-              min_value=0.0, max_value=1.0, read_only=False),
-    ParamSpec("publish_normals", True, "Publish normals/image (32FC3 unit normals, optical frame)."),
-    ParamSpec("publish_points", True,
-              "Publish points (organised PointCloud2: x, y, z, rgb, label)."),
-    ParamSpec("points_decimation", 1,
-              "Keep every k-th row and column of the point cloud (1 = full resolution).",
-              min_value=1, max_value=16, read_only=False),
-    ParamSpec("publish_confidence", False, "Publish confidence (32FC1 in [0, 1])."),
+    ParamSpec(
+        "output_resolution",
+        "input",
+        "Resolution of every output: input (the camera's) or network (the model's input size).",
+        choices=("input", "network"),
+    ),
+    ParamSpec(
+        "min_depth",
+        0.0,
+        "Depth below this (m) is published as NaN; 0 = the model's metadata value.",
+        min_value=0.0,
+        max_value=1000.0,
+        read_only=False,
+    ),
+    ParamSpec(
+        "max_depth",
+        0.0,
+        "Depth above this (m) is published as NaN; 0 = the model's metadata value.",
+        min_value=0.0,
+        max_value=1000.0,
+        read_only=False,
+    ),
+    ParamSpec(
+        "color_overlay_alpha",
+        0.0,
+        "Blend of the colour image over the input image: 0 = labels only, 1 = input only.",
+        min_value=0.0,
+        max_value=1.0,
+        read_only=False,
+    ),
+    ParamSpec(
+        "points_decimation",
+        1,
+        "Keep every k-th row and column of the point cloud (1 = full resolution).",
+        min_value=1,
+        max_value=16,
+        read_only=False,
+    ),
+    # --- which outputs (one publish_* per topic group of joint_perception.ros.topics) ---
+    *(ParamSpec(name, default, text) for name, (default, text) in publish_parameters().items()),
     # --- QoS (REP 2003) ---
-    ParamSpec("qos.input.reliability", "best_effort",
-              "Reliability of the image/camera_info subscriptions (sensor-data profile: best_effort).",
-              choices=RELIABILITIES),
-    ParamSpec("qos.input.durability", "volatile",
-              "Durability of the subscriptions.", choices=DURABILITIES),
-    ParamSpec("qos.input.depth", 1,
-              "History depth of the subscriptions (1 = newest frame only).",
-              min_value=1, max_value=100),
-    ParamSpec("qos.output.reliability", "reliable",
-              "Reliability of the output publishers.", choices=RELIABILITIES),
-    ParamSpec("qos.output.durability", "volatile",
-              "Durability of the output publishers.", choices=DURABILITIES),
-    ParamSpec("qos.output.depth", 2,
-              "History depth of the output publishers.", min_value=1, max_value=100),
+    ParamSpec(
+        "qos.input.reliability",
+        "best_effort",
+        "Reliability of the image/camera_info subscriptions (sensor-data profile: best_effort).",
+        choices=RELIABILITIES,
+    ),
+    ParamSpec(
+        "qos.input.durability", "volatile", "Durability of the subscriptions.", choices=DURABILITIES
+    ),
+    ParamSpec(
+        "qos.input.depth",
+        1,
+        "History depth of the subscriptions (1 = newest frame only).",
+        min_value=1,
+        max_value=100,
+    ),
+    ParamSpec(
+        "qos.output.reliability",
+        "reliable",
+        "Reliability of the output publishers.",
+        choices=RELIABILITIES,
+    ),
+    ParamSpec(
+        "qos.output.durability",
+        "volatile",
+        "Durability of the output publishers.",
+        choices=DURABILITIES,
+    ),
+    ParamSpec(
+        "qos.output.depth", 2, "History depth of the output publishers.", min_value=1, max_value=100
+    ),
     # --- benchmarking baselines (keep the defaults in production) ---
-    ParamSpec("queue_size", 0,
-              "0 = newest-frame-only processing (stale frames dropped). N > 0 = a FIFO of N "
-              "frames processed in order, the oldest dropped when full: a baseline for "
-              "benchmarks that adds latency.", min_value=0, max_value=100),
-    ParamSpec("debug_delay_ms", 0.0,
-              "Extra sleep (ms) after each processed frame, to slow the node on purpose (tests "
-              "of the peak-throughput search); 0 in production.", min_value=0.0,
-              max_value=10000.0),
+    ParamSpec(
+        "queue_size",
+        0,
+        "0 = newest-frame-only processing (stale frames dropped). N > 0 = a FIFO of N "
+        "frames processed in order, the oldest dropped when full: a baseline for "
+        "benchmarks that adds latency.",
+        min_value=0,
+        max_value=100,
+    ),
+    ParamSpec(
+        "debug_delay_ms",
+        0.0,
+        "Extra sleep (ms) after each processed frame, to slow the node on purpose (tests "
+        "of the peak-throughput search); 0 in production.",
+        min_value=0.0,
+        max_value=10000.0,
+    ),
     # --- diagnostics and logging ---
-    ParamSpec("diagnostics_period_s", 1.0,
-              "Period (s) of the /diagnostics messages.", min_value=0.05, max_value=60.0),
-    ParamSpec("warn_throttle_s", 5.0,
-              "Smallest interval (s) between two warnings for the same bad-input reason.",
-              min_value=0.0, max_value=3600.0, read_only=False),
+    ParamSpec(
+        "diagnostics_period_s",
+        1.0,
+        "Period (s) of the /diagnostics messages.",
+        min_value=0.05,
+        max_value=60.0,
+    ),
+    ParamSpec(
+        "warn_throttle_s",
+        5.0,
+        "Smallest interval (s) between two warnings for the same bad-input reason.",
+        min_value=0.0,
+        max_value=3600.0,
+        read_only=False,
+    ),
 )
 
 SPECS: dict[str, ParamSpec] = {s.name: s for s in PARAMETERS}
@@ -274,15 +353,21 @@ def declare_parameters(node) -> dict[str, Any]:
         if spec.choices:
             desc += f" One of: {', '.join(spec.choices)}."
         descriptor = ParameterDescriptor(
-            name=spec.name, description=desc, read_only=spec.read_only,
+            name=spec.name,
+            description=desc,
+            read_only=spec.read_only,
             additional_constraints=f"one of {', '.join(spec.choices)}" if spec.choices else "",
         )
         if spec.type is float and spec.min_value is not None:
-            descriptor.floating_point_range = [FloatingPointRange(
-                from_value=float(spec.min_value), to_value=float(spec.max_value), step=0.0)]
+            descriptor.floating_point_range = [
+                FloatingPointRange(
+                    from_value=float(spec.min_value), to_value=float(spec.max_value), step=0.0
+                )
+            ]
         elif spec.type is int and spec.min_value is not None:
-            descriptor.integer_range = [IntegerRange(
-                from_value=int(spec.min_value), to_value=int(spec.max_value), step=1)]
+            descriptor.integer_range = [
+                IntegerRange(from_value=int(spec.min_value), to_value=int(spec.max_value), step=1)
+            ]
         try:
             param = node.declare_parameter(spec.name, spec.default, descriptor)
         except Exception as exc:  # rclpy's InvalidParameter{Type,Value}Exception and kin
@@ -292,3 +377,61 @@ def declare_parameters(node) -> dict[str, Any]:
     if problems:
         raise ValueError("invalid parameters:\n  " + "\n  ".join(problems))
     return values
+
+
+_YAML_HEADER = """\
+# Parameters of joint_perception's perception_node, generated from the parameter table
+# (joint_perception/ros/parameters.py: `python -m joint_perception.ros.parameters > this file`).
+# Loaded by launch/perception.launch.py (params_file); every value here is the node's default.
+# Read-only parameters are fixed at start-up; the others can change with `ros2 param set`.
+# Bad values are refused at start-up with a message naming the parameter.
+"""
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    return repr(value)
+
+
+def _yaml_comment(spec: ParamSpec, indent: str, width: int = 100) -> list[str]:
+    import textwrap
+
+    notes = []
+    if spec.choices:
+        notes.append("one of: " + ", ".join(spec.choices))
+    elif spec.min_value is not None or spec.max_value is not None:
+        notes.append(f"range [{spec.min_value}, {spec.max_value}]")
+    notes.append("read-only" if spec.read_only else "changeable at run time")
+    text = f"{spec.description} ({'; '.join(notes)})"
+    return [
+        f"{indent}# {line}"
+        for line in textwrap.wrap(text, width - len(indent) - 2, break_on_hyphens=False)
+    ]
+
+
+def yaml_document(node_name: str = "perception_node") -> str:
+    """``config/perception.yaml`` from :data:`PARAMETERS`: every parameter with its default and
+    its description as a comment, dotted names as nested mappings (the shipped file is this
+    text; a test checks it)."""
+    lines = [_YAML_HEADER.rstrip("\n"), f"{node_name}:", "  ros__parameters:"]
+    open_path: list[str] = []
+    for spec in PARAMETERS:
+        *parents, key = spec.name.split(".")
+        common = 0
+        while common < min(len(parents), len(open_path)) and parents[common] == open_path[common]:
+            common += 1
+        open_path = open_path[:common]
+        for p in parents[common:]:
+            lines.append("    " + "  " * len(open_path) + f"{p}:")
+            open_path.append(p)
+        indent = "    " + "  " * len(open_path)
+        lines += _yaml_comment(spec, indent)
+        lines.append(f"{indent}{key}: {_yaml_value(spec.default)}")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(yaml_document(), end="")

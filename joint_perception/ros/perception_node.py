@@ -1,4 +1,4 @@
-"""``perception_node``: camera frames in; depth, labels, normals, point cloud out (DESIGN.md §3).
+"""``perception_node``: camera frames in; depth, labels, normals, point cloud out (docs/contracts.md section 3).
 
 A thin ROS shell around :class:`joint_perception.runtime.processing.Pipeline`:
 
@@ -39,17 +39,18 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from joint_perception.colormap import colorize_labels, label_palette, overlay
 from joint_perception.geometry import scale_intrinsics
 from joint_perception.image_codec import COLOR_ENCODINGS, ImageFormatError, image_to_rgb8
 from joint_perception.pointcloud import pack_depth
-from joint_perception.ros import conversions as conv
+from joint_perception.ros import conversions
 from joint_perception.ros.diagnostics import PerceptionStats, build_diagnostic_array
 from joint_perception.ros.frame_buffer import CameraInfoMatcher, FifoSlot, LatestSlot
 from joint_perception.ros.parameters import declare_parameters, validate
 from joint_perception.ros.qos import input_qos, output_qos
+from joint_perception.ros.topics import OUTPUT_TOPICS, message_class
 from joint_perception.runtime.factory import create_backend, resolve_model_path
 from joint_perception.runtime.processing import Pipeline
 
@@ -72,6 +73,32 @@ def stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
+class _Frame:
+    """One processed frame on its way to the publishers: the input header and CameraInfo, the
+    input image, the pipeline result at the output size, and the input image at the output
+    size (resized once, on first use)."""
+
+    def __init__(self, header, info, rgb: np.ndarray, result, out_size: tuple[int, int]):
+        self.header, self.info, self.rgb, self.result, self.out_size = (
+            header,
+            info,
+            rgb,
+            result,
+            out_size,
+        )
+        self._rgb_out = None
+
+    def rgb_at_output(self) -> np.ndarray:
+        if self._rgb_out is None:
+            oh, ow = self.out_size
+            self._rgb_out = (
+                self.rgb
+                if self.rgb.shape[:2] == (oh, ow)
+                else cv2.resize(self.rgb, (ow, oh), interpolation=cv2.INTER_AREA)
+            )
+        return self._rgb_out
+
+
 class PerceptionNode(Node):
     """The perception node. Construct after ``rclpy.init``; call :meth:`close` before destroying.
 
@@ -91,15 +118,19 @@ class PerceptionNode(Node):
         p = self.params
         model_path = resolve_model_path(p["model"])
         options = {"cache_dir": p["engine_cache_dir"]} if p["engine_cache_dir"] else {}
-        self.backend = create_backend(model_path, backend=p["backend"], device=p["device"] or None,
-                                      fallback=True, **options)
+        self.backend = create_backend(
+            model_path, backend=p["backend"], device=p["device"] or None, fallback=True, **options
+        )
         self.metadata = self.backend.metadata
         self.model_path = Path(model_path)
         self._pipeline_lock = threading.Lock()
         self.pipeline = self._make_pipeline(p["min_depth"], p["max_depth"])
         colors = np.asarray(self.metadata.class_colors, dtype=np.uint8).reshape(-1, 3)
-        self.palette = (colors if len(colors) == self.metadata.num_classes + 1
-                        else label_palette(self.metadata.num_classes))
+        self.palette = (
+            colors
+            if len(colors) == self.metadata.num_classes + 1
+            else label_palette(self.metadata.num_classes)
+        )
 
         self.stats = PerceptionStats()
         # newest-frame-only by default; a FIFO only for the queue_size benchmark baseline
@@ -117,19 +148,29 @@ class PerceptionNode(Node):
             self.create_subscription(Image, "image", self._on_image, q_in)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, q_in)
 
-        def pub(flag, msg_type, topic):
-            return self.create_publisher(msg_type, topic, q_out) if p[flag] else None
-
-        self.pub_depth = pub("publish_depth", Image, "depth/image")
-        self.pub_depth_info = pub("publish_depth", CameraInfo, "depth/camera_info")
-        self.pub_labels = pub("publish_labels", Image, "segmentation/labels")
-        self.pub_color = pub("publish_color", Image, "segmentation/color")
-        self.pub_normals = pub("publish_normals", Image, "normals/image")
-        self.pub_points = pub("publish_points", PointCloud2, "points")
-        self.pub_confidence = pub("publish_confidence", Image, "confidence")
+        # one publisher per enabled entry of the topic table (joint_perception.ros.topics)
+        self.publishers_by_topic = {
+            t.name: self.create_publisher(message_class(t.msg_type), t.name, q_out)
+            for t in OUTPUT_TOPICS
+            if p[t.param]
+        }
+        self._builders = {
+            "depth/image": self._depth_msg,
+            "depth/camera_info": self._depth_info_msg,
+            "segmentation/labels": self._labels_msg,
+            "segmentation/color": self._color_msg,
+            "normals/image": self._normals_msg,
+            "points": self._points_msg,
+            "confidence": self._confidence_msg,
+        }
+        missing = sorted({t.name for t in OUTPUT_TOPICS} - set(self._builders))
+        if missing:
+            raise RuntimeError(f"no message builder for output topic(s) {missing}")
         self.pub_diag = self.create_publisher(
-            DiagnosticArray, "/diagnostics",
-            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+            DiagnosticArray,
+            "/diagnostics",
+            QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
+        )
         self.diag_info = {
             "backend": self.backend.name,
             "backend_reason": getattr(self.backend, "reason", ""),
@@ -147,7 +188,8 @@ class PerceptionNode(Node):
             f"model {self.metadata.architecture} from {self.model_path}; backend "
             f"{self.backend.describe()} ({self.diag_info['backend_reason']}); input "
             f"{'image/compressed' if self.compressed else 'image'} + camera_info "
-            f"({p['camera_info_sync']})")
+            f"({p['camera_info_sync']})"
+        )
 
     # ------------------------------------------------------------------ set-up helpers
     def _make_pipeline(self, min_depth: float, max_depth: float) -> Pipeline:
@@ -155,17 +197,22 @@ class PerceptionNode(Node):
         lo = min_depth if min_depth > 0 else meta.min_depth
         hi = max_depth if max_depth > 0 else meta.max_depth
         if lo >= hi:
-            raise ValueError(f"min_depth {lo} must be smaller than max_depth {hi} "
-                             f"(0 takes the model's value {meta.min_depth}/{meta.max_depth})")
+            raise ValueError(
+                f"min_depth {lo} must be smaller than max_depth {hi} "
+                f"(0 takes the model's value {meta.min_depth}/{meta.max_depth})"
+            )
         return Pipeline(self.backend, dataclasses.replace(meta, min_depth=lo, max_depth=hi))
 
     def _on_set_parameters(self, changes) -> SetParametersResult:
         new = dict(self.params)
         new.update({c.name: c.value for c in changes if c.name in self.params})
-        problems = validate({k: new[k] for k in {c.name for c in changes} if k in new},
-                            check_model=False)
+        problems = validate(
+            {k: new[k] for k in {c.name for c in changes} if k in new}, check_model=False
+        )
         if not problems and (new["min_depth"], new["max_depth"]) != (
-                self.params["min_depth"], self.params["max_depth"]):
+            self.params["min_depth"],
+            self.params["max_depth"],
+        ):
             try:
                 pipeline = self._make_pipeline(new["min_depth"], new["max_depth"])
             except ValueError as exc:
@@ -184,12 +231,17 @@ class PerceptionNode(Node):
         self.stats.frame_received()
         pair, unmatched = self.matcher.add_image(stamp_ns(msg.header), (msg, recv))
         if unmatched is not None and not self.matcher.has_info:
-            self._skip(NO_CAMERA_INFO, "no CameraInfo received yet on "
-                       f"{self.resolve_topic_name('camera_info')}; frame skipped")
+            self._skip(
+                NO_CAMERA_INFO,
+                "no CameraInfo received yet on "
+                f"{self.resolve_topic_name('camera_info')}; frame skipped",
+            )
         elif unmatched is not None:
-            self._skip(UNMATCHED_CAMERA_INFO,
-                       f"no CameraInfo with a matching stamp ({self.matcher.mode} sync) arrived "
-                       "before the next image")
+            self._skip(
+                UNMATCHED_CAMERA_INFO,
+                f"no CameraInfo with a matching stamp ({self.matcher.mode} sync) arrived "
+                "before the next image",
+            )
         if pair is not None:
             self._submit(pair)
 
@@ -220,9 +272,13 @@ class PerceptionNode(Node):
     def publish_diagnostics(self) -> None:
         """Publish one DiagnosticArray on ``/diagnostics`` (also called by the timer)."""
         name = f"joint_perception: {self.get_fully_qualified_name()}"
-        arr = build_diagnostic_array(self.stats.snapshot(), self.diag_info,
-                                     self.get_clock().now().to_msg(), name,
-                                     self.metadata.architecture)
+        arr = build_diagnostic_array(
+            self.stats.snapshot(),
+            self.diag_info,
+            self.get_clock().now().to_msg(),
+            name,
+            self.metadata.architecture,
+        )
         self.pub_diag.publish(arr)
 
     # ------------------------------------------------------------------ worker
@@ -238,23 +294,16 @@ class PerceptionNode(Node):
             if self._debug_delay_s:
                 time.sleep(self._debug_delay_s)
 
+    def subscribed_topics(self) -> list[str]:
+        """Enabled output topics that have at least one subscriber now."""
+        return [
+            n for n, pub in self.publishers_by_topic.items() if pub.get_subscription_count() > 0
+        ]
+
     def wanted_outputs(self) -> set[str]:
-        """Pipeline outputs needed by the current subscribers (``depth``, ``labels``, ...)."""
-
-        def subscribed(pub) -> bool:
-            return pub is not None and pub.get_subscription_count() > 0
-
-        points = subscribed(self.pub_points)
-        want = set()
-        if points or subscribed(self.pub_depth) or subscribed(self.pub_depth_info):
-            want.add("depth")
-        if points or subscribed(self.pub_labels) or subscribed(self.pub_color):
-            want.add("labels")
-        if subscribed(self.pub_normals):
-            want.add("normals")
-        if subscribed(self.pub_confidence):
-            want.add("confidence")
-        return want
+        """Network outputs (``depth``, ``labels``, ...) the subscribed topics are built from."""
+        subscribed = set(self.subscribed_topics())
+        return {o for t in OUTPUT_TOPICS if t.name in subscribed for o in t.needs}
 
     def _decode(self, msg) -> np.ndarray | None:
         """Image or CompressedImage -> HxWx3 uint8 RGB, or None (skipped and counted)."""
@@ -263,22 +312,27 @@ class PerceptionNode(Node):
                 self._skip(EMPTY_IMAGE, "compressed image with empty data; frame skipped")
                 return None
             try:
-                return conv.compressed_msg_to_rgb(msg)
+                return conversions.compressed_msg_to_rgb(msg)
             except ImageFormatError as exc:
                 self._skip(UNDECODABLE_COMPRESSED, f"cannot decode compressed image: {exc}")
                 return None
         if msg.encoding not in COLOR_ENCODINGS:
-            self._skip(UNSUPPORTED_ENCODING,
-                       f"image encoding {msg.encoding!r} is not supported; use one of "
-                       f"{', '.join(COLOR_ENCODINGS)}")
+            self._skip(
+                UNSUPPORTED_ENCODING,
+                f"image encoding {msg.encoding!r} is not supported; use one of "
+                f"{', '.join(COLOR_ENCODINGS)}",
+            )
             return None
         if len(msg.data) == 0 or msg.height == 0 or msg.width == 0:
-            self._skip(EMPTY_IMAGE, f"empty image ({msg.width}x{msg.height}, "
-                       f"{len(msg.data)} bytes); frame skipped")
+            self._skip(
+                EMPTY_IMAGE,
+                f"empty image ({msg.width}x{msg.height}, {len(msg.data)} bytes); frame skipped",
+            )
             return None
         try:
-            return image_to_rgb8(msg.encoding, msg.height, msg.width, msg.step, msg.data,
-                                 msg.is_bigendian)
+            return image_to_rgb8(
+                msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian
+            )
         except ImageFormatError as exc:
             self._skip(MALFORMED_IMAGE, f"malformed image: {exc}")
             return None
@@ -286,19 +340,23 @@ class PerceptionNode(Node):
     def _intrinsics(self, info: CameraInfo, height: int, width: int) -> np.ndarray | None:
         """3x3 K of the (height, width) image, or None (skipped and counted)."""
         try:
-            K = conv.camera_info_to_K(info)
+            K = conversions.camera_info_to_K(info)
         except ValueError as exc:
             self._skip(INVALID_CAMERA_INFO, f"unusable CameraInfo: {exc}; frame skipped")
             return None
-        if conv.camera_info_is_distorted(info):
-            self._warn_once("distorted_camera_info",
-                            f"CameraInfo has distortion ({info.distortion_model}, D={list(info.d)});"
-                            " the network expects rectified images: rectification is the camera"
-                            " driver's job (e.g. image_proc). Processing as if rectified.")
+        if conversions.camera_info_is_distorted(info):
+            self._warn_once(
+                "distorted_camera_info",
+                f"CameraInfo has distortion ({info.distortion_model}, D={list(info.d)});"
+                " the network expects rectified images: rectification is the camera"
+                " driver's job (e.g. image_proc). Processing as if rectified.",
+            )
         if info.height and info.width and (info.height, info.width) != (height, width):
-            self._warn_once("camera_info_size_mismatch",
-                            f"CameraInfo is {info.width}x{info.height} but the image is "
-                            f"{width}x{height}; scaling K to the image")
+            self._warn_once(
+                "camera_info_size_mismatch",
+                f"CameraInfo is {info.width}x{info.height} but the image is "
+                f"{width}x{height}; scaling K to the image",
+            )
             K = scale_intrinsics(K, (info.height, info.width), (height, width))
         return K
 
@@ -324,59 +382,88 @@ class PerceptionNode(Node):
             self.stats.frame_idle()
             return False
         meta = self.metadata
-        out_size = (h, w) if self.params["output_resolution"] == "input" else (
-            meta.input_height, meta.input_width)
+        out_size = (
+            (h, w)
+            if self.params["output_resolution"] == "input"
+            else (meta.input_height, meta.input_width)
+        )
         with self._pipeline_lock:
             pipeline = self.pipeline
         result = pipeline.run(rgb, K, out_size=out_size, want=want)
         t_pub = time.perf_counter()
         self._publish(msg.header, info, rgb, result, out_size)
         t_end = time.perf_counter()
-        stages = {"decode": (t_decode - t0) * 1e3, **result.timings_ms,
-                  "publish": (t_end - t_pub) * 1e3}
+        stages = {
+            "decode": (t_decode - t0) * 1e3,
+            **result.timings_ms,
+            "publish": (t_end - t_pub) * 1e3,
+        }
         self.stats.frame_processed((time.monotonic() - recv_time) * 1e3, stages)
         return True
 
     def _publish(self, header, info, rgb, result, out_size) -> None:
-        oh, ow = out_size
-        p = self.params
-        rgb_out = None
+        """Build the message of every subscribed topic, then publish them: a failure while
+        building any of them publishes none (no half-published frame)."""
+        frame = _Frame(header, info, rgb, result, out_size)
+        ready = []
+        for name in self.subscribed_topics():
+            msg = self._builders[name](frame)
+            if msg is not None:  # the model lacks that output
+                ready.append((self.publishers_by_topic[name], msg))
+        for pub, msg in ready:
+            pub.publish(msg)
 
-        def rgb_at_output():
-            nonlocal rgb_out
-            if rgb_out is None:
-                rgb_out = rgb if rgb.shape[:2] == (oh, ow) else cv2.resize(
-                    rgb, (ow, oh), interpolation=cv2.INTER_AREA)
-            return rgb_out
+    # ------------------------------------------------------------------ message builders
+    def _depth_msg(self, f: _Frame):
+        if f.result.depth is None:
+            return None
+        return conversions.array_to_image_msg(f.result.depth, "32FC1", f.header)
 
-        def live(pub) -> bool:
-            return pub is not None and pub.get_subscription_count() > 0
+    def _depth_info_msg(self, f: _Frame):
+        if f.result.depth is None:
+            return None
+        oh, ow = f.out_size
+        if f.info.height and f.info.width:
+            msg = conversions.scaled_camera_info(f.info, oh, ow)
+            msg.header = f.header
+            return msg
+        return conversions.make_camera_info(f.result.K, oh, ow, f.header)
 
-        if result.depth is not None and live(self.pub_depth):
-            self.pub_depth.publish(conv.array_to_image_msg(result.depth, "32FC1", header))
-        if result.depth is not None and live(self.pub_depth_info):
-            if info.height and info.width:
-                out_info = conv.scaled_camera_info(info, oh, ow)
-                out_info.header = header
-            else:
-                out_info = conv.make_camera_info(result.K, oh, ow, header)
-            self.pub_depth_info.publish(out_info)
-        if result.labels is not None and live(self.pub_labels):
-            enc = "mono8" if result.labels.dtype == np.uint8 else "mono16"
-            self.pub_labels.publish(conv.array_to_image_msg(result.labels, enc, header))
-        if result.labels is not None and live(self.pub_color):
-            color = colorize_labels(result.labels, self.palette)
-            if p["color_overlay_alpha"] > 0:
-                color = overlay(rgb_at_output(), color, p["color_overlay_alpha"])
-            self.pub_color.publish(conv.array_to_image_msg(color, "rgb8", header))
-        if result.normals is not None and live(self.pub_normals):
-            self.pub_normals.publish(conv.array_to_image_msg(result.normals, "32FC3", header))
-        if result.confidence is not None and live(self.pub_confidence):
-            self.pub_confidence.publish(conv.array_to_image_msg(result.confidence, "32FC1", header))
-        if result.depth is not None and live(self.pub_points):
-            packed = pack_depth(result.depth, result.K, rgb=rgb_at_output(),
-                                labels=result.labels, decimation=p["points_decimation"])
-            self.pub_points.publish(conv.cloud_to_msg(packed, header))
+    def _labels_msg(self, f: _Frame):
+        if f.result.labels is None:
+            return None
+        enc = "mono8" if f.result.labels.dtype == np.uint8 else "mono16"
+        return conversions.array_to_image_msg(f.result.labels, enc, f.header)
+
+    def _color_msg(self, f: _Frame):
+        if f.result.labels is None:
+            return None
+        color = colorize_labels(f.result.labels, self.palette)
+        if self.params["color_overlay_alpha"] > 0:
+            color = overlay(f.rgb_at_output(), color, self.params["color_overlay_alpha"])
+        return conversions.array_to_image_msg(color, "rgb8", f.header)
+
+    def _normals_msg(self, f: _Frame):
+        if f.result.normals is None:
+            return None
+        return conversions.array_to_image_msg(f.result.normals, "32FC3", f.header)
+
+    def _confidence_msg(self, f: _Frame):
+        if f.result.confidence is None:
+            return None
+        return conversions.array_to_image_msg(f.result.confidence, "32FC1", f.header)
+
+    def _points_msg(self, f: _Frame):
+        if f.result.depth is None:
+            return None
+        packed = pack_depth(
+            f.result.depth,
+            f.result.K,
+            rgb=f.rgb_at_output(),
+            labels=f.result.labels,
+            decimation=self.params["points_decimation"],
+        )
+        return conversions.cloud_to_msg(packed, f.header)
 
     # ------------------------------------------------------------------ shutdown
     def close(self) -> None:

@@ -4,8 +4,8 @@ REP 2003 asks sensor drivers and their consumers to use the *sensor data* profil
 (best effort, volatile, keep last, small depth) for high-rate sensor streams, and
 reliable publishers for processed outputs. The node subscribes with the sensor-data profile
 at depth 1 (the newest frame is all it processes) and publishes reliable with a small depth;
-the ``qos.input.*`` / ``qos.output.*`` parameters (:mod:`joint_perception.ros.parameters`)
-override each field.
+the ``qos.input.*`` / ``qos.output.*`` parameters override each field. Their defaults and
+accepted values live only in the parameter table (:mod:`joint_perception.ros.parameters`).
 """
 
 from __future__ import annotations
@@ -17,16 +17,11 @@ from rclpy.qos import (
     ReliabilityPolicy,
 )
 
-_RELIABILITY = {
-    "best_effort": ReliabilityPolicy.BEST_EFFORT,
-    "reliable": ReliabilityPolicy.RELIABLE,
-    "system_default": ReliabilityPolicy.SYSTEM_DEFAULT,
-}
-_DURABILITY = {
-    "volatile": DurabilityPolicy.VOLATILE,
-    "transient_local": DurabilityPolicy.TRANSIENT_LOCAL,
-    "system_default": DurabilityPolicy.SYSTEM_DEFAULT,
-}
+from joint_perception.ros.parameters import DURABILITIES, RELIABILITIES, defaults
+
+# parameter value -> rclpy policy (the names are the table's choices, upper-cased in rclpy)
+_RELIABILITY = {name: ReliabilityPolicy[name.upper()] for name in RELIABILITIES}
+_DURABILITY = {name: DurabilityPolicy[name.upper()] for name in DURABILITIES}
 
 
 def make_qos(reliability: str, durability: str, depth: int) -> QoSProfile:
@@ -41,7 +36,9 @@ def make_qos(reliability: str, durability: str, depth: int) -> QoSProfile:
         ValueError: unknown policy name or depth < 1 (message lists the accepted values).
     """
     if reliability not in _RELIABILITY:
-        raise ValueError(f"unknown QoS reliability {reliability!r}; use one of {list(_RELIABILITY)}")
+        raise ValueError(
+            f"unknown QoS reliability {reliability!r}; use one of {list(_RELIABILITY)}"
+        )
     if durability not in _DURABILITY:
         raise ValueError(f"unknown QoS durability {durability!r}; use one of {list(_DURABILITY)}")
     if int(depth) < 1:
@@ -54,15 +51,20 @@ def make_qos(reliability: str, durability: str, depth: int) -> QoSProfile:
     )
 
 
+def _profile(params: dict, prefix: str) -> QoSProfile:
+    """``<prefix>.reliability`` / ``.durability`` / ``.depth`` from ``params``, else the
+    defaults of the parameter table."""
+    values = {**defaults(), **params}
+    return make_qos(
+        values[f"{prefix}.reliability"], values[f"{prefix}.durability"], values[f"{prefix}.depth"]
+    )
+
+
 def input_qos(params: dict) -> QoSProfile:
-    """Subscription QoS from ``qos.input.*`` (default: sensor data, best effort, depth 1)."""
-    return make_qos(params.get("qos.input.reliability", "best_effort"),
-                    params.get("qos.input.durability", "volatile"),
-                    params.get("qos.input.depth", 1))
+    """Subscription QoS from ``qos.input.*`` (defaults: the parameter table's sensor-data profile)."""
+    return _profile(params, "qos.input")
 
 
 def output_qos(params: dict) -> QoSProfile:
-    """Publisher QoS from ``qos.output.*`` (default: reliable, volatile, depth 2)."""
-    return make_qos(params.get("qos.output.reliability", "reliable"),
-                    params.get("qos.output.durability", "volatile"),
-                    params.get("qos.output.depth", 2))
+    """Publisher QoS from ``qos.output.*`` (defaults: the parameter table's)."""
+    return _profile(params, "qos.output")

@@ -1,4 +1,4 @@
-"""Inference backends behind one interface (DESIGN.md section 4) and their selection.
+"""Inference backends behind one interface (docs/contracts.md section 4) and their selection.
 
 ``create_backend(model, backend="auto")`` returns a :class:`Backend`; backend modules
 (TensorRT, torch, ONNX Runtime) are imported only when chosen.

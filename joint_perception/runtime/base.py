@@ -1,4 +1,4 @@
-"""The runtime interface shared by every inference backend (DESIGN.md section 4).
+"""The runtime interface shared by every inference backend (docs/contracts.md section 4).
 
 A backend runs one exported model (see :mod:`joint_perception.metadata` for the graph
 contract) on a batch of pre-processed images and returns a :class:`Prediction` at the
@@ -14,11 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from joint_perception.metadata import ModelMetadata
+from joint_perception.tasks import OUTPUTS
 
 
 @dataclass
 class Prediction:
-    """Raw network outputs for a batch, at the network input resolution (h, w).
+    """Raw network outputs for a batch, at the network input resolution (h, w); one field per
+    :data:`joint_perception.tasks.OUTPUTS` entry.
 
     Attributes:
         depth: (N, h, w) float32 metres along the optical axis, or None.
@@ -90,16 +92,17 @@ class Backend(abc.ABC):
 
 
 def prediction_from_outputs(outputs: dict[str, np.ndarray]) -> Prediction:
-    """Build a :class:`Prediction` from ONNX-named outputs (normals NCHW -> NHWC)."""
-    depth = outputs.get("depth")
-    normals = outputs.get("normals")
-    labels = outputs.get("labels")
-    conf = outputs.get("confidence")
-    return Prediction(
-        depth=None if depth is None else np.ascontiguousarray(depth[:, 0], dtype=np.float32),
-        labels=None if labels is None else labels.astype(np.int32, copy=False),
-        confidence=None if conf is None else conf.astype(np.float32, copy=False),
-        normals=None
-        if normals is None
-        else np.ascontiguousarray(normals.transpose(0, 2, 3, 1), dtype=np.float32),
-    )
+    """Build a :class:`Prediction` from graph-named outputs (:data:`joint_perception.tasks.OUTPUTS`):
+    single-channel maps lose their channel axis, vector maps go channels-last (NCHW -> NHWC),
+    dtypes become the registry's."""
+    fields = {}
+    for name, arr in outputs.items():
+        spec = OUTPUTS.get(name)
+        if spec is None:
+            continue
+        if spec.runtime_layout == "NHWC":
+            arr = arr.transpose(0, 2, 3, 1)
+        elif arr.ndim == 4:
+            arr = arr[:, 0]
+        fields[name] = np.ascontiguousarray(arr, dtype=spec.dtype)
+    return Prediction(**fields)

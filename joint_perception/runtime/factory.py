@@ -1,4 +1,4 @@
-"""Choose and build an inference backend (DESIGN.md section 4).
+"""Choose and build an inference backend (docs/contracts.md section 4).
 
 ``backend="auto"`` tries, in order: TensorRT (when ``tensorrt`` imports and a CUDA GPU
 exists), PyTorch on CUDA, ONNX Runtime (CPU, or its CUDA provider when that build has one).
@@ -13,11 +13,13 @@ Runtime. Models are found by :func:`resolve_model_path`.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import logging
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,6 @@ from joint_perception.runtime.base import Backend, BackendUnavailable
 
 log = logging.getLogger(__name__)
 
-#: Backend names in ``auto`` preference order.
-BACKENDS = ("tensorrt", "torch", "onnxruntime")
 #: Model used when none is named.
 DEFAULT_MODEL = "realtime"
 PACKAGE = "joint_perception"
@@ -100,21 +100,24 @@ def _cuda_unavailable() -> str | None:
     return None
 
 
-def _probe(name: str, device: str | None) -> str | None:
-    """Cheap availability check before constructing; None = worth trying."""
-    if name == "tensorrt":
-        try:
-            import tensorrt  # noqa: F401
-        except ImportError as exc:
-            return f"tensorrt not importable ({exc})"
-        except Exception as exc:  # noqa: BLE001 - a broken install raises anything
-            return f"tensorrt import failed ({exc})"
-        why = _cuda_unavailable()
-        return f"tensorrt: {why}" if why else None
-    if name == "torch":
-        if device is not None and device.startswith("cpu"):
-            return None
-        return _cuda_unavailable()
+def _probe_tensorrt(device: str | None) -> str | None:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError as exc:
+        return f"tensorrt not importable ({exc})"
+    except Exception as exc:  # noqa: BLE001 - a broken install raises anything
+        return f"tensorrt import failed ({exc})"
+    why = _cuda_unavailable()
+    return f"tensorrt: {why}" if why else None
+
+
+def _probe_torch(device: str | None) -> str | None:
+    if device is not None and device.startswith("cpu"):
+        return None
+    return _cuda_unavailable()
+
+
+def _probe_onnxruntime(device: str | None) -> str | None:
     try:
         import onnxruntime  # noqa: F401
     except ImportError as exc:
@@ -122,18 +125,51 @@ def _probe(name: str, device: str | None) -> str | None:
     return None
 
 
+def _torch_kwargs(device: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {**kwargs, "device": device or "cuda"}
+
+
+def _onnxruntime_kwargs(device: str | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    if device is None or "providers" in kwargs:
+        return kwargs
+    providers = ["CUDAExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+    return {**kwargs, "providers": providers}
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """One inference backend: where its class lives, a cheap availability probe (None = worth
+    trying, else why not) and how the device becomes constructor arguments."""
+
+    name: str
+    module: str
+    cls: str
+    probe: Callable[[str | None], str | None]
+    device_kwargs: Callable[[str | None, dict[str, Any]], dict[str, Any]] = lambda d, kw: kw
+
+
+#: The backends in ``auto`` preference order; adding one = an entry here + its module.
+BACKEND_SPECS: tuple[BackendSpec, ...] = (
+    BackendSpec("tensorrt", "joint_perception.runtime.tensorrt_backend", "TensorRTBackend",
+                _probe_tensorrt),
+    BackendSpec("torch", "joint_perception.runtime.torch_backend", "TorchBackend", _probe_torch,
+                _torch_kwargs),
+    BackendSpec("onnxruntime", "joint_perception.runtime.onnxruntime_backend",
+                "OnnxRuntimeBackend", _probe_onnxruntime, _onnxruntime_kwargs),
+)  # fmt: skip
+_SPECS = {b.name: b for b in BACKEND_SPECS}
+#: Backend names in ``auto`` preference order.
+BACKENDS = tuple(_SPECS)
+
+
+def _probe(name: str, device: str | None) -> str | None:
+    """Cheap availability check before constructing; None = worth trying."""
+    return _SPECS[name].probe(device)
+
+
 def _backend_class(name: str) -> Callable[..., Backend]:
-    if name == "tensorrt":
-        from joint_perception.runtime.tensorrt_backend import TensorRTBackend
-
-        return TensorRTBackend
-    if name == "torch":
-        from joint_perception.runtime.torch_backend import TorchBackend
-
-        return TorchBackend
-    from joint_perception.runtime.onnxruntime_backend import OnnxRuntimeBackend
-
-    return OnnxRuntimeBackend
+    spec = _SPECS[name]
+    return getattr(importlib.import_module(spec.module), spec.cls)
 
 
 def _accepted(cls: Callable, options: dict[str, Any]) -> dict[str, Any]:
@@ -152,12 +188,7 @@ def _construct(name: str, path: Path, device: str | None, options: dict[str, Any
     ignored = sorted(set(options) - set(kwargs))
     if ignored:
         log.debug("%s backend ignores options %s", name, ignored)
-    if name == "torch":
-        kwargs["device"] = device or "cuda"
-    elif name == "onnxruntime" and device is not None and "providers" not in kwargs:
-        kwargs["providers"] = (["CUDAExecutionProvider"] if device.startswith("cuda")
-                               else ["CPUExecutionProvider"])
-    return cls(path, **kwargs)
+    return cls(path, **_SPECS[name].device_kwargs(device, kwargs))
 
 
 def create_backend(

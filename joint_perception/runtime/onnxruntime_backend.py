@@ -24,8 +24,9 @@ from joint_perception.runtime.base import (
 log = logging.getLogger(__name__)
 
 
-def resolve_onnx(model_dir_or_onnx: str | os.PathLike, metadata: ModelMetadata | None = None
-                 ) -> tuple[Path, ModelMetadata]:
+def resolve_onnx(
+    model_dir_or_onnx: str | os.PathLike, metadata: ModelMetadata | None = None
+) -> tuple[Path, ModelMetadata]:
     """(ONNX path, metadata) for an export directory or an ``.onnx`` file.
 
     Raises:
@@ -61,8 +62,13 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, model_dir_or_onnx: str | os.PathLike, metadata: ModelMetadata | None = None,
-                 providers: list[str] | None = None, intra_op_threads: int | None = None):
+    def __init__(
+        self,
+        model_dir_or_onnx: str | os.PathLike,
+        metadata: ModelMetadata | None = None,
+        providers: list[str] | None = None,
+        intra_op_threads: int | None = None,
+    ):
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -72,7 +78,9 @@ class OnnxRuntimeBackend(Backend):
         verify_onnx_hash(meta, onnx_path)
         available = ort.get_available_providers()
         if providers is None:
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+            providers = [
+                p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available
+            ]
         usable = [p for p in providers if p in available]
         if not usable:
             raise BackendUnavailable(f"none of the providers {providers} exists (have {available})")
@@ -90,7 +98,9 @@ class OnnxRuntimeBackend(Backend):
     def _check_io(self, meta: ModelMetadata, onnx_path: Path) -> None:
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or inputs[0].name != "image":
-            raise ValueError(f"{onnx_path}: expected one input 'image', got {[i.name for i in inputs]}")
+            raise ValueError(
+                f"{onnx_path}: expected one input 'image', got {[i.name for i in inputs]}"
+            )
         shape = inputs[0].shape
         if len(shape) != 4 or list(shape[1:]) != [3, meta.input_height, meta.input_width]:
             raise ValueError(
@@ -100,7 +110,9 @@ class OnnxRuntimeBackend(Backend):
         self._batch = shape[0] if isinstance(shape[0], int) else None  # None: dynamic batch
         self.output_names = [o.name for o in self.session.get_outputs()]
         if meta.outputs and sorted(self.output_names) != sorted(meta.outputs):
-            raise ValueError(f"{onnx_path}: outputs {self.output_names} differ from metadata {meta.outputs}")
+            raise ValueError(
+                f"{onnx_path}: outputs {self.output_names} differ from metadata {meta.outputs}"
+            )
 
     def predict(self, batch: np.ndarray) -> Prediction:
         """Run the model; a batch larger than the graph's static batch runs in chunks.
@@ -112,10 +124,14 @@ class OnnxRuntimeBackend(Backend):
         step = self._batch or batch.shape[0]
         if batch.shape[0] % step:
             raise ValueError(f"batch of {batch.shape[0]} is not a multiple of the model's {step}")
-        chunks = [self.session.run(self.output_names, {"image": batch[i : i + step]})
-                  for i in range(0, batch.shape[0], step)]
-        outputs = {name: np.concatenate([c[k] for c in chunks]) if len(chunks) > 1 else chunks[0][k]
-                   for k, name in enumerate(self.output_names)}
+        chunks = [
+            self.session.run(self.output_names, {"image": batch[i : i + step]})
+            for i in range(0, batch.shape[0], step)
+        ]
+        outputs = {
+            name: np.concatenate([c[k] for c in chunks]) if len(chunks) > 1 else chunks[0][k]
+            for k, name in enumerate(self.output_names)
+        }
         return prediction_from_outputs(outputs)
 
     def close(self) -> None:

@@ -28,9 +28,10 @@ from joint_perception.geometry import (
 )
 from joint_perception.metadata import ModelMetadata
 from joint_perception.runtime.base import Backend, Prediction
+from joint_perception.tasks import OUTPUT_NAMES
 
-OUTPUTS = frozenset({"depth", "labels", "normals", "confidence"})
-"""Names accepted in ``want``."""
+OUTPUTS = frozenset(OUTPUT_NAMES)
+"""Names accepted in ``want`` (:data:`joint_perception.tasks.OUTPUT_NAMES`)."""
 
 
 @dataclass

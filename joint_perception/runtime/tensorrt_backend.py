@@ -3,7 +3,7 @@
 Loading (never half-loads):
 
 1. Key = (ONNX SHA-256, ``tensorrt.__version__``, GPU name, compute capability, precision,
-   input shape) -> :class:`~joint_perception.export.engine_cache.EngineCache` lookup. A miss
+   input shape) -> :class:`~joint_perception.runtime.engine_cache.EngineCache` lookup. A miss
    logs why (no engine, other TensorRT/GPU, corrupt...).
 2. Miss -> build from the ONNX file with progress logs (fp32/fp16; an INT8 engine needs real
    calibration frames, so it is built by ``export_engine --precision int8 --calib-bag ...``
@@ -71,7 +71,7 @@ class TensorRTBackend(Backend):
         metadata: model metadata (default: read next to the ONNX file).
         precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (int8 must already be cached).
         cache_dir: engine cache directory (default ``~/.cache/joint_perception/engines``).
-        build_options: :class:`~joint_perception.export.tensorrt_build.BuildOptions` for a
+        build_options: :class:`~joint_perception.runtime.tensorrt_engine.BuildOptions` for a
             build on a cache miss (precision is taken from ``precision``).
         device_index: CUDA device.
         batch_size: engine batch size (N of the input shape).
@@ -84,16 +84,23 @@ class TensorRTBackend(Backend):
 
     name = "tensorrt"
 
-    def __init__(self, model_dir_or_onnx: str | os.PathLike, metadata: ModelMetadata | None = None,
-                 precision: str = "fp16", cache_dir: str | os.PathLike | None = None,
-                 build_options=None, device_index: int = 0, batch_size: int = 1,
-                 build_on_miss: bool = True):
-        from joint_perception.export import tensorrt_build as tb
-        from joint_perception.export.engine_cache import DEFAULT_CACHE_DIR, EngineCache
+    def __init__(
+        self,
+        model_dir_or_onnx: str | os.PathLike,
+        metadata: ModelMetadata | None = None,
+        precision: str = "fp16",
+        cache_dir: str | os.PathLike | None = None,
+        build_options=None,
+        device_index: int = 0,
+        batch_size: int = 1,
+        build_on_miss: bool = True,
+    ):
+        from joint_perception.runtime import tensorrt_engine
+        from joint_perception.runtime.engine_cache import DEFAULT_CACHE_DIR, EngineCache
 
         try:
-            trt = tb.import_tensorrt()  # fast failure: no module / no GPU
-        except tb.TensorRTUnavailable as exc:
+            trt = tensorrt_engine.import_tensorrt()  # fast failure: no module / no GPU
+        except tensorrt_engine.TensorRTUnavailable as exc:
             raise BackendUnavailable(f"tensorrt: {exc}") from exc
         import torch
 
@@ -111,21 +118,23 @@ class TensorRTBackend(Backend):
         shape = (int(batch_size), 3, meta.input_height, meta.input_width)
         self.precision = precision
         self.device_index = int(device_index)
-        self.key = tb.engine_key(sha, precision, shape, self.device_index)
+        self.key = tensorrt_engine.engine_key(sha, precision, shape, self.device_index)
         self.cache = EngineCache(cache_dir or DEFAULT_CACHE_DIR)
-        opts = build_options or tb.BuildOptions(precision=precision)
+        opts = build_options or tensorrt_engine.BuildOptions(precision=precision)
         if opts.precision != precision:
-            opts = tb.BuildOptions(**{**opts.to_dict(), "precision": precision})
+            opts = tensorrt_engine.BuildOptions(**{**opts.to_dict(), "precision": precision})
         self._lock = threading.Lock()
         with torch.cuda.device(self.device_index):
-            self.engine, how = self._load_or_build(onnx_path, opts, build_on_miss, tb)
+            self.engine, how = self._load_or_build(onnx_path, opts, build_on_miss, tensorrt_engine)
             try:
                 self._setup_io(shape)
             except (RuntimeError, ValueError) as exc:  # CUDA OOM, shape errors
                 if isinstance(exc, BackendUnavailable):
                     raise
                 self.close()
-                raise BackendUnavailable(f"tensorrt: engine loaded but I/O setup failed: {exc}") from exc
+                raise BackendUnavailable(
+                    f"tensorrt: engine loaded but I/O setup failed: {exc}"
+                ) from exc
         name = torch.cuda.get_device_name(self.device_index)
         self.device = f"cuda:{self.device_index} {name}"
         self.reason = f"TensorRT {trt.__version__} {precision} engine ({how})"
@@ -135,7 +144,7 @@ class TensorRTBackend(Backend):
 
     def _deserialize(self, blob: bytes, version_compatible: bool):
         """Engine or None (TensorRT logs why); the runtime is kept alive as long as the engine."""
-        from joint_perception.export.tensorrt_build import trt_logger
+        from joint_perception.runtime.tensorrt_engine import trt_logger
 
         if not hasattr(self, "_runtime"):
             self._runtime = self._trt.Runtime(trt_logger(self._trt))
@@ -147,20 +156,24 @@ class TensorRTBackend(Backend):
             LOG.warning("tensorrt: deserialize_cuda_engine failed: %s", exc)
             return None
 
-    def _load_or_build(self, onnx_path: Path, opts, build_on_miss: bool, tb):
+    def _load_or_build(self, onnx_path: Path, opts, build_on_miss: bool, tensorrt_engine):
         found = self.cache.lookup(self.key)
         if found.hit:
             vc = bool(found.entry.metadata.get("build_options", {}).get("version_compatible"))
             engine = self._deserialize(found.entry.read_bytes(), vc)
             if engine is not None:
                 return engine, f"cached {found.entry.engine_path.name}"
-            LOG.warning("cached engine %s does not deserialise: rebuilding", found.entry.engine_path)
+            LOG.warning(
+                "cached engine %s does not deserialise: rebuilding", found.entry.engine_path
+            )
             self.cache.invalidate(self.key, "does not deserialise")
             reason = "cached engine did not deserialise"
         else:
             reason = found.reason
         if not build_on_miss:
-            raise BackendUnavailable(f"tensorrt: no usable engine ({reason}) and building is disabled")
+            raise BackendUnavailable(
+                f"tensorrt: no usable engine ({reason}) and building is disabled"
+            )
         if self.precision == "int8":
             raise BackendUnavailable(
                 f"tensorrt: no usable INT8 engine ({reason}); INT8 needs calibration frames: run "
@@ -168,9 +181,9 @@ class TensorRTBackend(Backend):
             )
         LOG.info("tensorrt: building engine (%s); progress follows", reason)
         try:
-            entry = tb.build_and_cache(onnx_path, self.key, opts, self.cache)
+            entry = tensorrt_engine.build_and_cache(onnx_path, self.key, opts, self.cache)
             engine = self._deserialize(entry.read_bytes(), opts.version_compatible)
-        except (tb.EngineBuildError, RuntimeError, OSError) as exc:
+        except (tensorrt_engine.EngineBuildError, RuntimeError, OSError) as exc:
             raise BackendUnavailable(f"tensorrt: engine build failed ({reason}): {exc}") from exc
         if engine is None:
             self.cache.invalidate(self.key, "fresh build does not deserialise")
@@ -183,7 +196,9 @@ class TensorRTBackend(Backend):
         engine = self.engine
         self.context = engine.create_execution_context()
         if self.context is None:
-            raise BackendUnavailable("tensorrt: could not create an execution context (GPU memory?)")
+            raise BackendUnavailable(
+                "tensorrt: could not create an execution context (GPU memory?)"
+            )
         self.stream = torch.cuda.Stream(device=self.device_index)
         self._inputs: dict[str, tuple] = {}
         self._outputs: dict[str, tuple] = {}
@@ -195,7 +210,9 @@ class TensorRTBackend(Backend):
         for name in names:
             dims = tuple(self.context.get_tensor_shape(name))
             if any(d < 0 for d in dims):
-                raise BackendUnavailable(f"tensorrt: tensor {name!r} still has dynamic shape {dims}")
+                raise BackendUnavailable(
+                    f"tensorrt: tensor {name!r} still has dynamic shape {dims}"
+                )
             dtype = _torch_dtype(trt, torch, engine.get_tensor_dtype(name))
             dev = torch.empty(dims, dtype=dtype, device=f"cuda:{self.device_index}")
             host = torch.empty(dims, dtype=dtype).pin_memory()
@@ -205,7 +222,9 @@ class TensorRTBackend(Backend):
             else:
                 self._outputs[name] = (dev, host)
         if len(self._inputs) != 1:
-            raise BackendUnavailable(f"tensorrt: expected one input tensor, engine has {list(self._inputs)}")
+            raise BackendUnavailable(
+                f"tensorrt: expected one input tensor, engine has {list(self._inputs)}"
+            )
         self._in_name = next(iter(self._inputs))
         self._batch = int(self._inputs[self._in_name][0].shape[0])
 
@@ -218,7 +237,9 @@ class TensorRTBackend(Backend):
             if self._batch != 1:
                 raise ValueError(f"engine takes batches of {self._batch}, got {batch.shape[0]}")
             parts = [self._execute(batch[i : i + 1]) for i in range(batch.shape[0])]
-            return prediction_from_outputs({k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+            return prediction_from_outputs(
+                {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            )
         return prediction_from_outputs(self._execute(batch))
 
     def _execute(self, batch: np.ndarray) -> dict[str, np.ndarray]:
@@ -233,8 +254,12 @@ class TensorRTBackend(Backend):
                 host.copy_(dev, non_blocking=True)
             self.stream.synchronize()
             # Copy out of the pinned buffers: they are reused by the next frame.
-            return {name: host.numpy().astype(np.float32 if host.is_floating_point() else host.numpy().dtype)
-                    for name, (_, host) in self._outputs.items()}
+            return {
+                name: host.numpy().astype(
+                    np.float32 if host.is_floating_point() else host.numpy().dtype
+                )
+                for name, (_, host) in self._outputs.items()
+            }
 
     def close(self) -> None:
         """Free the context, engine and buffers. Idempotent."""

@@ -1,6 +1,6 @@
 """PyTorch backend: the exported model's ``DeployWrapper`` run eagerly on CPU or CUDA.
 
-The fast path for desktops with an NVIDIA GPU but no TensorRT (DESIGN.md section 4, ``auto``
+The fast path for desktops with an NVIDIA GPU but no TensorRT (docs/contracts.md section 4, ``auto``
 order: TensorRT, then PyTorch on CUDA, then ONNX Runtime CPU). On CUDA it uses:
 
 * FP16 autocast (``fp16=True``): convolutions and matmuls in half precision, reductions and
@@ -63,9 +63,17 @@ class TorchBackend(Backend):
 
     name = "torch"
 
-    def __init__(self, model_dir: str | os.PathLike, metadata: ModelMetadata | None = None,
-                 device: str = "cuda", fp16: bool = False, channels_last: bool = True,
-                 cuda_graphs: bool = True, compile: bool = False, warmup: int = 3):
+    def __init__(
+        self,
+        model_dir: str | os.PathLike,
+        metadata: ModelMetadata | None = None,
+        device: str = "cuda",
+        fp16: bool = False,
+        channels_last: bool = True,
+        cuda_graphs: bool = True,
+        compile: bool = False,
+        warmup: int = 3,
+    ):
         try:
             import torch
         except ImportError as exc:
@@ -77,8 +85,14 @@ class TorchBackend(Backend):
             raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}") from None
         if dev.type == "cuda":
             if not torch.cuda.is_available():
-                why = "this PyTorch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU visible"
-                raise BackendUnavailable(f"torch backend on {device}: {why} (torch {torch.__version__})")
+                why = (
+                    "this PyTorch build has no CUDA"
+                    if torch.version.cuda is None
+                    else "no CUDA GPU visible"
+                )
+                raise BackendUnavailable(
+                    f"torch backend on {device}: {why} (torch {torch.__version__})"
+                )
             if dev.index is None:
                 dev = torch.device("cuda", torch.cuda.current_device())
         elif dev.type != "cpu":
@@ -87,11 +101,14 @@ class TorchBackend(Backend):
             raise ValueError("fp16 autocast needs a CUDA device; use fp16=False on CPU")
 
         try:
-            from joint_perception.export.onnx_export import DeployWrapper, load_torch_model
+            from joint_perception.models.deploy import DeployWrapper
+            from joint_perception.models.serialization import load_torch_model
 
             model, meta = load_torch_model(Path(model_dir))
         except (FileNotFoundError, KeyError, ImportError, RuntimeError, ValueError) as exc:
-            raise BackendUnavailable(f"torch backend: cannot load model from {model_dir}: {exc}") from exc
+            raise BackendUnavailable(
+                f"torch backend: cannot load model from {model_dir}: {exc}"
+            ) from exc
         super().__init__(metadata or meta)
         m = self.metadata
         self._dev = dev
@@ -104,8 +121,10 @@ class TorchBackend(Backend):
         self._eager_in: dict[int, tuple] = {}
 
         wrapper = DeployWrapper(model, m.mean, m.std).eval().to(dev)
-        self._outputs = list(getattr(wrapper, "output_names", None) or
-                             [o for o in (m.outputs or _OUTPUT_ORDER) if o in _OUTPUT_ORDER])
+        self._outputs = list(
+            getattr(wrapper, "output_names", None)
+            or [o for o in (m.outputs or _OUTPUT_ORDER) if o in _OUTPUT_ORDER]
+        )
         if channels_last:
             wrapper = wrapper.to(memory_format=torch.channels_last)
         self._module = torch.compile(wrapper, mode="reduce-overhead") if compile else wrapper
@@ -138,7 +157,11 @@ class TorchBackend(Backend):
     def _to_numpy(self, tensors) -> dict[str, np.ndarray]:
         out = {}
         for name, t in zip(self._outputs, tensors, strict=True):
-            a = t.detach().float().cpu().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
+            a = (
+                t.detach().float().cpu().numpy()
+                if t.is_floating_point()
+                else t.detach().cpu().numpy()
+            )
             out[name] = a
         return out
 
@@ -178,7 +201,9 @@ class TorchBackend(Backend):
         """Warm up and capture a CUDA graph for batch size ``n`` (static I/O buffers)."""
         torch = self._torch
         m = self.metadata
-        host_in = torch.empty((n, 3, m.input_height, m.input_width), dtype=torch.float32).pin_memory()
+        host_in = torch.empty(
+            (n, 3, m.input_height, m.input_width), dtype=torch.float32
+        ).pin_memory()
         static_in = torch.zeros((n, 3, m.input_height, m.input_width), device=self._dev)
         if self._cl:
             static_in = static_in.contiguous(memory_format=torch.channels_last)
@@ -188,10 +213,19 @@ class TorchBackend(Backend):
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, stream=self._stream):
             static_out = self._forward(static_in)
-        host_out = [torch.empty(t.shape, dtype=t.dtype if not t.is_floating_point() else torch.float32).pin_memory()
-                    for t in static_out]
-        LOG.info("torch backend: captured CUDA graph for batch %d at %dx%d (%s)",
-                 n, m.input_height, m.input_width, self.mode)
+        host_out = [
+            torch.empty(
+                t.shape, dtype=t.dtype if not t.is_floating_point() else torch.float32
+            ).pin_memory()
+            for t in static_out
+        ]
+        LOG.info(
+            "torch backend: captured CUDA graph for batch %d at %dx%d (%s)",
+            n,
+            m.input_height,
+            m.input_width,
+            self.mode,
+        )
         return graph, host_in, static_in, static_out, host_out
 
     def _run_graph(self, batch: np.ndarray) -> dict[str, np.ndarray]:

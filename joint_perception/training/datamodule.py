@@ -14,17 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import lightning as L
+import lightning
 from torch.utils.data import DataLoader
 
 from joint_perception.data.registry import Repeat, build_dataset
 from joint_perception.data.transforms import Transformed, build_transforms
+from joint_perception.training.config import resolve_section
 from joint_perception.training.pseudo_labels import TeacherLabels
 
 __all__ = ["JointDataModule", "val_tags", "build_spec"]
-
-#: data set spec keys handled here, not by the reader: semantic pseudo-labels from a teacher
-TEACHER_KEYS = ("teacher_labels", "teacher_min_confidence")
 
 
 def build_spec(spec: Mapping[str, Any], split: str, progress: bool = True):
@@ -48,7 +46,9 @@ def build_spec(spec: Mapping[str, Any], split: str, progress: bool = True):
     if teacher:
         import json
 
-        identity = json.dumps({"name": name, "split": split, **{k: str(v) for k, v in spec.items()}}, sort_keys=True)
+        identity = json.dumps(
+            {"name": name, "split": split, **{k: str(v) for k, v in spec.items()}}, sort_keys=True
+        )
         ds = TeacherLabels(ds, teacher, min_conf, identity=identity)
         ds.prepare(progress)
     return Repeat(ds, repeat) if repeat != 1 else ds
@@ -70,23 +70,31 @@ def _single_thread_worker(worker_id: int) -> None:
     cv2.setNumThreads(1)
 
 
-class JointDataModule(L.LightningDataModule):
+class JointDataModule(lightning.LightningDataModule):
     """Args:
-        data_cfg: the recipe's ``data`` section.
-        input_size: network (H, W).
-        mean, std: the model's RGB normalisation.
+    data_cfg: the recipe's ``data`` section (:class:`training.config.DataConfig`); missing
+        keys take the recipe defaults, unknown keys are refused.
+    input_size: network (H, W).
+    mean, std: the model's RGB normalisation.
     """
 
-    def __init__(self, data_cfg: Mapping[str, Any], input_size: Sequence[int],
-                 mean: Sequence[float] = (0.485, 0.456, 0.406), std: Sequence[float] = (0.229, 0.224, 0.225)):
+    def __init__(
+        self,
+        data_cfg: Mapping[str, Any],
+        input_size: Sequence[int],
+        mean: Sequence[float] = (0.485, 0.456, 0.406),
+        std: Sequence[float] = (0.229, 0.224, 0.225),
+    ):
         super().__init__()
-        self.cfg = dict(data_cfg)
-        if not self.cfg.get("train"):
+        self.cfg = resolve_section("data", data_cfg)
+        if not self.cfg["train"]:
             raise ValueError("recipe data.train is empty: list at least one data set")
         self.size = (int(input_size[0]), int(input_size[1]))
-        aug = dict(self.cfg.get("augment") or {})
-        focal = self.cfg.get("canonical_focal")
-        self.train_tf = build_transforms(self.size, True, canonical_focal=focal, mean=mean, std=std, **aug)
+        aug = self.cfg["augment"]
+        focal = self.cfg["canonical_focal"]
+        self.train_tf = build_transforms(
+            self.size, True, canonical_focal=focal, mean=mean, std=std, **aug
+        )
         self.eval_tf = build_transforms(self.size, False, canonical_focal=focal, mean=mean, std=std)
         self.train_set = None
         self.val_sets: list = []
@@ -96,23 +104,32 @@ class JointDataModule(L.LightningDataModule):
             from torch.utils.data import ConcatDataset
 
             sets = [build_spec(spec, "train") for spec in self.cfg["train"]]
-            self.train_set = Transformed(sets[0] if len(sets) == 1 else ConcatDataset(sets), self.train_tf)
+            self.train_set = Transformed(
+                sets[0] if len(sets) == 1 else ConcatDataset(sets), self.train_tf
+            )
             self.val_sets = []
-            for spec in self.cfg.get("val") or []:
+            for spec in self.cfg["val"]:
                 spec = {k: v for k, v in spec.items() if k != "tag"}
                 name = spec.pop("name")
                 self.val_sets.append(Transformed(build_dataset(name, "val", **spec), self.eval_tf))
 
     def _loader(self, ds, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
-        workers = int(self.cfg.get("num_workers", 0))
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                          num_workers=workers, persistent_workers=workers > 0, pin_memory=False,
-                          worker_init_fn=_single_thread_worker if workers > 0 else None)
+        workers = int(self.cfg["num_workers"])
+        return DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=False,
+            worker_init_fn=_single_thread_worker if workers > 0 else None,
+        )
 
     def train_dataloader(self) -> DataLoader:
-        bs = int(self.cfg.get("batch_size", 8))
+        bs = int(self.cfg["batch_size"])
         return self._loader(self.train_set, bs, True, len(self.train_set) >= bs)
 
     def val_dataloader(self):
-        bs = int(self.cfg.get("val_batch_size") or self.cfg.get("batch_size", 8))
+        bs = int(self.cfg["val_batch_size"] or self.cfg["batch_size"])
         return [self._loader(ds, bs, False, False) for ds in self.val_sets]

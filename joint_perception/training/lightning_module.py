@@ -10,8 +10,8 @@
   (segmentation loss) every iteration;
 * SGD / Adam / AdamW, poly / cosine / constant schedules with linear warm-up, stepped per
   iteration over ``trainer.estimated_stepping_batches``;
-* validation with :mod:`joint_perception.metrics` accumulated over the whole set (summed
-  across DDP ranks), logged as ``val/abs_rel``, ``val/rmse``, ``val/delta1``, ``val/miou``,
+* validation with :class:`joint_perception.accuracy.AccuracyEvaluator` (the scoring of
+  ``evaluate`` and ``replay``; its additive state summed across DDP ranks), logged as ``val/abs_rel``, ``val/rmse``, ``val/delta1``, ``val/miou``,
   ``val/normal_mean`` (first validation set) and ``val/<tag>/<metric>`` for every set.
 
 ``model.init_from`` (a path: an exported model directory such as ``models/realtime``, its
@@ -23,7 +23,7 @@ listed in the log. The path is not a constructor argument and is not saved with 
 hyper-parameters (a checkpoint never depends on the file it started from).
 
 Hyper-parameters are saved as ``{"architecture", "model", "optim", "stages", ...}`` so
-``export.onnx_export.load_checkpoint_model`` rebuilds the network from a ``.ckpt``.
+``models.serialization.load_checkpoint_model`` rebuilds the network from a ``.ckpt``.
 """
 
 from __future__ import annotations
@@ -34,19 +34,23 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import lightning as L
+import lightning
 import numpy as np
 import torch
 
-from joint_perception.metrics import DepthMetrics, SegmentationMetrics
+from joint_perception.accuracy import AccuracyEvaluator, FrameReference
 from joint_perception.models import build_model
+from joint_perception.models.serialization import load_checkpoint_model
+from joint_perception.training.config import resolve_section
 
 log = logging.getLogger(__name__)
 
 __all__ = ["JointLightningModule", "stage_for_epoch", "lr_lambda", "init_from_weights"]
 
 
-def init_from_weights(model: torch.nn.Module, arch: str, path: str, strict: bool = True) -> dict[str, list[str]]:
+def init_from_weights(
+    model: torch.nn.Module, arch: str, path: str, strict: bool = True
+) -> dict[str, list[str]]:
     """Copy the weights of an exported model / checkpoint into a freshly built ``model``.
 
     Args:
@@ -64,11 +68,11 @@ def init_from_weights(model: torch.nn.Module, arch: str, path: str, strict: bool
         ValueError: another architecture, or (strict) tensors that do not fit — the message
             names the file and the first offending tensors.
     """
-    from joint_perception.export.onnx_export import load_checkpoint_model
-
     source = load_checkpoint_model(path)
     if source.arch != arch:
-        raise ValueError(f"init_from {path}: holds a {source.arch!r} network, the recipe builds {arch!r}")
+        raise ValueError(
+            f"init_from {path}: holds a {source.arch!r} network, the recipe builds {arch!r}"
+        )
     src = source.state_dict()
     own = model.state_dict()
     mismatched = sorted(k for k, v in src.items() if k in own and own[k].shape != v.shape)
@@ -118,16 +122,19 @@ def lr_lambda(schedule: str, total_steps: int, power: float = 0.9, warmup_steps:
     return f
 
 
-class JointLightningModule(L.LightningModule):
+class JointLightningModule(lightning.LightningModule):
     """Train / validate a joint network.
 
     Args:
         model_cfg: ``{"name": registry name, **constructor kwargs}``.
-        optim_cfg: see :data:`training.config.DEFAULTS` ``optim``.
+        optim_cfg: the recipe's ``optim`` section (:class:`training.config.OptimConfig`);
+            missing keys take the recipe defaults, unknown keys are refused.
         stages: epochs per stage (see module docstring).
         val_tags: names of the validation sets (metric key prefixes).
         max_depth: GT cap for the depth metrics (metres).
         num_classes: for the segmentation metrics (default: the model's).
+        grad_clip: gradient-norm clip applied by the module itself under ``optim.em`` (manual
+            optimisation, where Lightning's ``gradient_clip_val`` is off); None = none.
     """
 
     def __init__(
@@ -138,32 +145,48 @@ class JointLightningModule(L.LightningModule):
         val_tags: Sequence[str] = ("val",),
         max_depth: float | None = None,
         num_classes: int | None = None,
+        grad_clip: float | None = None,
     ):
         super().__init__()
         model_cfg = dict(model_cfg)
         if "name" not in model_cfg:
-            raise ValueError(f"model config needs a 'name' (registry), got keys {sorted(model_cfg)}")
+            raise ValueError(
+                f"model config needs a 'name' (registry), got keys {sorted(model_cfg)}"
+            )
         name = model_cfg.pop("name")
         init_from = model_cfg.pop("init_from", None)
         init_strict = bool(model_cfg.pop("init_strict", True))
+        self.optim_cfg = resolve_section("optim", optim_cfg)
+        self.grad_clip = grad_clip
         self.save_hyperparameters(
-            {"architecture": name, "model": model_cfg, "optim": dict(optim_cfg or {}), "stages": list(stages),
-             "val_tags": list(val_tags), "max_depth": max_depth, "num_classes": num_classes}
+            {
+                "architecture": name,
+                "model": model_cfg,
+                "optim": self.optim_cfg,
+                "stages": list(stages),
+                "val_tags": list(val_tags),
+                "max_depth": max_depth,
+                "num_classes": num_classes,
+                "grad_clip": grad_clip,
+            }
         )
         self.model = build_model(name, **model_cfg)
         self.init_report = None
         if init_from:
             self.init_report = init_from_weights(self.model, name, str(init_from), init_strict)
-            log.info("initialised from %s: %d tensors loaded, %d kept fresh %s", init_from,
-                     len(self.init_report["loaded"]), len(self.init_report["skipped"]),
-                     self.init_report["skipped"][:6])
-        self.optim_cfg = dict(optim_cfg or {})
+            log.info(
+                "initialised from %s: %d tensors loaded, %d kept fresh %s",
+                init_from,
+                len(self.init_report["loaded"]),
+                len(self.init_report["skipped"]),
+                self.init_report["skipped"][:6],
+            )
         self.stages = [int(s) for s in stages]
         self.val_tags = list(val_tags)
         self.max_depth = float(max_depth if max_depth is not None else self.model.max_depth)
         self.num_classes = int(num_classes or self.model.num_classes)
         self._forward_takes_batch = "batch" in inspect.signature(self.model.forward).parameters
-        self.em = bool(self.optim_cfg.get("em", False))
+        self.em = bool(self.optim_cfg["em"])
         if self.em:
             if self.model.em_groups() is None:
                 raise ValueError(f"optim.em=true but model {name!r} has no em_groups()")
@@ -182,7 +205,9 @@ class JointLightningModule(L.LightningModule):
                 break
         n = self.model.calibrate(images)
         if n:
-            log.info("calibrated %d layers of %s on %d training batches", n, self.model.arch, len(images))
+            log.info(
+                "calibrated %d layers of %s on %d training batches", n, self.model.arch, len(images)
+            )
 
     # ------------------------------------------------------------------ forward / loss
     def forward(self, image: torch.Tensor, batch: dict | None = None) -> dict[str, torch.Tensor]:
@@ -209,7 +234,14 @@ class JointLightningModule(L.LightningModule):
             return self._em_step(batch, bs)
         losses = self._losses(batch)
         for k, v in losses.items():
-            self.log(f"train/{k}", v.detach(), on_step=True, on_epoch=True, prog_bar=k == "total", batch_size=bs)
+            self.log(
+                f"train/{k}",
+                v.detach(),
+                on_step=True,
+                on_epoch=True,
+                prog_bar=k == "total",
+                batch_size=bs,
+            )
         return losses["total"]
 
     def _em_step(self, batch: dict, bs: int):
@@ -223,71 +255,99 @@ class JointLightningModule(L.LightningModule):
             loss = sum(v for k, v in losses.items() if k in ("depth", "normals")) or losses["total"]
             opt = opt_d
         else:
-            loss = losses.get("seg", losses["total"])
+            loss = losses.get("segmentation", losses["total"])
             opt = opt_s
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
-        clip = self.optim_cfg.get("grad_clip")  # Lightning's own clipping is off in manual mode
-        if clip:
-            self.clip_gradients(opt, gradient_clip_val=clip, gradient_clip_algorithm="norm")
+        if self.grad_clip:  # Lightning's own clipping is off in manual mode
+            self.clip_gradients(
+                opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm"
+            )
         opt.step()
         (sch_d if depth_step else sch_s).step()
         for k, v in losses.items():
-            self.log(f"train/{k}", v.detach(), on_step=True, on_epoch=True, prog_bar=k == "total", batch_size=bs)
-        self.log("train/em_depth_step", float(depth_step), on_step=True, on_epoch=False, batch_size=bs)
+            self.log(
+                f"train/{k}",
+                v.detach(),
+                on_step=True,
+                on_epoch=True,
+                prog_bar=k == "total",
+                batch_size=bs,
+            )
+        self.log(
+            "train/em_depth_step", float(depth_step), on_step=True, on_epoch=False, batch_size=bs
+        )
         return losses["total"].detach()
 
     # ------------------------------------------------------------------ validation
     def on_validation_epoch_start(self) -> None:
         self._val_state = {}
 
-    def _state(self, idx: int) -> dict[str, Any]:
+    def _evaluator(self, idx: int) -> AccuracyEvaluator:
         if idx not in self._val_state:
-            self._val_state[idx] = {
-                "depth": DepthMetrics(max_depth=self.max_depth),
-                "seg": SegmentationMetrics(self.num_classes),
-                "normal_sum": 0.0,
-                "normal_n": 0,
-            }
+            self._val_state[idx] = AccuracyEvaluator(
+                self.num_classes,
+                max_depth=self.max_depth,
+                baselines=False,
+                derive_normals=False,
+                per_frame=False,
+            )
         return self._val_state[idx]
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        st = self._state(dataloader_idx)
+        ev = self._evaluator(dataloader_idx)
         out = self(batch["image"], None)
+        n = batch["image"].shape[0]
+        # undo the canonical-focal normalisation: metric = canonical / (f_c / fx)
         scale = batch["focal_scale"].view(-1, 1, 1).double().cpu().numpy()
+        gt_depth = batch["depth"][:, 0].double().cpu().numpy() / scale
+        gt_depth = np.where(gt_depth > 0, gt_depth, np.nan)
+        depth = out["depth"][:, 0].double().cpu().numpy() / scale if "depth" in out else None
+        labels = (
+            (out["segmentation"].argmax(1) + 1).cpu().numpy() if "segmentation" in out else None
+        )
+        normals = (
+            out["normals"].detach().float().permute(0, 2, 3, 1).cpu().numpy()
+            if "normals" in out
+            else None
+        )
+        has_labels = batch["has_labels"].cpu().numpy()
+        has_normals = batch["has_normals"].cpu().numpy()
+        gt_labels = batch["labels"].cpu().numpy()
+        gt_normals = batch["normals"].float().permute(0, 2, 3, 1).cpu().numpy()
+        K = batch["K"].double().cpu().numpy()
+        for i in range(n):
+            ref = FrameReference(
+                K=K[i],
+                depth=gt_depth[i],
+                labels=gt_labels[i] if has_labels[i] else None,
+                normals=gt_normals[i] if has_normals[i] else None,
+            )
+            ev.add(
+                batch_idx * n + i,
+                None if depth is None else depth[i],
+                None if labels is None else labels[i],
+                None if normals is None else normals[i],
+                ref,
+            )
         if "depth" in out:
-            # undo the canonical-focal normalisation: metric = canonical / (f_c / fx)
-            pred = out["depth"][:, 0].double().cpu().numpy() / scale
-            gt = batch["depth"][:, 0].double().cpu().numpy() / scale
-            st["depth"].update(pred, gt)
-            loss = self._val_loss(out, batch)
-            tag = self.val_tags[dataloader_idx] if dataloader_idx < len(self.val_tags) else f"val{dataloader_idx}"
+            tag = self._tag(dataloader_idx)
             key = "val/loss" if dataloader_idx == 0 else f"val/{tag}/loss"
-            self.log(key, loss, add_dataloader_idx=False, batch_size=batch["image"].shape[0], sync_dist=True)
-        if "seg" in out:
-            has = batch["has_labels"].cpu().numpy()
-            if has.any():
-                pred = (out["seg"].argmax(1) + 1).cpu().numpy()[has]
-                st["seg"].update(pred, batch["labels"].cpu().numpy()[has])
-        if "normals" in out:
-            n_p = out["normals"].detach().float()
-            n_g = batch["normals"].float()
-            valid = (n_g.abs().sum(1) > 0) & batch["has_normals"].view(-1, 1, 1)
-            if valid.any():
-                cos = torch.nn.functional.cosine_similarity(n_p, n_g, dim=1).clamp(-1, 1)
-                ang = torch.rad2deg(torch.acos(cos))[valid]
-                st["normal_sum"] += float(ang.sum())
-                st["normal_n"] += int(ang.numel())
+            loss = self._val_loss(out, batch)
+            self.log(key, loss, add_dataloader_idx=False, batch_size=n, sync_dist=True)
+
+    def _tag(self, idx: int) -> str:
+        return self.val_tags[idx] if idx < len(self.val_tags) else f"val{idx}"
 
     def _val_loss(self, out, batch) -> torch.Tensor:
         try:
             return self.model.compute_losses(out, batch)["total"].detach()
-        except (KeyError, ValueError, RuntimeError):  # models needing aux outputs only in train mode
+        except (KeyError, ValueError, RuntimeError):  # models needing aux outputs only in training
             return torch.tensor(float("nan"), device=self.device)
 
     def _reduce(self, values: np.ndarray) -> np.ndarray:
-        """Sum a float64 vector over DDP ranks (identity in one process)."""
-        t = torch.as_tensor(values, dtype=torch.float64, device=self.device)
+        """Sum an array over DDP ranks (identity in one process)."""
+        t = torch.as_tensor(np.asarray(values, dtype=np.float64), device=self.device)
         if self.trainer is not None and self.trainer.world_size > 1:
             t = self.trainer.strategy.reduce(t, reduce_op="sum")
         return t.cpu().numpy()
@@ -295,40 +355,50 @@ class JointLightningModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         n_sets = max(len(self.val_tags), max(self._val_state, default=-1) + 1)
         for idx in range(n_sets):
-            st = self._state(idx)
-            tag = self.val_tags[idx] if idx < len(self.val_tags) else f"val{idx}"
-            dm: DepthMetrics = st["depth"]
-            keys = list(dm._KEYS)
-            vec = np.array([dm._sums[k] for k in keys] + [dm._n, dm._n_gt, st["normal_sum"], st["normal_n"]])
-            vec = self._reduce(vec)
-            dm._sums = dict(zip(keys, vec[: len(keys)].tolist()))
-            dm._n, dm._n_gt = int(vec[len(keys)]), int(vec[len(keys) + 1])
-            nsum, nn_ = vec[-2], vec[-1]
-            sm: SegmentationMetrics = st["seg"]
-            sm.confusion = self._reduce(sm.confusion.astype(np.float64)).astype(np.int64)
+            ev = self._evaluator(idx)
+            # the evaluator's state is additive: sum it over the ranks, then compute
+            ev.load_state_dict({k: self._reduce(v) for k, v in ev.state_dict().items()})
+            agg = ev.aggregate()
             metrics: dict[str, float] = {}
-            if dm._n:
-                d = dm.compute()
-                metrics.update({k: d[k] for k in ("abs_rel", "rmse", "delta1", "rmse_log", "coverage")})
-            if sm.confusion.sum():
-                s = sm.compute()
-                metrics.update(miou=s["miou"], pixel_acc=s["pixel_acc"])
-            if nn_:
-                metrics["normal_mean"] = float(nsum / nn_)
+            if agg["depth"]:
+                metrics.update(
+                    {
+                        k: agg["depth"][k]
+                        for k in ("abs_rel", "rmse", "delta1", "rmse_log", "coverage")
+                    }
+                )
+            if agg["segmentation"]:
+                metrics.update(
+                    miou=agg["segmentation"]["miou"], pixel_acc=agg["segmentation"]["pixel_acc"]
+                )
+            if agg["normals"]:
+                metrics["normal_mean"] = agg["normals"]["mean"]
             for k, v in metrics.items():
-                self.log(f"val/{tag}/{k}", float(v), add_dataloader_idx=False, sync_dist=False, rank_zero_only=False)
+                if v is None:
+                    continue
+                self.log(
+                    f"val/{self._tag(idx)}/{k}",
+                    float(v),
+                    add_dataloader_idx=False,
+                    rank_zero_only=False,
+                )
                 if idx == 0:
-                    self.log(f"val/{k}", float(v), add_dataloader_idx=False, prog_bar=k in ("abs_rel", "miou"))
+                    self.log(
+                        f"val/{k}",
+                        float(v),
+                        add_dataloader_idx=False,
+                        prog_bar=k in ("abs_rel", "miou"),
+                    )
 
     # ------------------------------------------------------------------ optimisers
     def _make_optimizer(self, groups: list[dict]) -> torch.optim.Optimizer:
         cfg = self.optim_cfg
-        name = str(cfg.get("optimizer", "adamw")).lower()
-        lr = float(cfg.get("lr", 1e-3))
-        wd = float(cfg.get("weight_decay", 0.0))
+        name = str(cfg["optimizer"]).lower()
+        lr = float(cfg["lr"])
+        wd = float(cfg["weight_decay"])
         if name == "sgd":
-            return torch.optim.SGD(groups, lr=lr, momentum=float(cfg.get("momentum", 0.9)), weight_decay=wd)
-        betas = tuple(float(b) for b in cfg.get("betas", (0.9, 0.999)))
+            return torch.optim.SGD(groups, lr=lr, momentum=float(cfg["momentum"]), weight_decay=wd)
+        betas = tuple(float(b) for b in cfg["betas"])
         if name == "adam":
             return torch.optim.Adam(groups, lr=lr, betas=betas, weight_decay=wd)
         if name == "adamw":
@@ -337,12 +407,13 @@ class JointLightningModule(L.LightningModule):
 
     def _scheduler(self, opt, total_steps: int) -> dict:
         cfg = self.optim_cfg
-        f = lr_lambda(str(cfg.get("schedule", "poly")), total_steps, float(cfg.get("poly_power", 0.9)),
-                      int(cfg.get("warmup_steps", 0)))
+        f = lr_lambda(
+            str(cfg["schedule"]), total_steps, float(cfg["poly_power"]), int(cfg["warmup_steps"])
+        )
         return {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, f), "interval": "step"}
 
     def configure_optimizers(self):
-        lr = float(self.optim_cfg.get("lr", 1e-3))
+        lr = float(self.optim_cfg["lr"])
         try:
             total = int(self.trainer.estimated_stepping_batches)
         except (AttributeError, RuntimeError):

@@ -1,9 +1,8 @@
-"""``train``: train a joint network from a recipe with Lightning, then export it.
+"""Train a joint network from a recipe with Lightning (:func:`run`).
 
-Usage::
-
-    train --config config/train/smoke.yaml [key.sub=value ...] [--resume auto|PATH]
-    ros2 run joint_perception train --config config/train/realtime.yaml trainer.devices=2
+The ``train`` command (:mod:`joint_perception.export.train_command`) calls :func:`run` and then
+exports the result; this module only trains. The configuration is checked against the schema of
+``training.config`` (unknown keys at any depth, types, model / data set / Trainer arguments).
 
 What a run does (all outputs under the recipe's ``run_dir``):
 
@@ -19,21 +18,15 @@ What a run does (all outputs under the recipe's ``run_dir``):
    ``checkpoints/last.ckpt`` every ``checkpoint.every_n_train_steps`` steps and at each epoch
    end, ``checkpoints/best-*.ckpt`` by ``checkpoint.monitor``. ``--resume auto`` continues from
    ``last.ckpt`` after a crash or ``kill -9`` (optimiser, schedule, step and epoch restored);
-4. exports the best checkpoint (else the last weights) with
-   ``export.onnx_export.export_onnx`` to ``run_dir/export/`` (model.onnx + model.pt +
-   metadata.json, ONNX Runtime checked against PyTorch to 1e-4) and, when ``tensorrt`` imports,
-   builds an engine through ``export.tensorrt_build.build_engine_with_gate``.
-
-``main(argv)`` returns the exit status (0 ok, 2 bad recipe/arguments).
+4. returns a :class:`TrainedRun`: the summary and the network holding the weights to deploy
+   (the best checkpoint by ``checkpoint.monitor``, else the final in-memory weights).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import logging
-import sys
-from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +35,33 @@ import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from joint_perception.io_utils import atomic_open, atomic_write_text
-from joint_perception.training.config import load_config
+from joint_perception.training.config import resolve_config
 
 log = logging.getLogger("joint_perception.train")
 
-__all__ = ["main", "run", "AtomicCheckpointIO", "resolve_resume"]
+__all__ = ["run", "TrainedRun", "AtomicCheckpointIO", "resolve_resume"]
+
+
+@dataclass
+class TrainedRun:
+    """The outcome of :func:`run`.
+
+    Attributes:
+        cfg: the resolved configuration.
+        summary: ``run_dir``, ``last_checkpoint``, ``best_checkpoint``, ``best_score``,
+            ``global_step``, ``epochs``.
+        model: the trained network on the CPU in eval mode, holding the weights to deploy
+            (the best checkpoint's when one was kept, else the final weights, which are never
+            older than ``last.ckpt``: a periodic save may lag the last optimiser steps).
+        validation: the last logged ``val/...`` metrics.
+        is_global_zero: this process is rank 0 (the one that writes exports).
+    """
+
+    cfg: dict[str, Any]
+    summary: dict[str, Any]
+    model: Any
+    validation: dict[str, float] = field(default_factory=dict)
+    is_global_zero: bool = True
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -85,145 +100,100 @@ def _loggers(run_dir: Path) -> list:
     # one logs/version_N per (re)start, shared by both loggers (a resume never overwrites logs)
     logs = run_dir / "logs"
     version = sum(1 for p in logs.glob("version_*") if p.is_dir()) if logs.is_dir() else 0
-    loggers = [CSVLogger(str(logs), name=f"version_{version}", version="csv")]  # logs/version_N/csv/
+    loggers = [
+        CSVLogger(str(logs), name=f"version_{version}", version="csv")
+    ]  # logs/version_N/csv/
     if importlib.util.find_spec("tensorboard") is not None:
-        loggers.insert(0, TensorBoardLogger(str(run_dir), name="logs", version=version, default_hp_metric=False))
+        loggers.insert(
+            0,
+            TensorBoardLogger(str(run_dir), name="logs", version=version, default_hp_metric=False),
+        )
     else:
         log.warning("tensorboard not installed: CSV logs only")
     return loggers
 
 
-def run(cfg: dict[str, Any], resume: str | None = None) -> dict[str, Any]:
-    """Train (and export) from a resolved configuration; returns a summary dict with
-    ``run_dir``, ``best_checkpoint``, ``last_checkpoint``, ``global_step``, ``export_dir``."""
-    import lightning as L
+def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
+    """Train from a configuration (resolved and checked here with
+    ``training.config.resolve_config``: missing keys take the recipe defaults).
+
+    Raises:
+        ValueError: an invalid configuration (``training.config.RecipeError``).
+    """
+    import lightning
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
     from joint_perception.training.datamodule import JointDataModule, val_tags
     from joint_perception.training.lightning_module import JointLightningModule
 
+    cfg = resolve_config(cfg)
     run_dir = Path(cfg["run_dir"])
     ckpt_dir = run_dir / "checkpoints"
-    L.seed_everything(int(cfg["seed"]), workers=True)
+    lightning.seed_everything(int(cfg["seed"]), workers=True)
     ckpt_path = resolve_resume(resume, run_dir)
 
-    optim = dict(cfg["optim"])
     trainer_cfg = {k: v for k, v in cfg["trainer"].items() if v is not None}
-    if optim.get("em"):
+    grad_clip = None
+    if cfg["optim"]["em"]:
         # manual optimisation: clipping is done by the module
-        optim["grad_clip"] = trainer_cfg.pop("gradient_clip_val", None)
+        grad_clip = trainer_cfg.pop("gradient_clip_val", None)
         trainer_cfg.pop("accumulate_grad_batches", None)
-    vspecs = cfg["data"].get("val") or []
-    module = JointLightningModule(cfg["model"], optim, cfg.get("stages") or [], val_tags(vspecs) or ["val"])
+    vspecs = cfg["data"]["val"]
+    module = JointLightningModule(
+        cfg["model"], cfg["optim"], cfg["stages"], val_tags(vspecs) or ["val"], grad_clip=grad_clip
+    )
     dm = JointDataModule(cfg["data"], cfg["input_size"], module.model.mean, module.model.std)
 
     ck = cfg["checkpoint"]
-    last_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="step{step:07d}", save_top_k=0, save_last=True,
-                              every_n_train_steps=ck.get("every_n_train_steps") or None,
-                              auto_insert_metric_name=False)
+    last_cb = ModelCheckpoint(
+        dirpath=str(ckpt_dir),
+        filename="step{step:07d}",
+        save_top_k=0,
+        save_last=True,
+        every_n_train_steps=ck["every_n_train_steps"] or None,
+        auto_insert_metric_name=False,
+    )
     callbacks = [last_cb, LearningRateMonitor(logging_interval="step")]
     best_cb = None
-    if vspecs and ck.get("monitor"):
-        best_cb = ModelCheckpoint(dirpath=str(ckpt_dir), filename="best-epoch{epoch:03d}-step{step:07d}",
-                                  monitor=ck["monitor"], mode=ck.get("mode", "min"), save_top_k=1,
-                                  auto_insert_metric_name=False)
+    if vspecs and ck["monitor"]:
+        best_cb = ModelCheckpoint(
+            dirpath=str(ckpt_dir),
+            filename="best-epoch{epoch:03d}-step{step:07d}",
+            monitor=ck["monitor"],
+            mode=ck["mode"],
+            save_top_k=1,
+            auto_insert_metric_name=False,
+        )
         callbacks.append(best_cb)
     if not vspecs:
         trainer_cfg["limit_val_batches"] = 0
-    trainer = L.Trainer(default_root_dir=str(run_dir), callbacks=callbacks, logger=_loggers(run_dir),
-                        plugins=[AtomicCheckpointIO()], **trainer_cfg)
+    trainer = lightning.Trainer(
+        default_root_dir=str(run_dir),
+        callbacks=callbacks,
+        logger=_loggers(run_dir),
+        plugins=[AtomicCheckpointIO()],
+        **trainer_cfg,
+    )
     if trainer.is_global_zero:
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
-        log.info("run directory %s%s", run_dir, f" (resuming from {ckpt_path})" if ckpt_path else "")
+        log.info(
+            "run directory %s%s", run_dir, f" (resuming from {ckpt_path})" if ckpt_path else ""
+        )
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
 
     summary = {
         "run_dir": str(run_dir),
         "last_checkpoint": last_cb.last_model_path or None,
         "best_checkpoint": (best_cb.best_model_path or None) if best_cb else None,
-        "best_score": float(best_cb.best_model_score) if best_cb and best_cb.best_model_score is not None else None,
+        "best_score": float(best_cb.best_model_score)
+        if best_cb and best_cb.best_model_score is not None
+        else None,
         "global_step": int(trainer.global_step),
-        "export_dir": None,
+        "epochs": int(trainer.current_epoch),
     }
-    if trainer.is_global_zero and cfg["export"].get("enabled", True):
-        summary["export_dir"] = str(_export(cfg, module, summary, trainer))
-    return summary
-
-
-def _export(cfg: dict, module, summary: dict, trainer) -> Path:
-    from joint_perception.export.onnx_export import export_onnx
-
-    # The best checkpoint by the monitored metric; without one (no validation ran, e.g. a run
-    # stopped by trainer.max_time) the final in-memory weights, which are never older than
-    # last.ckpt (a periodic save may lag the last optimiser steps).
-    ckpt = summary["best_checkpoint"]
-    model = module.model
-    if ckpt:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-        module.load_state_dict(state)
-        log.info("exporting %s", ckpt)
-    model = model.cpu().eval()
-    size = cfg["export"].get("input_size") or cfg["input_size"]
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    overrides = {
-        "training": {
-            "recipe": cfg.get("recipe"),
-            "data": {"train": cfg["data"]["train"], "val": cfg["data"].get("val")},
-            "seed": cfg["seed"],
-            "init_from": cfg["model"].get("init_from"),
-            "global_step": summary["global_step"],
-            "epochs": int(trainer.current_epoch),
-            "checkpoint": ckpt or f"final weights (step {summary['global_step']})",
-            "monitor": cfg["checkpoint"].get("monitor"),
-            "best_score": summary["best_score"],
-        },
-        "metrics": {"last_validation": metrics} if metrics else {},
-    }
-    if cfg["data"].get("canonical_focal"):
-        overrides["canonical_focal"] = float(cfg["data"]["canonical_focal"])
-    out_dir = Path(cfg["run_dir"]) / "export"
-    export_onnx(model, out_dir, size, opset=int(cfg["export"].get("opset", 17)),
-                metadata_overrides=overrides, verify_atol=1e-4)
-    _maybe_tensorrt(cfg, out_dir)
-    return out_dir
-
-
-def _maybe_tensorrt(cfg: dict, out_dir: Path) -> None:
-    if importlib.util.find_spec("tensorrt") is None:
-        log.info("tensorrt not importable: skipping the engine build (run export_engine on the target)")
-        return
-    from joint_perception.export.tensorrt_build import BuildOptions, build_engine_with_gate
-
-    opts = BuildOptions(**(cfg["export"].get("tensorrt") or {}))
-    entry = build_engine_with_gate(out_dir, opts)
-    log.info("TensorRT engine built: %s", getattr(entry, "engine_path", entry))
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="train", description="Train a joint_perception network from a YAML recipe.")
-    p.add_argument("--config", required=True, help="recipe YAML, e.g. config/train/smoke.yaml")
-    p.add_argument("--resume", default=None, help="'auto' (run_dir/checkpoints/last.ckpt if present) or a .ckpt")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. optim.lr=0.01 trainer.devices=4")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"train: {exc}", file=sys.stderr)
-        return 2
-    try:
-        summary = run(cfg, args.resume)
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        print(f"train: {exc}", file=sys.stderr)
-        return 2
-    log.info("done: %s", summary)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if summary["best_checkpoint"]:
+        state = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)
+        module.load_state_dict(state["state_dict"])
+        log.info("best checkpoint %s", summary["best_checkpoint"])
+    validation = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    return TrainedRun(cfg, summary, module.model.cpu().eval(), validation, trainer.is_global_zero)

@@ -1,4 +1,5 @@
-"""Training losses for joint depth / segmentation / normal networks (plain torch).
+"""Losses of the joint depth / segmentation / normal networks (plain torch); each network's
+``compute_losses`` combines them as its paper states.
 
 Conventions shared by every function (docs/architecture.md, models/base.py):
 
@@ -80,7 +81,9 @@ def _normal_mask(target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
 
 
 # --------------------------------------------------------------------------- depth
-def berhu_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def berhu_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Reverse Huber (berHu) loss, Laina et al., "Deeper Depth Prediction with FCRN", 3DV 2016.
 
     ``B(e) = |e|`` for ``|e| <= c`` and ``(e^2 + c^2) / (2c)`` otherwise, with
@@ -102,7 +105,9 @@ def berhu_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | No
     return loss.mean()
 
 
-def l1_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def l1_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean absolute error over valid pixels. Shapes as :func:`berhu_loss`."""
     m = _mask(pred, target, mask)
     if not m.any():
@@ -193,7 +198,9 @@ def cross_entropy_loss(
 
 
 # --------------------------------------------------------------------------- normals
-def normal_l1_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def normal_l1_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """L1 between normal vectors: mean over valid pixels of ``sum_k |n_k - n*_k|``.
 
     Args:
@@ -206,7 +213,9 @@ def normal_l1_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor 
     return (pred - target).abs().sum(1)[m].mean()
 
 
-def normal_cosine_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def normal_cosine_loss(
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """``mean(1 - cos(n, n*))`` over valid pixels (0 for identical, 2 for opposite normals)."""
     m = _normal_mask(target, mask)
     if not m.any():
@@ -307,9 +316,13 @@ def _sample_valid(
 
 def _pair_inputs(pred, target, mask):
     if pred.shape != target.shape or pred.dim() != 4:
-        raise ValueError(f"pred/target must be equal (N, C, H, W), got {tuple(pred.shape)}, {tuple(target.shape)}")
+        raise ValueError(
+            f"pred/target must be equal (N, C, H, W), got {tuple(pred.shape)}, {tuple(target.shape)}"
+        )
     if mask is None:
-        mask = valid_depth_mask(target).all(1) if pred.shape[1] == 1 else torch.isfinite(target).all(1)
+        mask = (
+            valid_depth_mask(target).all(1) if pred.shape[1] == 1 else torch.isfinite(target).all(1)
+        )
     elif mask.dim() == 4:
         mask = mask[:, 0]
     return pred.flatten(2), target.flatten(2), mask.to(torch.bool)
@@ -388,7 +401,9 @@ def ideal_affinity(labels_onehot_down: torch.Tensor) -> torch.Tensor:
         (N, h*w, h*w) with A_ij = 1 where pixels i and j share a class, 0 otherwise.
     """
     if labels_onehot_down.dim() != 4:
-        raise ValueError(f"expected (N, C, h, w) one-hot labels, got {tuple(labels_onehot_down.shape)}")
+        raise ValueError(
+            f"expected (N, C, h, w) one-hot labels, got {tuple(labels_onehot_down.shape)}"
+        )
     m = labels_onehot_down.flatten(2).transpose(1, 2)  # (N, hw, C)
     return m @ m.transpose(1, 2)
 
@@ -464,7 +479,9 @@ def consistency_loss(
         log_sigma: learnable 0-dim tensor log(sigma), or a float; None = 0 (sigma = 1).
     """
     if depth.shape[0] != seg_logits.shape[0] or depth.shape[2:] != seg_logits.shape[2:]:
-        raise ValueError(f"depth {tuple(depth.shape)} and seg {tuple(seg_logits.shape)} sizes differ")
+        raise ValueError(
+            f"depth {tuple(depth.shape)} and seg {tuple(seg_logits.shape)} sizes differ"
+        )
     logd = torch.log(depth.clamp_min(1e-6))
     prob = torch.softmax(seg_logits, dim=1)
     terms = []
@@ -514,7 +531,9 @@ class UncertaintyWeighting(nn.Module):
         return (torch.exp(-self.log_vars) * stacked + self.log_vars).sum()
 
 
-def fixed_weighting(losses: Mapping[str, torch.Tensor], weights: Mapping[str, float]) -> torch.Tensor:
+def fixed_weighting(
+    losses: Mapping[str, torch.Tensor], weights: Mapping[str, float]
+) -> torch.Tensor:
     """``sum_k weights[k] * losses[k]``; a loss without a weight gets weight 1.
 
     Raises:

@@ -1,4 +1,4 @@
-"""TensorRT engine cache keyed as in DESIGN.md section 4.
+"""TensorRT engine cache keyed as in docs/contracts.md section 4.
 
 A serialised TensorRT engine only runs with the TensorRT version and the GPU (compute
 capability) it was built for; loading any other engine fails or, worse, crashes. The cache
@@ -58,8 +58,12 @@ class EngineKey:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
-        if len(self.onnx_sha256) != 64 or any(c not in "0123456789abcdef" for c in self.onnx_sha256):
-            raise ValueError(f"onnx_sha256 must be 64 lower-case hex digits, got {self.onnx_sha256!r}")
+        if len(self.onnx_sha256) != 64 or any(
+            c not in "0123456789abcdef" for c in self.onnx_sha256
+        ):
+            raise ValueError(
+                f"onnx_sha256 must be 64 lower-case hex digits, got {self.onnx_sha256!r}"
+            )
         shape = tuple(int(d) for d in self.input_shape)
         if not shape or any(d <= 0 for d in shape):
             raise ValueError(f"input_shape must be positive ints, got {self.input_shape!r}")
@@ -191,7 +195,9 @@ class EngineCache:
         entry = CacheEntry(stored_key, engine, sidecar, size, digest, meta.get("metadata", {}))
         return entry, "hit"
 
-    def store(self, key: EngineKey, engine_bytes: bytes, metadata: dict[str, Any] | None = None) -> CacheEntry:
+    def store(
+        self, key: EngineKey, engine_bytes: bytes, metadata: dict[str, Any] | None = None
+    ) -> CacheEntry:
         """Write an engine and its sidecar atomically; returns the new entry.
 
         Raises:
@@ -237,7 +243,9 @@ class EngineCache:
                 p.unlink()
                 removed = True
         if removed:
-            LOG.info("invalidated cached engine %s%s", key.filename, f": {reason}" if reason else "")
+            LOG.info(
+                "invalidated cached engine %s%s", key.filename, f": {reason}" if reason else ""
+            )
         return removed
 
     def entries(self) -> list[CacheEntry]:

@@ -120,3 +120,17 @@ def scaled_nyu_k(height: int, width: int) -> np.ndarray:
     K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
     K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
     return K
+
+
+def default_class_names(num_classes: int) -> list[str]:
+    """NYUv2 class names (void excluded) for 40 or 13 classes.
+
+    Raises:
+        ValueError: for any other class count (pass the class names explicitly).
+    """
+    tables = {40: NAMES40, 13: NAMES13}
+    if num_classes not in tables:
+        raise ValueError(
+            f"no default class names for {num_classes} classes (NYUv2 has 40 or 13); pass class_names"
+        )
+    return list(tables[num_classes])

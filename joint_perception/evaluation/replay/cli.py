@@ -1,0 +1,172 @@
+"""The ``replay`` command line: arguments -> :class:`ReplayOptions` -> run -> a short printout.
+
+replay --bag ../shared/data/bags/nyuv2_test10_mcap --out out/replay [--rate 10]
+       [--frames 100] [--peak [--max-missed 0.05]] [--labels-dir ../shared/data/nyuv2_test |
+       --labels-topic TOPIC]
+       [--params config/perception.yaml] [--set backend:=onnxruntime] [--compressed]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from joint_perception.evaluation.replay.markdown import fmt, versus_baselines_markdown
+from joint_perception.evaluation.replay.options import ReplayOptions
+from joint_perception.evaluation.replay.run import replay
+from joint_perception.evaluation.replay.topics import ReplayTopics
+
+DESCRIPTION = (
+    "``replay``: play a rosbag2 through the running perception node over real ROS, measure "
+    "it the way ros2_benchmark does, evaluate the outputs and report."
+)
+
+
+def _add_run_arguments(ap: argparse.ArgumentParser) -> None:
+    """Bag, output, rate, frame count, peak search and node parameters."""
+    ap.add_argument("--bag", required=True, type=Path, help="rosbag2 directory (sqlite3 or MCAP)")
+    ap.add_argument("--out", required=True, type=Path, help="output directory")
+    ap.add_argument(
+        "--rate", type=float, default=None, help="publish rate in Hz (default: the recorded rate)"
+    )
+    ap.add_argument(
+        "--frames",
+        type=int,
+        default=None,
+        help="frames to send, looping the bag (default: each bag frame once)",
+    )
+    ap.add_argument(
+        "--peak",
+        action="store_true",
+        help="search the peak rate with at most --max-missed missed frames",
+    )
+    ap.add_argument(
+        "--max-missed",
+        type=float,
+        default=0.05,
+        help="accepted missed-frame fraction for --peak (default 0.05)",
+    )
+    ap.add_argument("--peak-min-rate", type=float, default=2.0)
+    ap.add_argument("--peak-max-rate", type=float, default=64.0)
+    ap.add_argument("--peak-frames", type=int, default=30, help="frames per --peak trial")
+    ap.add_argument("--params", type=Path, default=None, help="node parameter YAML")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME:=VALUE",
+        help="node parameter override (repeatable)",
+    )
+
+
+def _add_topic_arguments(ap: argparse.ArgumentParser) -> None:
+    """Input topics, ground truth and output switches."""
+    ap.add_argument("--compressed", action="store_true", help="replay the compressed images")
+    ap.add_argument("--image-topic", default=ReplayTopics.image)
+    ap.add_argument("--compressed-topic", default=ReplayTopics.compressed)
+    ap.add_argument("--camera-info-topic", default=ReplayTopics.camera_info)
+    ap.add_argument(
+        "--depth-topic",
+        default=ReplayTopics.depth,
+        help="ground-truth depth topic (16UC1 mm or 32FC1 m)",
+    )
+    ap.add_argument(
+        "--labels-dir",
+        type=Path,
+        default=None,
+        help="labelled folder paired with the bag frames (e.g. "
+        "../shared/data/nyuv2_test) for segmentation metrics",
+    )
+    ap.add_argument(
+        "--labels-topic",
+        default=None,
+        help="ground-truth labels topic in the bag (mono8/mono16 class ids)",
+    )
+    ap.add_argument("--no-report", action="store_true", help="skip report.html/report.md")
+    ap.add_argument("--no-progress", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``replay`` argument parser."""
+    ap = argparse.ArgumentParser(prog="replay", description=DESCRIPTION)
+    _add_run_arguments(ap)
+    _add_topic_arguments(ap)
+    return ap
+
+
+def _check(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Exit through ``ap.error`` (code 2) on values the parser alone does not refuse."""
+    if a.rate is not None and a.rate <= 0:
+        ap.error(f"--rate must be > 0, got {a.rate}")
+    if a.frames is not None and a.frames < 1:
+        ap.error(f"--frames must be >= 1, got {a.frames}")
+    if not 0 <= a.max_missed < 1:
+        ap.error(f"--max-missed must be in [0, 1), got {a.max_missed}")
+    if not 0 < a.peak_min_rate <= a.peak_max_rate:
+        ap.error("need 0 < --peak-min-rate <= --peak-max-rate")
+    if a.peak_frames < 3:
+        ap.error("--peak-frames must be >= 3")
+    if a.labels_dir is not None and a.labels_topic is not None:
+        ap.error("give either --labels-dir or --labels-topic, not both")
+    if a.params is not None and not a.params.is_file():
+        ap.error(f"--params: no such file {a.params}")
+
+
+def _options(a: argparse.Namespace) -> ReplayOptions:
+    topics = ReplayTopics(a.image_topic, a.compressed_topic, a.camera_info_topic, a.depth_topic)
+    return ReplayOptions(
+        bag=a.bag,
+        out=a.out,
+        rate_hz=a.rate,
+        params_file=a.params,
+        overrides=a.set,
+        topics=topics,
+        compressed=a.compressed,
+        progress=not a.no_progress,
+        frames=a.frames,
+        labels_dir=a.labels_dir,
+        labels_topic=a.labels_topic,
+        report=not a.no_report,
+        peak=a.peak,
+        max_missed=a.max_missed,
+        peak_min_rate_hz=a.peak_min_rate,
+        peak_max_rate_hz=a.peak_max_rate,
+        peak_frames=a.peak_frames,
+    )
+
+
+def _print_summary(s: dict, a: argparse.Namespace) -> None:
+    lat = s["latency_ms"]
+    perf = s["performance"]
+    print(
+        f"frames in {s['frames_in']} out {s['frames_out']} dropped {s['frames_dropped']}; "
+        f"latency p50 {fmt(lat['p50_ms'])} ms p95 {fmt(lat['p95_ms'])} ms; "
+        f"MEAN_FRAME_RATE {fmt(perf['MEAN_FRAME_RATE'])} Hz; node CPU "
+        f"{fmt(perf.get('NODE_CPU_PERCENT'))} %"
+    )
+    if s.get("peak"):
+        print(f"peak rate {fmt(s['peak']['peak_rate_hz'])} Hz (<= {a.max_missed:g} missed)")
+    versus = versus_baselines_markdown(s)
+    if versus:
+        print("\n".join(versus[1:]))
+    report = f"\nreport: {s['report']}" if s.get("report") else ""
+    print(
+        f"output bag: {s['output_bag']}\nsummary: {a.out / 'summary.json'}, "
+        f"{a.out / 'summary.md'}" + report
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console script ``replay``; returns the exit code: 0, or 1 for a bad bag, topics or
+    labelled folder or a node failure. Bad arguments exit through argparse (status 2)."""
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    _check(ap, a)
+    try:
+        s = replay(_options(a))
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"replay: error: {exc}", file=sys.stderr)
+        return 1
+    _print_summary(s, a)
+    return 0
