@@ -43,6 +43,10 @@ TRAIN = [
     "tflite>=2.18",
     "flatbuffers>=24.3.25",
 ]
+# TensorRT engines: the FP16 ONNX graph a strongly typed FP16 engine is built from
+# (runtime/onnx_precision.py). TensorRT itself comes from JetPack or `pip install tensorrt`
+# (docs/deploy_gpu.md), not from here.
+TENSORRT = ["onnxconverter-common>=1.16"]
 # ai-edge-litert: the TFLite interpreter, reference in test/test_tflite_import.py only
 TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "ai-edge-litert>=2.3", "torchmetrics>=1.3"]
 
@@ -71,7 +75,8 @@ setup(
         "ros": ROS,
         "train": TRAIN,
         "test": TEST,
-        "all": CORE + ROS + TRAIN + TEST,
+        "tensorrt": TENSORRT,
+        "all": CORE + ROS + TRAIN + TENSORRT + TEST,
     },
     package_data={"joint_perception.ros": ["fastdds_loopback.xml"]},
     zip_safe=False,

@@ -11,6 +11,7 @@ Arguments:
     params_file        parameter YAML (default: the package's config/perception.yaml)
     model              model directory / .onnx / shipped model name (overrides params_file)
     backend            auto | tensorrt | onnxruntime | torch (overrides params_file)
+    precision          TensorRT engine: fp32 | fp16 | int8 | best (overrides params_file)
     use_sim_time       use /clock (replaying bags)
 """
 
@@ -55,6 +56,11 @@ def generate_launch_description():
             "backend", default_value="auto", description="auto | tensorrt | onnxruntime | torch."
         ),
         DeclareLaunchArgument(
+            "precision",
+            default_value="best",
+            description="TensorRT engine precision: fp32 | fp16 | int8 | best.",
+        ),
+        DeclareLaunchArgument(
             "use_sim_time", default_value="false", description="Use simulation (/clock) time."
         ),
     ]
@@ -70,6 +76,7 @@ def generate_launch_description():
             {
                 "model": LaunchConfiguration("model"),
                 "backend": LaunchConfiguration("backend"),
+                "precision": LaunchConfiguration("precision"),
                 "use_sim_time": ParameterValue(
                     LaunchConfiguration("use_sim_time"), value_type=bool
                 ),

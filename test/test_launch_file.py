@@ -84,11 +84,13 @@ def test_launch_arguments_and_defaults(description, repo_root):
         "params_file",
         "model",
         "backend",
+        "precision",
         "use_sim_time",
     }
     params_file = Path(declared["params_file"]["default_value"])
     assert params_file == repo_root / "config" / "perception.yaml" and params_file.is_file()
     assert declared["backend"]["default_value"] in SPECS["backend"].choices
+    assert declared["precision"]["default_value"] == SPECS["precision"].default
     assert declared["model"]["default_value"] == SPECS["model"].default
     assert all(kw.get("description") for kw in declared.values())
 

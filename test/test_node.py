@@ -218,6 +218,34 @@ def test_auto_backend_reports_its_choice_and_why(model_dir):
     assert "no CUDA device" in diag["backend_reason"]
 
 
+@pytest.mark.parametrize("precision", ["int8", "best"])
+def test_tensorrt_precision_falls_back_without_tensorrt_and_frames_still_flow(
+    model_dir, frame, precision
+):
+    """``backend: tensorrt`` with a ``precision`` on a machine without TensorRT: the node
+    falls back to the next backend (which ignores the TensorRT options) and says why."""
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("tensorrt") is not None or torch.cuda.is_available():
+        pytest.skip("this machine has TensorRT or CUDA: the fallback is not taken here")
+    params = {"backend": "tensorrt", "precision": precision, "latency_target_ms": 8.0}
+    h = NodeHarness(model_dir, params, outputs=("depth/image",))
+    try:
+        assert h.node.params["precision"] == precision
+        rgb, K = frame
+        h.send(image_msg(rgb, STAMP), camera_info_msg(K, 480, 640, STAMP))
+        depth = h.wait_outputs(STAMP, ["depth/image"])["depth/image"]
+        h.wait_for(lambda: bool(h.diagnostics), 10.0, "a diagnostics message")
+        diag = status_values(h.diagnostics[-1].status[0])
+    finally:
+        h.close()
+    assert diag["backend"] == "onnxruntime"
+    assert diag["backend_reason"].startswith("backend=tensorrt: tensorrt not importable")
+    assert (depth.height, depth.width) == (480, 640)
+
+
 def test_camera_aware_depth_one_image_two_camera_infos(tmp_path, frame):
     """A model trained at a canonical focal length (metadata ``canonical_focal``) is metric for
     any camera: the same picture sent with a CameraInfo of half the focal length comes back at

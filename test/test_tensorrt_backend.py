@@ -27,6 +27,17 @@ def test_unavailable_with_reason_and_no_cache_written(tiny_model_dir, tmp_path):
     assert not (tmp_path / "engines").exists()
 
 
+def test_unknown_precision_is_refused_before_anything_else(tiny_model_dir, tmp_path):
+    from joint_perception.runtime.factory import create_backend
+    from joint_perception.runtime.tensorrt_backend import TensorRTBackend
+
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TensorRTBackend(tiny_model_dir, precision="bf16", cache_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown backend option"):
+        create_backend(tiny_model_dir, backend="onnxruntime", precison="fp16")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.perf
 @pytest.mark.skipif(
     HAVE_TRT, reason="checks the fallback without TensorRT; tensorrt is installed here"
@@ -92,7 +103,12 @@ def test_factory_falls_back_from_tensorrt_with_reason(tiny_model_dir, tmp_path):
     from joint_perception.runtime.factory import create_backend
 
     backend = create_backend(
-        tiny_model_dir, backend="tensorrt", fallback=True, precision="fp16", cache_dir=str(tmp_path)
+        tiny_model_dir,
+        backend="tensorrt",
+        fallback=True,
+        precision="best",
+        latency_target_ms=8.0,
+        cache_dir=str(tmp_path),
     )
     assert backend.name in ("torch", "onnxruntime")
     assert backend.reason.startswith("backend=tensorrt: tensorrt")

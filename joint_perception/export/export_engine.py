@@ -1,13 +1,19 @@
 """``export_engine``: an exported model -> a TensorRT engine that passed the accuracy gate.
 
 :func:`build_engine_with_gate` is the full pipeline used by ``export_engine`` and by ``train``
-when TensorRT is present: ONNX checks -> (quantise from real calibration frames) -> build and
+when TensorRT is present: ONNX checks -> the precision's ONNX graph (FP32 as exported, the FP16
+conversion, or Q/DQ INT8 quantised on real calibration frames) -> strongly typed build and
 cache (:mod:`joint_perception.runtime.tensorrt_engine`) -> accuracy gate against ONNX Runtime
-fp32 (:mod:`joint_perception.export.accuracy_gate`) -> result recorded in the cache sidecar; a
-refused engine is removed from the cache.
+fp32 (:mod:`joint_perception.export.accuracy_gate`) and latency measurement on the same frames
+-> both recorded in the cache sidecar; a refused engine is removed from the cache.
 
-Without TensorRT the command still checks the ONNX model and prints the ``trtexec`` line, then
-exits with status 2 and a message saying what is missing.
+``--precision best`` builds, gates and times fp32, fp16 and (with calibration frames) int8,
+then reports the engine the node's ``precision: best`` loads
+(:func:`joint_perception.runtime.engine_select.choose_precision` on the same cache and keys).
+
+Without TensorRT the command still checks the ONNX model, writes the FP16 graph for
+``--precision fp16`` and prints the ``trtexec`` line, then exits with status 2 and a message
+saying what is missing.
 """
 
 from __future__ import annotations
@@ -15,23 +21,34 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import statistics
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from joint_perception.export.accuracy_gate import EngineRefused
 from joint_perception.io_utils import sha256_file
 from joint_perception.metadata import ModelMetadata, load_metadata, verify_onnx_hash
-from joint_perception.runtime.engine_cache import DEFAULT_CACHE_DIR, PRECISIONS, EngineCache
+from joint_perception.runtime.base import Backend
+from joint_perception.runtime.engine_cache import DEFAULT_CACHE_DIR, EngineCache
+from joint_perception.runtime.engine_select import (
+    MOST_PRECISE_FIRST,
+    PRECISION_CHOICES,
+    Choice,
+    latency_target_ms,
+)
 from joint_perception.runtime.tensorrt_engine import (
     HARDWARE_COMPAT,
     BuildOptions,
     EngineBuildError,
     TensorRTUnavailable,
     build_and_cache,
+    derived_onnx_path,
     dims_text,
     engine_key,
     import_tensorrt,
+    prepare_onnx,
     trtexec_command,
 )
 
@@ -59,6 +76,41 @@ def resolve_model(model: str | os.PathLike) -> tuple[Path, ModelMetadata]:
     return onnx_path, meta
 
 
+def measure_latency(backend: Backend, images, warmup: int = 3) -> dict[str, Any]:
+    """Time ``backend.predict`` one frame at a time (what the node does per camera frame).
+
+    Args:
+        backend: a ready backend.
+        images: (N, 3, H, W) float32 frames, N >= 1 (e.g. the gate frames).
+        warmup: untimed calls on the first frame first (CUDA lazy init, autotuning).
+
+    Returns:
+        ``{"median_ms", "p90_ms", "frames", "what"}``: wall time of ``predict`` per frame,
+        host array in to host arrays out (for TensorRT: copies, ``execute_async_v3`` and the
+        stream synchronisation), on this machine.
+
+    Raises:
+        ValueError: no frames.
+    """
+    if len(images) == 0:
+        raise ValueError("no frames to time")
+    for _ in range(max(int(warmup), 0)):
+        backend.predict(images[:1])
+    times = []
+    for i in range(len(images)):
+        t0 = time.perf_counter()
+        backend.predict(images[i : i + 1])
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    p90 = times[min(len(times) - 1, round(0.9 * (len(times) - 1)))]
+    return {
+        "median_ms": round(statistics.median(times), 3),
+        "p90_ms": round(p90, 3),
+        "frames": len(times),
+        "what": f"{backend.describe()}: predict of 1 frame, host to host",
+    }
+
+
 def build_engine_with_gate(
     model_dir: str | os.PathLike,
     opts: BuildOptions,
@@ -69,11 +121,13 @@ def build_engine_with_gate(
     force: bool = False,
     logger: logging.Logger | None = None,
 ) -> CacheEntry:
-    """Checks -> (Q/DQ quantisation) -> build -> cache -> accuracy gate -> sidecar record.
+    """Checks -> precision graph -> strongly typed build -> cache -> accuracy gate + latency
+    -> sidecar record.
 
     Args:
         model_dir: exported model directory (``metadata.json`` + ONNX) or the ONNX file.
-        opts: build options; ``opts.precision == "int8"`` requires ``calibration``.
+        opts: build options; ``opts.precision == "int8"`` requires ``calibration``
+            (``fp16`` needs onnxconverter-common).
         cache_dir: engine cache directory.
         calibration: real frames for INT8 Q/DQ calibration (also used by the gate when
             ``gate_frames`` is None).
@@ -83,7 +137,8 @@ def build_engine_with_gate(
         force: rebuild even when a valid engine is cached.
 
     Returns:
-        The cache entry; ``entry.metadata["accuracy_gate"]`` holds the gate result.
+        The cache entry; ``entry.metadata["accuracy_gate"]`` holds the gate result and
+        ``entry.metadata["latency"]`` the :func:`measure_latency` result on the gate frames.
 
     Raises:
         TensorRTUnavailable, EngineBuildError: see :func:`build_engine`.
@@ -98,18 +153,16 @@ def build_engine_with_gate(
     report = check_onnx(onnx_path)
     log.info("%s", report.summary())
     if not report.ok:
-        raise ValueError(
-            f"{onnx_path} is not buildable by TensorRT 10: " + "; ".join(report.errors)
-        )
+        raise ValueError(f"{onnx_path} is not buildable by TensorRT: " + "; ".join(report.errors))
     shape = tuple(report.inputs.get(opts.input_name) or next(iter(report.inputs.values())))
-    key = engine_key(sha256_file(onnx_path), opts.precision, shape)
+    onnx_sha = sha256_file(onnx_path)
+    key = engine_key(onnx_sha, opts.precision, shape)
     cache = EngineCache(cache_dir)
     found = cache.lookup(key)
     if found.hit and not force:
         log.info("using cached engine %s", found.entry.engine_path)
         entry = found.entry
     else:
-        build_from = onnx_path
         extra: dict[str, Any] = {}
         if opts.precision == "int8":
             if calibration is None:
@@ -118,9 +171,11 @@ def build_engine_with_gate(
                 )
             from joint_perception.export.quantize import quantize_qdq
 
-            build_from = cache.directory / f"{key.digest}.qdq.onnx"
+            build_from = derived_onnx_path(cache.directory, onnx_sha, "int8")
             quantize_qdq(onnx_path, build_from, calibration)
             extra["calibration"] = calibration.describe()
+        else:
+            build_from = prepare_onnx(onnx_path, opts.precision, cache.directory)
         entry = build_and_cache(onnx_path, key, opts, cache, build_from, extra, log)
 
     gate = gate or GateConfig.for_precision(opts.precision)
@@ -140,9 +195,10 @@ def build_engine_with_gate(
     )
     try:
         result = run_gate(candidate, onnx_path, frames.images, gate, metadata=meta)
+        latency = measure_latency(candidate, frames.images)
     finally:
         candidate.close()
-    entry.metadata = cache.update_metadata(key, accuracy_gate=result.to_dict())
+    entry.metadata = cache.update_metadata(key, accuracy_gate=result.to_dict(), latency=latency)
     try:
         enforce(result, gate.policy, what=f"{opts.precision} engine {entry.engine_path.name}")
     except EngineRefused:
@@ -172,7 +228,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         help="model directory (metadata.json + model.onnx) or .onnx file (required unless --list)",
     )
-    p.add_argument("--precision", choices=PRECISIONS, default="fp16")
+    p.add_argument(
+        "--precision",
+        choices=PRECISION_CHOICES,
+        default="fp16",
+        help="engine precision; best = build, gate and time fp32, fp16 and (with calibration "
+        "frames) int8, and report the one the node's precision: best loads",
+    )
+    p.add_argument(
+        "--latency-target-ms",
+        type=float,
+        default=0.0,
+        help="latency target of --precision best (ms); 0 = the model's "
+        "(metadata extra.latency_target_ms, else 20)",
+    )
     p.add_argument("--cache-dir", default=str(DEFAULT_CACHE_DIR), help="engine cache directory")
     src = p.add_mutually_exclusive_group()
     src.add_argument(
@@ -210,9 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _options_from_args(args: argparse.Namespace) -> BuildOptions:
+def _options_from_args(args: argparse.Namespace, precision: str) -> BuildOptions:
     return BuildOptions(
-        precision=args.precision,
+        precision=precision,
         workspace_mb=args.workspace_mb,
         timing_cache=args.timing_cache,
         dla_core=args.dla_core,
@@ -223,6 +292,48 @@ def _options_from_args(args: argparse.Namespace) -> BuildOptions:
         max_shape=args.max_shape,
         builder_optimization_level=args.opt_level,
     )
+
+
+def _precisions(args: argparse.Namespace) -> list[str]:
+    """The engines ``--precision`` builds (``best``: every one this invocation can build)."""
+    if args.precision != "best":
+        return [args.precision]
+    calibrated = bool(args.calib_bag or args.calib_dataset)
+    return [
+        p
+        for p in MOST_PRECISE_FIRST
+        if not (p == "int8" and not calibrated) and not (p == "fp32" and args.dla_core is not None)
+    ]
+
+
+def _print_trtexec(onnx_path: Path, shape, opts: BuildOptions, cache: EngineCache) -> None:
+    """Print the trtexec line of one precision (writes the FP16 graph it names)."""
+    engine = cache.directory / f"{opts.precision}-{dims_text([d or 0 for d in shape])}.engine"
+    sha = sha256_file(onnx_path)
+    if opts.precision == "int8":
+        graph = derived_onnx_path(cache.directory, sha, "int8")
+        note = "the Q/DQ graph export_engine writes from the calibration frames"
+    else:
+        try:
+            graph = prepare_onnx(onnx_path, opts.precision, cache.directory)
+            note = "" if opts.precision == "fp32" else "the FP16 graph, written now"
+        except (ImportError, ValueError) as exc:
+            graph = derived_onnx_path(cache.directory, sha, opts.precision)
+            note = f"not written: {exc}"
+    print(
+        f"equivalent trtexec command ({opts.precision}):\n  {trtexec_command(graph, engine, opts)}"
+    )
+    if note:
+        print(f"  ({graph.name}: {note})")
+
+
+def _report_best(args, onnx_path: Path, meta: ModelMetadata, shape, cache: EngineCache) -> Choice:
+    """What the node's ``precision: best`` loads: the TensorRT backend's own choice."""
+    from joint_perception.runtime.tensorrt_backend import choose_engine
+
+    target = latency_target_ms(meta, args.latency_target_ms)
+    choice, _ = choose_engine(sha256_file(onnx_path), tuple(shape), "best", cache, target)
+    return choice
 
 
 def _calibration_from_args(args: argparse.Namespace, meta: ModelMetadata):
@@ -258,14 +369,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for e in cache.entries():
             gate = e.metadata.get("accuracy_gate", {})
+            latency = e.metadata.get("latency", {}).get("median_ms")
             print(
-                f"{e.engine_path.name}  {e.size / 2**20:.1f} MiB  {e.key.to_dict()}  gate={gate.get('passed')}"
+                f"{e.engine_path.name}  {e.size / 2**20:.1f} MiB  {e.key.to_dict()}  "
+                f"gate={gate.get('passed')}  latency_ms={latency}"
             )
         for path, why in cache.invalid_files():
             print(f"{path.name}  INVALID: {why}")
         return 0
     try:
-        opts = _options_from_args(args)
+        options = {p: _options_from_args(args, p) for p in _precisions(args)}
         onnx_path, meta = resolve_model(args.model)
     except (ValueError, FileNotFoundError) as exc:
         print(f"export_engine: error: {exc}", file=sys.stderr)
@@ -273,16 +386,15 @@ def main(argv: list[str] | None = None) -> int:
     report = check_onnx(onnx_path)
     print(report.summary())
     shape = report.inputs.get("image") or next(iter(report.inputs.values()), [])
-    engine_name = f"{opts.precision}-{dims_text([d or 0 for d in shape])}.engine"
+    for opts in options.values():
+        _print_trtexec(onnx_path, shape, opts, cache)
     print(
-        "equivalent trtexec command:\n  "
-        + trtexec_command(onnx_path, cache.directory / engine_name, opts)
+        "  (an engine trtexec writes is not in the engine cache: the node loads the engines "
+        "export_engine stores with their sidecar)"
     )
-    if opts.precision == "int8":
-        print("  (INT8 runs on the Q/DQ model that export_engine writes next to the engine)")
     if args.print_trtexec:
         return 0
-    if opts.precision == "int8" and not (args.calib_bag or args.calib_dataset):
+    if args.precision == "int8" and not (args.calib_bag or args.calib_dataset):
         print(
             "export_engine: error: --precision int8 needs real calibration frames "
             "(--calib-bag BAG or --calib-dataset NAME --calib-root DIR)",
@@ -290,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     if not report.ok:
-        print(f"export_engine: error: {onnx_path} is not buildable by TensorRT 10", file=sys.stderr)
+        print(f"export_engine: error: {onnx_path} is not buildable by TensorRT", file=sys.stderr)
         return 1
     try:
         import_tensorrt()
@@ -299,20 +411,37 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         calib = _calibration_from_args(args, meta)
-        gate = GateConfig.for_precision(
-            opts.precision, policy=args.gate_policy, enabled=not args.no_gate
-        )
-        entry = build_engine_with_gate(
-            args.model, opts, args.cache_dir, calibration=calib, gate=gate, force=args.force
-        )
-    except EngineRefused as exc:
-        print(f"export_engine: engine refused by the accuracy gate: {exc}", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError, EngineBuildError, TensorRTUnavailable) as exc:
+    except (ValueError, FileNotFoundError) as exc:
         print(f"export_engine: error: {exc}", file=sys.stderr)
         return 1
-    print(f"engine: {entry.engine_path}")
-    return 0
+    failed = 0
+    for precision, opts in options.items():
+        gate = GateConfig.for_precision(
+            precision, policy=args.gate_policy, enabled=not args.no_gate
+        )
+        try:
+            entry = build_engine_with_gate(
+                args.model, opts, args.cache_dir, calibration=calib, gate=gate, force=args.force
+            )
+        except EngineRefused as exc:
+            print(
+                f"export_engine: {precision} engine refused by the accuracy gate: {exc}",
+                file=sys.stderr,
+            )
+            failed += 1
+            continue
+        except (ValueError, ImportError, EngineBuildError, TensorRTUnavailable) as exc:
+            print(f"export_engine: error ({precision}): {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        latency = entry.metadata.get("latency", {}).get("median_ms")
+        timed = f", {latency} ms per frame" if latency is not None else ""
+        print(f"engine ({precision}{timed}): {entry.engine_path}")
+    if args.precision != "best":
+        return 1 if failed else 0
+    choice = _report_best(args, onnx_path, meta, shape, cache)
+    print(f"precision best -> {choice.precision}: {choice.reason}")
+    return 0 if choice.entry is not None else 1
 
 
 if __name__ == "__main__":

@@ -1,16 +1,26 @@
 """INT8 by explicit quantisation: insert Q/DQ nodes into the ONNX model from real frames.
 
-TensorRT 10 deprecates its implicit INT8 calibrators (since 10.1); the supported way is an
-ONNX graph with ``QuantizeLinear``/``DequantizeLinear`` pairs whose scales come from
-calibration, which TensorRT builds as INT8 (``BuilderFlag.INT8``). TensorRT requires
-symmetric INT8 (zero point 0), per-channel weight scales on the output-channel axis, and
-per-tensor activation scales.
+TensorRT's implicit INT8 calibrators and ``BuilderFlag.INT8`` are gone in TensorRT 11 (deprecated
+since 10.1 and 10.12); an INT8 engine is built, strongly typed, from an ONNX graph with
+``QuantizeLinear``/``DequantizeLinear`` pairs whose scales come from calibration
+(:mod:`joint_perception.runtime.onnx_precision`). What TensorRT's ONNX parser takes and fuses:
 
-:func:`quantize_qdq` uses NVIDIA Model Optimizer (``modelopt.onnx.quantization.quantize``),
-which places Q/DQ the way TensorRT fuses best, when it is importable; otherwise ONNX Runtime's
-``quantize_static(..., quant_format=QuantFormat.QDQ)`` with symmetric INT8 activations and
-weights, per-channel weights, over a :class:`CalibrationDataReader` that feeds the frames.
-Both refuse random frames (:class:`~joint_perception.export.calibration.CalibrationFrames`).
+* symmetric signed INT8 (zero point 0) for activations and weights;
+* per-channel weight scales on the output-channel axis, per-tensor activation scales;
+* Q/DQ on the *inputs* of the weighted operators (:data:`QUANTIZED_OPS`) only: their outputs,
+  the heads' outputs included (depth, logits, normals), stay float, so no output is rounded to
+  256 levels;
+* biases stay float32 (TensorRT folds them into the INT8 convolution; a DequantizeLinear of an
+  INT32 bias, ONNX Runtime's default, is not an input type TensorRT's parser accepts).
+
+The rest of the graph stays float32 with both quantisers, so the INT8 engine is INT8 where
+:data:`QUANTIZED_OPS` run and FP32 elsewhere.
+
+:func:`quantize_qdq` uses NVIDIA Model Optimizer (``modelopt.onnx.quantization.quantize``,
+``high_precision_dtype="fp32"``), which places Q/DQ the way TensorRT fuses best, when it is
+importable; otherwise ONNX Runtime's ``quantize_static(..., quant_format=QuantFormat.QDQ)``
+over a :class:`CalibrationDataReader` that feeds the frames. Both refuse random frames
+(:class:`~joint_perception.export.calibration.CalibrationFrames`).
 """
 
 from __future__ import annotations
@@ -116,6 +126,7 @@ def _quantize_modelopt(
         calibration_method={"minmax": "max", "entropy": "entropy", "percentile": "max"}[
             calibrate_method
         ],
+        high_precision_dtype="fp32",  # as the ONNX Runtime path: un-quantised ops stay FP32
         output_path=str(dst),
     )
 
@@ -171,6 +182,10 @@ def _quantize_ort(
             # TensorRT: symmetric INT8 (zero point 0) for activations and weights.
             "ActivationSymmetric": True,
             "WeightSymmetric": True,
+            # Float bias: TensorRT's parser takes no DequantizeLinear of an INT32 tensor.
+            "QuantizeBias": False,
+            # Q/DQ only on the inputs of the weighted ops, never on their (head) outputs.
+            "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
         },
     )
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from joint_perception.ros.topics import publish_parameters
 from joint_perception.runtime import factory
+from joint_perception.runtime.engine_select import DEFAULT_LATENCY_TARGET_MS, PRECISION_CHOICES
 
 BACKENDS = ("auto", *factory.BACKENDS)
 RELIABILITIES = ("best_effort", "reliable", "system_default")
@@ -78,6 +79,23 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "",
         "Directory for TensorRT engines built on this machine; empty = "
         "~/.cache/joint_perception/engines.",
+    ),
+    ParamSpec(
+        "precision",
+        "best",
+        "TensorRT engine to load or build: fp32, fp16, int8 (built beforehand by export_engine "
+        "with calibration frames), or best = the most precise cached engine that passed "
+        "export_engine's accuracy gate and meets latency_target_ms (fp16 until export_engine "
+        "has gated and timed one). Other backends ignore it.",
+        choices=PRECISION_CHOICES,
+    ),
+    ParamSpec(
+        "latency_target_ms",
+        0.0,
+        "Network latency target (ms) of precision best; 0 = the model's "
+        f"(metadata extra.latency_target_ms, else {DEFAULT_LATENCY_TARGET_MS:g} ms).",
+        min_value=0.0,
+        max_value=10000.0,
     ),
     # --- input ---
     ParamSpec(

@@ -117,7 +117,9 @@ class PerceptionNode(Node):
         self.params = declare_parameters(self)
         p = self.params
         model_path = resolve_model_path(p["model"])
-        options = {"cache_dir": p["engine_cache_dir"]} if p["engine_cache_dir"] else {}
+        options = {"precision": p["precision"], "latency_target_ms": p["latency_target_ms"]}
+        if p["engine_cache_dir"]:
+            options["cache_dir"] = p["engine_cache_dir"]
         self.backend = create_backend(
             model_path, backend=p["backend"], device=p["device"] or None, fallback=True, **options
         )

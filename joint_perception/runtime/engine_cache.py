@@ -4,7 +4,8 @@ A serialised TensorRT engine only runs with the TensorRT version and the GPU (co
 capability) it was built for; loading any other engine fails or, worse, crashes. The cache
 therefore stores each engine under a key of
 
-    (ONNX SHA-256, TensorRT version, GPU name, compute capability, precision, input shape)
+    (ONNX SHA-256, TensorRT version, GPU name, compute capability, precision, input shape,
+     build recipe)
 
 as ``<dir>/<digest>.engine`` with a JSON sidecar ``<dir>/<digest>.json`` that records the key,
 the engine's size and SHA-256, and extra metadata (build options, the accuracy gate result).
@@ -31,6 +32,13 @@ from joint_perception.io_utils import atomic_write_bytes, atomic_write_json, sha
 LOG = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8")
+#: How an engine gets its precision; bumped when that changes, so older engines are rebuilt.
+#: ``strongly-typed-1``: a strongly typed network parsed from the precision's own ONNX graph
+#: (:mod:`joint_perception.runtime.onnx_precision`), no precision builder flags.
+BUILD_RECIPE = "strongly-typed-1"
+#: The recipe of sidecars written before the key had one (BuilderFlag.FP16/INT8 on an FP32 or
+#: Q/DQ graph).
+LEGACY_RECIPE = "weakly-typed"
 DEFAULT_CACHE_DIR = Path("~/.cache/joint_perception/engines")
 _SIDECAR_VERSION = 1
 
@@ -46,6 +54,7 @@ class EngineKey:
         compute_capability: ``"8.7"``.
         precision: ``"fp32"``, ``"fp16"`` or ``"int8"``.
         input_shape: (N, 3, H, W) of the network input.
+        recipe: how the precision was made (:data:`BUILD_RECIPE`).
     """
 
     onnx_sha256: str
@@ -54,6 +63,7 @@ class EngineKey:
     compute_capability: str
     precision: str
     input_shape: tuple[int, ...]
+    recipe: str = BUILD_RECIPE
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -76,7 +86,9 @@ class EngineKey:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EngineKey:
-        return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
+        """Inverse of :meth:`to_dict`; a key without ``recipe`` is :data:`LEGACY_RECIPE`."""
+        fields = {f.name: d[f.name] for f in dataclasses.fields(cls) if f.name != "recipe"}
+        return cls(**fields, recipe=d.get("recipe", LEGACY_RECIPE))
 
     @property
     def digest(self) -> str:
@@ -105,6 +117,8 @@ class EngineKey:
             )
         if other.precision != self.precision:
             return f"built for {other.precision} not {self.precision}"
+        if other.recipe != self.recipe:
+            return f"built {other.recipe} not {self.recipe}"
         return f"built for input {list(other.input_shape)} not {list(self.input_shape)}"
 
 

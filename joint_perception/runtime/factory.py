@@ -208,9 +208,10 @@ def create_backend(
             Runtime: CUDA provider when present, else CPU).
         fallback: for an explicit backend, try the later ones in the ``auto`` order when it is
             unavailable (logged) instead of raising.
-        **options: backend options (``precision``, ``cache_dir`` for TensorRT; ``fp16``,
-            ``channels_last``, ``cuda_graphs`` for torch; ``providers``, ``intra_op_threads``
-            for ONNX Runtime); each backend receives the ones its constructor accepts.
+        **options: backend options (``precision``, ``latency_target_ms``, ``cache_dir`` for
+            TensorRT; ``fp16``, ``channels_last``, ``cuda_graphs`` for torch; ``providers``,
+            ``intra_op_threads`` for ONNX Runtime); each backend receives the ones its
+            constructor accepts, so a fallback backend ignores the TensorRT ones.
 
     Returns:
         A ready :class:`Backend` whose ``reason`` explains the choice.

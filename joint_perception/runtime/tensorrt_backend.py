@@ -2,13 +2,17 @@
 
 Loading (never half-loads):
 
-1. Key = (ONNX SHA-256, ``tensorrt.__version__``, GPU name, compute capability, precision,
-   input shape) -> :class:`~joint_perception.runtime.engine_cache.EngineCache` lookup. A miss
-   logs why (no engine, other TensorRT/GPU, corrupt...).
-2. Miss -> build from the ONNX file with progress logs (fp32/fp16; an INT8 engine needs real
-   calibration frames, so it is built by ``export_engine --precision int8 --calib-bag ...``
-   and only loaded here) -> stored in the cache.
-3. ``Runtime.deserialize_cuda_engine``; a cached engine that does not deserialise is
+1. Precision: ``fp32``/``fp16``/``int8`` as asked, or for ``best`` the most precise cached
+   engine that passed the accuracy gate and meets the latency target
+   (:func:`~joint_perception.runtime.engine_select.choose_precision`; fp16 when none does).
+2. Key = (ONNX SHA-256, ``tensorrt.__version__``, GPU name, compute capability, precision,
+   input shape, build recipe) -> :class:`~joint_perception.runtime.engine_cache.EngineCache`
+   lookup. A miss logs why (no engine, other TensorRT/GPU, corrupt...).
+3. Miss -> a strongly typed build from the precision's ONNX graph (FP32: the model; FP16: its
+   FP16 conversion, written next to the engines) with progress logs -> stored in the cache.
+   An INT8 engine needs real calibration frames, so it is built by ``export_engine
+   --precision int8 --calib-bag ...`` and only loaded here.
+4. ``Runtime.deserialize_cuda_engine``; a cached engine that does not deserialise is
    invalidated and rebuilt once; if the rebuild fails too, :class:`BackendUnavailable` is raised
    and the factory falls back per configuration.
 
@@ -31,6 +35,7 @@ import logging
 import os
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -41,6 +46,12 @@ from joint_perception.runtime.base import (
     Prediction,
     prediction_from_outputs,
 )
+
+if TYPE_CHECKING:
+    import tensorrt
+
+    from joint_perception.runtime.engine_cache import EngineCache, EngineKey
+    from joint_perception.runtime.engine_select import Choice
 
 LOG = logging.getLogger(__name__)
 
@@ -63,41 +74,92 @@ def _torch_dtype(trt, torch, dtype):
     return table[dtype]
 
 
+def choose_engine(
+    onnx_sha256: str,
+    input_shape: tuple[int, ...],
+    precision: str,
+    cache: EngineCache,
+    target_ms: float,
+    device_index: int = 0,
+) -> tuple[Choice, EngineKey]:
+    """The engine the backend loads or builds: (:class:`~joint_perception.runtime.
+    engine_select.Choice`, its :class:`~joint_perception.runtime.engine_cache.EngineKey`).
+
+    ``export_engine --precision best`` reports its result with this function too, so the
+    command and the node agree on the engine.
+
+    Args:
+        onnx_sha256: hash of the exported FP32 model.
+        input_shape: (N, 3, H, W).
+        precision: ``"fp32"``, ``"fp16"``, ``"int8"`` or ``"best"``.
+        cache: the :class:`~joint_perception.runtime.engine_cache.EngineCache`.
+        target_ms: latency target of ``best`` (ms).
+        device_index: CUDA device (its name and compute capability are in the key).
+
+    Raises:
+        TensorRTUnavailable: no TensorRT / GPU (the key needs both).
+        ValueError: unknown precision.
+    """
+    from joint_perception.runtime import engine_select, tensorrt_engine
+
+    def key_for(p: str):
+        return tensorrt_engine.engine_key(onnx_sha256, p, input_shape, device_index)
+
+    choice = engine_select.choose_precision(precision, cache, key_for, target_ms)
+    return choice, key_for(choice.precision)
+
+
 class TensorRTBackend(Backend):
     """Run a TensorRT engine built (and cached) from the model's ONNX file.
 
     Args:
         model_dir_or_onnx: exported model directory or its ``.onnx`` file.
         metadata: model metadata (default: read next to the ONNX file).
-        precision: ``"fp32"``, ``"fp16"`` or ``"int8"`` (int8 must already be cached).
+        precision: ``"fp32"``, ``"fp16"``, ``"int8"`` (must already be cached) or ``"best"``
+            (see :mod:`joint_perception.runtime.engine_select`).
+        latency_target_ms: latency target of ``best`` in ms; 0 = the model's
+            (:func:`~joint_perception.runtime.engine_select.latency_target_ms`).
         cache_dir: engine cache directory (default ``~/.cache/joint_perception/engines``).
         build_options: :class:`~joint_perception.runtime.tensorrt_engine.BuildOptions` for a
-            build on a cache miss (precision is taken from ``precision``).
+            build on a cache miss (precision is taken from the chosen precision).
         device_index: CUDA device.
         batch_size: engine batch size (N of the input shape).
         build_on_miss: build when nothing valid is cached (else BackendUnavailable).
 
+    Attributes:
+        precision: the precision of the loaded engine (``best`` resolved).
+        key: its cache key.
+
     Raises:
+        ValueError: unknown ``precision``.
         BackendUnavailable: TensorRT or CUDA missing, or no engine could be built/loaded
             (the message says which, for /diagnostics).
     """
 
     name = "tensorrt"
+    engine: tensorrt.ICudaEngine
+    context: tensorrt.IExecutionContext
+    _runtime: tensorrt.Runtime
 
     def __init__(
         self,
         model_dir_or_onnx: str | os.PathLike,
         metadata: ModelMetadata | None = None,
-        precision: str = "fp16",
+        precision: str = "best",
+        latency_target_ms: float = 0.0,
         cache_dir: str | os.PathLike | None = None,
         build_options=None,
         device_index: int = 0,
         batch_size: int = 1,
         build_on_miss: bool = True,
     ):
-        from joint_perception.runtime import tensorrt_engine
+        from joint_perception.runtime import engine_select, tensorrt_engine
         from joint_perception.runtime.engine_cache import DEFAULT_CACHE_DIR, EngineCache
 
+        if precision not in engine_select.PRECISION_CHOICES:
+            raise ValueError(
+                f"precision must be one of {engine_select.PRECISION_CHOICES}, got {precision!r}"
+            )
         try:
             trt = tensorrt_engine.import_tensorrt()  # fast failure: no module / no GPU
         except tensorrt_engine.TensorRTUnavailable as exc:
@@ -116,13 +178,14 @@ class TensorRTBackend(Backend):
         except ValueError as exc:
             raise BackendUnavailable(f"tensorrt: {exc}") from exc
         shape = (int(batch_size), 3, meta.input_height, meta.input_width)
-        self.precision = precision
         self.device_index = int(device_index)
-        self.key = tensorrt_engine.engine_key(sha, precision, shape, self.device_index)
         self.cache = EngineCache(cache_dir or DEFAULT_CACHE_DIR)
-        opts = build_options or tensorrt_engine.BuildOptions(precision=precision)
-        if opts.precision != precision:
-            opts = tensorrt_engine.BuildOptions(**{**opts.to_dict(), "precision": precision})
+        target = engine_select.latency_target_ms(meta, latency_target_ms)
+        choice, self.key = choose_engine(sha, shape, precision, self.cache, target, device_index)
+        self.precision = choice.precision
+        opts = build_options or tensorrt_engine.BuildOptions(precision=self.precision)
+        if opts.precision != self.precision:
+            opts = tensorrt_engine.BuildOptions(**{**opts.to_dict(), "precision": self.precision})
         self._lock = threading.Lock()
         with torch.cuda.device(self.device_index):
             self.engine, how = self._load_or_build(onnx_path, opts, build_on_miss, tensorrt_engine)
@@ -137,7 +200,8 @@ class TensorRTBackend(Backend):
                 ) from exc
         name = torch.cuda.get_device_name(self.device_index)
         self.device = f"cuda:{self.device_index} {name}"
-        self.reason = f"TensorRT {trt.__version__} {precision} engine ({how})"
+        chosen = f", {choice.reason}" if precision == "best" else ""
+        self.reason = f"TensorRT {trt.__version__} {self.precision} engine ({how}{chosen})"
         LOG.info("tensorrt backend ready: %s, %s", self.device, self.reason)
 
     # ------------------------------------------------------------------------------- loading
@@ -183,7 +247,13 @@ class TensorRTBackend(Backend):
         try:
             entry = tensorrt_engine.build_and_cache(onnx_path, self.key, opts, self.cache)
             engine = self._deserialize(entry.read_bytes(), opts.version_compatible)
-        except (tensorrt_engine.EngineBuildError, RuntimeError, OSError) as exc:
+        except (
+            tensorrt_engine.EngineBuildError,
+            RuntimeError,
+            OSError,
+            ValueError,
+            ImportError,
+        ) as exc:
             raise BackendUnavailable(f"tensorrt: engine build failed ({reason}): {exc}") from exc
         if engine is None:
             self.cache.invalidate(self.key, "fresh build does not deserialise")
