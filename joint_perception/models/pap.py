@@ -221,7 +221,7 @@ class PAPNet(JointModel):
             gt = batch["depth"]
             if tuple(gt.shape[-2:]) != size:
                 gt = F.interpolate(gt, size=size, mode="nearest")
-            return losses.berhu_loss(pred, gt), losses.pairwise_depth_loss(
+            return losses.berhu_loss(pred, gt), losses.pairwise_distance_loss(
                 pred, gt, num_pairs=self.num_pairs
             )
         if task == "normals":
@@ -232,7 +232,7 @@ class PAPNet(JointModel):
             if "has_normals" in batch:
                 mask = mask & batch["has_normals"].view(-1, 1, 1).bool()
             gt = torch.where(mask[:, None], gt, torch.zeros_like(gt))
-            return losses.normal_l1_loss(pred, gt, mask), losses.pairwise_depth_loss(
+            return losses.normal_l1_loss(pred, gt, mask), losses.pairwise_distance_loss(
                 pred, gt, mask, num_pairs=self.num_pairs
             )
         labels = batch["labels"].long()
@@ -242,7 +242,7 @@ class PAPNet(JointModel):
             labels = labels * batch["has_labels"].view(-1, 1, 1).long()
         onehot = F.one_hot(labels, self.num_classes + 1)[..., 1:].permute(0, 3, 1, 2).to(pred.dtype)
         prob = torch.softmax(pred, dim=1)
-        return losses.cross_entropy_loss(pred, labels), losses.pairwise_depth_loss(
+        return losses.cross_entropy_loss(pred, labels), losses.pairwise_distance_loss(
             prob, onehot, labels > 0, num_pairs=self.num_pairs
         )
 
