@@ -178,6 +178,8 @@ class CINet(JointModel):
         pair_weight, depth_normal_weight, num_pixels: inside L_depth (paper 1, 5, 500).
         normals_weight: weight of the optional normals L1 loss.
         pretrained: optional ImageNet state_dict path for the backbone.
+        pretrained_key_map: key mapping for a ``pretrained`` file in another naming
+            (``models.backbones.PRETRAINED_KEY_MAPS``); the file is loaded strictly.
 
     ``forward(x, batch=None)`` with x (N, 3, H, W) normalised RGB returns ``depth``
     (N, 1, H, W) metres, ``segmentation`` (N, C, H, W) logits, ``normals`` (N, 3, H, W) when asked,
@@ -208,6 +210,7 @@ class CINet(JointModel):
         num_pixels: int = 500,
         normals_weight: float = 1.0,
         pretrained: str | None = None,
+        pretrained_key_map: str | None = None,
     ):
         super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
         if not {"depth", "segmentation"} <= set(self.tasks) or set(self.tasks) - {
@@ -238,7 +241,10 @@ class CINet(JointModel):
         self.num_pixels = int(num_pixels)
 
         self.backbone = build_backbone(
-            backbone, pretrained=pretrained, replace_stride_with_dilation=(False, True, True)
+            backbone,
+            pretrained=pretrained,
+            pretrained_key_map=pretrained_key_map,
+            replace_stride_with_dilation=(False, True, True),
         )
         self.reduce = ConvBNReLU(self.backbone.channels[-1], self.channels, kernel_size=1)
         self.scene = SceneUnderstandingModule(self.channels, self.key_channels)

@@ -106,6 +106,8 @@ class MultiScaleCRFNet(JointModel):
         crf_normalization: ``"symmetric"`` (default, kernels normalised as in the dense CRF
             code) or ``"none"`` (raw kernel sums; see ``models.crf``).
         pretrained: optional path to an ImageNet VGG-16 state_dict (torchvision names).
+        pretrained_key_map: key mapping for a ``pretrained`` file in another naming
+            (``models.backbones.PRETRAINED_KEY_MAPS``); the file is loaded strictly.
 
     Outputs of ``forward``: ``depth`` (N, 1, H, W) metres in [l, max_depth], ``segmentation``
     (N, C, H, W) logits (CRF output in stages 0 and 3), ``normals`` (N, 3, H, W) unit with the
@@ -130,6 +132,7 @@ class MultiScaleCRFNet(JointModel):
         crf_weights: Sequence[float] = DEFAULT_WEIGHTS,
         crf_normalization: str = "symmetric",
         pretrained: str | None = None,
+        pretrained_key_map: str | None = None,
     ):
         super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
         if not {"depth", "segmentation"} <= set(self.tasks) or set(self.tasks) - {
@@ -147,10 +150,11 @@ class MultiScaleCRFNet(JointModel):
         self.segmentation_weight = float(segmentation_weight)
         self.silog_lambda = float(silog_lambda)
         self.dropout = float(dropout)
-        self.pretrained = pretrained
         normals = "normals" in self.tasks
 
-        self.trunk = build_backbone("vgg16", pretrained=pretrained, dilated=True)
+        self.trunk = build_backbone(
+            "vgg16", pretrained=pretrained, pretrained_key_map=pretrained_key_map, dilated=True
+        )
         self.pool5 = nn.MaxPool2d(3, stride=1, padding=1)
         self.fc6 = nn.Conv2d(512, 1024, 3, padding=12, dilation=12)
         self.fc7 = nn.Conv2d(1024, 1024, 1)
@@ -263,6 +267,8 @@ class MultiScaleCRFNet(JointModel):
         return terms
 
     def config(self) -> dict:
+        """Constructor arguments; ``pretrained`` is left out (the weights travel in the
+        state_dict, and the ImageNet file need not exist where the model is rebuilt)."""
         cfg = super().config()
         cfg.update(
             num_bins=self.num_bins,
