@@ -243,7 +243,7 @@ def test_yaml_1_1_floats_parse_as_floats_everywhere(tmp_path):
     recipe = _recipe(
         tmp_path,
         "optim: {lr: 1e-3, weight_decay: 5e-4}\n"
-        "model: {name: mscnn_crf, seg_weight: 1e-6}\n"
+        "model: {name: mscnn_crf, segmentation_weight: 1e-6}\n"
         "data: {train: [{name: synthetic, length: 2, noise: 1e-3}]}\n",
     )
     cfg = load_config(recipe, ["optim.momentum=9e-1", "data.canonical_focal=2e2"])
@@ -252,7 +252,7 @@ def test_yaml_1_1_floats_parse_as_floats_everywhere(tmp_path):
         and cfg["optim"]["weight_decay"] == 5e-4
         and cfg["optim"]["momentum"] == 0.9
     )
-    assert cfg["model"]["seg_weight"] == 1e-6 and cfg["data"]["train"][0]["noise"] == 1e-3
+    assert cfg["model"]["segmentation_weight"] == 1e-6 and cfg["data"]["train"][0]["noise"] == 1e-3
     assert cfg["data"]["canonical_focal"] == 200.0
     assert C.parse_override("optim.lr=1e-3") == (["optim", "lr"], 1e-3)
     assert C.parse_override("data.train[1].root=a=b") == (["data", "train", "1", "root"], "a=b")
