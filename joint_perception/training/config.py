@@ -107,6 +107,9 @@ class DataConfig:
             strength); missing keys take that function's defaults.
         canonical_focal: focal length in pixels (at the network input size) that depth is
             normalised to, for training on several cameras; None = metric depth as recorded.
+        allow_missing_targets: tasks of the model that may lack ground truth in every training
+            set (their loss is then zero: e.g. frozen segmentation / normals branches while
+            fine-tuning depth on KITTI). Any other task without ground truth stops ``train``.
     """
 
     train: list[dict[str, Any]] = field(default_factory=list)
@@ -116,6 +119,7 @@ class DataConfig:
     num_workers: int = 2
     augment: dict[str, Any] = field(default_factory=dict)
     canonical_focal: float | None = None
+    allow_missing_targets: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -219,6 +223,8 @@ class ExportConfig:
             metadata.json.
         input_size: [H, W] in pixels of the exported network input; None = ``input_size``.
         opset: ONNX opset version.
+        verify_atol: largest tolerated |ONNX Runtime - PyTorch| on the float outputs (fp32);
+            a larger gap fails the export (the checkpoint is kept, ``train`` exits with 1).
         tensorrt: ``BuildOptions`` fields for the TensorRT engine, built when ``tensorrt``
             imports (``precision`` fp32|fp16|int8, ``workspace_mb``, ...); missing fields take
             ``BuildOptions``' defaults.
@@ -227,6 +233,7 @@ class ExportConfig:
     enabled: bool = True
     input_size: list[int] | None = None
     opset: int = 17
+    verify_atol: float = 1e-4
     tensorrt: dict[str, Any] = field(default_factory=dict)
 
 
@@ -479,9 +486,18 @@ def _check_tensorrt(options: Mapping) -> None:
 
 
 def _check_data(data: Mapping[str, Any]) -> None:
+    from joint_perception.tasks import TASK_NAMES
+
     _check_datasets("train", data["train"])
     _check_datasets("val", data["val"])
     _check_augment(data["augment"])
+    for t in data["allow_missing_targets"]:
+        if t not in TASK_NAMES:
+            raise RecipeError(
+                "data.allow_missing_targets",
+                f"recipe key data.allow_missing_targets: {t!r} is not a task "
+                f"({', '.join(TASK_NAMES)})",
+            )
 
 
 def _check_stages(stages: Sequence[Any]) -> None:

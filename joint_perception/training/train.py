@@ -25,10 +25,17 @@ What a run does (all outputs under the recipe's ``run_dir``):
    ``last.ckpt`` after a crash or ``kill -9`` (optimiser, schedule, step and epoch restored);
 4. exports the best checkpoint (else the last weights) with
    ``export.onnx_export.export_onnx`` to ``run_dir/export/`` (model.onnx + model.pt +
-   metadata.json, ONNX Runtime checked against PyTorch to 1e-4) and, when ``tensorrt`` imports,
-   builds an engine through ``export.tensorrt_build.build_engine_with_gate``.
+   metadata.json, ONNX Runtime checked against PyTorch to ``export.verify_atol``, 1e-4) and,
+   when ``tensorrt`` imports, builds an engine through
+   ``export.tensorrt_build.build_engine_with_gate``; a failed check is logged with the
+   checkpoint to re-export (``summary["export_error"]``).
 
-``main(argv)`` returns the exit status (0 ok, 2 bad recipe/arguments).
+A missing data set, weights file or task ground truth (a model that trains normals on data
+without normals) stops the run before training with a message, not a traceback. After a
+finished run an export that fails its parity check is reported with the kept checkpoint.
+
+``main(argv)`` returns the exit status (0 ok, 2 bad recipe/arguments/data, 1 trained but the
+export failed).
 """
 
 from __future__ import annotations
@@ -114,7 +121,11 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> dict[str, Any]:
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
-    from joint_perception.training.datamodule import JointDataModule, val_tags
+    from joint_perception.training.datamodule import (
+        JointDataModule,
+        check_task_targets,
+        val_tags,
+    )
     from joint_perception.training.lightning_module import JointLightningModule
 
     cfg = resolve_config(cfg)
@@ -134,6 +145,15 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> dict[str, Any]:
         cfg["model"], cfg["optim"], cfg["stages"], val_tags(vspecs) or ["val"], grad_clip=grad_clip
     )
     dm = JointDataModule(cfg["data"], cfg["input_size"], module.model.mean, module.model.std)
+    dm.setup("fit")  # builds the data sets now: a missing file or ground truth stops here
+    check_task_targets(
+        module.model.tasks,
+        dm.train_parts,
+        cfg["data"]["train"],
+        module.model.arch,
+        cfg["data"]["allow_missing_targets"],
+    )
+    _warn_stage_epochs(cfg)
 
     ck = cfg["checkpoint"]
     last_cb = ModelCheckpoint(
@@ -183,8 +203,37 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> dict[str, Any]:
         "export_dir": None,
     }
     if trainer.is_global_zero and cfg["export"]["enabled"]:
-        summary["export_dir"] = str(_export(cfg, module, summary, trainer))
+        try:
+            summary["export_dir"] = str(_export(cfg, module, summary, trainer))
+        except RuntimeError as exc:  # ONNX Runtime parity (or TensorRT) failure
+            kept = summary["best_checkpoint"] or summary["last_checkpoint"]
+            summary["export_error"] = str(exc)
+            log.error(
+                "training finished, but the export failed: %s. The checkpoint is kept: %s "
+                "(re-export it with export_onnx --checkpoint %s)",
+                exc,
+                kept,
+                kept,
+            )
     return summary
+
+
+def _warn_stage_epochs(cfg: dict) -> None:
+    """Log when the stages do not add up to ``trainer.max_epochs`` (the last stage then runs
+    longer, or a stage is never reached)."""
+    from joint_perception.training.schedule import normalise_stages
+
+    stages = normalise_stages(cfg["stages"])
+    total = sum(s.epochs for s in stages)
+    if stages and total != int(cfg["trainer"]["max_epochs"]):
+        log.warning(
+            "stages add up to %d epochs but trainer.max_epochs is %d: %s",
+            total,
+            cfg["trainer"]["max_epochs"],
+            "the last stage runs on"
+            if total < cfg["trainer"]["max_epochs"]
+            else "later stages are cut",
+        )
 
 
 def _export(cfg: dict, module, summary: dict, trainer) -> Path:
@@ -196,7 +245,7 @@ def _export(cfg: dict, module, summary: dict, trainer) -> Path:
     ckpt = summary["best_checkpoint"]
     model = module.model
     if ckpt:
-        state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
         log.info("exporting %s", ckpt)
     model = model.cpu().eval()
@@ -225,7 +274,7 @@ def _export(cfg: dict, module, summary: dict, trainer) -> Path:
         size,
         opset=int(cfg["export"]["opset"]),
         metadata_overrides=overrides,
-        verify_atol=1e-4,
+        verify_atol=float(cfg["export"]["verify_atol"]),
     )
     _maybe_tensorrt(cfg, out_dir)
     return out_dir
@@ -275,6 +324,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"train: {exc}", file=sys.stderr)
         return 2
     log.info("done: %s", summary)
+    if summary.get("export_error"):
+        kept = summary["best_checkpoint"] or summary["last_checkpoint"]
+        print(
+            f"train: trained to step {summary['global_step']}; checkpoint kept at {kept}; "
+            f"export failed: {summary['export_error']}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
