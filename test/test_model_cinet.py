@@ -308,3 +308,19 @@ def test_full_size_forward_480x640():
 @pytest.mark.perf
 def test_full_size_forward_480x640_within_60_s():
     assert _full_size_forward()[1] < 60
+
+
+def test_ablation_without_the_scene_understanding_module():
+    torch.manual_seed(0)
+    model = build_model("cinet", scene_module=False, **SMALL)
+    assert model.scene is None and model.config()["scene_module"] is False
+    assert not any(n.startswith("scene.") for n, _ in model.named_parameters())
+    batch = synthetic_batch()
+    for stage in (1, 3):
+        model.set_stage(stage)
+        out = model(batch["image"], batch)
+        assert "aux_attention" not in out and out["depth"].shape == (2, 1, 64, 80)
+        terms = model.compute_losses(out, batch)
+        assert "att" not in terms and ("con" in terms) == (stage == 3)
+    again = build_model("cinet", **model.config())
+    assert again.scene is None

@@ -180,6 +180,9 @@ class CINet(JointModel):
         pretrained: optional ImageNet state_dict path for the backbone.
         pretrained_key_map: key mapping for a ``pretrained`` file in another naming
             (``models.backbones.PRETRAINED_KEY_MAPS``); the file is loaded strictly.
+        scene_module: False removes the scene-understanding module (``Y = X``, no attention,
+            no L_att): the ablation baseline of the paper's Table 1 (ours keeps the FSM and
+            L_con).
 
     ``forward(x, batch=None)`` with x (N, 3, H, W) normalised RGB returns ``depth``
     (N, 1, H, W) metres, ``segmentation`` (N, C, H, W) logits, ``normals`` (N, 3, H, W) when asked,
@@ -211,6 +214,7 @@ class CINet(JointModel):
         normals_weight: float = 1.0,
         pretrained: str | None = None,
         pretrained_key_map: str | None = None,
+        scene_module: bool = True,
     ):
         super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
         if not {"depth", "segmentation"} <= set(self.tasks) or set(self.tasks) - {
@@ -247,7 +251,9 @@ class CINet(JointModel):
             replace_stride_with_dilation=(False, True, True),
         )
         self.reduce = ConvBNReLU(self.backbone.channels[-1], self.channels, kernel_size=1)
-        self.scene = SceneUnderstandingModule(self.channels, self.key_channels)
+        self.scene = (
+            SceneUnderstandingModule(self.channels, self.key_channels) if scene_module else None
+        )
 
         self.fsm = nn.ModuleList()
         self.depth_blocks = nn.ModuleList()
@@ -288,9 +294,18 @@ class CINet(JointModel):
         n, _, h, w = x.shape
         feat = self.reduce(self.backbone.forward_features(x)[-1])
         gt_att = None
-        if self.stage == 1 and self.training and batch is not None and "labels" in batch:
+        if (
+            self.scene is not None
+            and self.stage == 1
+            and self.training
+            and batch is not None
+            and "labels" in batch
+        ):
             gt_att = ideal_attention(batch["labels"], self.num_classes, tuple(feat.shape[-2:]))
-        y, att, att_logits = self.scene(feat, gt_att)
+        if self.scene is None:  # ablation: no scene-understanding module
+            y, att, att_logits = feat, None, None
+        else:
+            y, att, att_logits = self.scene(feat, gt_att)
         f_d, f_s = y, y
         sizes = [((h + 3) // 4, (w + 3) // 4), ((h + 1) // 2, (w + 1) // 2), (h, w)]
         for fsm, bd, bs, size in zip(
@@ -302,11 +317,12 @@ class CINet(JointModel):
         out = {
             "depth": self.max_depth * torch.sigmoid(self.depth_head(f_d)),
             "segmentation": self.seg_head(f_s),
-            "aux_attention": att,
             # decoder features for L_con (Eq. 7); not part of the exported graph
             "aux_features_depth": f_d,
             "aux_features_segmentation": f_s,
         }
+        if att is not None:
+            out["aux_attention"] = att
         if att_logits is not None:
             out["aux_attention_logits"] = att_logits
         if self.normals_head is not None:
@@ -365,7 +381,7 @@ class CINet(JointModel):
                 losses.normal_l1_loss(outputs["normals"], gn, nmask) if bool(nmask.any()) else zero
             )
             total = total + self.weights["normals"] * terms["normals"]
-        if self.stage in (0, 2, 3):
+        if self.stage in (0, 2, 3) and "aux_attention" in outputs:
             side = _feature_size(depth.shape[-2:])
             if "aux_attention_logits" in outputs:
                 terms["att"] = losses.attention_bce_loss(
@@ -402,6 +418,7 @@ class CINet(JointModel):
             depth_normal_weight=self.weights["depth_normal"],
             num_pixels=self.num_pixels,
             normals_weight=self.weights["normals"],
+            scene_module=self.scene is not None,
         )
         return cfg
 
