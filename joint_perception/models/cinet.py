@@ -338,8 +338,9 @@ class CINet(JointModel):
         depth gradients); ``L_seg`` class-weighted cross-entropy (void ignored); ``L_att`` BCE of
         A~ against the ideal affinity; ``L_con`` Eq. 7 on the depth and segmentation decoder
         features (``aux_features_*``) with the ground-truth labels choosing the pairs and the
-        learned ``log_sigma`` (:func:`models.losses.consistency_loss`). Stage 1: depth + seg; stage 2: + att; stage 3/0: + con. The
-        optional normals L1 loss is active in every stage. Returns ``total`` and every term.
+        learned ``log_sigma`` (:func:`models.losses.consistency_loss`). Stage 1: depth + seg;
+        stage 2: + att (not without the scene module); stage 3/0: + con. The optional normals
+        L1 loss is active in every stage. Returns ``total`` and every term.
         """
 
         depth, seg = outputs["depth"], outputs["segmentation"]
