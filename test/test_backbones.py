@@ -211,3 +211,110 @@ def test_calibrate_folded_batchnorm_keeps_the_function_and_fixes_training_mode()
     first = net[:2]
     first.train()
     torch.testing.assert_close(first(x), first.eval()(x), atol=1e-3, rtol=1e-3)
+
+
+def _bn(prefix: str, ch: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    return {
+        prefix + "weight": torch.rand(ch, generator=g),
+        prefix + "bias": torch.rand(ch, generator=g),
+        prefix + "running_mean": torch.rand(ch, generator=g),
+        prefix + "running_var": torch.rand(ch, generator=g) + 0.5,
+        prefix + "num_batches_tracked": torch.tensor(7),
+    }
+
+
+def _sep(prefix: str, cin: int, cout: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """A separable conv in the DeepLab-PyTorch naming: conv1 (depthwise), bn, pointwise."""
+    return {
+        prefix + "conv1.weight": torch.rand(cin, 1, 3, 3, generator=g),
+        **_bn(prefix + "bn.", cin, g),
+        prefix + "pointwise.weight": torch.rand(cout, cin, 1, 1, generator=g),
+    }
+
+
+def deeplab_pytorch_xception_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """An AlignedXception (output stride 16) state_dict in the naming of
+    jfzhang95/pytorch-deeplab-xception, written from its layer description: entry blocks
+    1-3 (64->128, 128->256, 256->728; two separable convs + a strided one; block1 starts
+    without ReLU), 16 middle blocks (three 728 convs), exit block 20 (728->728, 728->1024,
+    1024->1024), each separable conv followed by a BatchNorm in ``rep``; conv3..5 + bn3..5."""
+    g = torch.Generator().manual_seed(seed)
+    sd = {"conv1.weight": torch.rand(32, 3, 3, 3, generator=g), **_bn("bn1.", 32, g)}
+    sd.update({"conv2.weight": torch.rand(64, 32, 3, 3, generator=g), **_bn("bn2.", 64, g)})
+    blocks = {1: [(64, 128), (128, 128), (128, 128)], 2: [(128, 256), (256, 256), (256, 256)]}
+    blocks[3] = [(256, 728), (728, 728), (728, 728)]
+    blocks.update({k: [(728, 728)] * 3 for k in range(4, 20)})
+    blocks[20] = [(728, 728), (728, 1024), (1024, 1024)]
+    for k, convs in blocks.items():
+        i = (
+            0 if k == 1 else 1
+        )  # rep = [relu, sep, bn, relu, sep, bn, ...]; block1 has no relu first
+        for cin, cout in convs:
+            sd.update(_sep(f"block{k}.rep.{i}.", cin, cout, g))
+            sd.update(_bn(f"block{k}.rep.{i + 1}.", cout, g))
+            i += 3
+        cin, cout = convs[0][0], convs[-1][1]
+        if cin != cout or k <= 3:
+            sd[f"block{k}.skip.weight"] = torch.rand(cout, cin, 1, 1, generator=g)
+            sd.update(_bn(f"block{k}.skipbn.", cout, g))
+    for n, (cin, cout) in zip((3, 4, 5), [(1024, 1536), (1536, 1536), (1536, 2048)], strict=True):
+        sd.update(_sep(f"conv{n}.", cin, cout, g))
+        sd.update(_bn(f"bn{n}.", cout, g))
+    return sd
+
+
+def test_deeplab_pytorch_xception_checkpoint_loads_completely_with_the_key_map(tmp_path):
+    state = deeplab_pytorch_xception_state()
+    path = tmp_path / "xception_deeplab.pth"
+    torch.save(state, path)
+    net = B.xception65()
+    n_own = len(net.state_dict())
+    # without the map: refused, with the counts and a hint (it used to load 12 of 792 quietly)
+    with pytest.raises(ValueError, match=rf"loaded 12 of {n_own} tensors.*pretrained_key_map"):
+        B.build_backbone("xception65", pretrained=str(path))
+    net = B.build_backbone(
+        "xception65", pretrained=str(path), pretrained_key_map="deeplab_xception"
+    )
+    own = net.state_dict()
+    assert len(state) == n_own == 792
+    torch.testing.assert_close(
+        own["middle.0.units.1.depthwise.weight"], state["block4.rep.1.conv1.weight"]
+    )
+    torch.testing.assert_close(
+        own["middle.15.units.5.bn_point.running_var"], state["block19.rep.8.running_var"]
+    )
+    torch.testing.assert_close(own["block1.units.0.bn_depth.bias"], state["block1.rep.0.bn.bias"])
+    torch.testing.assert_close(own["block3.skip.1.weight"], state["block3.skipbn.weight"])
+    torch.testing.assert_close(
+        own["exit_block.units.5.pointwise.weight"], state["block20.rep.7.pointwise.weight"]
+    )
+    torch.testing.assert_close(own["exit_convs.2.bn_point.weight"], state["bn5.weight"])
+    # a DeepLabV3+ checkpoint (backbone. prefix, ASPP and decoder keys) loads its backbone
+    deeplab = {"backbone." + k: v for k, v in state.items()}
+    deeplab["aspp.aspp1.atrous_conv.weight"] = torch.zeros(256, 2048, 1, 1)
+    torch.save({"state_dict": deeplab}, tmp_path / "deeplab.pth")
+    again = B.build_backbone(
+        "xception65",
+        pretrained=str(tmp_path / "deeplab.pth"),
+        pretrained_key_map="deeplab_xception",
+    )
+    torch.testing.assert_close(again.state_dict(), own)
+    # one tensor too few in the file: strict load names it
+    del state["block7.rep.4.pointwise.weight"]
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"middle.3.units.3.pointwise.weight"):
+        B.build_backbone("xception65", pretrained=str(path), pretrained_key_map="deeplab_xception")
+    with pytest.raises(KeyError, match="known: deeplab_xception"):
+        B.build_backbone("xception65", pretrained=str(path), pretrained_key_map="timm")
+
+
+def test_build_backbone_loads_torchvision_files_strictly(tmp_path):
+    src = B.resnet18(include_top=True)
+    state = {k: v for k, v in src.state_dict().items() if not k.endswith("num_batches_tracked")}
+    torch.save(state, tmp_path / "resnet18.pth")  # classifier head, no BN counters: fine
+    net = B.build_backbone("resnet18", pretrained=str(tmp_path / "resnet18.pth"))
+    torch.testing.assert_close(net.layer4[1].bn2.running_var, src.layer4[1].bn2.running_var)
+    with pytest.raises(ValueError, match=r"missing \['layer1.2"):  # ResNet-34 needs more blocks
+        B.build_backbone("resnet34", pretrained=str(tmp_path / "resnet18.pth"))
+    with pytest.raises(FileNotFoundError, match="docs/data.md"):
+        B.build_backbone("resnet18", pretrained=str(tmp_path / "resnet50.pth"))

@@ -101,11 +101,52 @@ def test_depth_gradient_normal_loss():
     assert losses.depth_gradient_normal_loss(flat, z).item() == pytest.approx(expected, rel=1e-4)
 
 
-def test_pairwise_losses():
+def test_pap_pair_loss_hand_values():
+    # PAP sec. 3.5: sum over pairs of | |p_i - p_j| - |g_i - g_j| | (distances, summed)
+    gt = torch.tensor([1.0, 2.0, 4.0]).view(1, 1, 1, 3)
+    pred = torch.tensor([4.0, 2.0, 1.0]).view(1, 1, 1, 3)
+    pairs = torch.tensor([[[0, 1], [0, 2], [1, 2]]])
+    # |pred diffs| 2, 3, 1; |gt diffs| 1, 3, 2 -> |2-1| + |3-3| + |1-2| = 2
+    loss = losses.pairwise_distance_loss(pred, gt, pairs=pairs)
+    assert loss.item() == pytest.approx(2.0)
+    # a map with reversed ordering but the same distances costs nothing (absolute distances)
+    sym = torch.tensor([1.0, 2.0, 3.0]).view(1, 1, 1, 3)
+    assert losses.pairwise_distance_loss(sym.flip(-1), sym, pairs=pairs).item() == 0.0
+    # summed, not averaged: k copies of a pair cost k times one pair
+    one = losses.pairwise_distance_loss(pred, gt, pairs=pairs[:, :1])
+    many = losses.pairwise_distance_loss(pred, gt, pairs=pairs[:, :1].repeat(1, 300, 1))
+    assert one.item() == pytest.approx(1.0) and many.item() == pytest.approx(300.0)
+    # batch: mean of the per-image sums
+    batch = losses.pairwise_distance_loss(
+        torch.cat([pred, gt]), torch.cat([gt, gt]), pairs=pairs.repeat(2, 1, 1)
+    )
+    assert batch.item() == pytest.approx(1.0)
+    # vectors (normals): Euclidean distances; (1,0,0),(0,1,0) vs GT (1,0,0),(1,0,0)
+    n_pred = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]).view(1, 3, 1, 2)
+    n_gt = torch.tensor([[1.0, 1.0], [0.0, 0.0], [0.0, 0.0]]).view(1, 3, 1, 2)
+    val = losses.pairwise_distance_loss(n_pred, n_gt, pairs=torch.tensor([[[0, 1]]]))
+    assert val.item() == pytest.approx(math.sqrt(2.0), rel=1e-6)
+
+
+def test_pap_pair_loss_sampling():
     g = torch.rand(2, 1, 8, 8) + 1
-    assert losses.pairwise_depth_loss(g, g).item() == 0.0
-    # a constant offset preserves every difference
-    assert losses.pairwise_depth_loss(g + 0.5, g).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.pairwise_distance_loss(g, g).item() == 0.0
+    # a constant offset preserves every distance; sampled pairs use valid pixels only
+    assert losses.pairwise_distance_loss(g + 0.5, g).item() == pytest.approx(0.0, abs=1e-4)
+    # two valid pixels (GT 1 and 3), prediction 0 everywhere: a mixed pair costs 2, an equal
+    # pair 0; 300 pairs -> about 150 mixed pairs -> about 300
+    pred = torch.zeros(1, 1, 1, 4)
+    gt = torch.tensor([[[[1.0, 0.0, 3.0, 0.0]]]])
+    gen = torch.Generator().manual_seed(0)
+    loss = losses.pairwise_distance_loss(pred, gt, num_pairs=300, generator=gen)
+    assert 240 <= loss.item() <= 360 and loss.item() % 2 == 0
+    n = torch.randn(1, 3, 5, 5)
+    mask = torch.ones(1, 5, 5, dtype=torch.bool)
+    assert losses.pairwise_distance_loss(n, n, mask).item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_cinet_signed_pair_loss():
+    g = torch.rand(2, 1, 8, 8) + 1
     assert losses.pairwise_signed_loss(g + 0.5, g, num_pixels=50).item() == pytest.approx(
         0.0, abs=1e-6
     )
@@ -116,9 +157,6 @@ def test_pairwise_losses():
     loss = losses.pairwise_signed_loss(pred, gt, num_pixels=200, generator=gen)
     # dense signed pairs: mean |g_i - g_j| over i,j in {1,3} with ~equal counts = ~1
     assert loss.item() == pytest.approx(1.0, abs=0.15)
-    # generic over channels (normals)
-    n = torch.randn(1, 3, 5, 5)
-    assert losses.pairwise_depth_loss(n, n, torch.ones(1, 5, 5, dtype=torch.bool)).item() == 0.0
 
 
 def test_ideal_affinity_and_attention_bce():
@@ -136,19 +174,37 @@ def test_ideal_affinity_and_attention_bce():
     ).item() == pytest.approx(-math.log(0.9), rel=1e-5)
 
 
-def test_consistency_loss_formula():
-    depth = torch.tensor([[[[1.0, math.e]]]])  # log-depth step of 1 along x
-    seg_same = torch.tensor([[[[10.0, 10.0]], [[-10.0, -10.0]]]])  # both class 1
-    seg_diff = torch.tensor([[[[10.0, -10.0]], [[-10.0, 10.0]]]])
-    same = losses.consistency_loss(depth, seg_same, offsets=(1,))
-    diff = losses.consistency_loss(depth, seg_diff, offsets=(1,))
-    assert same.item() == pytest.approx(0.5, rel=1e-4)  # s = 1, delta^2 = 1, sigma = 1
-    assert diff.item() == pytest.approx(0.0, abs=1e-6)
+def test_cinet_consistency_loss_eq7_hand_values():
+    # CI-Net Eq. 7: psi (GT labels differ) * exp(-|f_i - f_j|^2 / (2 sigma^2)) over the pairs at
+    # offsets l along x and y, divided by the number of non-void pairs, summed over feature maps
+    f = torch.tensor([[0.0, 1.0, 3.0], [0.0, 0.0, 0.0]]).view(1, 2, 1, 3)  # C = 2, 1 x 3
+    labels = torch.tensor([[[1, 1, 2]]])
+    # l = 1: (0,1) same label -> psi 0; (1,2) differ, |df|^2 = 4. l = 2: (0,2) differ, |df|^2 = 9
+    expected = (math.exp(-4 / 2) + math.exp(-9 / 2)) / 3
+    val = losses.consistency_loss([f], labels, offsets=(1, 2))
+    assert val.item() == pytest.approx(expected, rel=1e-6)
+    # sigma = 2: exponent divided by 4
     ls = torch.tensor(math.log(2.0), requires_grad=True)
-    val = losses.consistency_loss(depth, seg_same, offsets=(1,), log_sigma=ls)
-    assert val.item() == pytest.approx(1 / 8 + math.log(2.0), rel=1e-4)
+    val = losses.consistency_loss([f], labels, offsets=(1, 2), log_sigma=ls)
+    assert val.item() == pytest.approx((math.exp(-4 / 8) + math.exp(-9 / 8)) / 3, rel=1e-6)
     val.backward()
-    assert ls.grad is not None
+    assert ls.grad is not None and ls.grad.item() > 0  # the loss only falls as sigma shrinks
+    # the y axis: a 3 x 1 map gives the same pairs
+    fy = f.transpose(2, 3)
+    val_y = losses.consistency_loss([fy], labels.transpose(1, 2), offsets=(1, 2))
+    assert val_y.item() == pytest.approx(expected, rel=1e-6)
+    # void pixels take no part; two feature maps add up (depth + semantic features)
+    void = torch.tensor([[[0, 1, 2]]])  # only (1,2) is a non-void pair
+    assert losses.consistency_loss([f], void, offsets=(1, 2)).item() == pytest.approx(
+        math.exp(-2.0), rel=1e-6
+    )
+    two = losses.consistency_loss([f, f], labels, offsets=(1, 2))
+    assert two.item() == pytest.approx(2 * expected, rel=1e-6)
+    # identical labels everywhere: nothing to push apart
+    same = losses.consistency_loss([f], torch.ones(1, 1, 3, dtype=torch.long))
+    assert same.item() == 0.0
+    with pytest.raises(ValueError, match="positive"):
+        losses.consistency_loss([f], labels, offsets=(0,))
 
 
 def test_weighting():

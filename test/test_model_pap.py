@@ -169,6 +169,27 @@ def test_every_parameter_gets_a_gradient_and_loss_terms():
     assert missing == []
 
 
+def test_pair_term_is_the_papers_summed_distance_loss():
+    from joint_perception.models import losses as L
+
+    torch.manual_seed(0)
+    model = build_model("pap", tasks=("depth",), **SMALL).eval()
+    batch = synthetic_batch()
+    with torch.no_grad():
+        out = model(batch["image"])
+        torch.manual_seed(7)
+        terms = model.compute_losses(out, batch)
+        torch.manual_seed(7)
+        ref = L.pairwise_distance_loss(out["depth"], batch["depth"], num_pairs=300)
+    torch.testing.assert_close(terms["depth_pair"], ref)
+    # the same 300 pairs given explicitly: the summed formula of test_losses
+    torch.manual_seed(7)
+    idx = torch.multinomial((batch["depth"] > 0).flatten(1).float(), 600, replacement=True)
+    pairs = torch.stack([idx[:, :300], idx[:, 300:]], -1)
+    summed = L.pairwise_distance_loss(out["depth"], batch["depth"], pairs=pairs)
+    torch.testing.assert_close(terms["depth_pair"], summed)
+
+
 def test_initial_prediction_supervision_option():
     torch.manual_seed(0)
     model = build_model("pap", initial_loss_weight=0.5, **SMALL)

@@ -8,11 +8,17 @@ Images", ECCV 2012), in the three layouts users have.
   split comes from ``splits.mat`` (``trainNdxs`` / ``testNdxs``, 1-based). Labels map
   894 -> 40 with ``classMapping40.mat`` (``mapClass``, Gupta et al. CVPR 2013) or an explicit
   array, and 40 -> 13 with :data:`nyuv2_classes.MAP40_TO_13` (Couprie et al. 2013).
-* :class:`NYUDMultiTask` — ``NYUD_MT`` folders as prepared for multi-task learning
-  (Vandenhende et al., "Multi-Task Learning for Dense Prediction Tasks", TPAMI 2021):
-  ``images/<id>.jpg|png``, ``depth/<id>.npy`` (float metres) or ``.png`` (uint16 mm),
-  ``segmentation/<id>.png`` (0 = void, 1..40), ``normals/<id>.png`` (RGB, n = rgb / 127.5 - 1)
-  or ``.npy``, ``edges/<id>.png``, ``gt_sets/train.txt`` / ``val.txt``.
+* :class:`NYUDMultiTask` — ``NYUD_MT`` folders as released for multi-task learning, in both
+  public forms: the ASTMT archive ``NYUD_MT.tgz`` (Maninis et al., CVPR 2019:
+  ``depth/<id>.mat`` ("depth", metres), ``segmentation/<id>.mat`` ("segmentation", 0 = void,
+  1..40), ``normals/<id>.jpg`` (n = 2 rgb / 255 - 1), ``edge/<id>.png``) and its re-release
+  with Vandenhende et al., "Multi-Task Learning for Dense Prediction Tasks", TPAMI 2021
+  (``depth/<id>.npy``, ``segmentation/<id>.png``, ``normals/<id>.npy``, ``edge/<id>.npy``);
+  ``images/<id>.jpg``, ``gt_sets/train.txt`` / ``val.txt`` in both. 16-bit ``depth/<id>.png``
+  (mm), RGB ``normals/<id>.png`` and ``edges/<id>.png`` are read too.
+* Each reader's ``targets`` names the tasks whose ground truth it supplies (``depth``,
+  ``segmentation``, ``normals``); the ``train`` command refuses a model that trains a task no
+  training set supplies (docs/data.md).
 * :class:`NYUFolder` — the layout of ``../shared/data/nyuv2_test`` and ``nyuv2_train_depth``:
   ``rgb/IIII.png``, ``depth_mm/IIII.png`` (uint16 mm, 0 invalid), optional ``label40/``,
   ``label13/``, ``normal/`` (sparse) and ``manifest.json`` with the intrinsics.
@@ -94,6 +100,18 @@ def read_normals_png(path: str | os.PathLike) -> np.ndarray:
     return np.where(ok, n / np.maximum(length, 1e-6), 0.0).astype(np.float32)
 
 
+def _load_normals_file(path: Path) -> np.ndarray:
+    """Normals from ``.npy`` (H x W x 3 float; lengths < 0.5 invalid) or an RGB image
+    (``.png`` / ``.jpg``, n = rgb / 127.5 - 1): H x W x 3 float32 unit vectors, 0 = invalid."""
+    if path.suffix == ".npy":
+        n = np.load(path).astype(np.float32)
+        if n.ndim != 3 or n.shape[2] != 3:
+            raise ValueError(f"{path}: normals must be H x W x 3, got {n.shape}")
+        length = np.linalg.norm(n, axis=-1, keepdims=True)
+        return np.where(length > 0.5, n / np.maximum(length, 1e-6), 0.0).astype(np.float32)
+    return read_normals_png(path)
+
+
 def parse_normal_axes(spec: str) -> tuple[np.ndarray, np.ndarray]:
     """``"x,-z,y"`` -> (channel order, signs): REP 103 component k = sign_k * decoded[order_k].
 
@@ -117,6 +135,19 @@ def _apply_axes(normals: np.ndarray, spec: str) -> np.ndarray:
         return normals
     order, signs = parse_normal_axes(spec)
     return np.ascontiguousarray(normals[..., order] * signs, dtype=np.float32)
+
+
+def _mat_field(path: Path, key: str) -> np.ndarray:
+    """One array of a MATLAB (v5) file, e.g. ``depth/<id>.mat`` of NYUD_MT. Errors name it."""
+    import scipy.io
+
+    try:
+        m = scipy.io.loadmat(str(path))
+    except Exception as exc:  # scipy raises several types for a bad file
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+    if key not in m:
+        raise ValueError(f"{path}: no {key!r} array")
+    return np.asarray(m[key])
 
 
 def load_splits(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -207,8 +238,20 @@ class NYUv2Labeled:
         class_mapping: ``classMapping40.mat`` path or array (see
             :func:`load_class_mapping_894_to_40`); required for 40 / 13 classes.
         num_classes: 40, 13 or 894 (raw).
+        normals_root: optional folder of surface-normal ground truth for the labeled frames,
+            one file per frame named by its 1-based index in the .mat: ``IIII.png`` (RGB,
+            n = rgb / 127.5 - 1, as ``nyuv2_test/normal``), ``IIII.jpg`` or ``IIII.npy``
+            (H x W x 3 float); frames without a file have no normals. docs/data.md says where
+            such normals come from.
+        normals_from_depth: compute normals from the (filled) depth of each frame instead, by
+            local planes fitted to its disparity
+            (:func:`joint_perception.data.sevenscenes.normals_from_disparity_planes`): our
+            approximation, not a published normal ground truth.
+        normal_axes: axis convention of the files under ``normals_root`` (see
+            :func:`parse_normal_axes`).
 
-    Items: sample dicts at 480x640 with ``K = NYU_K``, no normals.
+    Items: sample dicts at 480x640 with ``K = NYU_K``; normals only from ``normals_root`` or
+    ``normals_from_depth`` (``targets`` says which tasks have ground truth).
 
     Raises:
         FileNotFoundError / ValueError naming the file on a missing or malformed input.
@@ -223,10 +266,21 @@ class NYUv2Labeled:
         splits_path: str | os.PathLike | None = None,
         class_mapping=None,
         num_classes: int = 40,
+        normals_root: str | os.PathLike | None = None,
+        normals_from_depth: bool = False,
+        normal_axes: str = "x,y,z",
     ):
         import h5py
 
         self.path = Path(mat_path)
+        if normals_root is not None and normals_from_depth:
+            raise ValueError("give normals_root or normals_from_depth, not both")
+        self.normals_root = None if normals_root is None else Path(normals_root)
+        if self.normals_root is not None and not self.normals_root.is_dir():
+            raise FileNotFoundError(f"NYUv2 normals folder not found: {self.normals_root}")
+        self.normals_from_depth = bool(normals_from_depth)
+        parse_normal_axes(normal_axes)
+        self.normal_axes = normal_axes
         if num_classes not in (13, 40, 894):
             raise ValueError(f"num_classes must be 13, 40 or 894, got {num_classes}")
         self.num_classes = num_classes
@@ -272,6 +326,32 @@ class NYUv2Labeled:
     def __len__(self) -> int:
         return int(self.indices.size)
 
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Tasks with ground truth: depth, segmentation (+ normals when configured)."""
+        has_normals = self.normals_from_depth or (
+            self.normals_root is not None and any(self.normals_root.iterdir())
+        )
+        return ("depth", "segmentation", "normals") if has_normals else ("depth", "segmentation")
+
+    def _normals(self, idx: int, depth: np.ndarray, K: np.ndarray) -> np.ndarray | None:
+        if self.normals_from_depth:
+            from joint_perception.data.sevenscenes.normals import normals_from_disparity_planes
+
+            n = normals_from_disparity_planes(depth, K)
+            return np.where(np.isfinite(n), n, 0.0).astype(np.float32)
+        if self.normals_root is None:
+            return None
+        stem = f"{idx + 1:04d}"
+        for ext in (".png", ".jpg", ".npy"):
+            p = self.normals_root / f"{stem}{ext}"
+            if p.exists():
+                n = _load_normals_file(p)
+                if n.shape[:2] != depth.shape:
+                    raise ValueError(f"{p}: normals {n.shape} do not match the image {depth.shape}")
+                return _apply_axes(n, self.normal_axes)
+        return None
+
     def _h5(self):
         import h5py
 
@@ -288,7 +368,8 @@ class NYUv2Labeled:
         raw = np.ascontiguousarray(f["labels"][idx].T)
         labels = _remap(raw, self.num_classes, self.map894, str(self.path))
         K = NYU_K if rgb.shape[:2] == NYU_SIZE else _scaled_k(rgb.shape[0], rgb.shape[1])
-        return make_sample(rgb, K, depth, labels, None, name=f"nyu{idx + 1:04d}")
+        normals = self._normals(idx, depth, K)
+        return make_sample(rgb, K, depth, labels, normals, name=f"nyu{idx + 1:04d}")
 
 
 def _scaled_k(h: int, w: int) -> np.ndarray:
@@ -312,7 +393,8 @@ def _nyu_k_for(h: int, w: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- NYUD_MT
 class NYUDMultiTask:
-    """NYUD_MT folders (images, depth, segmentation, normals, edges, gt_sets/<split>.txt).
+    """NYUD_MT folders (images, depth, segmentation, normals, edge(s), gt_sets/<split>.txt), in
+    either public release (module docstring).
 
     Args:
         root: the NYUD_MT directory.
@@ -323,10 +405,16 @@ class NYUDMultiTask:
         depth_png_scale: units per metre of 16-bit depth PNGs (1000 = mm).
         normal_axes: axis convention of the stored normals (see :class:`NYUFolder`).
 
-    Items carry ``edges`` (HxW uint8 0/1) when the edges folder has the frame.
+    Items carry ``edges`` (HxW uint8 0/1) when an edge folder has the frame. ``targets``: the
+    tasks whose folder exists (``depth/``, ``segmentation/``, ``normals/``).
+
+    Raises:
+        FileNotFoundError: no ``gt_sets/<split>.txt`` (the message says where NYUD_MT comes
+            from).
     """
 
     IMAGE_EXTS = (".jpg", ".png")
+    _FOLDERS = {"depth": "depth", "segmentation": "segmentation", "normals": "normals"}
 
     def __init__(
         self,
@@ -345,7 +433,13 @@ class NYUDMultiTask:
         self.num_classes = num_classes
         list_file = self.root / "gt_sets" / f"{split}.txt"
         if not list_file.exists():
-            raise FileNotFoundError(f"NYUD_MT split list not found: {list_file}")
+            raise FileNotFoundError(
+                f"NYUD_MT split list not found: {list_file} (NYUD_MT is the multi-task release "
+                "of the 795/654 NYUv2 frames with depth, 40-class labels, normals and edges: "
+                "NYUD_MT.tgz of ASTMT or the Multi-Task-Learning-PyTorch re-release, unpacked "
+                "so that images/, depth/, segmentation/, normals/ and gt_sets/ lie in data.root; "
+                "docs/data.md)"
+            )
         self.ids = [ln.strip() for ln in list_file.read_text().splitlines() if ln.strip()]
         if not self.ids:
             raise ValueError(f"{list_file}: empty split list")
@@ -355,6 +449,11 @@ class NYUDMultiTask:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Tasks with a ground-truth folder."""
+        return tuple(t for t, d in self._FOLDERS.items() if (self.root / d).is_dir())
 
     def _find(self, folder: str, fid: str, exts: Sequence[str]) -> Path | None:
         for ext in exts:
@@ -373,39 +472,40 @@ class NYUDMultiTask:
         rgb = read_image(img_path)
         h, w = rgb.shape[:2]
         depth = None
-        dp = self._find("depth", fid, (".npy", ".png"))
+        dp = self._find("depth", fid, (".npy", ".mat", ".png"))
         if dp is not None:
-            depth = (
-                np.load(dp).astype(np.float32)
-                if dp.suffix == ".npy"
-                else read_depth_png(dp, self.depth_png_scale)
-            )
+            if dp.suffix == ".npy":
+                depth = np.load(dp).astype(np.float32)
+            elif dp.suffix == ".mat":
+                depth = _mat_field(dp, "depth").astype(np.float32)
+            else:
+                depth = read_depth_png(dp, self.depth_png_scale)
             depth = np.squeeze(depth)
             if depth.shape != (h, w):
                 raise ValueError(f"{dp}: depth shape {depth.shape} does not match image {h}x{w}")
         labels = None
-        sp = self._find("segmentation", fid, (".png",))
+        sp = self._find("segmentation", fid, (".png", ".mat"))
         if sp is not None:
-            labels = read_png(sp).astype(np.int64)
+            if sp.suffix == ".mat":
+                labels = np.rint(_mat_field(sp, "segmentation")).astype(np.int64)
+            else:
+                labels = read_png(sp).astype(np.int64)
+            if labels.shape != (h, w):
+                raise ValueError(f"{sp}: labels {labels.shape} do not match image {h}x{w}")
             if labels.max(initial=0) > 40:
                 raise ValueError(f"{sp}: label id {labels.max()} outside 0..40")
             if self.num_classes == 13:
                 labels = MAP40_TO_13[labels].astype(np.int64)
         normals = None
-        npth = self._find("normals", fid, (".npy", ".png"))
+        npth = self._find("normals", fid, (".npy", ".png", ".jpg"))
         if npth is not None:
-            if npth.suffix == ".npy":
-                normals = np.load(npth).astype(np.float32)
-                length = np.linalg.norm(normals, axis=-1, keepdims=True)
-                normals = np.where(length > 0.5, normals / np.maximum(length, 1e-6), 0.0)
-            else:
-                normals = read_normals_png(npth)
-            normals = _apply_axes(normals, self.normal_axes)
+            normals = _apply_axes(_load_normals_file(npth), self.normal_axes)
         K = self.K if self.K is not None else _nyu_k_for(h, w)
         s = make_sample(rgb, K, depth, labels, normals, name=fid)
-        ep = self._find("edges", fid, (".png",))
+        ep = self._find("edges", fid, (".png",)) or self._find("edge", fid, (".png", ".npy"))
         if ep is not None:
-            s["edges"] = (read_png(ep) > 0).astype(np.uint8)
+            edge = np.load(ep) if ep.suffix == ".npy" else read_png(ep)
+            s["edges"] = (np.squeeze(edge) > 0).astype(np.uint8)
         return s
 
 
@@ -465,6 +565,16 @@ class NYUFolder:
 
     def __len__(self) -> int:
         return len(self.stems)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """depth, plus segmentation / normals when their folders hold a file of these frames."""
+        out = ["depth"]
+        if any((self.root / f"label{self.num_classes}" / f"{s}.png").exists() for s in self.stems):
+            out.append("segmentation")
+        if any((self.root / "normal" / f"{s}.png").exists() for s in self.stems):
+            out.append("normals")
+        return tuple(out)
 
     def __getitem__(self, i: int) -> dict:
         stem = self.stems[i]

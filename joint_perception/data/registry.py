@@ -20,6 +20,11 @@ sevenscenes     ``data.sevenscenes.SevenScenes``                 root, labels, n
 
 Every name also accepts ``max_items`` (keep the first N items) and ``repeat`` (repeat the
 set N times per epoch, for tiny real sets mixed with large synthetic ones).
+
+:func:`dataset_targets` says which tasks (``depth``, ``segmentation``, ``normals``) a built data
+set has ground truth for, through the wrappers here (a reader's ``targets`` attribute, else
+what the reader is known to supply); the ``train`` command uses it to refuse a model that
+trains a task without ground truth instead of training that head on a loss of zero.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from joint_perception.data.transforms import make_sample
 
 __all__ = [
     "build_dataset",
+    "dataset_targets",
     "build_mixture",
     "dataset_options",
     "reader_class",
@@ -109,6 +115,53 @@ class _SyntheticContract:
             s.get("normals") if s.get("has_normals", True) else None,
             name=f"synthetic{self.scenes.seed}_{i}",
         )  # fmt: skip
+
+
+def _sunrgbd_targets(ds) -> tuple[str, ...]:
+    frames = getattr(ds, "frames", [])
+    labelled = ds.seg_mat is not None or (
+        bool(frames) and (ds.root / frames[0] / "label" / "label37.png").exists()
+    )
+    return ("depth", "segmentation") if labelled else ("depth",)
+
+
+#: reader class name -> the tasks it supplies, for readers without a ``targets`` attribute
+_KNOWN_TARGETS = {
+    "SyntheticScenes": lambda ds: ("depth", "segmentation", "normals"),
+    "SUNRGBD": _sunrgbd_targets,
+    "Cityscapes": lambda ds: ("depth", "segmentation"),
+    "KITTIDepth": lambda ds: ("depth",),
+    "RosbagRecording": lambda ds: ("depth",),
+    "SevenScenes": lambda ds: (
+        ("depth",) + (("segmentation",) if ds.labels else ()) + (("normals",) if ds.normals else ())
+    ),
+}
+
+
+def dataset_targets(ds) -> frozenset[str] | None:
+    """The tasks a data set has ground truth for, or None when that cannot be told.
+
+    Follows :class:`Subset`, :class:`Repeat`, the synthetic adapter, ``ConcatDataset``
+    (union) and any wrapper with a ``dataset`` attribute (e.g. ``data.transforms.Transformed``)
+    down to the reader; a reader's ``targets`` attribute wins over :data:`_KNOWN_TARGETS`.
+    A wrapper may add tasks with an ``added_targets`` attribute (teacher pseudo-labels add
+    ``segmentation``).
+    """
+    if hasattr(ds, "targets"):
+        return frozenset(ds.targets)
+    if hasattr(ds, "datasets"):  # ConcatDataset
+        parts = [dataset_targets(d) for d in ds.datasets]
+        if any(p is None for p in parts):
+            return None
+        return frozenset().union(*parts)
+    inner = getattr(ds, "dataset", None) or getattr(ds, "scenes", None)
+    if inner is not None:
+        base = dataset_targets(inner)
+        if base is None:
+            return None
+        return base | frozenset(getattr(ds, "added_targets", ()))
+    known = _KNOWN_TARGETS.get(type(ds).__name__)
+    return None if known is None else frozenset(known(ds))
 
 
 def reader_class(name: str) -> type:

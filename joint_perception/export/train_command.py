@@ -18,7 +18,11 @@ against PyTorch to 1e-4) and, when ``tensorrt`` imports, builds an engine throug
 export tooling layer because it composes training and export; ``training`` never imports
 ``export``.
 
-``main(argv)`` returns the exit status (0 ok, 2 bad recipe/arguments).
+A finished run whose export fails its parity check is reported with the kept checkpoint
+(``summary["export_error"]``), not a traceback.
+
+``main(argv)`` returns the exit status (0 ok, 2 bad recipe/arguments/data, 1 trained but the
+export failed).
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ def export_run(trained: TrainedRun) -> Path:
         size,
         opset=int(cfg["export"]["opset"]),
         metadata_overrides=overrides,
-        verify_atol=1e-4,
+        verify_atol=float(cfg["export"]["verify_atol"]),
     )
     _maybe_tensorrt(cfg, out_dir)
     return out_dir
@@ -101,7 +105,18 @@ def train_and_export(cfg: dict, resume: str | None = None) -> dict:
     trained = run(cfg, resume)
     summary = dict(trained.summary, export_dir=None)
     if trained.is_global_zero and trained.cfg["export"]["enabled"]:
-        summary["export_dir"] = str(export_run(trained))
+        try:
+            summary["export_dir"] = str(export_run(trained))
+        except RuntimeError as exc:  # ONNX Runtime parity (or TensorRT) failure
+            kept = summary["best_checkpoint"] or summary["last_checkpoint"]
+            summary["export_error"] = str(exc)
+            log.error(
+                "training finished, but the export failed: %s. The checkpoint is kept: %s "
+                "(re-export it with export_onnx --checkpoint %s)",
+                exc,
+                kept,
+                kept,
+            )
     return summary
 
 
@@ -149,6 +164,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"train: {exc}", file=sys.stderr)
         return 2
     log.info("done: %s", summary)
+    if summary.get("export_error"):
+        kept = summary["best_checkpoint"] or summary["last_checkpoint"]
+        print(
+            f"train: trained to step {summary['global_step']}; checkpoint kept at {kept}; "
+            f"export failed: {summary['export_error']}",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +50,9 @@ __all__ = [
     "Conv2dTFSame",
     "build_backbone",
     "load_pretrained",
+    "deeplab_xception_key_map",
+    "PRETRAINED_KEY_MAPS",
+    "CLASSIFIER_PREFIXES",
     "calibrate_folded_batchnorm",
     "LoadReport",
 ]
@@ -413,23 +416,49 @@ _BUILDERS = {
 }
 
 
-def build_backbone(name: str, pretrained: str | os.PathLike | None = None, **kw) -> nn.Module:
+#: keys of a classification checkpoint that a feature trunk has no module for (ignored when a
+#: backbone loads ImageNet weights): torchvision ResNet ``fc``, VGG / MobileNetV2 ``classifier``
+CLASSIFIER_PREFIXES = ("fc.", "classifier.")
+
+
+def build_backbone(
+    name: str,
+    pretrained: str | os.PathLike | None = None,
+    pretrained_key_map: str | None = None,
+    **kw,
+) -> nn.Module:
     """Build a backbone by name, optionally loading weights from a file.
 
     Args:
         name: one of ``resnet18/34/50/101``, ``vgg16``, ``xception65``, ``mobilenet_v2``.
-        pretrained: path of a (torchvision-named) state_dict file, loaded non-strictly.
+        pretrained: path of a state_dict file in this module's (torchvision) naming, loaded
+            **strictly**: a tensor of the trunk missing from the file, a file tensor the trunk
+            has no place for (classifier heads ``fc.*`` / ``classifier.*`` excepted) or a
+            shape mismatch is an error naming the file and the keys.
+        pretrained_key_map: name of a key mapping in :data:`PRETRAINED_KEY_MAPS` for files in
+            another naming (e.g. ``"deeplab_xception"``); the mapped file is then loaded
+            strictly.
         **kw: the builder's arguments (``replace_stride_with_dilation``, ``dilated``,
             ``output_stride``, ``width_mult``...).
 
     Raises:
-        KeyError: unknown name (the message lists the known ones).
+        KeyError: unknown name or key map (the message lists the known ones).
+        FileNotFoundError: ``pretrained`` does not exist.
+        ValueError: the file does not fit the trunk (see :func:`load_pretrained`).
     """
     if name not in _BUILDERS:
         raise KeyError(f"unknown backbone {name!r}; known: {', '.join(sorted(_BUILDERS))}")
     net = _BUILDERS[name](**kw)
     if pretrained:
-        load_pretrained(net, pretrained, strict=False)
+        load_pretrained(
+            net,
+            pretrained,
+            strict=True,
+            key_map=pretrained_key_map,
+            ignore_unexpected=CLASSIFIER_PREFIXES,
+        )
+    elif pretrained_key_map is not None:
+        raise ValueError(f"pretrained_key_map={pretrained_key_map!r} given without pretrained")
     return net
 
 
@@ -452,6 +481,8 @@ def load_pretrained(
     strict: bool = False,
     input_mean: Sequence[float] = IMAGENET_MEAN,
     input_std: Sequence[float] = IMAGENET_STD,
+    key_map: str | Callable[[dict, nn.Module], dict] | None = None,
+    ignore_unexpected: Sequence[str] = (),
 ) -> LoadReport:
     """Load pretrained weights from a file into ``module``. Never downloads.
 
@@ -469,24 +500,39 @@ def load_pretrained(
       (:func:`~joint_perception.models.tflite_import.fold_input_normalization`). For exact
       TF outputs build the module with ``tf_same_padding=True``.
 
-    The keys are then checked against ``module`` the same way for both formats.
+    The keys are then checked against ``module`` the same way for both formats (after
+    ``key_map``, which renames the keys of a file in another naming).
 
     Args:
         module: the network to fill in place.
         path: the weight file; ``.tflite`` (any case) selects the TFLite importer.
         strict: raise when keys or shapes differ instead of loading the matching subset.
+            Missing ``num_batches_tracked`` counters (absent from older torchvision files) and
+            unexpected keys under ``ignore_unexpected`` are not errors.
         input_mean, input_std: RGB normalisation (per channel, [0, 1] units) the module is
             fed with; used for ``.tflite`` files only. Default: ImageNet (the project's).
+        key_map: a name in :data:`PRETRAINED_KEY_MAPS` or a callable ``(state, module) ->
+            state`` applied to the file's state_dict before the check.
+        ignore_unexpected: key prefixes of the file that are dropped silently (e.g.
+            :data:`CLASSIFIER_PREFIXES`).
+
+    Without ``strict`` a partial load is logged as a WARNING with the counts.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
+        KeyError: an unknown ``key_map`` name.
         ValueError: the file holds no state_dict, a ``.tflite`` file for a module other than
             MobileNetV2 or whose graph does not match it, or ``strict=True`` and keys or shapes
-            differ (the message names the file and the first offending keys).
+            differ (the message names the file, the counts and the first offending keys).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"pretrained weights not found: {path}")
+        raise FileNotFoundError(
+            f"pretrained weights not found: {path} (the ImageNet initialisation of the recipe's "
+            "model.pretrained; docs/data.md, 'Pretrained weights', says where each file comes "
+            "from; model.pretrained=null trains from a random initialisation instead, which is "
+            "not the papers' setting)"
+        )
     if path.lower().endswith(".tflite"):
         obj = _state_dict_from_tflite(module, path, input_mean, input_std)
     else:
@@ -499,27 +545,127 @@ def load_pretrained(
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path}: not a state_dict (expected a dict of tensors)")
     state = {k.removeprefix("module."): v for k, v in obj.items()}
+    if key_map is not None:
+        if isinstance(key_map, str):
+            if key_map not in PRETRAINED_KEY_MAPS:
+                raise KeyError(
+                    f"unknown pretrained key map {key_map!r}; known: "
+                    f"{', '.join(sorted(PRETRAINED_KEY_MAPS))}"
+                )
+            key_map = PRETRAINED_KEY_MAPS[key_map]
+        state = key_map(state, module)
+    state = {k: v for k, v in state.items() if not k.startswith(tuple(ignore_unexpected))}
     own = module.state_dict()
     mismatched = sorted(k for k, v in state.items() if k in own and own[k].shape != v.shape)
     usable = {k: v for k, v in state.items() if k in own and k not in mismatched}
     missing = sorted(set(own) - set(usable))
     unexpected = sorted(set(state) - set(own))
-    if strict and (missing or unexpected or mismatched):
+    fatal_missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if strict and (fatal_missing or unexpected or mismatched):
+        hint = ""
+        if len(usable) < len(own) // 2:
+            hint = (
+                " -- most keys differ: the file is in another naming; pass a key map "
+                f"(model.pretrained_key_map; known: {', '.join(sorted(PRETRAINED_KEY_MAPS))}) "
+                "or convert the file"
+            )
         raise ValueError(
-            f"{path}: state_dict does not match {type(module).__name__}: missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}, shape-mismatched {mismatched[:5]}"
+            f"{path}: state_dict does not match {type(module).__name__} (loaded {len(usable)} "
+            f"of {len(own)} tensors): {len(fatal_missing)} missing {fatal_missing[:5]}, "
+            f"{len(unexpected)} unexpected {unexpected[:5]}, {len(mismatched)} "
+            f"shape-mismatched {mismatched[:5]}{hint}"
         )
     module.load_state_dict(usable, strict=False)
     report = LoadReport(path, len(usable), missing, unexpected, mismatched)
-    log.info(
-        "loaded %d tensors from %s (%d missing, %d unexpected, %d shape-mismatched)",
+    partial = fatal_missing or unexpected or mismatched
+    (log.warning if partial else log.info)(
+        "loaded %d of %d tensors from %s (%d missing, %d unexpected, %d shape-mismatched)",
         report.loaded,
+        len(own),
         path,
         len(missing),
         len(unexpected),
         len(mismatched),
     )
     return report
+
+
+def deeplab_xception_key_map(state: dict, module: nn.Module) -> dict:
+    """Rename an Xception-65 state_dict in the common DeepLab-PyTorch naming (the
+    ``AlignedXception`` of jfzhang95/pytorch-deeplab-xception, also inside its DeepLabV3+
+    checkpoints under ``backbone.``) to :class:`Xception65`'s names.
+
+    Their naming: ``conv1``/``bn1``/``conv2``/``bn2`` (same as ours); ``block1`` .. ``block3``
+    (entry), ``block4`` .. ``block19`` (middle flow), ``block20`` (exit block), each with
+    ``skip`` / ``skipbn`` and ``rep.<i>`` = separable convs (``conv1`` depthwise, ``bn``,
+    ``pointwise``) each followed by a BatchNorm at ``rep.<i+1>``; ``conv3``/``bn3`` ..
+    ``conv5``/``bn5`` (exit separable convs and their BNs). Ours: ``block1..3``,
+    ``middle.0..15``, ``exit_block``, ``units.<u>`` = :class:`SeparableConv` (``depthwise``,
+    ``bn_depth``, ``pointwise``, ``bn_point``), ``skip.0``/``skip.1``, ``exit_convs.0..2``.
+    The separable convs of a block are matched in order. Keys outside the backbone of a
+    DeepLabV3+ checkpoint (``aspp``, ``decoder``) are dropped; keys it cannot place are kept
+    unchanged (the strict check then reports them).
+
+    Raises:
+        ValueError: ``module`` is not an :class:`Xception65`, or a block of the file has
+            another number of separable convs than ours.
+    """
+    if not isinstance(module, Xception65):
+        raise ValueError(
+            f"the deeplab_xception key map is for Xception65, not {type(module).__name__}"
+        )
+    if any(k.startswith("backbone.") for k in state):
+        state = {k[len("backbone.") :]: v for k, v in state.items() if k.startswith("backbone.")}
+    out: dict[str, torch.Tensor] = {}
+    rest = dict(state)
+
+    def take(src_prefix: str, dst_prefix: str) -> None:
+        for k in [k for k in rest if k.startswith(src_prefix)]:
+            out[dst_prefix + k[len(src_prefix) :]] = rest.pop(k)
+
+    def ours(k: int) -> tuple[str, nn.Module]:
+        if k <= 3:
+            return f"block{k}", getattr(module, f"block{k}")
+        if k <= 19:
+            return f"middle.{k - 4}", module.middle[k - 4]
+        return "exit_block", module.exit_block
+
+    for k in range(1, 21):
+        dst, block = ours(k)
+        src = f"block{k}."
+        seps = sorted(
+            int(key[len(src + "rep.") :].split(".")[0])
+            for key in rest
+            if key.startswith(src + "rep.") and key.endswith(".conv1.weight")
+        )
+        units = [i for i, m in enumerate(block.units) if isinstance(m, SeparableConv)]
+        if seps and len(seps) != len(units):
+            raise ValueError(
+                f"block{k} has {len(seps)} separable convs in the file, {dst} has {len(units)}"
+            )
+        for i, u in zip(seps, units, strict=False):
+            unit = f"{dst}.units.{u}."
+            take(f"{src}rep.{i}.conv1.", unit + "depthwise.")
+            take(f"{src}rep.{i}.bn.", unit + "bn_depth.")
+            take(f"{src}rep.{i}.pointwise.", unit + "pointwise.")
+            if i + 1 not in seps:  # the BatchNorm after the separable conv
+                take(f"{src}rep.{i + 1}.", unit + "bn_point.")
+        take(f"{src}skip.", f"{dst}.skip.0.")
+        take(f"{src}skipbn.", f"{dst}.skip.1.")
+    for n in (3, 4, 5):
+        conv = f"exit_convs.{n - 3}."
+        take(f"conv{n}.conv1.", conv + "depthwise.")
+        take(f"conv{n}.bn.", conv + "bn_depth.")
+        take(f"conv{n}.pointwise.", conv + "pointwise.")
+        take(f"bn{n}.", conv + "bn_point.")
+    out.update(rest)
+    return out
+
+
+#: named key maps for :func:`load_pretrained` / ``build_backbone(pretrained_key_map=...)``
+PRETRAINED_KEY_MAPS: dict[str, Callable[[dict, nn.Module], dict]] = {
+    "deeplab_xception": deeplab_xception_key_map,
+}
 
 
 def _state_dict_from_tflite(

@@ -61,6 +61,24 @@ def ideal_attention(labels: torch.Tensor, num_classes: int, size: tuple[int, int
     return losses.ideal_affinity(onehot)
 
 
+def row_normalised_sigmoid(logits: torch.Tensor) -> torch.Tensor:
+    """``sigmoid(L) / sum_j sigmoid(L)_ij`` along the last axis, computed as
+    ``softmax(log sigmoid(L))`` with ``log sigmoid(l) = min(l, 0) - log(1 + exp(-|l|))``.
+
+    Mathematically the row-normalised sigmoid; numerically every op (Min, Abs, Exp, Log,
+    Softmax) keeps a relative accuracy of ~1e-7 for any logit, also in ONNX Runtime, whose
+    Sigmoid kernel has only an absolute accuracy of ~1e-7 (see :class:`SceneUnderstandingModule`).
+
+    Args:
+        logits: (..., P) float.
+
+    Returns:
+        Same shape; each row is non-negative and sums to 1.
+    """
+    log_sig = torch.clamp(logits, max=0.0) - torch.log(1.0 + torch.exp(-logits.abs()))
+    return torch.softmax(log_sig, dim=-1)
+
+
 class SceneUnderstandingModule(nn.Module):
     """CI-Net scene-understanding (attention) module.
 
@@ -69,9 +87,20 @@ class SceneUnderstandingModule(nn.Module):
         key_channels: channels of Q and K.
 
     ``forward(x, attention=None)``: x (N, C, h, w) -> ``(Y, A~, logits)`` with Y (N, C, h, w),
-    A~ (N, h*w, h*w) in (0, 1) and its logits (for a numerically safe BCE). When ``attention`` (N, h*w, h*w) is given (stage 1, the ideal
-    affinity) it replaces A~ and Q, K are unused. Aggregation divides each row of the
-    attention by its sum (+1e-6) so Y stays on the scale of X for any image size.
+    A~ (N, h*w, h*w) in (0, 1) and its logits (for a numerically safe BCE). When ``attention``
+    (N, h*w, h*w) is given (stage 1, the ideal affinity) it replaces A~ and Q, K are unused.
+    Aggregation divides each row of the attention by its sum so Y stays on the scale of X for
+    any image size: ``Y = rownorm(A~) V + X``.
+
+    The learned attention is row-normalised in log space, ``rownorm(sigmoid(L)) =
+    softmax_j(log sigmoid(L_ij))`` with ``log sigmoid(l) = min(l, 0) - log(1 + exp(-|l|))``
+    (:func:`row_normalised_sigmoid`): every exported op is then accurate to a *relative* 1e-7.
+    ``sigmoid(L) / rowsum`` is not: ONNX Runtime's Sigmoid is accurate only to ~1e-7 in
+    *absolute* terms (it returns 0 for logits below about -18 and is 2x off at -17), and a
+    trained module has rows whose logits are all strongly negative, so the row sum is tiny and
+    the division amplifies those absolute errors into O(1) differences of Y (the ORT/PyTorch
+    gap of a trained CI-Net). The given (ideal) attention keeps ``A / (rowsum + 1e-6)`` (void
+    rows are all zero); it is used in training only.
     """
 
     def __init__(self, channels: int, key_channels: int):
@@ -96,7 +125,9 @@ class SceneUnderstandingModule(nn.Module):
         if attention is None:
             logits = self.attention_logits(x)
             attention = torch.sigmoid(logits)
-        a_norm = attention / (attention.sum(dim=-1, keepdim=True) + 1e-6)
+            a_norm = row_normalised_sigmoid(logits)
+        else:
+            a_norm = attention / (attention.sum(dim=-1, keepdim=True) + 1e-6)
         v = self.value(x).flatten(2)  # (N, C, P)
         y = torch.matmul(v, a_norm.transpose(1, 2)).reshape(n, c, h, w)
         return y + x, attention, logits
@@ -147,11 +178,19 @@ class CINet(JointModel):
         pair_weight, depth_normal_weight, num_pixels: inside L_depth (paper 1, 5, 500).
         normals_weight: weight of the optional normals L1 loss.
         pretrained: optional ImageNet state_dict path for the backbone.
+        pretrained_key_map: key mapping for a ``pretrained`` file in another naming
+            (``models.backbones.PRETRAINED_KEY_MAPS``); the file is loaded strictly.
+        scene_module: False removes the scene-understanding module (``Y = X``, no attention,
+            no L_att): the ablation baseline of the paper's Table 1 (ours keeps the FSM and
+            L_con).
 
     ``forward(x, batch=None)`` with x (N, 3, H, W) normalised RGB returns ``depth``
     (N, 1, H, W) metres, ``segmentation`` (N, C, H, W) logits, ``normals`` (N, 3, H, W) when asked,
     and ``aux_attention`` (N, P, P), P = ceil(H/8) * ceil(W/8) (the learned A~, or the ideal
-    attention in stage 1). In stage 1 and ``self.training``, ``batch["labels"]`` (N, H, W)
+    attention in stage 1), ``aux_attention_logits`` (its logits, when learned) and the last
+    decoder features ``aux_features_depth`` / ``aux_features_segmentation`` (N,
+    decoder_channels[-1], H, W) that L_con uses. In stage 1 and ``self.training``,
+    ``batch["labels"]`` (N, H, W)
     replaces A~ by the ideal attention; without a batch, or in eval mode (validation,
     inference, export), the learned module runs.
     """
@@ -174,6 +213,8 @@ class CINet(JointModel):
         num_pixels: int = 500,
         normals_weight: float = 1.0,
         pretrained: str | None = None,
+        pretrained_key_map: str | None = None,
+        scene_module: bool = True,
     ):
         super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
         if not {"depth", "segmentation"} <= set(self.tasks) or set(self.tasks) - {
@@ -204,10 +245,15 @@ class CINet(JointModel):
         self.num_pixels = int(num_pixels)
 
         self.backbone = build_backbone(
-            backbone, pretrained=pretrained, replace_stride_with_dilation=(False, True, True)
+            backbone,
+            pretrained=pretrained,
+            pretrained_key_map=pretrained_key_map,
+            replace_stride_with_dilation=(False, True, True),
         )
         self.reduce = ConvBNReLU(self.backbone.channels[-1], self.channels, kernel_size=1)
-        self.scene = SceneUnderstandingModule(self.channels, self.key_channels)
+        self.scene = (
+            SceneUnderstandingModule(self.channels, self.key_channels) if scene_module else None
+        )
 
         self.fsm = nn.ModuleList()
         self.depth_blocks = nn.ModuleList()
@@ -248,9 +294,18 @@ class CINet(JointModel):
         n, _, h, w = x.shape
         feat = self.reduce(self.backbone.forward_features(x)[-1])
         gt_att = None
-        if self.stage == 1 and self.training and batch is not None and "labels" in batch:
+        if (
+            self.scene is not None
+            and self.stage == 1
+            and self.training
+            and batch is not None
+            and "labels" in batch
+        ):
             gt_att = ideal_attention(batch["labels"], self.num_classes, tuple(feat.shape[-2:]))
-        y, att, att_logits = self.scene(feat, gt_att)
+        if self.scene is None:  # ablation: no scene-understanding module
+            y, att, att_logits = feat, None, None
+        else:
+            y, att, att_logits = self.scene(feat, gt_att)
         f_d, f_s = y, y
         sizes = [((h + 3) // 4, (w + 3) // 4), ((h + 1) // 2, (w + 1) // 2), (h, w)]
         for fsm, bd, bs, size in zip(
@@ -262,8 +317,12 @@ class CINet(JointModel):
         out = {
             "depth": self.max_depth * torch.sigmoid(self.depth_head(f_d)),
             "segmentation": self.seg_head(f_s),
-            "aux_attention": att,
+            # decoder features for L_con (Eq. 7); not part of the exported graph
+            "aux_features_depth": f_d,
+            "aux_features_segmentation": f_s,
         }
+        if att is not None:
+            out["aux_attention"] = att
         if att_logits is not None:
             out["aux_attention_logits"] = att_logits
         if self.normals_head is not None:
@@ -277,9 +336,11 @@ class CINet(JointModel):
 
         ``L_depth = berHu + 1 L_pair(500 signed pixel differences) + 5 L_norm`` (normals from
         depth gradients); ``L_seg`` class-weighted cross-entropy (void ignored); ``L_att`` BCE of
-        A~ against the ideal affinity; ``L_con`` the depth/segmentation consistency loss with the
-        learned ``log_sigma``. Stage 1: depth + seg; stage 2: + att; stage 3/0: + con. The
-        optional normals L1 loss is active in every stage. Returns ``total`` and every term.
+        A~ against the ideal affinity; ``L_con`` Eq. 7 on the depth and segmentation decoder
+        features (``aux_features_*``) with the ground-truth labels choosing the pairs and the
+        learned ``log_sigma`` (:func:`models.losses.consistency_loss`). Stage 1: depth + seg;
+        stage 2: + att (not without the scene module); stage 3/0: + con. The optional normals
+        L1 loss is active in every stage. Returns ``total`` and every term.
         """
 
         depth, seg = outputs["depth"], outputs["segmentation"]
@@ -321,7 +382,7 @@ class CINet(JointModel):
                 losses.normal_l1_loss(outputs["normals"], gn, nmask) if bool(nmask.any()) else zero
             )
             total = total + self.weights["normals"] * terms["normals"]
-        if self.stage in (0, 2, 3):
+        if self.stage in (0, 2, 3) and "aux_attention" in outputs:
             side = _feature_size(depth.shape[-2:])
             if "aux_attention_logits" in outputs:
                 terms["att"] = losses.attention_bce_loss(
@@ -332,7 +393,10 @@ class CINet(JointModel):
             total = total + self.weights["att"] * terms["att"]
         if self.stage in (0, 3):
             terms["con"] = losses.consistency_loss(
-                depth, seg, offsets=(1, 2), log_sigma=self.log_sigma
+                [outputs["aux_features_depth"], outputs["aux_features_segmentation"]],
+                labels,
+                offsets=(1, 2),
+                log_sigma=self.log_sigma,
             )
             total = total + self.weights["con"] * terms["con"]
         terms["total"] = total
@@ -355,6 +419,7 @@ class CINet(JointModel):
             depth_normal_weight=self.weights["depth_normal"],
             num_pixels=self.num_pixels,
             normals_weight=self.weights["normals"],
+            scene_module=self.scene is not None,
         )
         return cfg
 

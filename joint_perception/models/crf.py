@@ -27,6 +27,16 @@ Mean-field (parallel updates, as in CRF-as-RNN), with ``Q_0 = softmax(logits)``:
 The returned tensor is ``out_T`` (CRF logits; ``softmax`` gives the marginals), so the usual
 cross-entropy trains the CRF (and everything under it) end to end.
 
+Kernel normalisation (``normalization="symmetric"``, the default, as the default of the dense
+CRF code of Krähenbühl & Koltun): each kernel is used as
+``k~(i, j) = k(i, j) / sqrt(Z_i Z_j)`` with ``Z_i = 1 + sum_{j != i} k(i, j)`` (its mass over
+the neighbourhood, the pixel itself counted once). The message ``(K~ Q)_i`` is then at most
+about 1 per label whatever the bandwidths, window or grid spacing, so the Potts weights keep
+their meaning (an energy of up to ``w_m`` per pixel) instead of being multiplied by the kernel
+mass (about 65 for the depth kernel on the /8 grid with an 11 x 11 window, which made the CRF
+at the initial weights far overconfident). ``k~`` is symmetric, so ``E`` stays an energy and
+mean-field still lowers it. ``"none"`` uses the raw kernels.
+
 Two message-passing implementations share this update:
 
 * :class:`ConvCRF` (Teichmann & Cipolla, 2018): the pairwise sum is truncated to a ``window`` x
@@ -51,6 +61,21 @@ from torch import nn
 DEFAULT_THETA = (160.0, 3.0, 50.0, 0.2, 3.0)
 DEFAULT_WEIGHTS = (7.0, 4.0, 3.0)
 NUM_KERNELS = 3
+NORMALIZATIONS = ("symmetric", "none")
+
+
+def _check_normalization(normalization: str) -> str:
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}"
+        )
+    return normalization
+
+
+def _symmetric_scale(mass: torch.Tensor) -> torch.Tensor:
+    """``1 / sqrt(1 + mass)``: the per-pixel factor of the symmetric normalisation (mass = the
+    kernel sum over the other pixels; the 1 is the pixel's own kernel value k(i, i) = 1)."""
+    return torch.rsqrt(1.0 + mass)
 
 
 def _check_theta(theta: Sequence[float]) -> tuple[float, ...]:
@@ -167,6 +192,8 @@ class ConvCRF(nn.Module):
             theta_t px); pixels of the network input image.
         weights: initial Potts weights (w1, w2, w3) of the compatibility matrices.
         learn_compat: make the (3, C, C) compatibility matrices trainable parameters.
+        normalization: ``"symmetric"`` (default; see the module docstring, ``Z_i`` over the
+            window) or ``"none"``.
 
     Memory per iteration: N * C * k^2 * H * W floats for the gathered marginals.
     """
@@ -179,6 +206,7 @@ class ConvCRF(nn.Module):
         theta: Sequence[float] = DEFAULT_THETA,
         weights: Sequence[float] = DEFAULT_WEIGHTS,
         learn_compat: bool = True,
+        normalization: str = "symmetric",
     ):
         super().__init__()
         if window < 1 or window % 2 == 0:
@@ -189,6 +217,7 @@ class ConvCRF(nn.Module):
         self.window = int(window)
         self.iterations = int(iterations)
         self.theta = _check_theta(theta)
+        self.normalization = _check_normalization(normalization)
         compat = potts_compatibility(num_classes, weights)
         if learn_compat:
             self.compat = nn.Parameter(compat)
@@ -196,7 +225,8 @@ class ConvCRF(nn.Module):
             self.register_buffer("compat", compat)
 
     def kernels(self, rgb: torch.Tensor, depth: torch.Tensor, pixel_spacing: float = 1.0):
-        """Windowed kernel values, (N, 3, k^2, H, W); zero for the centre and outside the image."""
+        """Windowed kernel values, (N, 3, k^2, H, W); zero for the centre and outside the image;
+        symmetrically normalised over the window unless ``normalization="none"``."""
         n, _, h, w = rgb.shape
         r2 = self.window * self.window
         centre = torch.ones(r2, dtype=rgb.dtype, device=rgb.device)
@@ -208,7 +238,11 @@ class ConvCRF(nn.Module):
         out = []
         for f in pairwise_features(rgb, depth, self.theta, pixel_spacing):
             diff = _neighbourhood(f, self.window) - f.unsqueeze(2)
-            out.append(torch.exp(-0.5 * (diff * diff).sum(dim=1)) * valid)
+            k = torch.exp(-0.5 * (diff * diff).sum(dim=1)) * valid  # (N, k^2, H, W)
+            if self.normalization == "symmetric":
+                s = _symmetric_scale(k.sum(dim=1, keepdim=True))  # (N, 1, H, W)
+                k = k * s * _neighbourhood(s, self.window)[:, 0]  # s_i * s_j
+            out.append(k)
         return torch.stack(out, dim=1)
 
     def forward(
@@ -252,16 +286,21 @@ def dense_kernels(
     theta: Sequence[float] = DEFAULT_THETA,
     pixel_spacing: float = 1.0,
     window: int | None = None,
+    normalization: str = "none",
 ) -> torch.Tensor:
     """Exact pairwise kernel matrices over all pixel pairs.
 
     Args:
         rgb, depth, theta, pixel_spacing: as :func:`pairwise_features`.
         window: if given, keep only pairs with |dy|, |dx| <= window // 2 (the ConvCRF support).
+        normalization: ``"none"`` (raw kernels, the default here) or ``"symmetric"``
+            (``k(i, j) / sqrt(Z_i Z_j)``, ``Z_i = 1 + sum_{j != i} k(i, j)`` over the kept
+            pairs; the module docstring).
 
     Returns:
         (N, 3, HW, HW) float, zero diagonal; pixels in raster order.
     """
+    _check_normalization(normalization)
     n, _, h, w = rgb.shape
     mats = []
     for f in pairwise_features(rgb, depth, theta, pixel_spacing):
@@ -277,7 +316,11 @@ def dense_kernels(
         r = window // 2
         near = ((yy[:, None] - yy[None]).abs() <= r) & ((xx[:, None] - xx[None]).abs() <= r)
         mask = mask * near.to(k.dtype)
-    return k * mask
+    k = k * mask
+    if normalization == "symmetric":
+        s = _symmetric_scale(k.sum(dim=-1))  # (N, 3, HW)
+        k = k * s.unsqueeze(-1) * s.unsqueeze(-2)
+    return k
 
 
 def exact_dense_crf_meanfield(
@@ -288,20 +331,24 @@ def exact_dense_crf_meanfield(
     theta: Sequence[float] = DEFAULT_THETA,
     iterations: int = 5,
     pixel_spacing: float = 1.0,
+    normalization: str = "symmetric",
 ) -> torch.Tensor:
     """Reference mean-field over the fully connected CRF (all N^2 pairs, no truncation).
 
     Args:
         logits: (N, C, H, W) unary logits; rgb (N, 3, H, W) 0..255; depth (N, 1, H, W) metres.
         compat: (3, C, C) compatibility matrices (energy penalties).
-        theta, iterations, pixel_spacing: as :class:`ConvCRF`.
+        theta, iterations, pixel_spacing, normalization: as :class:`ConvCRF` (``Z_i`` over all
+            pixels).
 
     Returns:
         (N, C, H, W) CRF logits. Memory O((HW)^2): use on small images only.
     """
     _check_inputs(logits, rgb, depth)
     n, c, h, w = logits.shape
-    kern = dense_kernels(rgb, depth, theta, pixel_spacing).to(logits.dtype)
+    kern = dense_kernels(rgb, depth, theta, pixel_spacing, normalization=normalization).to(
+        logits.dtype
+    )
 
     def messages(q):
         qf = q.flatten(2)  # (N, C, HW); kernel symmetric, so Q K^T = Q K
@@ -319,6 +366,7 @@ def crf_energy(
     theta: Sequence[float] = DEFAULT_THETA,
     pixel_spacing: float = 1.0,
     window: int | None = None,
+    normalization: str = "none",
 ) -> torch.Tensor:
     """CRF energy of a labelling, or its expectation under a factorised distribution Q.
 
@@ -331,6 +379,8 @@ def crf_energy(
         rgb, depth, theta, pixel_spacing: as :func:`pairwise_features`.
         compat: (3, C, C) compatibility matrices.
         window: restrict pairs to the ConvCRF window (None = fully connected).
+        normalization: kernels as :func:`dense_kernels` (``"symmetric"`` for the energy that
+            a normalised :class:`ConvCRF` with the same ``window`` minimises).
 
     Returns:
         (N,) float energies. Memory O((HW)^2): small images only.
@@ -352,7 +402,7 @@ def crf_energy(
     _check_inputs(q, rgb, depth)
     if q.shape[1] != c:
         raise ValueError(f"Q has {q.shape[1]} classes, unary {c}")
-    kern = dense_kernels(rgb, depth, theta, pixel_spacing, window).to(unary.dtype)
+    kern = dense_kernels(rgb, depth, theta, pixel_spacing, window, normalization).to(unary.dtype)
     qf = q.flatten(2)  # (N, C, HW)
     e_unary = (q * unary).flatten(1).sum(1)
     e_pair = 0

@@ -35,7 +35,7 @@ __all__ = [
     "normal_cosine_loss",
     "depth_to_normals",
     "depth_gradient_normal_loss",
-    "pairwise_depth_loss",
+    "pairwise_distance_loss",
     "pairwise_signed_loss",
     "ideal_affinity",
     "attention_bce_loss",
@@ -328,35 +328,64 @@ def _pair_inputs(pred, target, mask):
     return pred.flatten(2), target.flatten(2), mask.to(torch.bool)
 
 
-def pairwise_depth_loss(
+def pairwise_distance_loss(
     pred: torch.Tensor,
     target: torch.Tensor,
     mask: torch.Tensor | None = None,
     num_pairs: int = 300,
     generator: torch.Generator | None = None,
+    pairs: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """PAP pair-wise consistency loss, Zhang et al., "Pattern-Affinitive Propagation across
-    Depth, Surface Normal and Semantic Segmentation", CVPR 2019, section 3.5.
+    """PAP pair-wise loss, Zhang et al., "Pattern-Affinitive Propagation across Depth, Surface
+    Normal and Semantic Segmentation", CVPR 2019, section 3.5:
 
-    For ``num_pairs`` random pairs (i, j) of valid pixels per image:
-    ``L = mean |(p_i - p_j) - (g_i - g_j)|`` averaged over channels. Generic over channels:
-    depth (C = 1), normals (C = 3) or one-hot / probability maps for segmentation.
+    ``L_pair = sum_{(i, j) in S} | ||p_i - p_j|| - ||g_i - g_j|| |``
+
+    over a set S of ``num_pairs`` random pairs of valid pixels of one image: the predicted
+    *distance* of a pair is compared with the ground-truth distance (absolute values, so a
+    map whose ordering is reversed but whose pair distances are right costs nothing), and the
+    pair terms are **summed**, as the paper writes it (not averaged: with ``xi = 0.2`` on the
+    sum, a per-pair mean would divide the effective weight by ``num_pairs``). ``||.||`` is the
+    absolute value for depth (C = 1) and the Euclidean norm over channels for vector maps
+    (normals, C = 3; segmentation probabilities against one-hot labels, C = classes). The
+    batch loss is the mean of the per-image sums over the images that have a valid pixel.
 
     Args:
-        pred, target: (N, C, H, W).
-        mask: bool (N, H, W) or (N, 1, H, W); default valid depth (C = 1) or finite target.
-        num_pairs: pairs per image (paper: 300).
+        pred, target: (N, C, H, W), same shape (depth in metres, unit normals, ...).
+        mask: bool (N, H, W) or (N, 1, H, W) of pixels pairs may use; default valid depth
+            (C = 1: finite and > 0) or a finite target.
+        num_pairs: |S| per image (paper: 300). Pixels are drawn uniformly among the valid
+            ones, with replacement.
         generator: optional torch.Generator for the sampling.
+        pairs: optional explicit (N, K, 2) int64 flat pixel indices (row-major over H x W)
+            instead of sampling (for tests and reproducible evaluations); ``mask`` is then
+            not used.
+
+    Returns:
+        0-dim tensor: mean over images of the per-image sum over pairs.
     """
     p, g, m = _pair_inputs(pred, target, mask)
-    idx, has = _sample_valid(m, 2 * num_pairs, generator)
+    if pairs is None:
+        idx, has = _sample_valid(m, 2 * num_pairs, generator)
+        i, j = idx[:, :num_pairs], idx[:, num_pairs:]
+    else:
+        if pairs.dim() != 3 or pairs.shape[0] != p.shape[0] or pairs.shape[2] != 2:
+            raise ValueError(f"pairs must be (N, K, 2), got {tuple(pairs.shape)}")
+        i, j = pairs[..., 0].long(), pairs[..., 1].long()
+        has = torch.ones(p.shape[0], dtype=torch.bool, device=p.device)
     if not has.any():
         return _zero(pred)
-    idx = idx[:, None, :].expand(-1, p.shape[1], -1)
-    ps, gs = p.gather(2, idx), g.gather(2, idx)
-    dp = ps[..., :num_pairs] - ps[..., num_pairs:]
-    dg = gs[..., :num_pairs] - gs[..., num_pairs:]
-    return (dp - dg).abs()[has].mean()
+    c = p.shape[1]
+    pi, pj = p.gather(2, i[:, None].expand(-1, c, -1)), p.gather(2, j[:, None].expand(-1, c, -1))
+    gi, gj = g.gather(2, i[:, None].expand(-1, c, -1)), g.gather(2, j[:, None].expand(-1, c, -1))
+    if c == 1:
+        dp, dg = (pi - pj).abs()[:, 0], (gi - gj).abs()[:, 0]
+    else:  # Euclidean distance; 0 (with a zero gradient) for coincident vectors
+        sq = (pi - pj).pow(2).sum(1)
+        dp = torch.where(sq > 0, sq.clamp_min(1e-24).sqrt(), torch.zeros_like(sq))
+        dg = (gi - gj).pow(2).sum(1).sqrt()
+    per_image = (dp - dg).abs().sum(1)  # (N,)
+    return per_image[has].mean()
 
 
 def pairwise_signed_loss(
@@ -376,7 +405,7 @@ def pairwise_signed_loss(
 
     Args:
         pred, target: (N, C, H, W).
-        mask: bool (N, H, W) or (N, 1, H, W); default as :func:`pairwise_depth_loss`.
+        mask: bool (N, H, W) or (N, 1, H, W); default as :func:`pairwise_distance_loss`.
         num_pixels: pixels per image (paper: 500; memory N * C * num_pixels^2).
     """
     p, g, m = _pair_inputs(pred, target, mask)
@@ -452,57 +481,79 @@ def attention_bce_loss(
 
 
 def consistency_loss(
-    depth: torch.Tensor,
-    seg_logits: torch.Tensor,
+    features: Sequence[torch.Tensor],
+    labels: torch.Tensor,
     offsets: Sequence[int] = (1, 2),
     log_sigma: torch.Tensor | float | None = None,
 ) -> torch.Tensor:
-    """Cross-task consistency loss (CI-Net L_con): pixels the segmentation puts in the same
-    class should have similar depth, with a learned tolerance sigma.
+    """CI-Net cross-task consistency loss L_con (Gao et al., "CI-Net: a joint depth estimation
+    and semantic segmentation network using contextual information", Applied Intelligence
+    2022, Eq. 7) on decoder features, with the ground-truth labels choosing the pairs.
 
-    Formula used (documented departure: the paper gives no closed form we could verify).
-    For every offset ``l`` and both image axes, for neighbours i and j = i + l:
+    For a feature map f, an offset l and an image axis (x or y), every pixel i and its
+    neighbour j = i + l along that axis form a pair with the Gaussian feature similarity
 
-    * ``s_ij = sum_c p_i(c) p_j(c)``, the probability that both pixels share a class
-      (``p = softmax(seg_logits)``);
-    * ``delta_ij = log d_i - log d_j`` (relative depth change, scale-free);
-    * ``L = mean_{l, axis, i} [ s_ij * delta_ij^2 ] / (2 sigma^2) + log sigma``
-      (Kendall-style learned sigma: the log term prevents sigma from growing without bound).
+    ``D_ij(f, l) = exp(-1/2 (f_i - f_j)^T (sigma^2 I)^-1 (f_i - f_j))
+                = exp(-||f_i - f_j||^2 / (2 sigma^2))``
 
-    Gradients reach the depth (smooth inside a segment) and the segmentation (depth edges
-    pull class boundaries onto them).
+    and ``psi_ij = 1`` when the ground-truth labels of i and j differ, 0 when they agree:
+    features of neighbours on different semantic regions are pushed apart.
+    ``L_con = sum_f [sum_{l, axis, (i, j)} psi_ij D_ij(f, l) / P]`` with ``l`` in ``offsets``
+    (paper: 1 and 2), both axes, ``f`` in ``features`` (CI-Net: the depth and the semantic
+    decoder features) and ``sigma`` learned. ``P`` = the number of pairs with two non-void
+    labels (pairs touching a void pixel have no psi and are skipped); dividing the paper's sum
+    by ``P`` keeps the weight 5 of ``L_con`` independent of the image size (documented
+    departure, docs/models/cinet.md).
+
+    Note: only psi = 1 pairs contribute, so the loss is minimised by pushing features apart
+    *or* by shrinking sigma; a learned sigma therefore only decreases under this loss.
 
     Args:
-        depth: (N, 1, H, W) predicted metres (> 0; clamped at 1e-6).
-        seg_logits: (N, C, H, W) logits.
-        offsets: neighbour distances in pixels (paper: 1 and 2).
+        features: sequence of (N, C_f, H, W) feature maps (CI-Net: at the input resolution).
+        labels: (N, H', W') int ground truth, 0 = void; resized (nearest) to each feature map.
+        offsets: neighbour distances in pixels (positive).
         log_sigma: learnable 0-dim tensor log(sigma), or a float; None = 0 (sigma = 1).
+
+    Returns:
+        0-dim tensor (attached zero when no non-void pair exists).
+
+    Raises:
+        ValueError: a non-positive offset, or batch sizes that differ.
     """
-    if depth.shape[0] != seg_logits.shape[0] or depth.shape[2:] != seg_logits.shape[2:]:
-        raise ValueError(
-            f"depth {tuple(depth.shape)} and seg {tuple(seg_logits.shape)} sizes differ"
-        )
-    logd = torch.log(depth.clamp_min(1e-6))
-    prob = torch.softmax(seg_logits, dim=1)
-    terms = []
-    for off in offsets:
-        if off <= 0:
-            raise ValueError(f"offsets must be positive, got {off}")
-        for dim in (2, 3):
-            n = logd.shape[dim]
-            if off >= n:
-                continue
-            d = logd.narrow(dim, off, n - off) - logd.narrow(dim, 0, n - off)
-            s = (prob.narrow(dim, off, n - off) * prob.narrow(dim, 0, n - off)).sum(1, keepdim=True)
-            terms.append((s * d * d).mean())
-    if not terms:
-        return _zero(depth)
-    data = torch.stack(terms).mean()
+    if not features:
+        raise ValueError("consistency_loss needs at least one feature map")
+    if any(off <= 0 for off in offsets):
+        raise ValueError(f"offsets must be positive, got {list(offsets)}")
+    ref = features[0]
     if log_sigma is None:
-        return 0.5 * data
+        log_sigma = 0.0
     if not torch.is_tensor(log_sigma):
-        log_sigma = torch.tensor(float(log_sigma), dtype=depth.dtype, device=depth.device)
-    return data * 0.5 * torch.exp(-2.0 * log_sigma) + log_sigma
+        log_sigma = torch.tensor(float(log_sigma), dtype=ref.dtype, device=ref.device)
+    inv_two_var = 0.5 * torch.exp(-2.0 * log_sigma)
+    total = ref.sum() * 0.0
+    for f in features:
+        if f.dim() != 4 or f.shape[0] != labels.shape[0]:
+            raise ValueError(
+                f"features must be (N, C, H, W) with N = {labels.shape[0]}, got {tuple(f.shape)}"
+            )
+        lab = labels.long()
+        if tuple(lab.shape[-2:]) != tuple(f.shape[-2:]):
+            lab = downsample_labels(lab, f.shape[-2:])
+        term, count = f.sum() * 0.0, 0
+        for off in offsets:
+            for dim in (2, 3):
+                n = f.shape[dim]
+                if off >= n:
+                    continue
+                fa, fb = f.narrow(dim, off, n - off), f.narrow(dim, 0, n - off)
+                la, lb = lab.narrow(dim - 1, off, n - off), lab.narrow(dim - 1, 0, n - off)
+                valid = (la > 0) & (lb > 0)
+                psi = (valid & (la != lb)).to(f.dtype)
+                d = torch.exp(-(fa - fb).pow(2).sum(1) * inv_two_var)
+                term = term + (psi * d).sum()
+                count += int(valid.sum())
+        total = total + (term / count if count else term)
+    return total
 
 
 # --------------------------------------------------------------------------- weighting

@@ -20,7 +20,9 @@ Data flow for an (N, 3, H, W) normalised RGB input:
 
 Losses: ``L = lambda * L_sem + L_depth`` with summed cross-entropy and ``lambda = 1e-6``
 (balances a sum over ~3e5 pixels of a 480x640 image against a per-pixel-mean depth loss),
-``L_depth`` the scale-invariant log loss (Eigen et al. 2014, lambda_si = 0.5).
+``L_depth`` the paper's Eq. 4, the fully scale-invariant log loss
+``1/n sum d_i^2 - 1/n^2 (sum d_i)^2`` (lambda_si = 1), with ground truth beyond the last bin
+clipped to it (``max_depth``), as the bins' classification targets are.
 
 Three-stage training (``set_stage``): 1 = segmentation only (no CRF), 2 = + depth (no CRF),
 3 = + CRF (end to end); 0 = the default = stage 3.
@@ -94,13 +96,18 @@ class MultiScaleCRFNet(JointModel):
         max_depth: metres, upper end of the bins (paper: 7.0 = 50 x 0.14 m).
         num_bins: B depth bins (paper: 50); ``bin_size = max_depth / num_bins``.
         segmentation_weight: lambda on the summed cross-entropy (paper: 1e-6).
-        silog_lambda: lambda of the scale-invariant log loss (0.5).
+        silog_lambda: lambda of the scale-invariant log loss (paper Eq. 4: 1, fully scale
+            invariant; Eigen et al.'s training value 0.5 also constrains the global scale).
         dropout: after fc6, fc7 and the branch MLPs (DeepLab: 0.5).
         crf_window: ConvCRF neighbourhood on the /8 grid (odd).
         crf_iterations: mean-field iterations (CRF-as-RNN: 5).
         crf_theta: (theta_a px, theta_b RGB, theta_g px, theta_z m, theta_t px), input pixels.
         crf_weights: initial Potts weights (w1, w2, w3).
+        crf_normalization: ``"symmetric"`` (default, kernels normalised as in the dense CRF
+            code) or ``"none"`` (raw kernel sums; see ``models.crf``).
         pretrained: optional path to an ImageNet VGG-16 state_dict (torchvision names).
+        pretrained_key_map: key mapping for a ``pretrained`` file in another naming
+            (``models.backbones.PRETRAINED_KEY_MAPS``); the file is loaded strictly.
 
     Outputs of ``forward``: ``depth`` (N, 1, H, W) metres in [l, max_depth], ``segmentation``
     (N, C, H, W) logits (CRF output in stages 0 and 3), ``normals`` (N, 3, H, W) unit with the
@@ -117,13 +124,15 @@ class MultiScaleCRFNet(JointModel):
         max_depth: float = 7.0,
         num_bins: int = 50,
         segmentation_weight: float = 1e-6,
-        silog_lambda: float = 0.5,
+        silog_lambda: float = 1.0,
         dropout: float = 0.5,
         crf_window: int = 11,
         crf_iterations: int = 5,
         crf_theta: Sequence[float] = DEFAULT_THETA,
         crf_weights: Sequence[float] = DEFAULT_WEIGHTS,
+        crf_normalization: str = "symmetric",
         pretrained: str | None = None,
+        pretrained_key_map: str | None = None,
     ):
         super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
         if not {"depth", "segmentation"} <= set(self.tasks) or set(self.tasks) - {
@@ -141,10 +150,11 @@ class MultiScaleCRFNet(JointModel):
         self.segmentation_weight = float(segmentation_weight)
         self.silog_lambda = float(silog_lambda)
         self.dropout = float(dropout)
-        self.pretrained = pretrained
         normals = "normals" in self.tasks
 
-        self.trunk = build_backbone("vgg16", pretrained=pretrained, dilated=True)
+        self.trunk = build_backbone(
+            "vgg16", pretrained=pretrained, pretrained_key_map=pretrained_key_map, dilated=True
+        )
         self.pool5 = nn.MaxPool2d(3, stride=1, padding=1)
         self.fc6 = nn.Conv2d(512, 1024, 3, padding=12, dilation=12)
         self.fc7 = nn.Conv2d(1024, 1024, 1)
@@ -170,6 +180,7 @@ class MultiScaleCRFNet(JointModel):
             iterations=crf_iterations,
             theta=crf_theta,
             weights=crf_weights,
+            normalization=crf_normalization,
         )
         self._crf_weights = tuple(float(w) for w in crf_weights)
 
@@ -229,17 +240,18 @@ class MultiScaleCRFNet(JointModel):
     def compute_losses(self, outputs, batch):
         """``total = segmentation_weight * CE_sum + [stage >= 2] * SILog (+ normals cosine)``.
 
-        Depth targets beyond ``max_depth`` (outside the bins) are excluded from the SI loss.
-        Returns ``total``, ``segmentation`` (summed CE), ``depth`` (SI log loss), ``normals``.
+        SILog is Eq. 4 with ``silog_lambda`` (1 by default); valid depth targets beyond
+        ``max_depth`` are clipped to ``max_depth`` (the last bin), as the paper's bin targets
+        are. Returns ``total``, ``segmentation`` (summed CE), ``depth`` (SI log loss),
+        ``normals``.
         """
         labels = batch["labels"]
         if "has_labels" in batch:
             labels = labels * batch["has_labels"].view(-1, 1, 1).to(labels.dtype)
         l_seg = losses.cross_entropy_loss(outputs["segmentation"], labels, reduction="sum")
         gt = batch["depth"]
-        l_depth = losses.silog_loss(
-            outputs["depth"], gt, mask=gt <= self.max_depth, lam=self.silog_lambda
-        )
+        gt = torch.where(losses.valid_depth_mask(gt), gt.clamp(max=self.max_depth), gt)
+        l_depth = losses.silog_loss(outputs["depth"], gt, lam=self.silog_lambda)
         terms = {"segmentation": l_seg, "depth": l_depth}
         total = self.segmentation_weight * l_seg
         if self.stage != 1:
@@ -255,6 +267,8 @@ class MultiScaleCRFNet(JointModel):
         return terms
 
     def config(self) -> dict:
+        """Constructor arguments; ``pretrained`` is left out (the weights travel in the
+        state_dict, and the ImageNet file need not exist where the model is rebuilt)."""
         cfg = super().config()
         cfg.update(
             num_bins=self.num_bins,
@@ -265,6 +279,6 @@ class MultiScaleCRFNet(JointModel):
             crf_iterations=self.crf.iterations,
             crf_theta=list(self.crf.theta),
             crf_weights=list(self._crf_weights),
-            pretrained=self.pretrained,
+            crf_normalization=self.crf.normalization,
         )
         return cfg

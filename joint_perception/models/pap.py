@@ -84,6 +84,8 @@ class PAPNet(JointModel):
         initial_loss_weight: optional deep supervision of the initial predictions at the
             affinity scale (0 = the paper's loss exactly).
         pretrained: optional path to an ImageNet state_dict for the backbone.
+        pretrained_key_map: key mapping for a ``pretrained`` file in another naming
+            (``models.backbones.PRETRAINED_KEY_MAPS``); the file is loaded strictly.
 
     ``forward(x)`` with x (N, 3, H, W) normalised RGB returns ``depth`` (N, 1, H, W) metres,
     ``segmentation`` (N, C, H, W) logits, ``normals`` (N, 3, H, W) unit (only the tasks present), plus
@@ -110,6 +112,7 @@ class PAPNet(JointModel):
         num_pairs: int = 300,
         initial_loss_weight: float = 0.0,
         pretrained: str | None = None,
+        pretrained_key_map: str | None = None,
     ):
         super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
         if not self.tasks or set(self.tasks) - {"depth", "segmentation", "normals"}:
@@ -131,7 +134,9 @@ class PAPNet(JointModel):
         self.num_pairs = int(num_pairs)
         self.initial_loss_weight = float(initial_loss_weight)
 
-        self.backbone = build_backbone(backbone, pretrained=pretrained)
+        self.backbone = build_backbone(
+            backbone, pretrained=pretrained, pretrained_key_map=pretrained_key_map
+        )
         c = self.channels
         proj = max(c // 4, 16)
         self.stage_proj = nn.ModuleList(
@@ -221,7 +226,7 @@ class PAPNet(JointModel):
             gt = batch["depth"]
             if tuple(gt.shape[-2:]) != size:
                 gt = F.interpolate(gt, size=size, mode="nearest")
-            return losses.berhu_loss(pred, gt), losses.pairwise_depth_loss(
+            return losses.berhu_loss(pred, gt), losses.pairwise_distance_loss(
                 pred, gt, num_pairs=self.num_pairs
             )
         if task == "normals":
@@ -232,7 +237,7 @@ class PAPNet(JointModel):
             if "has_normals" in batch:
                 mask = mask & batch["has_normals"].view(-1, 1, 1).bool()
             gt = torch.where(mask[:, None], gt, torch.zeros_like(gt))
-            return losses.normal_l1_loss(pred, gt, mask), losses.pairwise_depth_loss(
+            return losses.normal_l1_loss(pred, gt, mask), losses.pairwise_distance_loss(
                 pred, gt, mask, num_pairs=self.num_pairs
             )
         labels = batch["labels"].long()
@@ -242,7 +247,7 @@ class PAPNet(JointModel):
             labels = labels * batch["has_labels"].view(-1, 1, 1).long()
         onehot = F.one_hot(labels, self.num_classes + 1)[..., 1:].permute(0, 3, 1, 2).to(pred.dtype)
         prob = torch.softmax(pred, dim=1)
-        return losses.cross_entropy_loss(pred, labels), losses.pairwise_depth_loss(
+        return losses.cross_entropy_loss(pred, labels), losses.pairwise_distance_loss(
             prob, onehot, labels > 0, num_pairs=self.num_pairs
         )
 

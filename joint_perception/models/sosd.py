@@ -130,6 +130,8 @@ class SOSDNet(JointModel):
             inverse depth in 1/m and the L1 loss is on inverse depth: the paper's disparity
             loss for Cityscapes up to the constant fx * baseline).
         pretrained: optional path to an ImageNet state_dict for the backbone.
+        pretrained_key_map: key mapping for a ``pretrained`` file in another naming
+            (``models.backbones.PRETRAINED_KEY_MAPS``); the file is loaded strictly.
 
     Outputs of ``forward``: ``depth`` (N, 1, H, W) metres > 0, ``segmentation`` (N, C, H, W),
     ``normals`` (N, 3, H, W) unit when asked, ``aux_geometric`` (N, 1, h, w) the positive
@@ -148,6 +150,7 @@ class SOSDNet(JointModel):
         output_stride: int = 16,
         depth_output: str = "depth",
         pretrained: str | None = None,
+        pretrained_key_map: str | None = None,
     ):
         super().__init__(tasks=tasks, num_classes=num_classes, max_depth=max_depth)
         if not {"depth", "segmentation"} <= set(self.tasks) or set(self.tasks) - {
@@ -163,10 +166,12 @@ class SOSDNet(JointModel):
         self.backbone_name = backbone
         self.output_stride = int(output_stride)
         self.depth_output = depth_output
-        self.pretrained = pretrained
 
         self.backbone = build_backbone(
-            backbone, pretrained=pretrained, **_backbone_kwargs(backbone, self.output_stride)
+            backbone,
+            pretrained=pretrained,
+            pretrained_key_map=pretrained_key_map,
+            **_backbone_kwargs(backbone, self.output_stride),
         )
         low_ch, high_ch = self.backbone.channels[0], self.backbone.channels[-1]
         rates = (6, 12, 18) if self.output_stride == 16 else (12, 24, 36)
@@ -277,11 +282,12 @@ class SOSDNet(JointModel):
         return terms
 
     def config(self) -> dict:
+        """Constructor arguments; ``pretrained`` is left out (the weights travel in the
+        state_dict, and the ImageNet file need not exist where the model is rebuilt)."""
         cfg = super().config()
         cfg.update(
             backbone=self.backbone_name,
             output_stride=self.output_stride,
             depth_output=self.depth_output,
-            pretrained=self.pretrained,
         )
         return cfg

@@ -108,6 +108,9 @@ class DataConfig:
             strength); missing keys take that function's defaults.
         canonical_focal: focal length in pixels (at the network input size) that depth is
             normalised to, for training on several cameras; None = metric depth as recorded.
+        allow_missing_targets: tasks of the model that may lack ground truth in every training
+            set (their loss is then zero: e.g. frozen segmentation / normals branches while
+            fine-tuning depth on KITTI). Any other task without ground truth stops ``train``.
     """
 
     train: list[dict[str, Any]] = field(default_factory=list)
@@ -117,6 +120,7 @@ class DataConfig:
     num_workers: int = 2
     augment: dict[str, Any] = field(default_factory=dict)
     canonical_focal: float | None = None
+    allow_missing_targets: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -137,6 +141,11 @@ class OptimConfig:
         em: EM alternation (SOSD-Net): one optimiser per side of ``model.em_groups()``, a depth
             step and a semantic step in turn; ``trainer.gradient_clip_val`` then clips manually
             and ``trainer.accumulate_grad_batches`` is ignored.
+        groups: per-layer learning rates: ``[{modules: [prefix, ...], lr: x | lr_scale: s,
+            name?, weight_decay?}, ...]`` by module-name prefix (``training.schedule``);
+            empty = the model's ``param_groups`` (e.g. CI-Net backbone x0.1).
+        schedule_per_stage: restart the ``poly``/``cosine`` decay in every stage over that
+            stage's steps (default: one decay over the whole run).
     """
 
     optimizer: str = field(default="adamw", metadata=_choices("sgd", "adam", "adamw"))
@@ -148,6 +157,8 @@ class OptimConfig:
     poly_power: float = 0.9
     warmup_steps: int = 0
     em: bool = False
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    schedule_per_stage: bool = False
 
 
 @dataclass
@@ -213,6 +224,8 @@ class ExportConfig:
             metadata.json.
         input_size: [H, W] in pixels of the exported network input; None = ``input_size``.
         opset: ONNX opset version.
+        verify_atol: largest tolerated |ONNX Runtime - PyTorch| on the float outputs (fp32);
+            a larger gap fails the export (the checkpoint is kept, ``train`` exits with 1).
         tensorrt: ``BuildOptions`` fields for the TensorRT engine, built when ``tensorrt``
             imports (``precision`` fp32|fp16|int8, ``workspace_mb``, ...); missing fields take
             ``BuildOptions``' defaults.
@@ -221,6 +234,7 @@ class ExportConfig:
     enabled: bool = True
     input_size: list[int] | None = None
     opset: int = 17
+    verify_atol: float = 1e-4
     tensorrt: dict[str, Any] = field(default_factory=dict)
 
 
@@ -235,8 +249,11 @@ class RecipeConfig:
         model: see :class:`ModelConfig`.
         data: see :class:`DataConfig`.
         optim: see :class:`OptimConfig`.
-        stages: epochs per training stage (``model.set_stage(1..k)`` at the boundaries; the last
-            stage then stays); empty = stage 0 throughout.
+        stages: training stages in order, each a number of epochs or a mapping ``{epochs,
+            name?, model_stage?, lr?, freeze?: [module prefixes]}`` (``training.schedule``):
+            ``model.set_stage(model_stage or 1..k)`` at the boundaries, the stage's base LR,
+            frozen modules; after the last boundary the last stage stays; empty = stage 0
+            throughout.
         trainer: see :class:`TrainerConfig`.
         checkpoint: see :class:`CheckpointConfig`.
         export: see :class:`ExportConfig`.
@@ -250,7 +267,7 @@ class RecipeConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    stages: list[int] = field(default_factory=list)
+    stages: list[Any] = field(default_factory=list)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
@@ -473,16 +490,50 @@ def _check_trainer(trainer: Mapping) -> None:
 
 
 def _check_data(data: Mapping[str, Any]) -> None:
+    from joint_perception.tasks import TASK_NAMES
+
     _check_datasets("train", data["train"])
     _check_datasets("val", data["val"])
     _check_augment(data["augment"])
+    for t in data["allow_missing_targets"]:
+        if t not in TASK_NAMES:
+            raise RecipeError(
+                "data.allow_missing_targets",
+                f"recipe key data.allow_missing_targets: {t!r} is not a task "
+                f"({', '.join(TASK_NAMES)})",
+            )
 
 
-def _check_stages(stages: Sequence[int]) -> None:
-    if any(s < 0 for s in stages):
-        raise RecipeError(
-            "stages", f"recipe key stages: epochs per stage must be >= 0, got {list(stages)}"
-        )
+def _check_stages(stages: Sequence[Any]) -> None:
+    from joint_perception.training.schedule import normalise_stages
+
+    try:
+        normalise_stages(stages)
+    except ValueError as exc:
+        key = re.match(r"recipe key (\S+?):", str(exc))
+        raise RecipeError(key.group(1) if key else "stages", str(exc)) from None
+
+
+def _check_optim(optim: Mapping[str, Any]) -> None:
+    from joint_perception.training.schedule import GROUP_KEYS
+
+    _check_choices("optim", OptimConfig, optim)
+    for i, g in enumerate(optim["groups"]):
+        if not isinstance(g, Mapping):
+            raise RecipeError(
+                f"optim.groups[{i}]", f"recipe key optim.groups[{i}]: expected a mapping, got {g!r}"
+            )
+        check_keys(f"optim.groups[{i}]", g, GROUP_KEYS)
+        if not g.get("modules"):
+            raise RecipeError(
+                f"optim.groups[{i}].modules",
+                f"recipe key optim.groups[{i}].modules: list at least one module prefix",
+            )
+        if (g.get("lr") is None) == (g.get("lr_scale") is None):
+            raise RecipeError(
+                f"optim.groups[{i}]",
+                f"recipe key optim.groups[{i}]: set exactly one of lr and lr_scale",
+            )
 
 
 def _check_export(export: Mapping[str, Any]) -> None:
@@ -495,7 +546,7 @@ _CHECKS = {
     "input_size": lambda v: _check_size("input_size", v),
     "model": _check_model,
     "data": _check_data,
-    "optim": lambda v: _check_choices("optim", OptimConfig, v),
+    "optim": _check_optim,
     "stages": _check_stages,
     "trainer": _check_trainer,
     "checkpoint": lambda v: _check_choices("checkpoint", CheckpointConfig, v),

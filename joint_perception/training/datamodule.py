@@ -22,7 +22,7 @@ from joint_perception.data.transforms import Transformed, build_transforms
 from joint_perception.training.config import resolve_section
 from joint_perception.training.pseudo_labels import TeacherLabels
 
-__all__ = ["JointDataModule", "val_tags", "build_spec"]
+__all__ = ["JointDataModule", "val_tags", "build_spec", "check_task_targets"]
 
 
 def build_spec(spec: Mapping[str, Any], split: str, progress: bool = True):
@@ -52,6 +52,53 @@ def build_spec(spec: Mapping[str, Any], split: str, progress: bool = True):
         ds = TeacherLabels(ds, teacher, min_conf, identity=identity)
         ds.prepare(progress)
     return Repeat(ds, repeat) if repeat != 1 else ds
+
+
+def check_task_targets(
+    tasks: Sequence[str],
+    datasets: Sequence[Any],
+    specs: Sequence[Mapping[str, Any]],
+    arch: str,
+    allowed_missing: Sequence[str] = (),
+) -> None:
+    """Refuse to train a task that no training data set has ground truth for.
+
+    A model's loss for a task without ground truth is an attached zero (``models.losses``), so
+    that head would "train" silently on nothing (e.g. PAP's normals on the NYUv2 .mat). A
+    mixture where only some sets supply a task is fine (per-sample ``has_*`` masks).
+
+    Args:
+        tasks: the model's tasks.
+        datasets: the built training sets, one per spec (before the transforms).
+        specs: their recipe specs (for the message).
+        arch: the model's registry name (for the message).
+        allowed_missing: tasks the recipe lets go without ground truth
+            (``data.allow_missing_targets``).
+
+    Raises:
+        ValueError: a task without ground truth in any set, naming the task, the sets and what
+            they supply, and pointing at docs/data.md.
+    """
+    from joint_perception.data.registry import dataset_targets
+
+    found = [dataset_targets(ds) for ds in datasets]
+    if any(f is None for f in found):  # a reader that cannot tell: do not guess
+        return
+    have = frozenset().union(*found)
+    missing = [t for t in tasks if t not in have and t not in allowed_missing]
+    if missing:
+        what = "; ".join(
+            f"data.train[{i}] {s.get('name')!r} supplies {', '.join(sorted(f)) or 'nothing'}"
+            for i, (s, f) in enumerate(zip(specs, found, strict=True))
+        )
+        raise ValueError(
+            f"model {arch!r} trains {', '.join(missing)}, but no training data set has "
+            f"{', '.join(missing)} ground truth ({what}). Its loss would be a silent zero. Add "
+            "a set with that ground truth (docs/data.md: e.g. nyud_mt with normals/, or "
+            "nyuv2_labeled normals_root=... / normals_from_depth=true) or train without the "
+            f"task (model.tasks=[{', '.join(t for t in tasks if t not in missing)}]); "
+            "data.allow_missing_targets accepts it deliberately (e.g. frozen branches)."
+        )
 
 
 def val_tags(val_specs: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -97,6 +144,7 @@ class JointDataModule(lightning.LightningDataModule):
         )
         self.eval_tf = build_transforms(self.size, False, canonical_focal=focal, mean=mean, std=std)
         self.train_set = None
+        self.train_parts: list = []  # the training sets before the transforms
         self.val_sets: list = []
 
     def setup(self, stage: str | None = None) -> None:
@@ -104,6 +152,7 @@ class JointDataModule(lightning.LightningDataModule):
             from torch.utils.data import ConcatDataset
 
             sets = [build_spec(spec, "train") for spec in self.cfg["train"]]
+            self.train_parts = sets
             self.train_set = Transformed(
                 sets[0] if len(sets) == 1 else ConcatDataset(sets), self.train_tf
             )

@@ -2,16 +2,20 @@
 
 * builds the network with ``models.build_model(name, **cfg)`` and trains it with the model's
   own ``compute_losses`` (the paper losses live with the models);
-* paper schemes through the JointModel hooks: ``set_stage(k)`` switched at configured epoch
-  boundaries (``stages: [e1, e2, e3]`` = epochs per stage, 1-based stages; none = stage 0),
-  ``param_groups(lr)`` for per-module learning rates (e.g. CI-Net backbone x0.1) and
+* paper schemes through the JointModel hooks and :mod:`joint_perception.training.schedule`:
+  ``stages`` switched at epoch boundaries (``stages: [e1, e2, e3]`` = epochs per stage, or
+  mappings with a stage's ``epochs``, ``lr``, ``freeze`` and ``model_stage``; ``set_stage(k)``
+  with 1-based stages; none = stage 0), per-layer learning rates from ``optim.groups`` (else
+  the model's ``param_groups(lr)``, e.g. CI-Net backbone x0.1), frozen modules per stage, and
   ``em_groups()`` for EM alternation (SOSD-Net): manual optimisation with one optimiser per
   parameter group, alternating a depth step (depth + normal losses) and a semantic step
   (segmentation loss) every iteration;
 * SGD / Adam / AdamW, poly / cosine / constant schedules with linear warm-up, stepped per
-  iteration over ``trainer.estimated_stepping_batches``;
+  iteration over ``trainer.estimated_stepping_batches`` (restarted per stage with
+  ``optim.schedule_per_stage``), times the running stage's ``lr / optim.lr``;
 * validation with :class:`joint_perception.accuracy.AccuracyEvaluator` (the scoring of
-  ``evaluate`` and ``replay``; its additive state summed across DDP ranks), logged as ``val/abs_rel``, ``val/rmse``, ``val/delta1``, ``val/miou``,
+  ``evaluate`` and ``replay``; its additive state summed across DDP ranks), logged as
+  ``val/abs_rel``, ``val/rmse``, ``val/delta1``, ``val/miou``,
   ``val/normal_mean`` (first validation set) and ``val/<tag>/<metric>`` for every set.
 
 ``model.init_from`` (a path: an exported model directory such as ``models/realtime``, its
@@ -42,10 +46,22 @@ from joint_perception.accuracy import AccuracyEvaluator, FrameReference
 from joint_perception.models import build_model
 from joint_perception.models.serialization import load_checkpoint_model
 from joint_perception.training.config import resolve_section
+from joint_perception.training.schedule import (
+    StagedLR,
+    build_param_groups,
+    check_module_prefixes,
+    frozen_batchnorms,
+    lr_lambda,
+    normalise_stages,
+    set_frozen,
+    stage_for_epoch,
+    stage_index_for_epoch,
+)
 
 log = logging.getLogger(__name__)
 
 __all__ = ["JointLightningModule", "stage_for_epoch", "lr_lambda", "init_from_weights"]
+# stage_for_epoch and lr_lambda live in training.schedule (re-exported here)
 
 
 def init_from_weights(
@@ -89,39 +105,6 @@ def init_from_weights(
     return {"loaded": sorted(usable), "skipped": sorted(set(own) - set(usable))}
 
 
-def stage_for_epoch(stages: Sequence[int], epoch: int) -> int:
-    """1-based stage for ``epoch`` given epochs per stage; 0 when ``stages`` is empty. After
-    the last boundary the last stage stays active."""
-    if not stages:
-        return 0
-    end = 0
-    for k, n in enumerate(stages, 1):
-        end += int(n)
-        if epoch < end:
-            return k
-    return len(stages)
-
-
-def lr_lambda(schedule: str, total_steps: int, power: float = 0.9, warmup_steps: int = 0):
-    """Multiplier of the base LR at step ``s``: linear warm-up, then ``poly``
-    ``(1 - s/T)^power`` (DeepLab), ``cosine`` ``0.5 (1 + cos(pi s/T))`` or ``constant``."""
-    if schedule not in ("poly", "cosine", "constant"):
-        raise ValueError(f"schedule must be poly, cosine or constant, got {schedule!r}")
-    total = max(int(total_steps), 1)
-
-    def f(step: int) -> float:
-        if warmup_steps and step < warmup_steps:
-            return (step + 1) / warmup_steps
-        t = min(step / total, 1.0)
-        if schedule == "poly":
-            return max(1.0 - t, 0.0) ** power
-        if schedule == "cosine":
-            return 0.5 * (1.0 + math.cos(math.pi * t))
-        return 1.0
-
-    return f
-
-
 class JointLightningModule(lightning.LightningModule):
     """Train / validate a joint network.
 
@@ -129,7 +112,7 @@ class JointLightningModule(lightning.LightningModule):
         model_cfg: ``{"name": registry name, **constructor kwargs}``.
         optim_cfg: the recipe's ``optim`` section (:class:`training.config.OptimConfig`);
             missing keys take the recipe defaults, unknown keys are refused.
-        stages: epochs per stage (see module docstring).
+        stages: epochs per stage or stage mappings (``training.schedule.StageSpec``).
         val_tags: names of the validation sets (metric key prefixes).
         max_depth: GT cap for the depth metrics (metres).
         num_classes: for the segmentation metrics (default: the model's).
@@ -181,7 +164,15 @@ class JointLightningModule(lightning.LightningModule):
                 len(self.init_report["skipped"]),
                 self.init_report["skipped"][:6],
             )
-        self.stages = [int(s) for s in stages]
+        self.stages = normalise_stages(stages)
+        # checked now (unknown module names fail before any data is read)
+        build_param_groups(self.model, float(self.optim_cfg["lr"]), self.optim_cfg["groups"])
+        for i, spec in enumerate(self.stages):
+            check_module_prefixes(self.model, spec.freeze, f"stages[{i}].freeze")
+        self._trainable: dict[str, bool] | None = None
+        self._stage_index: int | None = None
+        self._frozen_bns: list[torch.nn.Module] = []
+        self._lr_schedules: list[StagedLR] = []
         self.val_tags = list(val_tags)
         self.max_depth = float(max_depth if max_depth is not None else self.model.max_depth)
         self.num_classes = int(num_classes or self.model.num_classes)
@@ -194,8 +185,14 @@ class JointLightningModule(lightning.LightningModule):
         self._val_state: dict[int, dict[str, Any]] = {}
 
     def on_train_start(self) -> None:
-        """Before the first step of a fresh run (not on resume): the network's data-dependent
-        initialisation (:meth:`JointModel.calibrate`) on the first few training batches."""
+        """Stage boundaries of the LR schedule from the loader length; then, before the first
+        step of a fresh run (not on resume): the network's data-dependent initialisation
+        (:meth:`JointModel.calibrate`) on the first few training batches."""
+        n = self.trainer.num_training_batches
+        if self._lr_schedules and isinstance(n, int) and n > 0:
+            spe = math.ceil(n / max(int(self.trainer.accumulate_grad_batches), 1))
+            for sched in self._lr_schedules:  # EM: each optimiser steps every other batch
+                sched.steps_per_epoch = spe / 2 if self.em else spe
         if self.global_step > 0 or self.init_report is not None:
             return
         images = []
@@ -223,10 +220,31 @@ class JointLightningModule(lightning.LightningModule):
         return losses
 
     def on_train_epoch_start(self) -> None:
-        stage = stage_for_epoch(self.stages, self.current_epoch)
+        k = stage_index_for_epoch(self.stages, self.current_epoch)
+        stage = self.stages[k].model_stage if k >= 0 else 0
         if stage != getattr(self.model, "stage", None):
             self.model.set_stage(stage)
-        self.log("train/stage", float(stage), on_epoch=True, on_step=False)
+        if k != self._stage_index:
+            freeze = self.stages[k].freeze if k >= 0 else []
+            self._trainable = set_frozen(self.model, freeze, self._trainable)
+            self._frozen_bns = frozen_batchnorms(self.model, freeze)
+            if k >= 0:
+                log.info(
+                    "epoch %d: stage %d/%d %r (model stage %d%s%s)",
+                    self.current_epoch,
+                    k + 1,
+                    len(self.stages),
+                    self.stages[k].name,
+                    stage,
+                    f", lr {self.stages[k].lr:g}" if self.stages[k].lr is not None else "",
+                    f", frozen {freeze}" if freeze else "",
+                )
+            self._stage_index = k
+        self.log("train/stage", float(k + 1), on_epoch=True, on_step=False)
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        for bn in self._frozen_bns:  # frozen modules keep their BatchNorm statistics
+            bn.eval()
 
     def training_step(self, batch: dict, batch_idx: int):
         bs = batch["image"].shape[0]
@@ -407,23 +425,40 @@ class JointLightningModule(lightning.LightningModule):
 
     def _scheduler(self, opt, total_steps: int) -> dict:
         cfg = self.optim_cfg
-        f = lr_lambda(
-            str(cfg["schedule"]), total_steps, float(cfg["poly_power"]), int(cfg["warmup_steps"])
+        staged = StagedLR(
+            self.stages,
+            float(cfg["lr"]),
+            str(cfg["schedule"]),
+            total_steps,
+            power=float(cfg["poly_power"]),
+            warmup_steps=int(cfg["warmup_steps"]),
+            per_stage=bool(cfg["schedule_per_stage"]),
         )
+        self._lr_schedules.append(staged)
+
+        def f(step: int) -> float:  # a plain function: LambdaLR does not pickle it
+            return staged(step)
+
         return {"scheduler": torch.optim.lr_scheduler.LambdaLR(opt, f), "interval": "step"}
 
+    def _groups(self, params=None) -> list[dict]:
+        cfg = self.optim_cfg
+        return build_param_groups(
+            self.model, float(cfg["lr"]), cfg["groups"], float(cfg["weight_decay"]), params
+        )
+
     def configure_optimizers(self):
-        lr = float(self.optim_cfg["lr"])
         try:
             total = int(self.trainer.estimated_stepping_batches)
         except (AttributeError, RuntimeError):
             total = 1
+        self._lr_schedules = []
         if self.em:
             depth_params, sem_params = self.model.em_groups()
-            opt_d = self._make_optimizer([{"params": list(depth_params), "lr": lr}])
-            opt_s = self._make_optimizer([{"params": list(sem_params), "lr": lr}])
+            opt_d = self._make_optimizer(self._groups(list(depth_params)))
+            opt_s = self._make_optimizer(self._groups(list(sem_params)))
             # each optimiser steps every other iteration
             steps = max(total // 2, 1)
             return [opt_d, opt_s], [self._scheduler(opt_d, steps), self._scheduler(opt_s, steps)]
-        opt = self._make_optimizer(self.model.param_groups(lr))
+        opt = self._make_optimizer(self._groups())
         return {"optimizer": opt, "lr_scheduler": self._scheduler(opt, total)}

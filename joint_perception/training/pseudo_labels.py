@@ -85,6 +85,7 @@ class TeacherLabels:
         if not 0 < min_confidence <= 1:
             raise ValueError(f"min_confidence must be in (0, 1], got {min_confidence}")
         self.dataset = dataset
+        self.added_targets = ("segmentation",)  # data.registry.dataset_targets
         self.teacher_path = teacher_path
         self.min_confidence = float(min_confidence)
         ident = (

@@ -20,6 +20,9 @@ What a run does (all outputs under the recipe's ``run_dir``):
    ``last.ckpt`` after a crash or ``kill -9`` (optimiser, schedule, step and epoch restored);
 4. returns a :class:`TrainedRun`: the summary and the network holding the weights to deploy
    (the best checkpoint by ``checkpoint.monitor``, else the final in-memory weights).
+
+A missing data set, weights file or task ground truth (a model that trains normals on data
+without normals) stops the run before training with a message, not a traceback.
 """
 
 from __future__ import annotations
@@ -123,7 +126,11 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
     import lightning
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 
-    from joint_perception.training.datamodule import JointDataModule, val_tags
+    from joint_perception.training.datamodule import (
+        JointDataModule,
+        check_task_targets,
+        val_tags,
+    )
     from joint_perception.training.lightning_module import JointLightningModule
 
     cfg = resolve_config(cfg)
@@ -143,6 +150,15 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
         cfg["model"], cfg["optim"], cfg["stages"], val_tags(vspecs) or ["val"], grad_clip=grad_clip
     )
     dm = JointDataModule(cfg["data"], cfg["input_size"], module.model.mean, module.model.std)
+    dm.setup("fit")  # builds the data sets now: a missing file or ground truth stops here
+    check_task_targets(
+        module.model.tasks,
+        dm.train_parts,
+        cfg["data"]["train"],
+        module.model.arch,
+        cfg["data"]["allow_missing_targets"],
+    )
+    _warn_stage_epochs(cfg)
 
     ck = cfg["checkpoint"]
     last_cb = ModelCheckpoint(
@@ -197,3 +213,21 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
         log.info("best checkpoint %s", summary["best_checkpoint"])
     validation = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     return TrainedRun(cfg, summary, module.model.cpu().eval(), validation, trainer.is_global_zero)
+
+
+def _warn_stage_epochs(cfg: dict) -> None:
+    """Log when the stages do not add up to ``trainer.max_epochs`` (the last stage then runs
+    longer, or a stage is never reached)."""
+    from joint_perception.training.schedule import normalise_stages
+
+    stages = normalise_stages(cfg["stages"])
+    total = sum(s.epochs for s in stages)
+    if stages and total != int(cfg["trainer"]["max_epochs"]):
+        log.warning(
+            "stages add up to %d epochs but trainer.max_epochs is %d: %s",
+            total,
+            cfg["trainer"]["max_epochs"],
+            "the last stage runs on"
+            if total < cfg["trainer"]["max_epochs"]
+            else "later stages are cut",
+        )
