@@ -13,11 +13,12 @@ import numpy as np
 import scipy.io
 import torch
 
-from joint_perception.data.synthetic import SyntheticScenes
+from joint_perception.data.synthetic import BASIC_OPTIONS, SyntheticScenes
 
 
 def _scenes(n: int, h: int, w: int, seed: int):
-    return [SyntheticScenes(n, height=h, width=w, seed=seed)[i] for i in range(n)]
+    # plain rooms (BASIC_OPTIONS): stand-in frames need large planes, not photorealism
+    return [SyntheticScenes(n, height=h, width=w, seed=seed, **BASIC_OPTIONS)[i] for i in range(n)]
 
 
 def write_nyuv2_labeled(root: Path, n: int = 4, h: int = 48, w: int = 64) -> dict[str, Path]:

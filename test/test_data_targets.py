@@ -11,7 +11,7 @@ from torch.utils.data import ConcatDataset
 
 from joint_perception.data.nyuv2 import NYUDMultiTask, NYUFolder, NYUv2Labeled
 from joint_perception.data.registry import build_dataset, dataset_targets
-from joint_perception.data.synthetic import SyntheticScenes
+from joint_perception.data.synthetic import BASIC_OPTIONS, SyntheticScenes
 
 
 def _angle_deg(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -23,7 +23,7 @@ def test_nyud_mt_astmt_release_format(tmp_path):
     root = write_nyud_mt(tmp_path / "NYUD_MT", n_train=2, n_val=1)
     ds = NYUDMultiTask(root, "train")
     assert set(ds.targets) == {"depth", "segmentation", "normals"}
-    ref = SyntheticScenes(3, height=48, width=64, seed=21)[0]
+    ref = SyntheticScenes(3, height=48, width=64, seed=21, **BASIC_OPTIONS)[0]
     s = ds[0]
     np.testing.assert_allclose(s["depth"], np.asarray(ref["depth"]), rtol=1e-6)
     assert np.array_equal(s["labels"], np.asarray(ref["labels"]))
@@ -52,7 +52,7 @@ def test_nyuv2_labeled_normals_options(tmp_path):
     plain = NYUv2Labeled(**base)
     assert plain.targets == ("depth", "segmentation") and not plain[0]["has_normals"]
     # a normals folder by 1-based labeled index; frames without a file stay without normals
-    ref = SyntheticScenes(3, height=48, width=64, seed=11)[1]
+    ref = SyntheticScenes(3, height=48, width=64, seed=11, **BASIC_OPTIONS)[1]
     n = np.asarray(ref["normals"], np.float32)
     enc = np.clip(np.rint((n + 1.0) * 127.5), 0, 255).astype(np.uint8)
     (tmp_path / "normals").mkdir()
