@@ -8,6 +8,12 @@ RealSense ``aligned_depth_to_color`` topic); when its size differs from the RGB 
 resized with nearest neighbour, which is only correct for a depth image aligned to the colour
 camera — the reader says so in its error otherwise. Frames are decoded once at start-up
 (``stride`` / ``max_frames`` bound the memory) so the data set is map-style and seekable.
+
+Surface-normal targets come from the sensor depth itself (``normals=True``): local planes fitted
+to its disparity (:func:`joint_perception.data.sevenscenes.normals.normals_from_disparity_planes`,
+the same estimator as for the 7-Scenes frames), NaN near depth discontinuities and holes, so
+a fine-tune on a robot's bag trains all three heads of the default model (labels from the
+teacher, ``teacher_labels`` in the recipe: config/train/finetune_rosbag.yaml).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from joint_perception.data.sevenscenes.normals import normals_from_disparity_planes
 from joint_perception.data.transforms import make_sample
 
 __all__ = ["RosbagRecording"]
@@ -32,6 +39,13 @@ class RosbagRecording:
         stride: keep every ``stride``-th frame.
         max_frames: stop after this many kept frames (None = all).
         require_depth: drop frames without a depth image.
+        normals: also give normal targets estimated from each frame's depth (optical frame of
+            the colour camera, unit length; 0 = no estimate) — ``has_normals`` is then true for
+            frames with depth.
+
+    Attributes:
+        targets: the tasks the frames have ground truth for (``depth`` [, ``normals``], plus
+            ``segmentation`` when the bag carries labels).
 
     Raises:
         FileNotFoundError: no bag; ValueError: no usable frame (names the bag and topics).
@@ -45,6 +59,7 @@ class RosbagRecording:
         stride: int = 1,
         max_frames: int | None = None,
         require_depth: bool = True,
+        normals: bool = False,
     ):
         from joint_perception.data import rosbag_io
 
@@ -72,8 +87,11 @@ class RosbagRecording:
                 if depth.shape != (h, w):
                     depth = cv2.resize(depth, (w, h), interpolation=cv2.INTER_NEAREST)
             labels = getattr(frame, "labels", None)
+            target_normals = None
+            if normals and depth is not None:
+                target_normals = normals_from_disparity_planes(depth, np.asarray(frame.K, float))
             self.samples.append(
-                make_sample(rgb, frame.K, depth, labels, None, name=f"{frame.stamp_ns}")
+                make_sample(rgb, frame.K, depth, labels, target_normals, name=f"{frame.stamp_ns}")
             )
             if max_frames is not None and len(self.samples) >= max_frames:
                 break
@@ -82,6 +100,10 @@ class RosbagRecording:
                 f"{self.bag}: no frame with RGB + CameraInfo{' + depth' if require_depth else ''} "
                 f"({seen} RGB frames read); check the topic names"
             )
+
+        self.targets = ("depth",) + (("normals",) if normals else ())
+        if any(s["has_labels"] for s in self.samples):
+            self.targets += ("segmentation",)
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -14,7 +14,7 @@ nyu_folder      ``data.nyuv2.NYUFolder``                         root, frames
 sunrgbd         ``data.sunrgbd.SUNRGBD``                         root, split_file, seg_mat, meta_order
 cityscapes      ``data.cityscapes.Cityscapes``                   root
 kitti           ``data.kitti.KITTIDepth``                        raw_root, depth_root, split_file
-rosbag          ``data.recordings.RosbagRecording``              bag, stride, max_frames
+rosbag          ``data.recordings.RosbagRecording``              bag, stride, max_frames, normals
 sevenscenes     ``data.sevenscenes.SevenScenes``                 root, labels, normals, cache_dir, frames, layout
 ==============  ===============================================  ===========================
 
@@ -131,7 +131,6 @@ _KNOWN_TARGETS = {
     "SUNRGBD": _sunrgbd_targets,
     "Cityscapes": lambda ds: ("depth", "segmentation"),
     "KITTIDepth": lambda ds: ("depth",),
-    "RosbagRecording": lambda ds: ("depth",),
     "SevenScenes": lambda ds: (
         ("depth",) + (("segmentation",) if ds.labels else ()) + (("normals",) if ds.normals else ())
     ),

@@ -33,11 +33,19 @@ def build_spec(spec: Mapping[str, Any], split: str, progress: bool = True):
     disk, computed here with a progress bar), then the repetition.
 
     Raises:
-        ValueError: a spec without ``name``. Errors of the reader and the teacher pass through.
+        ValueError: a spec without ``name``, or with a value left as ``'???'`` (a recipe's
+            "you must set this", e.g. the bag of config/train/finetune_rosbag.yaml). Errors of
+            the reader and the teacher pass through.
     """
     spec = dict(spec)
     if "name" not in spec:
         raise ValueError(f"data set spec without 'name': {spec}")
+    unset = [k for k, v in spec.items() if v == "???"]
+    if unset:
+        raise ValueError(
+            f"data set {spec['name']!r} ({split}): set {', '.join(unset)} on the command line, "
+            f"e.g. data.{split}.0.{unset[0]}=..."
+        )
     name = spec.pop("name")
     teacher = spec.pop("teacher_labels", None)
     min_conf = float(spec.pop("teacher_min_confidence", 0.7))
