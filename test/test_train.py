@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import os
 import pickle
 import signal
@@ -376,3 +377,61 @@ def test_init_from_an_exported_model(tiny_model_dir, tmp_path):
         JointLightningModule({"name": "pap", "init_from": str(tiny_model_dir)})
     with pytest.raises(FileNotFoundError):
         JointLightningModule({**cfg, "init_from": str(tmp_path / "nope")})
+
+
+def test_log_progress_replaces_the_bar_off_a_terminal(caplog):
+    """Off a terminal ``train`` logs one line per interval (step/total, loss, rate, ETA) and the
+    validation metrics instead of redrawing Lightning's bar into the log file."""
+    import io
+
+    import lightning
+
+    from joint_perception.training.progress import LogProgress, progress_bar_wanted
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert progress_bar_wanted(None, io.StringIO()) is False
+    assert progress_bar_wanted(None, Tty()) is True
+    assert progress_bar_wanted(False, Tty()) is False and progress_bar_wanted(True, io.StringIO())
+    with pytest.raises(ValueError):
+        LogProgress(0)
+
+    class Tiny(lightning.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Linear(2, 1)
+
+        def training_step(self, batch, _):
+            loss = self.w(batch[0]).pow(2).mean()
+            self.log("train/total_step", loss)
+            return loss
+
+        def validation_step(self, batch, _):
+            self.log("val/abs_rel", self.w(batch[0]).abs().mean())
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.ones(6, 2)))
+    trainer = lightning.Trainer(
+        accelerator="cpu",
+        max_steps=6,
+        callbacks=[LogProgress(2)],
+        enable_progress_bar=False,
+        logger=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=0,
+    )
+    with caplog.at_level(logging.INFO, logger="joint_perception.train"):
+        trainer.fit(Tiny(), train_dataloaders=data, val_dataloaders=data)
+    lines = [r.getMessage() for r in caplog.records if r.name == "joint_perception.train"]
+    steps = [m for m in lines if m.startswith("step ")]
+    assert [m.split(",")[0] for m in steps] == [
+        "step 2/6 (33 %)",
+        "step 4/6 (67 %)",
+        "step 6/6 (100 %)",
+    ]
+    assert all("loss " in m and "steps/s" in m for m in steps)
+    assert any(m.startswith("validation at step 6: abs_rel ") for m in lines)

@@ -179,7 +179,9 @@ class TrainerConfig:
         log_every_n_steps: logging interval in training steps.
         gradient_clip_val: clip the gradient norm to this value; None = no clipping.
         accumulate_grad_batches: batches per optimiser step.
-        enable_progress_bar: show Lightning's progress bar.
+        enable_progress_bar: show Lightning's progress bar; None = only when stderr is a
+            terminal (otherwise one log line per ``log_every_n_steps``:
+            :class:`joint_perception.training.progress.LogProgress`).
         deterministic: ``true`` / ``false`` / ``warn``: deterministic algorithms only.
     """
 
@@ -194,7 +196,7 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     gradient_clip_val: float | None = None
     accumulate_grad_batches: int = 1
-    enable_progress_bar: bool = True
+    enable_progress_bar: bool | None = None
     deterministic: Any = False
 
 

@@ -132,6 +132,7 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
         val_tags,
     )
     from joint_perception.training.lightning_module import JointLightningModule
+    from joint_perception.training.progress import LogProgress, progress_bar_wanted
 
     cfg = resolve_config(cfg)
     run_dir = Path(cfg["run_dir"])
@@ -170,6 +171,9 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
         auto_insert_metric_name=False,
     )
     callbacks = [last_cb, LearningRateMonitor(logging_interval="step")]
+    trainer_cfg["enable_progress_bar"] = progress_bar_wanted(trainer_cfg.get("enable_progress_bar"))
+    if not trainer_cfg["enable_progress_bar"]:
+        callbacks.append(LogProgress(int(trainer_cfg.get("log_every_n_steps") or 50)))
     best_cb = None
     if vspecs and ck["monitor"]:
         best_cb = ModelCheckpoint(
