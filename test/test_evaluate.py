@@ -134,3 +134,24 @@ def test_evaluate_bad_inputs(exported, tmp_path, capsys):
         == 2
     )
     assert "unknown data set" in capsys.readouterr().err
+
+
+def test_evaluate_records_its_numbers_in_the_model_metadata(exported, shared_data, tmp_path):
+    import shutil
+
+    from joint_perception.metadata import load_metadata
+
+    model = tmp_path / "model"
+    shutil.copytree(exported, model)
+    common = ["--dataset", "nyu_folder", "--root", str(shared_data / "nyuv2_test")]
+    common += ["--arg", "frames=['0001']", "--backend", "onnxruntime"]
+    out = tmp_path / "eval"
+    argv = ["--model", str(model), *common, "--out", str(out), "--record", "nyuv2_test1"]
+    assert main(argv) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    rec = load_metadata(model / "metadata.json").metrics["nyuv2_test1"]
+    assert rec["depth"]["abs_rel"] == pytest.approx(m["depth"]["abs_rel"])
+    assert rec["baselines"] == m["baselines"] and rec["dataset"]["name"] == "nyu_folder"
+    assert load_model(model, "onnxruntime").metadata.metrics["nyuv2_test1"]  # still loads
+    onnx_file = ["--model", str(model / "model.onnx"), *common, "--out", str(tmp_path / "e2")]
+    assert main([*onnx_file, "--record", "x"]) == 2  # a bare .onnx has no metadata to update

@@ -28,6 +28,7 @@ import io
 import json
 import logging
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -38,7 +39,7 @@ import numpy as np
 
 from joint_perception.accuracy import AccuracyEvaluator, FrameReference, baseline_table
 from joint_perception.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
-from joint_perception.metadata import ModelMetadata
+from joint_perception.metadata import ModelMetadata, load_metadata
 from joint_perception.runtime.base import Backend, prediction_from_outputs
 
 log = logging.getLogger("joint_perception.evaluate")
@@ -435,7 +436,42 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-size", type=int, nargs=2, default=None, help="H W for checkpoints without config"
     )
     p.add_argument("--figure-rows", type=int, default=4)
+    p.add_argument(
+        "--record",
+        metavar="NAME",
+        help="also store the summary under metrics[NAME] in the model directory's metadata.json "
+        "(exported model directories only; written atomically)",
+    )
     return p
+
+
+def record_in_metadata(model_dir: str | os.PathLike, name: str, metrics: dict) -> Path:
+    """Store the headline numbers of one ``evaluate`` run in an exported model's
+    ``metadata.json`` under ``metrics[name]`` (depth, segmentation and normals summaries, the
+    baselines beside them, the data set and frame count), replacing the file atomically.
+
+    Returns:
+        the metadata path.
+
+    Raises:
+        FileNotFoundError: ``model_dir`` is not a directory with a ``metadata.json``.
+    """
+    path = Path(model_dir) / "metadata.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"--record needs an exported model directory; no {path}")
+    meta = load_metadata(path)
+    keep = (
+        "dataset",
+        "n_frames",
+        "settings",
+        "depth",
+        "segmentation",
+        "normals",
+        "baselines",
+        "margins",
+    )
+    meta.metrics[name] = _nan_to_none({k: metrics[k] for k in keep if k in metrics})
+    return meta.save(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -470,6 +506,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write_text(out / "metrics.md", markdown_table(metrics) + "\n")
     write_figure(rows, pipeline.metadata, out / "figure.png", max_depth)
     log.info("wrote %s, %s, %s", out / "metrics.json", out / "metrics.md", out / "figure.png")
+    if args.record:
+        try:
+            log.info(
+                "recorded as %r in %s",
+                args.record,
+                record_in_metadata(args.model, args.record, metrics),
+            )
+        except FileNotFoundError as exc:
+            print(f"evaluate: {exc}", file=sys.stderr)
+            return 2
     print(
         json.dumps(
             _nan_to_none(
