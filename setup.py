@@ -31,6 +31,9 @@ ROS = [
     "ros-kilted-std-msgs",
     "ros-kilted-diagnostic-msgs",
     "ros-kilted-rmw-fastrtps-cpp",
+    "ros-kilted-rcl-interfaces",
+    "ros-kilted-lifecycle-msgs",
+    "ros-kilted-ament-index-python",
 ]
 TRAIN = [
     TORCH,
@@ -58,7 +61,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
         (f"share/{PACKAGE}/config/train/ablation", glob("config/train/ablation/*.yaml")),
     ]
@@ -86,7 +89,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "perception_node = joint_perception.ros.perception_node:main",
+            "perception_node = joint_perception.ros.cli:main",
             "replay = joint_perception.evaluation.replay:main",
             "benchmark = joint_perception.evaluation.benchmark:main",
             "train = joint_perception.export.train_command:main",

@@ -56,8 +56,10 @@ def test_replay_end_to_end(shared_data, tmp_path):
         "depth/image",
         "depth/camera_info",
         "segmentation/labels",
+        "segmentation/camera_info",
         "segmentation/color",
         "normals/image",
+        "normals/camera_info",
         "points",
     }
     for o in s["outputs"].values():
