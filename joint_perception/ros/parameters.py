@@ -142,7 +142,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "min_depth",
         0.0,
-        "Depth below this (m) is published as NaN; 0 = the model's metadata value.",
+        "Depth below this (m) is published as -Inf (REP 117: too close); 0 = the model's "
+        "metadata value.",
         min_value=0.0,
         max_value=1000.0,
         read_only=False,
@@ -150,7 +151,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "max_depth",
         0.0,
-        "Depth above this (m) is published as NaN; 0 = the model's metadata value.",
+        "Depth above this (m) is published as +Inf (REP 117: out of range); 0 = the model's "
+        "metadata value.",
         min_value=0.0,
         max_value=1000.0,
         read_only=False,

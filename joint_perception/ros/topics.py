@@ -56,7 +56,8 @@ class OutputTopic:
 
 OUTPUT_TOPICS: tuple[OutputTopic, ...] = (
     OutputTopic("depth/image", "sensor_msgs/msg/Image", ("depth",), "publish_depth", True, "32FC1",
-                "metres along z of the optical frame; NaN no estimate (REP 117/118)"),
+                "metres along z of the optical frame; -Inf nearer than min_depth, +Inf beyond "
+                "max_depth, NaN no estimate (REP 117/118)"),
     OutputTopic("depth/camera_info", "sensor_msgs/msg/CameraInfo", ("depth",), "publish_depth",
                 True, "", "K and P of the published resolution, the input header"),
     OutputTopic("depth/image/compressedDepth", "sensor_msgs/msg/CompressedImage", ("depth",),
