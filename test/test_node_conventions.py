@@ -358,3 +358,51 @@ def test_camera_is_subscribed_only_while_an_output_has_a_subscriber(model_dir):
         assert len(decoded) == 1
     finally:
         h.close()
+
+
+@pytest.mark.parametrize("precision", ["int8", "best"])
+def test_precision_parameter_selects_the_engine_the_backend_loads(model_dir, precision):
+    """The node's ``precision`` and ``latency_target_ms`` reach the backend factory (the
+    TensorRT backend's engine choice, runtime/engine_select.py; other backends ignore them),
+    and nodes with another precision do not share a backend."""
+    from rclpy.parameter import Parameter
+
+    from joint_perception.ros.perception_node import SUCCESS, PerceptionNode
+    from joint_perception.runtime.shared import BackendPool
+
+    calls = []
+
+    def create(path, backend, device, **options):
+        calls.append((backend, options))
+        return create_backend(path, backend="onnxruntime")
+
+    pool = BackendPool(create=create)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    nodes = []
+    try:
+        for i, prec in enumerate((precision, precision, "fp32" if precision != "fp32" else "int8")):
+            nodes.append(
+                PerceptionNode(
+                    context=ctx,
+                    namespace=f"/precision_test_{i}",
+                    pool=pool,
+                    parameter_overrides=[
+                        Parameter("model", value=str(model_dir)),
+                        Parameter("backend", value="tensorrt"),
+                        Parameter("precision", value=prec),
+                        Parameter("latency_target_ms", value=8.0),
+                    ],
+                )
+            )
+            assert nodes[-1].trigger_configure() == SUCCESS, nodes[-1].configure_error
+        assert [c[0] for c in calls] == ["tensorrt", "tensorrt"]  # the 2nd node shared the 1st
+        assert calls[0][1]["precision"] == precision
+        assert calls[0][1]["latency_target_ms"] == 8.0
+        assert calls[1][1]["precision"] != precision
+        assert len(pool.backends()) == 2
+    finally:
+        for node in nodes:
+            node.close()
+            node.destroy_node()
+        rclpy.shutdown(context=ctx)
