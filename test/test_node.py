@@ -24,6 +24,7 @@ from ros_node_harness import (  # noqa: E402
     nyu_frame,
 )
 
+from joint_perception.colormap import normals_to_rgb  # noqa: E402
 from joint_perception.geometry import scale_intrinsics  # noqa: E402
 from joint_perception.image_codec import decode_image  # noqa: E402
 from joint_perception.pointcloud import unpack, unpack_rgb  # noqa: E402
@@ -84,6 +85,8 @@ def test_every_output_follows_the_contract(model_dir, frame):
     ok = np.isfinite(normals).all(axis=2)
     assert ok.mean() > 0.99
     np.testing.assert_allclose(np.linalg.norm(normals[ok], axis=1), 1.0, atol=1e-3)
+    assert out["normals/color"].encoding == "rgb8"  # what RViz can show (no 32FC3 there)
+    np.testing.assert_array_equal(_array(out["normals/color"]), normals_to_rgb(normals))
 
     conf = _array(out["confidence/image"])
     assert out["confidence/image"].encoding == "32FC1" and conf.shape == (480, 640)

@@ -60,6 +60,7 @@ def test_replay_end_to_end(shared_data, tmp_path):
         "segmentation/color",
         "normals/image",
         "normals/camera_info",
+        "normals/color",
         "points",
     }
     for o in s["outputs"].values():

@@ -73,7 +73,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from joint_perception.colormap import colorize_labels, label_palette, overlay
+from joint_perception.colormap import colorize_labels, label_palette, normals_to_rgb, overlay
 from joint_perception.geometry import scale_intrinsics
 from joint_perception.image_codec import COLOR_ENCODINGS, ImageFormatError, image_to_rgb8
 from joint_perception.pointcloud import pack_depth
@@ -203,6 +203,7 @@ class PerceptionNode(LifecycleNode):
             "segmentation/color/compressed": self._color_compressed_msg,
             "normals/image": self._normals_msg,
             "normals/camera_info": self._camera_info_builder("normals"),
+            "normals/color": self._normals_color_msg,
             "points": self._points_msg,
             "confidence/image": self._confidence_msg,
             "confidence/camera_info": self._camera_info_builder("confidence"),
@@ -735,6 +736,11 @@ class PerceptionNode(LifecycleNode):
         if f.result.normals is None:
             return None
         return conversions.array_to_image_msg(f.result.normals, "32FC3", f.header)
+
+    def _normals_color_msg(self, f: _Frame):
+        if f.result.normals is None:
+            return None
+        return conversions.array_to_image_msg(normals_to_rgb(f.result.normals), "rgb8", f.header)
 
     def _confidence_msg(self, f: _Frame):
         if f.result.confidence is None:

@@ -81,6 +81,9 @@ OUTPUT_TOPICS: tuple[OutputTopic, ...] = (
                 "32FC3", "unit normals in the optical frame, facing the camera"),
     OutputTopic("normals/camera_info", "sensor_msgs/msg/CameraInfo", ("normals",),
                 "publish_normals", True, "", "K and P of the normals image"),
+    OutputTopic("normals/color", "sensor_msgs/msg/Image", ("normals",), "publish_normals", True,
+                "rgb8", "normals as colours, round((n + 1) / 2 * 255), black where undefined "
+                "(for viewers: RViz shows no 32FC3)"),
     OutputTopic("points", "sensor_msgs/msg/PointCloud2", ("depth", "labels"), "publish_points",
                 True, "", "organised cloud x, y, z, rgb, label in the optical frame"),
     OutputTopic("confidence/image", "sensor_msgs/msg/Image", ("confidence",),
