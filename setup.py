@@ -50,8 +50,19 @@ TRAIN = [
 # (runtime/onnx_precision.py). TensorRT itself comes from JetPack or `pip install tensorrt`
 # (docs/deploy_gpu.md), not from here.
 TENSORRT = ["onnxconverter-common>=1.16"]
-# ai-edge-litert: the TFLite interpreter, reference in test/test_tflite_import.py only
-TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "ai-edge-litert>=2.3", "torchmetrics>=1.3"]
+# ai-edge-litert: the TFLite interpreter, reference in test/test_tflite_import.py only;
+# colcon-core/-python-setup-py/-ros: `colcon build` of the package as robots do
+# (test/test_colcon_build.py)
+TEST = [
+    "pytest>=8",
+    "pytest-timeout>=2.2",
+    "ruff>=0.5",
+    "ai-edge-litert>=2.3",
+    "torchmetrics>=1.3",
+    "colcon-core>=0.15",
+    "colcon-python-setup-py>=0.2.8",
+    "colcon-ros>=0.4",
+]
 
 setup(
     name=PACKAGE,
