@@ -862,6 +862,7 @@ def main(args: list[str] | None = None) -> int:
     """
     argv = list(sys.argv if args is None else args)
     previous_sigint = signal.getsignal(signal.SIGINT)
+    previous_sigterm = signal.getsignal(signal.SIGTERM)
     rclpy.init(args=argv)
     logger = rclpy.logging.get_logger(NODE_NAME)
     nodes: list[PerceptionNode] = []
@@ -890,8 +891,10 @@ def main(args: list[str] | None = None) -> int:
         code = 2
     finally:
         # Ctrl-C in a terminal reaches this process twice (the terminal's process group and
-        # ros2 launch): a second SIGINT must not interrupt the clean-up.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # ros2 launch), and launch escalates to SIGTERM when the clean-up takes longer than
+        # its sigterm_timeout: neither may interrupt the clean-up. rclpy's shutdown puts back
+        # the handlers it found at init, so they are ignored again after it.
+        _ignore_exit_signals()
         for node in nodes:
             node.close()
         if executor is not None:
@@ -899,8 +902,15 @@ def main(args: list[str] | None = None) -> int:
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()
+        _ignore_exit_signals()
         signal.signal(signal.SIGINT, previous_sigint)
+        signal.signal(signal.SIGTERM, previous_sigterm)
     return code
+
+
+def _ignore_exit_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
