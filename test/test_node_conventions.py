@@ -336,7 +336,7 @@ def test_camera_is_subscribed_only_while_an_output_has_a_subscriber(model_dir):
     decode = h.node._decode
     h.node._decode = lambda msg: decoded.append(msg) or decode(msg)
     try:
-        assert h.node.camera_subscribed and h.pub_image.get_subscription_count() > 0
+        h.wait_for(lambda: h.node.camera_subscribed, 10.0, "camera subscribed (output matched)")
         for sub in list(h.subs):
             h.client.destroy_subscription(sub)
         h.wait_for(lambda: h.pub_image.get_subscription_count() == 0, 5.0, "camera unsubscribed")
