@@ -31,6 +31,9 @@ ROS = [
     "ros-kilted-std-msgs",
     "ros-kilted-diagnostic-msgs",
     "ros-kilted-rmw-fastrtps-cpp",
+    "ros-kilted-rcl-interfaces",
+    "ros-kilted-lifecycle-msgs",
+    "ros-kilted-ament-index-python",
 ]
 TRAIN = [
     TORCH,
@@ -47,8 +50,19 @@ TRAIN = [
 # (runtime/onnx_precision.py). TensorRT itself comes from JetPack or `pip install tensorrt`
 # (docs/deploy_gpu.md), not from here.
 TENSORRT = ["onnxconverter-common>=1.16"]
-# ai-edge-litert: the TFLite interpreter, reference in test/test_tflite_import.py only
-TEST = ["pytest>=8", "pytest-timeout>=2.2", "ruff>=0.5", "ai-edge-litert>=2.3", "torchmetrics>=1.3"]
+# ai-edge-litert: the TFLite interpreter, reference in test/test_tflite_import.py only;
+# colcon-core/-python-setup-py/-ros: `colcon build` of the package as robots do
+# (test/test_colcon_build.py)
+TEST = [
+    "pytest>=8",
+    "pytest-timeout>=2.2",
+    "ruff>=0.5",
+    "ai-edge-litert>=2.3",
+    "torchmetrics>=1.3",
+    "colcon-core>=0.15",
+    "colcon-python-setup-py>=0.2.8",
+    "colcon-ros>=0.4",
+]
 
 setup(
     name=PACKAGE,
@@ -58,7 +72,7 @@ setup(
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
-        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.xml")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
         (f"share/{PACKAGE}/config/train", glob("config/train/*.yaml")),
         (f"share/{PACKAGE}/config/train/ablation", glob("config/train/ablation/*.yaml")),
     ]
@@ -86,7 +100,7 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
-            "perception_node = joint_perception.ros.perception_node:main",
+            "perception_node = joint_perception.ros.cli:main",
             "replay = joint_perception.evaluation.replay:main",
             "benchmark = joint_perception.evaluation.benchmark:main",
             "train = joint_perception.export.train_command:main",

@@ -78,7 +78,8 @@ def depth_error_map(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Per-pixel absolute relative depth error ``|pred - gt| / gt``.
 
     Args:
-        pred: (H, W) float metres, NaN where no prediction (resized to ``gt`` if needed).
+        pred: (H, W) float metres, non-finite (NaN, REP 117's +-Inf) where no usable
+            prediction (resized to ``gt`` if needed).
         gt: (H, W) float metres, NaN/<= 0 invalid.
 
     Returns:
@@ -88,7 +89,7 @@ def depth_error_map(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     pred = _to_size(np.asarray(pred, dtype=np.float32), gt.shape)
     with np.errstate(invalid="ignore", divide="ignore"):
         err = np.abs(pred - gt) / gt
-    err[~(gt > 0)] = np.nan
+    err[~(gt > 0) | ~np.isfinite(pred)] = np.nan
     return err.astype(np.float32, copy=False)
 
 

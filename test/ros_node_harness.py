@@ -89,9 +89,17 @@ class NodeHarness:
         model_dir: exported model.
         params: parameter overrides for the node.
         outputs: relative output topics the client subscribes to.
+        autostart: configure and activate the (lifecycle) node before spinning and wait until
+            the client's topics matched; False leaves it unconfigured.
     """
 
-    def __init__(self, model_dir: Path, params: dict | None = None, outputs=tuple(OUTPUT_TYPES)):
+    def __init__(
+        self,
+        model_dir: Path,
+        params: dict | None = None,
+        outputs=tuple(OUTPUT_TYPES),
+        autostart: bool = True,
+    ):
         self.ctx = rclpy.Context()
         rclpy.init(context=self.ctx)
         self.ns = f"/jp_test_{next(_ns_counter)}"
@@ -106,6 +114,11 @@ class NodeHarness:
             namespace=self.ns,
             parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
         )
+        if autostart and not self.node.autostart():
+            err = self.node.configure_error
+            self.node.destroy_node()
+            rclpy.shutdown(context=self.ctx)
+            raise RuntimeError(f"perception node did not start: {err}")
         self.client = Node("harness", context=self.ctx, namespace=self.ns)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.pub_image = self.client.create_publisher(Image, "image", reliable)
@@ -129,7 +142,8 @@ class NodeHarness:
         self.executor.add_node(self.client)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._thread.start()
-        self.wait_for(self._matched, 10.0, "node and client topics did not match")
+        if autostart:
+            self.wait_for(self._matched, 10.0, "node and client topics did not match")
 
     def _matched(self) -> bool:
         pub_in = self.pub_compressed if self.node.compressed else self.pub_image

@@ -24,6 +24,7 @@ from ros_node_harness import (  # noqa: E402
     nyu_frame,
 )
 
+from joint_perception.colormap import normals_to_rgb  # noqa: E402
 from joint_perception.geometry import scale_intrinsics  # noqa: E402
 from joint_perception.image_codec import decode_image  # noqa: E402
 from joint_perception.pointcloud import unpack, unpack_rgb  # noqa: E402
@@ -84,10 +85,18 @@ def test_every_output_follows_the_contract(model_dir, frame):
     ok = np.isfinite(normals).all(axis=2)
     assert ok.mean() > 0.99
     np.testing.assert_allclose(np.linalg.norm(normals[ok], axis=1), 1.0, atol=1e-3)
+    assert out["normals/color"].encoding == "rgb8"  # what RViz can show (no 32FC3 there)
+    np.testing.assert_array_equal(_array(out["normals/color"]), normals_to_rgb(normals))
 
-    conf = _array(out["confidence"])
-    assert out["confidence"].encoding == "32FC1" and conf.shape == (480, 640)
+    conf = _array(out["confidence/image"])
+    assert out["confidence/image"].encoding == "32FC1" and conf.shape == (480, 640)
     assert np.nanmin(conf) >= 0.0 and np.nanmax(conf) <= 1.0
+
+    # a camera_info beside every image output, all equal to depth/camera_info
+    for topic in ("segmentation/camera_info", "normals/camera_info", "confidence/camera_info"):
+        assert (out[topic].height, out[topic].width) == (480, 640), topic
+        np.testing.assert_array_equal(np.reshape(out[topic].k, (3, 3)), np.reshape(info.k, (3, 3)))
+        np.testing.assert_array_equal(out[topic].p, info.p)
 
     cloud = out["points"]
     assert (cloud.height, cloud.width, cloud.is_dense) == (480, 640, False)
@@ -190,8 +199,9 @@ def test_outputs_without_subscribers_are_not_computed(model_dir, frame):
         for sub in list(h.subs):
             h.client.destroy_subscription(sub)
         h.wait_for(lambda: not h.node.wanted_outputs(), 5.0, "subscriptions to go away")
-        h.send(image_msg(rgb, STAMP + 1), camera_info_msg(K, 480, 640, STAMP + 1))
-        h.wait_for(lambda: h.node.stats.snapshot()["frames_idle"] == 1, 5.0, "an idle frame")
+        # lazy camera subscription: without an output subscriber the camera is not subscribed
+        h.wait_for(lambda: h.pub_image.get_subscription_count() == 0, 5.0, "camera unsubscribed")
+        assert not h.node.camera_subscribed and h.pub_info.get_subscription_count() == 0
         snap = h.node.stats.snapshot()
     finally:
         h.close()

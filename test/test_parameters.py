@@ -53,7 +53,7 @@ def test_defaults_are_valid_and_cover_the_brief():
 @pytest.mark.parametrize(
     ("params", "needle"),
     [
-        ({"backend": "cuda"}, "backend: 'cuda' is not one of auto, tensorrt, torch, onnxruntime"),
+        ({"backend": "cuda"}, "backend: 'cuda' is not one of " + ", ".join(P.BACKENDS)),
         ({"min_depth": 5.0, "max_depth": 2.0}, "min_depth: 5.0 must be smaller than max_depth 2.0"),
         ({"min_depth": 3.0, "max_depth": 3.0}, "must be smaller than max_depth"),
         ({"points_decimation": 0}, "points_decimation: 0 is below the minimum 1"),
@@ -129,8 +129,10 @@ def test_declare_parameters_on_a_real_node(tmp_path):
         desc = node.describe_parameter("points_decimation")
         assert desc.read_only is False
         assert (desc.integer_range[0].from_value, desc.integer_range[0].to_value) == (1, 16)
-        desc = node.describe_parameter("backend")
-        assert desc.read_only is True and "tensorrt" in desc.description
+        desc = node.describe_parameter("backend")  # read by configure: settable unconfigured
+        assert desc.read_only is False and "tensorrt" in desc.description
+        assert P.CONFIGURED_NOTE.strip() in desc.description
+        assert node.describe_parameter("autostart").read_only is True  # read at start-up
         rng = node.describe_parameter("color_overlay_alpha").floating_point_range[0]
         assert (rng.from_value, rng.to_value) == (0.0, 1.0)
         node.destroy_node()
@@ -222,9 +224,7 @@ def test_yaml_comments_repeat_the_table(repo_root):
         if not value.strip():
             path.append((indent, key))
             continue
-        name = ".".join(
-            [k for _, k in path if k not in ("perception_node", "ros__parameters")] + [key]
-        )
+        name = ".".join([k for _, k in path if k not in ("/**", "ros__parameters")] + [key])
         j = i
         while j > 0 and lines[j - 1].lstrip().startswith("#"):
             j -= 1

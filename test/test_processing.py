@@ -10,7 +10,7 @@ import pytest
 from joint_perception.geometry import pixel_rays
 from joint_perception.metadata import ModelMetadata
 from joint_perception.runtime.base import Backend, Prediction
-from joint_perception.runtime.processing import OUTPUTS, Pipeline, preprocess_image
+from joint_perception.runtime.processing import OUTPUTS, Pipeline, preprocess_image, rep117_depth
 
 NET_H, NET_W = 30, 40
 K_IN = np.array([[120.0, 0, 79.5], [0, 120.0, 59.5], [0, 0, 1]])  # for a 120x160 input
@@ -89,19 +89,29 @@ def test_labels_nearest_and_uint16_for_many_classes():
     assert r.labels.dtype == np.uint16 and r.labels.max() == 9 * 30
 
 
-def test_depth_outside_range_is_nan():
+def test_depth_outside_range_has_rep117_values():
+    """REP 117: -Inf nearer than min_depth, +Inf beyond max_depth, NaN no estimate."""
     pipe = Pipeline(RampBackend(_meta()))
     r = pipe.run(_rgb(), K_IN, out_size=(NET_H, NET_W))  # no resize: exact network values
     cols = np.linspace(0.0, 12.0, NET_W, dtype=np.float32)
-    expect = np.where((cols >= 0.5) & (cols <= 10.0), cols, np.nan)
-    assert np.array_equal(r.depth[5], expect, equal_nan=True)
+    expect = np.where(cols < 0.5, -np.inf, np.where(cols > 10.0, np.inf, cols))
+    assert np.array_equal(r.depth[5], expect.astype(np.float32))
     r = pipe.run(_rgb(), K_IN)  # resized: every finite value is in range
     finite = np.isfinite(r.depth)
     assert r.depth[finite].min() >= 0.5 and r.depth[finite].max() <= 10.0
-    assert np.isnan(r.depth[:, 0]).all() and np.isnan(r.depth[:, -1]).all()
+    assert np.all(r.depth[:, 0] == -np.inf) and np.all(r.depth[:, -1] == np.inf)
     # the range is the metadata's, so the node can publish another one
     pipe2 = Pipeline(pipe.backend, dataclasses.replace(pipe.metadata, max_depth=4.0))
-    assert np.nanmax(pipe2.run(_rgb(), K_IN).depth) <= 4.0
+    d2 = pipe2.run(_rgb(), K_IN).depth
+    assert d2[np.isfinite(d2)].max() <= 4.0 and np.any(d2 == np.inf)
+
+
+def test_rep117_depth_special_values():
+    d = np.array([[0.1, 0.5, 3.0, 10.0, 10.5, np.nan, np.inf, -np.inf]], dtype=np.float32)
+    out = rep117_depth(d, 0.5, 10.0)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out[0, :5], [-np.inf, 0.5, 3.0, 10.0, np.inf])
+    assert np.isnan(out[0, 5:]).all()  # a non-finite network value is no estimate
 
 
 def test_canonical_focal_rescale():

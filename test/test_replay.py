@@ -56,8 +56,11 @@ def test_replay_end_to_end(shared_data, tmp_path):
         "depth/image",
         "depth/camera_info",
         "segmentation/labels",
+        "segmentation/camera_info",
         "segmentation/color",
         "normals/image",
+        "normals/camera_info",
+        "normals/color",
         "points",
     }
     for o in s["outputs"].values():

@@ -102,6 +102,16 @@ def rgb_to_compressed_msg(rgb: np.ndarray, header, fmt: str = "jpeg", quality: i
     return msg
 
 
+def compressed_msg(format_str: str, data: bytes, header) -> CompressedImage:
+    """A ``sensor_msgs/CompressedImage`` with ``format`` and ``data`` as given (see
+    :mod:`joint_perception.ros.transport_formats` for the image_transport formats)."""
+    msg = CompressedImage()
+    msg.header = header
+    msg.format = format_str
+    msg.data = to_byte_array(np.frombuffer(data, np.uint8))
+    return msg
+
+
 # -------------------------------------------------------------------------- CameraInfo
 
 

@@ -42,7 +42,11 @@ class ParamSpec:
         description: one sentence for ``ros2 param describe`` and the YAML comments.
         min_value, max_value: inclusive numeric range (ints and floats), or None.
         choices: allowed string values, or None.
-        read_only: True where the value cannot change while the node runs.
+        read_only: True where the value cannot change while the node is configured (inactive
+            or active): it is read by the lifecycle ``configure`` transition, so it may be set
+            while the node is unconfigured and applies at the next ``configure``.
+        startup: True where the value is read once when the node is constructed (a read-only
+            ROS parameter); implies ``read_only``.
     """
 
     name: str
@@ -52,6 +56,7 @@ class ParamSpec:
     max_value: float | None = None
     choices: tuple[str, ...] | None = None
     read_only: bool = True
+    startup: bool = False
 
     @property
     def type(self) -> type:
@@ -59,6 +64,14 @@ class ParamSpec:
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
+    # --- lifecycle ---
+    ParamSpec(
+        "autostart",
+        True,
+        "Configure and activate the (managed) node at start-up; false = stay unconfigured until "
+        "a lifecycle manager or `ros2 lifecycle set <node> configure` / `activate`.",
+        startup=True,
+    ),
     # --- model and backend ---
     ParamSpec(
         "model",
@@ -129,7 +142,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "min_depth",
         0.0,
-        "Depth below this (m) is published as NaN; 0 = the model's metadata value.",
+        "Depth below this (m) is published as -Inf (REP 117: too close); 0 = the model's "
+        "metadata value.",
         min_value=0.0,
         max_value=1000.0,
         read_only=False,
@@ -137,7 +151,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "max_depth",
         0.0,
-        "Depth above this (m) is published as NaN; 0 = the model's metadata value.",
+        "Depth above this (m) is published as +Inf (REP 117: out of range); 0 = the model's "
+        "metadata value.",
         min_value=0.0,
         max_value=1000.0,
         read_only=False,
@@ -160,6 +175,48 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     # --- which outputs (one publish_* per topic group of joint_perception.ros.topics) ---
     *(ParamSpec(name, default, text) for name, (default, text) in publish_parameters().items()),
+    # --- compressed outputs (image_transport formats, computed only when subscribed) ---
+    ParamSpec(
+        "compressed.color_format",
+        "jpeg",
+        "Codec of segmentation/color/compressed (labels/compressed is always lossless PNG).",
+        choices=("jpeg", "png"),
+        read_only=False,
+    ),
+    ParamSpec(
+        "compressed.jpeg_quality",
+        90,
+        "JPEG quality of the 'compressed' outputs.",
+        min_value=1,
+        max_value=100,
+        read_only=False,
+    ),
+    ParamSpec(
+        "compressed.png_level",
+        3,
+        "PNG compression level (0-9) of the 'compressed' and 'compressedDepth' outputs.",
+        min_value=0,
+        max_value=9,
+        read_only=False,
+    ),
+    ParamSpec(
+        "compressed_depth.depth_max",
+        0.0,
+        "Largest depth (m) depth/image/compressedDepth encodes (farther comes back as NaN); "
+        "0 = the published max_depth.",
+        min_value=0.0,
+        max_value=1000.0,
+        read_only=False,
+    ),
+    ParamSpec(
+        "compressed_depth.depth_quantization",
+        100.0,
+        "Depth quantisation of compressedDepth (image_transport's depth_quantization): the "
+        "step at depth d is about d^2 / (q (q + 1)) m.",
+        min_value=1.0,
+        max_value=10000.0,
+        read_only=False,
+    ),
     # --- QoS (REP 2003) ---
     ParamSpec(
         "qos.input.reliability",
@@ -217,6 +274,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Period (s) of the /diagnostics messages.",
         min_value=0.05,
         max_value=60.0,
+        startup=True,
+    ),
+    ParamSpec(
+        "diagnostics_window_s",
+        5.0,
+        "Window (s) the /diagnostics level and rate look back over: WARN while frames were "
+        "skipped within it, OK again once frames flow for that long.",
+        min_value=0.1,
+        max_value=3600.0,
+        read_only=False,
     ),
     ParamSpec(
         "warn_throttle_s",
@@ -315,7 +382,8 @@ def validate(params: dict[str, Any], check_model: bool = True) -> list[str]:
 
 
 def load_yaml_parameters(path: str | os.PathLike, node_name: str = "perception_node") -> dict:
-    """Read ``ros__parameters`` of ``node_name`` (or ``/**``) from a ROS 2 parameter file.
+    """Read ``ros__parameters`` of ``node_name`` (or ``/**/node_name``, ``/**``) from a ROS 2
+    parameter file.
 
     Nested dictionaries are flattened with dots (``qos: {input: {depth: 1}}`` ->
     ``qos.input.depth``), as ``rclpy`` does.
@@ -334,7 +402,7 @@ def load_yaml_parameters(path: str | os.PathLike, node_name: str = "perception_n
     except yaml.YAMLError as exc:
         raise ValueError(f"{p}: not valid YAML: {exc}") from exc
     section = None
-    for key in (node_name, f"/{node_name}", "/**"):
+    for key in (node_name, f"/{node_name}", f"/**/{node_name}", "/**"):
         if isinstance(data.get(key), dict) and "ros__parameters" in data[key]:
             section = data[key]["ros__parameters"]
             break
@@ -354,14 +422,27 @@ def load_yaml_parameters(path: str | os.PathLike, node_name: str = "perception_n
     return flat
 
 
-def declare_parameters(node) -> dict[str, Any]:
+CONFIGURED_NOTE = (
+    " Fixed while the node is configured: set it while unconfigured (ros2 lifecycle set <node>"
+    " cleanup), it applies at the next configure."
+)
+
+
+def declare_parameters(node, check: bool = True) -> dict[str, Any]:
     """Declare every parameter of :data:`PARAMETERS` on an rclpy ``node``; return the values.
 
     Values come from the node's overrides (``--params-file``, ``-p``, launch), else defaults.
+    Only ``startup`` parameters get a read-only descriptor; the other ``read_only`` ones are
+    refused by the node while it is configured (their description says so).
+
+    Args:
+        node: an rclpy node.
+        check: run :func:`validate` (model included) and raise on problems. The lifecycle
+            node passes False and validates in its ``configure`` transition instead.
 
     Raises:
-        ValueError: when :func:`validate` reports problems (all listed, one per line); the
-            node's ``main`` turns this into a non-zero exit before the first frame.
+        ValueError: a value rclpy refuses (type, range), or (``check``) the problems
+            :func:`validate` reports (all listed, one per line).
     """
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
@@ -370,10 +451,12 @@ def declare_parameters(node) -> dict[str, Any]:
         desc = spec.description
         if spec.choices:
             desc += f" One of: {', '.join(spec.choices)}."
+        if spec.read_only and not spec.startup:
+            desc += CONFIGURED_NOTE
         descriptor = ParameterDescriptor(
             name=spec.name,
             description=desc,
-            read_only=spec.read_only,
+            read_only=spec.startup,
             additional_constraints=f"one of {', '.join(spec.choices)}" if spec.choices else "",
         )
         if spec.type is float and spec.min_value is not None:
@@ -391,7 +474,7 @@ def declare_parameters(node) -> dict[str, Any]:
         except Exception as exc:  # rclpy's InvalidParameter{Type,Value}Exception and kin
             raise ValueError(f"invalid parameters:\n  {spec.name}: {exc}") from exc
         values[spec.name] = param.value
-    problems = validate(values)
+    problems = validate(values) if check else []
     if problems:
         raise ValueError("invalid parameters:\n  " + "\n  ".join(problems))
     return values
@@ -401,9 +484,15 @@ _YAML_HEADER = """\
 # Parameters of joint_perception's perception_node, generated from the parameter table
 # (joint_perception/ros/parameters.py: `python -m joint_perception.ros.parameters > this file`).
 # Loaded by launch/perception.launch.py (params_file); every value here is the node's default.
-# Read-only parameters are fixed at start-up; the others can change with `ros2 param set`.
-# Bad values are refused at start-up with a message naming the parameter.
+# The key `/**` matches the node under any namespace (`namespace:=front`, multi_camera.launch.py);
+# a file for one node only would use its full name, e.g. `/front/perception_node:`.
+# "read-only" values are fixed at start-up; "read-only while configured" ones can be set while
+# the managed node is unconfigured and apply at its next configure; the others can change with
+# `ros2 param set` at any time. Bad values make configure fail with a message naming them.
 """
+
+#: Top-level key of the generated parameter file: matches every node, any namespace.
+YAML_NODE_KEY = "/**"
 
 
 def _yaml_value(value: Any) -> str:
@@ -422,7 +511,12 @@ def _yaml_comment(spec: ParamSpec, indent: str, width: int = 100) -> list[str]:
         notes.append("one of: " + ", ".join(spec.choices))
     elif spec.min_value is not None or spec.max_value is not None:
         notes.append(f"range [{spec.min_value}, {spec.max_value}]")
-    notes.append("read-only" if spec.read_only else "changeable at run time")
+    if spec.startup:
+        notes.append("read-only")
+    elif spec.read_only:
+        notes.append("read-only while configured")
+    else:
+        notes.append("changeable at run time")
     text = f"{spec.description} ({'; '.join(notes)})"
     return [
         f"{indent}# {line}"
@@ -430,11 +524,13 @@ def _yaml_comment(spec: ParamSpec, indent: str, width: int = 100) -> list[str]:
     ]
 
 
-def yaml_document(node_name: str = "perception_node") -> str:
+def yaml_document(node_key: str = YAML_NODE_KEY) -> str:
     """``config/perception.yaml`` from :data:`PARAMETERS`: every parameter with its default and
-    its description as a comment, dotted names as nested mappings (the shipped file is this
-    text; a test checks it)."""
-    lines = [_YAML_HEADER.rstrip("\n"), f"{node_name}:", "  ros__parameters:"]
+    its description as a comment, dotted names as nested mappings, under ``node_key`` (default
+    ``/**``: any node in any namespace, as rclpy matches parameter-file keys). The shipped file
+    is this text; a test checks it."""
+    key = f'"{node_key}"' if node_key.startswith("*") else node_key  # "*" starts a YAML alias
+    lines = [_YAML_HEADER.rstrip("\n"), f"{key}:", "  ros__parameters:"]
     open_path: list[str] = []
     for spec in PARAMETERS:
         *parents, key = spec.name.split(".")

@@ -1,6 +1,24 @@
 """``perception_node``: camera frames in; depth, labels, normals, point cloud out (docs/contracts.md section 3).
 
-A thin ROS shell around :class:`joint_perception.runtime.processing.Pipeline`:
+A managed (lifecycle) ROS node around :class:`joint_perception.runtime.processing.Pipeline`.
+
+Lifecycle (REP 2000-style managed node, ``rclpy.lifecycle``; ``ros2 lifecycle set <node> ...``):
+
+* constructed (*unconfigured*): parameters declared, ``/diagnostics`` publisher and timer;
+  no model in memory, no topic but ``/diagnostics``;
+* ``configure``: validates the parameters, loads the model (or takes a handle on the same
+  model already loaded in this process, :class:`~joint_perception.runtime.shared.BackendPool`),
+  creates the output publishers (lifecycle publishers: silent until activated). FAILURE (back
+  to unconfigured, the reason logged and reported as ERROR in ``/diagnostics``) on invalid
+  parameters or a model/backend that cannot load;
+* ``activate``: starts the worker thread and enables the publishers; the camera is subscribed
+  only while some output has a subscriber (publisher matched events, checked again before
+  each frame is decoded);
+* ``deactivate``: unsubscribes the camera, stops the worker, silences the publishers;
+* ``cleanup``: destroys the publishers and releases the model (the last user closes it);
+* ``autostart: true`` (default) runs configure + activate at start-up, as a plain node.
+
+While active:
 
 * subscribes ``image`` (sensor_msgs/Image) or ``image/compressed`` (``input_transport:
   compressed``) and ``camera_info``, with the sensor-data QoS of REP 2003 (overridable);
@@ -8,25 +26,37 @@ A thin ROS shell around :class:`joint_perception.runtime.processing.Pipeline`:
   cached latest, exact or approximate stamp) and puts the pair into a newest-frame-only
   :class:`~joint_perception.ros.frame_buffer.LatestSlot`; the callbacks never block, and an
   overwritten unprocessed frame counts as dropped;
-* a worker thread decodes, runs the pipeline for the outputs somebody subscribes to, and
-  publishes ``depth/image`` (32FC1 m, NaN invalid, REP 118), ``depth/camera_info`` (K/P of the
-  published resolution), ``segmentation/labels`` (mono8/mono16), ``segmentation/color`` (rgb8),
-  ``normals/image`` (32FC3, optical frame), ``points`` (organised PointCloud2 x,y,z,rgb,label)
-  and ``confidence`` (32FC1), every one with the input image's header unchanged;
+* a worker thread decodes, runs the pipeline for the outputs somebody subscribes to, builds
+  every subscribed topic's message (:data:`joint_perception.ros.topics.OUTPUT_TOPICS`: depth,
+  labels, colour, normals, confidence images each with a ``camera_info`` beside it, the
+  ``compressed`` / ``compressedDepth`` image_transport variants, the organised point cloud),
+  then publishes them all (no half-published frame), every one with the input image's header;
+* the intrinsics of the image come from the CameraInfo with its binning and ROI applied
+  (``image_geometry``'s convention); an image of another size gets K scaled to it (warned once);
 * bad input (unsupported encoding, wrong step/size, empty data, no/zero/NaN CameraInfo,
   undecodable compressed bytes) is skipped with a warning rate-limited per reason
   (``warn_throttle_s``) and counted by reason in ``/diagnostics``; a distorted CameraInfo is
   processed as if rectified with a one-time warning (rectification is the driver's job);
-* ``/diagnostics`` every ``diagnostics_period_s``: rate, latency p50/p95, dropped and skipped
-  frames, backend and why it was chosen, model, per-stage p50 times.
+* ``/diagnostics`` every ``diagnostics_period_s``: lifecycle state, rate, latency p50/p95,
+  dropped and skipped frames (level from the last ``diagnostics_window_s`` only), backend and
+  why it was chosen (a requested backend that fell back is also a warning on ``/rosout``),
+  how many nodes share it, model, per-stage p50 times.
+
+Several cameras in one process: ``perception_node --cameras front,rear`` (:func:`main`) runs
+one node per camera namespace on one executor, all sharing one backend.
 
 Topic names are relative, so ``__ns`` / launch namespaces apply. Exit codes of :func:`main`:
-0 after SIGINT/SIGTERM, 2 for invalid parameters or a model/backend that cannot load.
+0 after SIGINT/SIGTERM (also during start-up), 2 for invalid parameters or a model/backend
+that cannot load (with ``autostart``).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import re
+import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -36,26 +66,33 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.event_handler import PublisherEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from joint_perception.colormap import colorize_labels, label_palette, overlay
+from joint_perception.colormap import colorize_labels, label_palette, normals_to_rgb, overlay
 from joint_perception.geometry import scale_intrinsics
 from joint_perception.image_codec import COLOR_ENCODINGS, ImageFormatError, image_to_rgb8
 from joint_perception.pointcloud import pack_depth
 from joint_perception.ros import conversions
 from joint_perception.ros.diagnostics import PerceptionStats, build_diagnostic_array
 from joint_perception.ros.frame_buffer import CameraInfoMatcher, FifoSlot, LatestSlot
-from joint_perception.ros.parameters import declare_parameters, validate
+from joint_perception.ros.logging_bridge import forward_python_logs
+from joint_perception.ros.parameters import PARAMETERS, SPECS, declare_parameters, validate
 from joint_perception.ros.qos import input_qos, output_qos
 from joint_perception.ros.topics import OUTPUT_TOPICS, message_class
-from joint_perception.runtime.factory import create_backend, resolve_model_path
+from joint_perception.ros.transport_formats import encode_compressed, encode_compressed_depth
+from joint_perception.runtime.factory import resolve_model_path
 from joint_perception.runtime.processing import Pipeline
+from joint_perception.runtime.shared import PROCESS_POOL, BackendPool
 
 NODE_NAME = "perception_node"
 
+SUCCESS = TransitionCallbackReturn.SUCCESS
+FAILURE = TransitionCallbackReturn.FAILURE
 
 # Skip reasons (keys in /diagnostics as skipped_<reason>).
 UNSUPPORTED_ENCODING = "unsupported_encoding"
@@ -75,8 +112,8 @@ def stamp_ns(header) -> int:
 
 class _Frame:
     """One processed frame on its way to the publishers: the input header and CameraInfo, the
-    input image, the pipeline result at the output size, and the input image at the output
-    size (resized once, on first use)."""
+    input image, the pipeline result at the output size, and values several builders share
+    (computed once, on first use)."""
 
     def __init__(self, header, info, rgb: np.ndarray, result, out_size: tuple[int, int]):
         self.header, self.info, self.rgb, self.result, self.out_size = (
@@ -86,84 +123,90 @@ class _Frame:
             result,
             out_size,
         )
-        self._rgb_out = None
+        self.cache: dict = {}
 
     def rgb_at_output(self) -> np.ndarray:
-        if self._rgb_out is None:
+        if "rgb_out" not in self.cache:
             oh, ow = self.out_size
-            self._rgb_out = (
+            self.cache["rgb_out"] = (
                 self.rgb
                 if self.rgb.shape[:2] == (oh, ow)
                 else cv2.resize(self.rgb, (ow, oh), interpolation=cv2.INTER_AREA)
             )
-        return self._rgb_out
+        return self.cache["rgb_out"]
+
+    def camera_info(self) -> CameraInfo:
+        """The CameraInfo of every published image (K/P of the output size, input header)."""
+        if "camera_info" not in self.cache:
+            oh, ow = self.out_size
+            if self.info.height and self.info.width:
+                msg = conversions.scaled_camera_info(self.info, oh, ow)
+                msg.header = self.header
+            else:
+                msg = conversions.make_camera_info(self.result.K, oh, ow, self.header)
+            self.cache["camera_info"] = msg
+        return self.cache["camera_info"]
 
 
-class PerceptionNode(Node):
-    """The perception node. Construct after ``rclpy.init``; call :meth:`close` before destroying.
+class PerceptionNode(LifecycleNode):
+    """The perception node (one camera). Construct after ``rclpy.init``; call :meth:`close`
+    before destroying it.
+
+    Constructing declares the parameters only; :meth:`autostart` (or a lifecycle manager)
+    configures and activates it (module docstring).
 
     Args:
         node_name: ROS node name.
+        pool: where the backend comes from (default: the process-wide pool, so nodes of one
+            process with the same model/backend/device share one backend).
         **kwargs: passed to :class:`rclpy.node.Node` (``context``, ``namespace``,
             ``parameter_overrides``, ``cli_args`` ...).
 
     Raises:
-        ValueError: invalid parameters (all problems listed, one per line).
-        FileNotFoundError, RuntimeError: the model or backend cannot be loaded.
+        ValueError: a parameter value rclpy refuses (type, range); the message names it.
     """
 
-    def __init__(self, node_name: str = NODE_NAME, **kwargs) -> None:
+    def __init__(self, node_name: str = NODE_NAME, *, pool: BackendPool | None = None, **kwargs):
         super().__init__(node_name, **kwargs)
-        self.params = declare_parameters(self)
-        p = self.params
-        model_path = resolve_model_path(p["model"])
-        options = {"precision": p["precision"], "latency_target_ms": p["latency_target_ms"]}
-        if p["engine_cache_dir"]:
-            options["cache_dir"] = p["engine_cache_dir"]
-        self.backend = create_backend(
-            model_path, backend=p["backend"], device=p["device"] or None, fallback=True, **options
-        )
-        self.metadata = self.backend.metadata
-        self.model_path = Path(model_path)
+        self.params = declare_parameters(self, check=False)
+        self._pool = pool if pool is not None else PROCESS_POOL
+        self.backend = None
+        self.metadata = None
+        self.model_path: Path | None = None
+        self.pipeline: Pipeline | None = None
+        self.palette = None
+        self.compressed = self.params["input_transport"] == "compressed"
+        self.publishers_by_topic: dict = {}
+        self._input_subs: list = []
+        self._subscribed_since: float | None = None
+        self._active = False
+        self._configure_error = ""
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
         self._pipeline_lock = threading.Lock()
-        self.pipeline = self._make_pipeline(p["min_depth"], p["max_depth"])
-        colors = np.asarray(self.metadata.class_colors, dtype=np.uint8).reshape(-1, 3)
-        self.palette = (
-            colors
-            if len(colors) == self.metadata.num_classes + 1
-            else label_palette(self.metadata.num_classes)
-        )
-
-        self.stats = PerceptionStats()
-        # newest-frame-only by default; a FIFO only for the queue_size benchmark baseline
-        self.slot = FifoSlot(p["queue_size"]) if p["queue_size"] > 0 else LatestSlot()
-        self._debug_delay_s = p["debug_delay_ms"] / 1e3
-        self.matcher = CameraInfoMatcher(p["camera_info_sync"], int(p["sync_slop_s"] * 1e9))
         self._reason_loggers: dict = {}
         self._warned_once: set[str] = set()
+        self.stats = PerceptionStats(window_s=self.params["diagnostics_window_s"])
+        self.slot = LatestSlot()
+        self.matcher = CameraInfoMatcher(self.params["camera_info_sync"])
+        self._debug_delay_s = 0.0
+        self.diag_info: dict = {}
 
-        q_in, q_out = input_qos(p), output_qos(p)
-        self.compressed = p["input_transport"] == "compressed"
-        if self.compressed:
-            self.create_subscription(CompressedImage, "image/compressed", self._on_image, q_in)
-        else:
-            self.create_subscription(Image, "image", self._on_image, q_in)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, q_in)
-
-        # one publisher per enabled entry of the topic table (joint_perception.ros.topics)
-        self.publishers_by_topic = {
-            t.name: self.create_publisher(message_class(t.msg_type), t.name, q_out)
-            for t in OUTPUT_TOPICS
-            if p[t.param]
-        }
         self._builders = {
             "depth/image": self._depth_msg,
-            "depth/camera_info": self._depth_info_msg,
+            "depth/camera_info": self._camera_info_builder("depth"),
+            "depth/image/compressedDepth": self._depth_compressed_msg,
             "segmentation/labels": self._labels_msg,
+            "segmentation/camera_info": self._camera_info_builder("labels"),
+            "segmentation/labels/compressed": self._labels_compressed_msg,
             "segmentation/color": self._color_msg,
+            "segmentation/color/compressed": self._color_compressed_msg,
             "normals/image": self._normals_msg,
+            "normals/camera_info": self._camera_info_builder("normals"),
+            "normals/color": self._normals_color_msg,
             "points": self._points_msg,
-            "confidence": self._confidence_msg,
+            "confidence/image": self._confidence_msg,
+            "confidence/camera_info": self._camera_info_builder("confidence"),
         }
         missing = sorted({t.name for t in OUTPUT_TOPICS} - set(self._builders))
         if missing:
@@ -173,27 +216,198 @@ class PerceptionNode(Node):
             "/diagnostics",
             QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE),
         )
+        self.create_timer(self.params["diagnostics_period_s"], self.publish_diagnostics)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def lifecycle_state(self) -> str:
+        """``unconfigured``, ``inactive``, ``active``, ``finalized`` (or a transition state)."""
+        return self._state_machine.current_state[1]
+
+    @property
+    def configure_error(self) -> str:
+        """Why the last ``configure`` failed ("" when it did not)."""
+        return self._configure_error
+
+    @property
+    def camera_subscribed(self) -> bool:
+        """True while the node subscribes to the camera (active, an output has a subscriber)."""
+        return bool(self._input_subs)
+
+    def autostart(self) -> bool:
+        """Configure then activate (what ``autostart: true`` does); False when a transition
+        failed (the reason is logged and kept in :attr:`configure_error`)."""
+        if self.trigger_configure() != SUCCESS:
+            return False
+        return self.trigger_activate() == SUCCESS
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        self._configure_error = ""
+        try:
+            self._configure()
+        except Exception as exc:  # noqa: BLE001 - a transition reports, it does not raise
+            known = (ValueError, FileNotFoundError, RuntimeError, KeyError)
+            why = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+            self._configure_error = why
+            self.get_logger().error(f"configure failed: {why}")
+            self._release()
+            return FAILURE
+        return SUCCESS
+
+    def _configure(self) -> None:
+        p = self.params = {s.name: self.get_parameter(s.name).value for s in PARAMETERS}
+        problems = validate(p)
+        if problems:
+            raise ValueError("invalid parameters:\n  " + "\n  ".join(problems))
+        model_path = resolve_model_path(p["model"])
+        options = {"precision": p["precision"], "latency_target_ms": p["latency_target_ms"]}
+        if p["engine_cache_dir"]:
+            options["cache_dir"] = p["engine_cache_dir"]
+        with forward_python_logs(self.get_logger()):
+            self.backend, created = self._pool.acquire(
+                model_path, backend=p["backend"], device=p["device"] or None, **options
+            )
+        if p["backend"] not in ("auto", self.backend.name):
+            self.get_logger().warning(
+                f"backend {p['backend']!r} was requested but cannot run here; using "
+                f"{self.backend.name}: {self.backend.reason}"
+            )
+        self.metadata = self.backend.metadata
+        self.model_path = Path(model_path)
+        self.pipeline = self._make_pipeline(p["min_depth"], p["max_depth"])
+        colors = np.asarray(self.metadata.class_colors, dtype=np.uint8).reshape(-1, 3)
+        self.palette = (
+            colors
+            if len(colors) == self.metadata.num_classes + 1
+            else label_palette(self.metadata.num_classes)
+        )
+        self.stats = PerceptionStats(window_s=p["diagnostics_window_s"])
+        self.matcher = CameraInfoMatcher(p["camera_info_sync"], int(p["sync_slop_s"] * 1e9))
+        self.compressed = p["input_transport"] == "compressed"
+        self._debug_delay_s = p["debug_delay_ms"] / 1e3
+        q_out = output_qos(p)
+        # one lifecycle publisher per enabled entry of the topic table (ros/topics.py); its
+        # matched events drive the camera subscription
+        self.publishers_by_topic = {
+            t.name: self.create_lifecycle_publisher(
+                message_class(t.msg_type),
+                t.name,
+                q_out,
+                event_callbacks=PublisherEventCallbacks(matched=self._on_output_matched),
+            )
+            for t in OUTPUT_TOPICS
+            if p[t.param]
+        }
         self.diag_info = {
             "backend": self.backend.name,
-            "backend_reason": getattr(self.backend, "reason", ""),
-            "device": getattr(self.backend, "device", ""),
+            "backend_reason": self.backend.reason,
+            "device": self.backend.device,
             "model": f"{self.metadata.architecture} ({self.model_path})",
             "input_transport": p["input_transport"],
         }
-        self.create_timer(p["diagnostics_period_s"], self.publish_diagnostics)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-
-        self._stop = threading.Event()
-        self._worker = threading.Thread(target=self._work, name="perception_worker", daemon=True)
-        self._worker.start()
+        shared = "loaded" if created else f"shared with {self.backend.users - 1} other node(s)"
         self.get_logger().info(
-            f"model {self.metadata.architecture} from {self.model_path}; backend "
-            f"{self.backend.describe()} ({self.diag_info['backend_reason']}); input "
+            f"configured: model {self.metadata.architecture} from {self.model_path} ({shared}); "
+            f"backend {self.backend.describe()} ({self.backend.reason}); input "
             f"{'image/compressed' if self.compressed else 'image'} + camera_info "
-            f"({p['camera_info_sync']})"
+            f"({p['camera_info_sync']}), subscribed while an output has a subscriber"
         )
 
-    # ------------------------------------------------------------------ set-up helpers
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        p = self.params
+        self.slot = FifoSlot(p["queue_size"]) if p["queue_size"] > 0 else LatestSlot()
+        self._stop = threading.Event()
+        self._worker = threading.Thread(
+            target=self._work, args=(self._stop, self.slot), name="perception_worker", daemon=True
+        )
+        self._worker.start()
+        ret = super().on_activate(state)  # enables the lifecycle publishers
+        self._active = True
+        self._update_input_subscriptions()
+        return ret
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self._active = False
+        self._update_input_subscriptions()
+        self._stop_worker()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self._release()
+        return SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self.close()
+        return SUCCESS
+
+    def on_error(self, state) -> TransitionCallbackReturn:
+        self.get_logger().error(f"error processing from {state.label}: releasing everything")
+        self.close()
+        return SUCCESS
+
+    def _stop_worker(self) -> None:
+        self._stop.set()
+        self.slot.close()
+        worker, self._worker = self._worker, None
+        if worker is not None and worker.is_alive() and worker is not threading.current_thread():
+            worker.join(timeout=10.0)
+
+    def _release(self) -> None:
+        """Destroy the output publishers and release the backend (cleanup)."""
+        for pub in self.publishers_by_topic.values():
+            self.destroy_lifecycle_publisher(pub)
+        self.publishers_by_topic = {}
+        backend, self.backend = self.backend, None
+        with self._pipeline_lock:
+            self.pipeline = None
+        if backend is not None:
+            backend.close()
+
+    def close(self) -> None:
+        """Unsubscribe, stop and join the worker, destroy the outputs, release the backend.
+        Idempotent; used on shutdown and before ``destroy_node``."""
+        self._active = False
+        self._update_input_subscriptions()
+        self._stop_worker()
+        self._release()
+
+    # ------------------------------------------------------------------ lazy camera subscription
+    def _on_output_matched(self, info) -> None:
+        self._update_input_subscriptions()
+
+    def output_subscriber_count(self) -> int:
+        """Subscribers over all output publishers (``/diagnostics`` not counted)."""
+        return sum(pub.get_subscription_count() for pub in self.publishers_by_topic.values())
+
+    def _update_input_subscriptions(self) -> None:
+        """Subscribe the camera while active and some output has a subscriber; else not
+        (as depth_image_proc does with its publisher matched events)."""
+        want = self._active and self.output_subscriber_count() > 0
+        if want and not self._input_subs:
+            q_in = input_qos(self.params)
+            if self.compressed:
+                image = self.create_subscription(
+                    CompressedImage, "image/compressed", self._on_image, q_in
+                )
+            else:
+                image = self.create_subscription(Image, "image", self._on_image, q_in)
+            info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, q_in)
+            self._input_subs = [image, info]
+            self._subscribed_since = time.monotonic()
+            self.get_logger().info(
+                f"an output has a subscriber: subscribed to {image.topic_name} and "
+                f"{info.topic_name}"
+            )
+        elif not want and self._input_subs:
+            for sub in self._input_subs:
+                self.destroy_subscription(sub)
+            self._input_subs = []
+            self._subscribed_since = None
+            if self._active:
+                self.get_logger().info("no subscriber to any output: camera unsubscribed")
+
+    # ------------------------------------------------------------------ parameters
     def _make_pipeline(self, min_depth: float, max_depth: float) -> Pipeline:
         meta = self.metadata
         lo = min_depth if min_depth > 0 else meta.min_depth
@@ -206,17 +420,25 @@ class PerceptionNode(Node):
         return Pipeline(self.backend, dataclasses.replace(meta, min_depth=lo, max_depth=hi))
 
     def _on_set_parameters(self, changes) -> SetParametersResult:
+        names = {c.name for c in changes if c.name in SPECS}
+        fixed = sorted(n for n in names if SPECS[n].read_only)
+        if fixed and self.lifecycle_state != "unconfigured":
+            return SetParametersResult(
+                successful=False,
+                reason=f"{', '.join(fixed)}: fixed while the node is {self.lifecycle_state}; "
+                "set while unconfigured (ros2 lifecycle set <node> cleanup), then configure",
+            )
         new = dict(self.params)
-        new.update({c.name: c.value for c in changes if c.name in self.params})
-        problems = validate(
-            {k: new[k] for k in {c.name for c in changes} if k in new}, check_model=False
-        )
-        if not problems and (new["min_depth"], new["max_depth"]) != (
-            self.params["min_depth"],
-            self.params["max_depth"],
+        new.update({c.name: c.value for c in changes if c.name in SPECS})
+        problems = validate({k: new[k] for k in names}, check_model=False)
+        depth_range = (new["min_depth"], new["max_depth"])
+        if (
+            not problems
+            and self.metadata is not None
+            and depth_range != (self.params["min_depth"], self.params["max_depth"])
         ):
             try:
-                pipeline = self._make_pipeline(new["min_depth"], new["max_depth"])
+                pipeline = self._make_pipeline(*depth_range)
             except ValueError as exc:
                 problems.append(str(exc))
             else:
@@ -225,6 +447,7 @@ class PerceptionNode(Node):
         if problems:
             return SetParametersResult(successful=False, reason="; ".join(problems))
         self.params = new
+        self.stats.window_s = float(new["diagnostics_window_s"])
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------------ callbacks (executor)
@@ -273,20 +496,32 @@ class PerceptionNode(Node):
 
     def publish_diagnostics(self) -> None:
         """Publish one DiagnosticArray on ``/diagnostics`` (also called by the timer)."""
-        name = f"joint_perception: {self.get_fully_qualified_name()}"
+        info = dict(self.diag_info)
+        backend = self.backend
+        if backend is not None:
+            info["backend_users"] = backend.users
+            info["batch_mean"] = backend.runner_stats.mean_batch
+        since = self._subscribed_since
+        node_state = {
+            "lifecycle_state": self.lifecycle_state,
+            "configure_error": self._configure_error,
+            "camera_subscribed": self.camera_subscribed,
+            "subscribed_for_s": None if since is None else time.monotonic() - since,
+        }
         arr = build_diagnostic_array(
             self.stats.snapshot(),
-            self.diag_info,
+            info,
             self.get_clock().now().to_msg(),
-            name,
-            self.metadata.architecture,
+            f"joint_perception: {self.get_fully_qualified_name()}",
+            self.metadata.architecture if self.metadata is not None else "",
+            node_state,
         )
         self.pub_diag.publish(arr)
 
     # ------------------------------------------------------------------ worker
-    def _work(self) -> None:
-        while not self._stop.is_set():
-            item = self.slot.take(timeout=0.2)
+    def _work(self, stop: threading.Event, slot) -> None:
+        while not stop.is_set():
+            item = slot.take(timeout=0.2)
             if item is None:
                 continue
             try:
@@ -340,7 +575,12 @@ class PerceptionNode(Node):
             return None
 
     def _intrinsics(self, info: CameraInfo, height: int, width: int) -> np.ndarray | None:
-        """3x3 K of the (height, width) image, or None (skipped and counted)."""
+        """3x3 K of the (height, width) image, or None (skipped and counted).
+
+        K is the CameraInfo's with its binning and ROI applied (the K of the image size the
+        CameraInfo describes, ``camera_info_image_size``); an image of another size gets that
+        K scaled to it, with a one-time warning.
+        """
         try:
             K = conversions.camera_info_to_K(info)
         except ValueError as exc:
@@ -353,17 +593,21 @@ class PerceptionNode(Node):
                 " the network expects rectified images: rectification is the camera"
                 " driver's job (e.g. image_proc). Processing as if rectified.",
             )
-        if info.height and info.width and (info.height, info.width) != (height, width):
+        described = conversions.camera_info_image_size(info)
+        if described != (height, width):
             self._warn_once(
                 "camera_info_size_mismatch",
-                f"CameraInfo is {info.width}x{info.height} but the image is "
-                f"{width}x{height}; scaling K to the image",
+                f"CameraInfo describes a {described[1]}x{described[0]} image (calibrated "
+                f"{info.width}x{info.height}, binning {info.binning_x}x{info.binning_y}, ROI "
+                f"{info.roi.width}x{info.roi.height}+{info.roi.x_offset}+{info.roi.y_offset})"
+                f" but the image is {width}x{height}; scaling K to the image",
             )
-            K = scale_intrinsics(K, (info.height, info.width), (height, width))
+            K = scale_intrinsics(K, described, (height, width))
         return K
 
     def process(self, msg, info: CameraInfo, recv_time: float) -> bool:
-        """Process one paired frame and publish its outputs; False when it was skipped.
+        """Process one paired frame and publish its outputs; False when it was skipped (or
+        nobody subscribes to an output any more: then it is not even decoded).
 
         Args:
             msg: sensor_msgs Image or CompressedImage.
@@ -371,6 +615,14 @@ class PerceptionNode(Node):
             recv_time: ``time.monotonic()`` when the image callback ran (latency origin).
         """
         t0 = time.perf_counter()
+        want = self.wanted_outputs()
+        if not want:
+            self.stats.frame_idle()
+            return False
+        with self._pipeline_lock:
+            pipeline = self.pipeline
+        if pipeline is None:
+            return False
         rgb = self._decode(msg)
         if rgb is None:
             return False
@@ -379,18 +631,12 @@ class PerceptionNode(Node):
         if K is None:
             return False
         t_decode = time.perf_counter()
-        want = self.wanted_outputs()
-        if not want:
-            self.stats.frame_idle()
-            return False
         meta = self.metadata
         out_size = (
             (h, w)
             if self.params["output_resolution"] == "input"
             else (meta.input_height, meta.input_width)
         )
-        with self._pipeline_lock:
-            pipeline = self.pipeline
         result = pipeline.run(rgb, K, out_size=out_size, want=want)
         t_pub = time.perf_counter()
         self._publish(msg.header, info, rgb, result, out_size)
@@ -416,39 +662,85 @@ class PerceptionNode(Node):
             pub.publish(msg)
 
     # ------------------------------------------------------------------ message builders
+    # one per topic of ros/topics.py; None = the model lacks that output
+    def _camera_info_builder(self, output: str):
+        def build(f: _Frame):
+            return None if getattr(f.result, output) is None else f.camera_info()
+
+        return build
+
     def _depth_msg(self, f: _Frame):
         if f.result.depth is None:
             return None
         return conversions.array_to_image_msg(f.result.depth, "32FC1", f.header)
 
-    def _depth_info_msg(self, f: _Frame):
+    def _depth_compressed_msg(self, f: _Frame):
         if f.result.depth is None:
             return None
-        oh, ow = f.out_size
-        if f.info.height and f.info.width:
-            msg = conversions.scaled_camera_info(f.info, oh, ow)
-            msg.header = f.header
-            return msg
-        return conversions.make_camera_info(f.result.K, oh, ow, f.header)
+        p = self.params
+        fmt, data = encode_compressed_depth(
+            f.result.depth,
+            depth_max=p["compressed_depth.depth_max"] or self.pipeline.max_depth,
+            depth_quantization=p["compressed_depth.depth_quantization"],
+            png_level=p["compressed.png_level"],
+        )
+        return conversions.compressed_msg(fmt, data, f.header)
+
+    def _labels_encoding(self, f: _Frame) -> str:
+        return "mono8" if f.result.labels.dtype == np.uint8 else "mono16"
 
     def _labels_msg(self, f: _Frame):
         if f.result.labels is None:
             return None
-        enc = "mono8" if f.result.labels.dtype == np.uint8 else "mono16"
-        return conversions.array_to_image_msg(f.result.labels, enc, f.header)
+        return conversions.array_to_image_msg(f.result.labels, self._labels_encoding(f), f.header)
+
+    def _labels_compressed_msg(self, f: _Frame):
+        if f.result.labels is None:
+            return None
+        fmt, data = encode_compressed(
+            f.result.labels,
+            self._labels_encoding(f),
+            "png",  # class ids: lossless only
+            png_level=self.params["compressed.png_level"],
+        )
+        return conversions.compressed_msg(fmt, data, f.header)
+
+    def _color_array(self, f: _Frame) -> np.ndarray:
+        if "color" not in f.cache:
+            color = colorize_labels(f.result.labels, self.palette)
+            alpha = self.params["color_overlay_alpha"]
+            if alpha > 0:
+                color = overlay(f.rgb_at_output(), color, alpha)
+            f.cache["color"] = color
+        return f.cache["color"]
 
     def _color_msg(self, f: _Frame):
         if f.result.labels is None:
             return None
-        color = colorize_labels(f.result.labels, self.palette)
-        if self.params["color_overlay_alpha"] > 0:
-            color = overlay(f.rgb_at_output(), color, self.params["color_overlay_alpha"])
-        return conversions.array_to_image_msg(color, "rgb8", f.header)
+        return conversions.array_to_image_msg(self._color_array(f), "rgb8", f.header)
+
+    def _color_compressed_msg(self, f: _Frame):
+        if f.result.labels is None:
+            return None
+        p = self.params
+        fmt, data = encode_compressed(
+            self._color_array(f),
+            "rgb8",
+            p["compressed.color_format"],
+            jpeg_quality=p["compressed.jpeg_quality"],
+            png_level=p["compressed.png_level"],
+        )
+        return conversions.compressed_msg(fmt, data, f.header)
 
     def _normals_msg(self, f: _Frame):
         if f.result.normals is None:
             return None
         return conversions.array_to_image_msg(f.result.normals, "32FC3", f.header)
+
+    def _normals_color_msg(self, f: _Frame):
+        if f.result.normals is None:
+            return None
+        return conversions.array_to_image_msg(normals_to_rgb(f.result.normals), "rgb8", f.header)
 
     def _confidence_msg(self, f: _Frame):
         if f.result.confidence is None:
@@ -467,42 +759,158 @@ class PerceptionNode(Node):
         )
         return conversions.cloud_to_msg(packed, f.header)
 
-    # ------------------------------------------------------------------ shutdown
-    def close(self) -> None:
-        """Stop and join the worker, release the backend. Idempotent."""
-        self._stop.set()
-        self.slot.close()
-        if self._worker.is_alive() and self._worker is not threading.current_thread():
-            self._worker.join(timeout=10.0)
-        self.backend.close()
+
+# ---------------------------------------------------------------------- several cameras, main
+
+_NAMESPACE_TOKEN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def main(args=None) -> int:
+def camera_namespaces(cameras: list[str], base: str = "/") -> list[str]:
+    """Absolute namespaces of ``cameras``: absolute names as given, relative ones under
+    ``base`` (the process namespace, e.g. launch's ``namespace``).
+
+    Raises:
+        ValueError: an invalid ROS namespace, or two cameras with the same namespace.
+    """
+    out = []
+    for cam in cameras:
+        ns = cam if cam.startswith("/") else f"{base.rstrip('/')}/{cam}"
+        tokens = ns.strip("/").split("/")
+        if not all(_NAMESPACE_TOKEN.match(t) for t in tokens):
+            raise ValueError(
+                f"camera {cam!r}: not a valid ROS namespace (letters, digits and _ separated "
+                "by /, not starting with a digit)"
+            )
+        out.append("/" + "/".join(tokens))
+    dup = sorted({n for n in out if out.count(n) > 1})
+    if dup:
+        raise ValueError(f"cameras with the same namespace: {', '.join(dup)}")
+    return out
+
+
+def _process_namespace(context=None) -> str:
+    """The namespace the process's global arguments (``__ns``) give a node."""
+    probe = rclpy.create_node(
+        "jp_namespace_probe", context=context, start_parameter_services=False, enable_rosout=False
+    )
+    try:
+        return probe.get_namespace()
+    finally:
+        probe.destroy_node()
+
+
+def make_nodes(
+    cameras: list[str] | None = None, pool: BackendPool | None = None, **node_kwargs
+) -> list[PerceptionNode]:
+    """One :class:`PerceptionNode` (no ``cameras``), or one per camera namespace, all named
+    ``perception_node``, all taking their backend from ``pool`` (so one model in memory).
+
+    Each camera node gets a node-local ``__ns`` remap (local arguments win over the global
+    ``__ns`` a launch file passes, which would otherwise give every node the same namespace);
+    its topics, CameraInfo, parameters (``/<ns>/perception_node:`` keys or ``/**``) and
+    diagnostics are its own.
+
+    Raises:
+        ValueError: invalid or duplicate camera namespaces; parameter values rclpy refuses.
+    """
+    if not cameras:
+        return [PerceptionNode(NODE_NAME, pool=pool, **node_kwargs)]
+    base = _process_namespace(node_kwargs.get("context"))
+    namespaces = camera_namespaces(cameras, base)
+    cli_args = list(node_kwargs.pop("cli_args", None) or [])
+    nodes = []
+    try:
+        for ns in namespaces:
+            cli = [*cli_args, "--ros-args", "-r", f"__ns:={ns}"]
+            nodes.append(PerceptionNode(NODE_NAME, pool=pool, cli_args=cli, **node_kwargs))
+    except BaseException:
+        for node in nodes:
+            node.destroy_node()
+        raise
+    return nodes
+
+
+def _parse_cli(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="perception_node",
+        description="joint_perception perception node (ROS arguments follow --ros-args).",
+    )
+    parser.add_argument(
+        "--cameras",
+        nargs="+",
+        default=[],
+        metavar="NS",
+        help="run one node per camera namespace in this process, sharing one model "
+        "(comma- or space-separated, e.g. --cameras front,rear); relative names go under "
+        "the process namespace",
+    )
+    args = parser.parse_args(argv)
+    args.cameras = [c for item in args.cameras for c in item.split(",") if c]
+    return args
+
+
+def main(args: list[str] | None = None) -> int:
     """Console script ``perception_node``: spin until SIGINT/SIGTERM; returns the exit code.
 
-    Returns 2 (before any frame) when parameters are invalid or the model/backend cannot load;
-    the message names the problem.
+    ``--cameras a,b`` runs one node per camera in this process (:func:`make_nodes`). Each node
+    with ``autostart`` is configured and activated before spinning.
+
+    Returns:
+        0 after SIGINT/SIGTERM, also when it arrives during start-up (no traceback); 2 when
+        parameters are invalid or the model/backend cannot load with ``autostart`` (the
+        message names the problem).
     """
-    rclpy.init(args=args)
+    argv = list(sys.argv if args is None else args)
+    previous_sigint = signal.getsignal(signal.SIGINT)
+    previous_sigterm = signal.getsignal(signal.SIGTERM)
+    rclpy.init(args=argv)
     logger = rclpy.logging.get_logger(NODE_NAME)
+    nodes: list[PerceptionNode] = []
+    executor = None
+    code = 0
     try:
-        node = PerceptionNode()
-    except (ValueError, FileNotFoundError, RuntimeError, KeyError) as exc:
-        logger.fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 2
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
+        cli = _parse_cli(remove_ros_args(argv)[1:])
+        nodes = make_nodes(cli.cameras)
+        executor = SingleThreadedExecutor()
+        for node in nodes:
+            executor.add_node(node)
+        for node in nodes:
+            if node.params["autostart"] and not node.autostart():
+                if rclpy.ok():  # not a shutdown that interrupted the start
+                    logger.fatal(
+                        f"{node.get_fully_qualified_name()}: cannot start: "
+                        f"{node.configure_error or 'activate failed'}"
+                    )
+                    code = 2
+                return code
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except ValueError as exc:  # parameter values rclpy refused, bad --cameras
+        logger.fatal(f"cannot start: {exc}")
+        code = 2
     finally:
-        node.close()
-        executor.shutdown()
-        node.destroy_node()
+        # Ctrl-C in a terminal reaches this process twice (the terminal's process group and
+        # ros2 launch), and launch escalates to SIGTERM when the clean-up takes longer than
+        # its sigterm_timeout: neither may interrupt the clean-up. rclpy's shutdown puts back
+        # the handlers it found at init, so they are ignored again after it.
+        _ignore_exit_signals()
+        for node in nodes:
+            node.close()
+        if executor is not None:
+            executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+        _ignore_exit_signals()
+        signal.signal(signal.SIGINT, previous_sigint)
+        signal.signal(signal.SIGTERM, previous_sigterm)
+    return code
+
+
+def _ignore_exit_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

@@ -31,8 +31,13 @@ class OutputTopic:
         needs: network outputs its message is built from.
         param: the ``publish_*`` parameter that enables it (several topics may share one).
         default: that parameter's default.
-        encoding: image encoding (``sensor_msgs/image_encodings``), "" for non-images.
+        encoding: image encoding (``sensor_msgs/image_encodings``), "" for non-images; for a
+            compressed topic, the encoding of the image it carries.
         description: contract in one sentence (units, frame, REP).
+        transport: ``"raw"`` (a plain message), or the image_transport transport that
+            ``<base>/<transport>`` carries: ``"compressed"`` or ``"compressedDepth"``
+            (``sensor_msgs/CompressedImage`` in that transport's exact format, so
+            image_transport subscribers, RViz and rqt decode it).
     """
 
     name: str
@@ -42,23 +47,50 @@ class OutputTopic:
     default: bool
     encoding: str
     description: str
+    transport: str = "raw"
+
+    @property
+    def is_camera_info(self) -> bool:
+        return self.msg_type == "sensor_msgs/msg/CameraInfo"
 
 
 OUTPUT_TOPICS: tuple[OutputTopic, ...] = (
     OutputTopic("depth/image", "sensor_msgs/msg/Image", ("depth",), "publish_depth", True, "32FC1",
-                "metres along z of the optical frame; NaN no estimate (REP 117/118)"),
+                "metres along z of the optical frame; -Inf nearer than min_depth, +Inf beyond "
+                "max_depth, NaN no estimate (REP 117/118)"),
     OutputTopic("depth/camera_info", "sensor_msgs/msg/CameraInfo", ("depth",), "publish_depth",
                 True, "", "K and P of the published resolution, the input header"),
+    OutputTopic("depth/image/compressedDepth", "sensor_msgs/msg/CompressedImage", ("depth",),
+                "publish_depth", True, "32FC1",
+                "image_transport compressedDepth (PNG of quantised inverse depth); "
+                "non-finite depth and depth beyond compressed_depth.depth_max decode as NaN",
+                "compressedDepth"),
     OutputTopic("segmentation/labels", "sensor_msgs/msg/Image", ("labels",), "publish_labels",
                 True, "mono8", "class ids, 0 = void (mono16 above 255 classes)"),
+    OutputTopic("segmentation/camera_info", "sensor_msgs/msg/CameraInfo", ("labels",),
+                "publish_labels", True, "", "K and P of the segmentation images"),
+    OutputTopic("segmentation/labels/compressed", "sensor_msgs/msg/CompressedImage", ("labels",),
+                "publish_labels", True, "mono8",
+                "image_transport compressed, lossless PNG of the class ids", "compressed"),
     OutputTopic("segmentation/color", "sensor_msgs/msg/Image", ("labels",), "publish_color",
                 True, "rgb8", "colour-coded labels, optionally over the input image"),
+    OutputTopic("segmentation/color/compressed", "sensor_msgs/msg/CompressedImage", ("labels",),
+                "publish_color", True, "rgb8",
+                "image_transport compressed, JPEG or PNG (compressed.color_format)", "compressed"),
     OutputTopic("normals/image", "sensor_msgs/msg/Image", ("normals",), "publish_normals", True,
                 "32FC3", "unit normals in the optical frame, facing the camera"),
+    OutputTopic("normals/camera_info", "sensor_msgs/msg/CameraInfo", ("normals",),
+                "publish_normals", True, "", "K and P of the normals image"),
+    OutputTopic("normals/color", "sensor_msgs/msg/Image", ("normals",), "publish_normals", True,
+                "rgb8", "normals as colours, round((n + 1) / 2 * 255), black where undefined "
+                "(for viewers: RViz shows no 32FC3)"),
     OutputTopic("points", "sensor_msgs/msg/PointCloud2", ("depth", "labels"), "publish_points",
                 True, "", "organised cloud x, y, z, rgb, label in the optical frame"),
-    OutputTopic("confidence", "sensor_msgs/msg/Image", ("confidence",), "publish_confidence",
-                False, "32FC1", "softmax probability of the predicted class, in [0, 1]"),
+    OutputTopic("confidence/image", "sensor_msgs/msg/Image", ("confidence",),
+                "publish_confidence", False, "32FC1",
+                "softmax probability of the predicted class, in [0, 1]"),
+    OutputTopic("confidence/camera_info", "sensor_msgs/msg/CameraInfo", ("confidence",),
+                "publish_confidence", False, "", "K and P of the confidence image"),
 )  # fmt: skip
 
 

@@ -47,9 +47,13 @@ class Backend(abc.ABC):
         device: human-readable device (``"cpu"``, ``"cuda:0 NVIDIA Orin"``...).
         reason: why this backend was chosen (reported in /diagnostics).
         metadata: the model's metadata.
+        max_batch_size: the largest N that :meth:`predict` runs as one network call (None =
+            any); larger batches may still be accepted and run in chunks. 1 unless the backend
+            says otherwise (the ONNX export has a static batch of 1).
     """
 
     name: str = "abstract"
+    max_batch_size: int | None = 1
 
     def __init__(self, metadata: ModelMetadata):
         self.metadata = metadata

@@ -108,6 +108,7 @@ class OnnxRuntimeBackend(Backend):
                 f"(N, 3, {meta.input_height}, {meta.input_width})"
             )
         self._batch = shape[0] if isinstance(shape[0], int) else None  # None: dynamic batch
+        self.max_batch_size = self._batch
         self.output_names = [o.name for o in self.session.get_outputs()]
         if meta.outputs and sorted(self.output_names) != sorted(meta.outputs):
             raise ValueError(

@@ -34,12 +34,37 @@ OUTPUTS = frozenset(OUTPUT_NAMES)
 """Names accepted in ``want`` (:data:`joint_perception.tasks.OUTPUT_NAMES`)."""
 
 
+def rep117_depth(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """Depth with REP 117's special values outside ``[min_depth, max_depth]``.
+
+    REP 117 (used by REP 118 depth images): "too close to the sensor to quantify" is -Inf,
+    "out of range" (beyond the maximum) is +Inf, an erroneous or missing measurement is NaN.
+
+    Args:
+        depth: (H, W) float metres along z.
+        min_depth, max_depth: the valid range in metres (inclusive).
+
+    Returns:
+        (H, W) float32: ``depth`` inside the range, -Inf below ``min_depth``, +Inf above
+        ``max_depth``, NaN where ``depth`` is not finite.
+    """
+    d = np.asarray(depth, dtype=np.float32)
+    out = np.full(d.shape, np.nan, dtype=np.float32)
+    finite = np.isfinite(d)
+    out[finite] = d[finite]
+    out[finite & (d < np.float32(min_depth))] = -np.inf
+    out[finite & (d > np.float32(max_depth))] = np.inf
+    return out
+
+
 @dataclass
 class PerceptionResult:
     """Outputs for one frame at the output size (h, w); None when not requested/available.
 
     Attributes:
-        depth: (h, w) float32 metres along z (REP 118), NaN invalid or outside the depth range.
+        depth: (h, w) float32 metres along z (REP 118) with REP 117's special values: -Inf
+            nearer than the depth range's minimum, +Inf beyond its maximum, NaN no estimate
+            (the network gave no finite value).
         labels: (h, w) uint8 (uint16 with more than 255 classes), 0 = void.
         confidence: (h, w) float32 in [0, 1].
         normals: (h, w, 3) float32 unit vectors, camera optical frame, ``n . ray < 0``;
@@ -127,8 +152,8 @@ class Pipeline:
         """Turn network-resolution outputs into the published ones (first batch item).
 
         Steps: depth is resized (linear) to the output size, multiplied by
-        ``f_net / canonical_focal`` when set, and set to NaN outside
-        ``[min_depth, max_depth]`` (also NaN/inf); labels are resized nearest-neighbour
+        ``f_net / canonical_focal`` when set, and given REP 117's special values outside
+        ``[min_depth, max_depth]`` (:func:`rep117_depth`); labels are resized nearest-neighbour
         (pixel-centre exact) and cast to uint8/uint16; confidence linear; normals are
         oriented towards the camera at the network size, resized linearly, renormalised
         and oriented again with the output rays (so ``n . ray <= 0`` holds exactly).
@@ -166,8 +191,7 @@ class Pipeline:
                 scale = f_net / float(f_c)
             if scale != 1.0:
                 depth = np.multiply(depth, np.float32(scale), dtype=np.float32)
-            in_range = (depth >= self.min_depth) & (depth <= self.max_depth)
-            depth = np.where(in_range, depth, np.float32(np.nan))
+            depth = rep117_depth(depth, self.min_depth, self.max_depth)
 
         if "labels" in want and pred.labels is not None:
             lab = pred.labels[0].astype(self.label_dtype)

@@ -62,6 +62,7 @@ class TorchBackend(Backend):
     """
 
     name = "torch"
+    max_batch_size = None  # the eager module takes any N (one CUDA graph per N)
 
     def __init__(
         self,

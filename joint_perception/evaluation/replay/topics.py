@@ -15,8 +15,10 @@ from joint_perception.ros.topics import OUTPUT_TOPICS as NODE_OUTPUT_TOPICS
 
 DEFAULT_NAMESPACE = "/replay"
 
-#: relative output topic -> ROS type name: every topic of the node's table
-OUTPUT_TOPICS = {t.name: t.msg_type for t in NODE_OUTPUT_TOPICS}
+#: relative output topic -> ROS type name: every raw topic of the node's table (the
+#: ``compressed``/``compressedDepth`` variants are not recorded: subscribing would make the node
+#: encode them, which is not what replay measures)
+OUTPUT_TOPICS = {t.name: t.msg_type for t in NODE_OUTPUT_TOPICS if t.transport == "raw"}
 DIAGNOSTICS_TOPIC = "/diagnostics"
 DIAGNOSTICS_TYPE = "diagnostic_msgs/msg/DiagnosticArray"
 

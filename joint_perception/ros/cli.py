@@ -1,0 +1,32 @@
+"""Console-script entry point of ``perception_node`` (``ros2 run`` / ``ros2 launch``).
+
+It imports the node module lazily: the imports (rclpy, OpenCV, ONNX Runtime, ...) take about
+a second, and a Ctrl-C during them must end the process quietly with exit code 0, as one
+during start-up or spinning does (:func:`joint_perception.ros.perception_node.main`).
+"""
+
+from __future__ import annotations
+
+
+def main() -> int:
+    """Run :func:`joint_perception.ros.perception_node.main`; 0 on a Ctrl-C at any point.
+
+    Once the node has finished, SIGINT and SIGTERM are ignored: the process is exiting, and a
+    late signal (the second Ctrl-C, launch's SIGTERM escalation) must not turn a clean exit into
+    a traceback or "exit code -15" while the interpreter tears down.
+    """
+    import signal
+
+    try:
+        from joint_perception.ros.perception_node import main as node_main
+
+        code = node_main()
+    except KeyboardInterrupt:
+        code = 0
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
