@@ -27,7 +27,7 @@ import ctypes
 import ctypes.util
 import os
 
-#: Largest mmap threshold glibc accepts on 64-bit (``HEAP_MAX_SIZE / 2``): 32 MiB.
+#: glibc's largest default mmap threshold on 64-bit (``DEFAULT_MMAP_THRESHOLD_MAX``): 32 MiB.
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 #: Free heap top kept before trimming: 256 MiB (a 1080p frame's outputs are ~85 MB).
 TRIM_THRESHOLD_BYTES = 256 * 1024 * 1024
@@ -47,7 +47,7 @@ def keep_freed_memory(
     """Set glibc's mmap and trim thresholds for this process (``mallopt``).
 
     Args:
-        mmap_threshold: allocations at or above this many bytes use mmap (max 32 MiB).
+        mmap_threshold: allocations at or above this many bytes use mmap.
         trim_threshold: free memory at the heap top above this is returned to the kernel.
 
     Returns:
