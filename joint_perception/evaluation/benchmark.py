@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from joint_perception.allocator import keep_freed_memory
 from joint_perception.io_utils import atomic_write_json
 from joint_perception.runtime.threads import (
     add_thread_arguments,
@@ -804,6 +805,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="CPU-time scaling with the input size, 320x240 .. 1920x1080",
     )
+    ap.add_argument(
+        "--no-malloc-tuning",
+        action="store_true",
+        help="leave glibc's malloc thresholds alone (joint_perception.allocator)",
+    )
     add_thread_arguments(ap)
     a = ap.parse_args(argv)
     try:
@@ -839,7 +845,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         scaling=a.scaling,
         threads=thread_options(a),
     )
-    limit_opencv_threads(1)  # as the node does: per-frame resizes gain nothing from a pool
+    # the node's process settings: one OpenCV thread, freed buffers kept (allocator)
+    limit_opencv_threads(1)
+    if not a.no_malloc_tuning:
+        keep_freed_memory()
     try:
         result = run_benchmark(opts)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
