@@ -173,3 +173,64 @@ def test_message_building_640x480_is_fast():
         conversions.array_to_image_msg(rgb, "rgb8", _header())
         times.append(time.process_time() - t)
     assert min(times) < 0.002  # one memcpy of 0.9 MB (~0.1 ms measured)
+
+
+def _round_trip(msg):
+    """Every field of ``msg`` after serialising and deserialising it (CDR padding bytes are
+    not initialised, so the serialised bytes themselves are not compared)."""
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    back = deserialize_message(serialize_message(msg), type(msg))
+    return {f: repr(getattr(back, f)) for f in back.get_fields_and_field_types()}
+
+
+def test_messages_over_reused_buffers_serialise_like_the_copying_builders():
+    """Issue 13: outputs written into OutputBuffers are published without a copy, and the
+    serialised bytes equal those of the copying builders."""
+    from std_msgs.msg import Header
+
+    from joint_perception.buffers import OutputBuffers
+    from joint_perception.pointcloud import pack_depth
+
+    header = Header(frame_id="cam")
+    header.stamp.sec = 5
+    buffers = OutputBuffers()
+    rng = np.random.default_rng(0)
+    depth = buffers.array("depth", (48, 64), np.float32)
+    depth[:] = rng.uniform(0.5, 5.0, depth.shape)
+    color = buffers.array("color", (48, 64, 3), np.uint8)
+    color[:] = rng.integers(0, 256, color.shape)
+    msg = None
+    for arr, name, enc in ((depth, "depth", "32FC1"), (color, "color", "rgb8")):
+        msg = conversions.image_msg_over_buffer(arr, buffers.storage(name), enc, header)
+        assert msg.data is buffers.storage(name)
+        assert _round_trip(msg) == _round_trip(conversions.array_to_image_msg(arr, enc, header))
+    again = conversions.image_msg_over_buffer(color, buffers.storage("color"), "rgb8", header, msg)
+    assert again is msg
+    with pytest.raises(ImageFormatError):
+        conversions.image_msg_over_buffer(depth, buffers.storage("depth"), "rgb8", header)
+    K = np.array([[50.0, 0, 31.5], [0, 50.0, 23.5], [0, 0, 1]])
+    packed = pack_depth(depth, K, color, None, buffers=buffers)
+    cloud = conversions.cloud_msg_over_buffer(packed, buffers.storage("points"), header)
+    assert cloud.data is buffers.storage("points")
+    assert _round_trip(cloud) == _round_trip(
+        conversions.cloud_to_msg(pack_depth(depth, K, color), header)
+    )
+
+
+def test_scaled_camera_info_cache_recomputes_only_when_the_calibration_changes():
+    from std_msgs.msg import Header
+
+    info = conversions.make_camera_info(
+        np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]]), 480, 640, Header()
+    )
+    cache = conversions.ScaledCameraInfoCache()
+    h1, h2 = Header(frame_id="a"), Header(frame_id="b")
+    first = cache.get(info, None, 240, 320, h1)
+    assert list(first.k) == list(conversions.scaled_camera_info(info, 240, 320).k)
+    second = cache.get(info, None, 240, 320, h2)
+    assert second is first and second.header.frame_id == "b"
+    info.k[0] = 600.0
+    third = cache.get(info, None, 240, 320, h1)
+    assert third is not first and third.k[0] == conversions.scaled_camera_info(info, 240, 320).k[0]
+    assert third.k[0] != first.k[0]

@@ -115,3 +115,47 @@ def test_resolve_model_path(model_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(factory, "_repo_models_dir", lambda: tmp_path / "no_repo_models")
     assert resolve_model_path("tiny") == share
     assert create_backend("tiny").metadata.input_width == 48
+
+
+def test_thread_defaults_follow_the_machine():
+    from joint_perception.runtime import threads
+
+    assert threads.default_intra_op_threads(1) == 1
+    assert threads.default_intra_op_threads(2) == 1
+    assert threads.default_intra_op_threads(8) is None  # the backend's own default
+    assert threads.resolve_intra_op_threads(3, cores=2) == 3
+    assert threads.resolve_intra_op_threads(0, cores=2) == 1
+    with pytest.raises(ValueError, match="intra_op_threads"):
+        threads.resolve_intra_op_threads(-1)
+    before = threads.limit_opencv_threads(1)
+    import cv2
+
+    assert cv2.getNumThreads() == 1
+    cv2.setNumThreads(before)
+
+
+def test_thread_options_reach_onnxruntime_and_torch(model_dir, monkeypatch):
+    import torch
+
+    from joint_perception.runtime import threads
+
+    ort_b = create_backend(
+        model_dir, backend="onnxruntime", intra_op_threads=2, intra_op_spinning=True
+    )
+    assert (ort_b.intra_op_threads, ort_b.intra_op_spinning) == (2, True)
+    assert "intra-op threads 2, spinning on" in ort_b.describe()
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    ort_default = create_backend(model_dir, backend="onnxruntime")
+    assert (ort_default.intra_op_threads, ort_default.intra_op_spinning) == (1, False)
+    assert set(factory.THREAD_OPTIONS) == {"intra_op_threads", "intra_op_spinning"}
+    before = torch.get_num_threads()
+    try:
+        # the torch backend takes the thread count; spinning is ONNX Runtime's only
+        t = create_backend(model_dir, backend="torch", device="cpu", **factory.THREAD_OPTIONS)
+        assert t.name == "torch" and torch.get_num_threads() == 1 == t.intra_op_threads
+        x = np.random.default_rng(0).random((1, 3, 32, 48), dtype=np.float32)
+        np.testing.assert_allclose(
+            t.predict(x).depth, ort_default.predict(x).depth, rtol=1e-4, atol=1e-4
+        )
+    finally:
+        torch.set_num_threads(before)

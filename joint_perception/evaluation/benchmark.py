@@ -48,7 +48,13 @@ from pathlib import Path
 
 import numpy as np
 
+from joint_perception.allocator import keep_freed_memory
 from joint_perception.io_utils import atomic_write_json
+from joint_perception.runtime.threads import (
+    add_thread_arguments,
+    limit_opencv_threads,
+    thread_options,
+)
 
 __all__ = [
     "BenchmarkOptions",
@@ -387,6 +393,9 @@ class BenchmarkOptions:
     ros: bool = False
     bag: Path = DEFAULT_BAG
     ros_frames: int = 60
+    cpu: bool = True
+    scaling: bool = False
+    threads: dict = field(default_factory=dict)
     progress: Callable[[str], None] = field(default=lambda msg: print(msg, file=sys.stderr))
 
 
@@ -463,7 +472,11 @@ def run_benchmark(opts: BenchmarkOptions) -> dict:
                             "cpu" if backend == "torch" and not torch.cuda.is_available() else None
                         )
                         be = create_backend(
-                            pm.export_dir, backend=backend, device=dev, fallback=False
+                            pm.export_dir,
+                            backend=backend,
+                            device=dev,
+                            fallback=False,
+                            **opts.threads,
                         )
                     except (BackendUnavailable, ValueError) as exc:
                         result["skipped"].append(
@@ -521,6 +534,8 @@ def run_benchmark(opts: BenchmarkOptions) -> dict:
             result["baselines"].update(
                 ros_baselines(model_dir, opts.bag, direct, Path(work), opts.ros_frames)
             )
+        if opts.cpu:
+            result["cpu"] = _cpu_section(opts, result, Path(work), rgb, K)
         result["machine"]["load_average_after"] = os.getloadavg()
         if opts.pointcloud_baseline:
             log("point cloud: vectorised vs per-point Python ...")
@@ -540,6 +555,37 @@ def run_benchmark(opts: BenchmarkOptions) -> dict:
         if tmp is not None:
             tmp.cleanup()
     return result
+
+
+def _cpu_section(opts: BenchmarkOptions, result: dict, work: Path, rgb, K) -> dict:
+    """:mod:`joint_perception.evaluation.benchmark_cpu` on the first ONNX Runtime run's model
+    (the smallest exported resolution first): CPU per frame, conv peak, scaling."""
+    from joint_perception.evaluation import benchmark_cpu as bc
+    from joint_perception.runtime.factory import create_backend
+    from joint_perception.runtime.processing import Pipeline
+
+    first = next((r for r in result["runs"] if r["backend"] == "onnxruntime"), None)
+    if first is None:
+        return {"skipped": "no onnxruntime run"}
+    name, hw = first["model"], first["resolution"]
+    opts.progress(f"CPU time per frame with {name} {hw[0]}x{hw[1]} on onnxruntime ...")
+    be = create_backend(work / f"{name}_{hw[0]}x{hw[1]}", backend="onnxruntime", **opts.threads)
+    try:
+        pipe = Pipeline(be)
+        out = {
+            "model": name,
+            "resolution": hw,
+            "backend": be.describe(),
+            "frame": bc.frame_cpu(pipe, rgb, K, opts.repeats, opts.warmup),
+            "conv_peak": bc.conv_peak(opts.repeats),
+        }
+        out["network_gflops"] = first["gflop"] * 1e3 / out["frame"]["network_process_ms"]
+        if opts.scaling:
+            opts.progress("per-resolution scaling 320x240 .. 1920x1080 ...")
+            out["scaling"] = bc.resolution_scaling(pipe, rgb, K, repeats=opts.repeats)
+    finally:
+        be.close()
+    return out
 
 
 def ros_baselines(
@@ -697,6 +743,10 @@ def format_table(result: dict) -> str:
             f"{n['missed']}) | {_f(q['mean_ms'])} ms ({_f(q['p95_ms'])}; "
             f"{q['missed']}) | {_f(p['ratio'])}x |"
         )
+    if result.get("cpu", {}).get("frame"):
+        from joint_perception.evaluation.benchmark_cpu import format_cpu_tables
+
+        lines += ["", format_cpu_tables(result["cpu"]).rstrip("\n")]
     for s in result.get("skipped", []):
         lines.append(
             f"\nskipped {s['backend']} ({s['model']} {s['resolution'][0]}x"
@@ -747,6 +797,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--bag", type=Path, default=DEFAULT_BAG, help="bag for --ros")
     ap.add_argument("--ros-frames", type=int, default=60, help="frames per 30 Hz --ros run")
+    ap.add_argument(
+        "--no-cpu", action="store_true", help="skip the CPU-time section (benchmark_cpu)"
+    )
+    ap.add_argument(
+        "--scaling",
+        action="store_true",
+        help="CPU-time scaling with the input size, 320x240 .. 1920x1080",
+    )
+    ap.add_argument(
+        "--no-malloc-tuning",
+        action="store_true",
+        help="leave glibc's malloc thresholds alone (joint_perception.allocator)",
+    )
+    add_thread_arguments(ap)
     a = ap.parse_args(argv)
     try:
         resolutions = [_resolution(r) for r in a.resolutions.split(",") if r]
@@ -777,7 +841,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ros=a.ros,
         bag=a.bag,
         ros_frames=a.ros_frames,
+        cpu=not a.no_cpu,
+        scaling=a.scaling,
+        threads=thread_options(a),
     )
+    # the node's process settings: one OpenCV thread, freed buffers kept (allocator)
+    limit_opencv_threads(1)
+    if not a.no_malloc_tuning:
+        keep_freed_memory()
     try:
         result = run_benchmark(opts)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:

@@ -41,6 +41,7 @@ from joint_perception.accuracy import AccuracyEvaluator, FrameReference, baselin
 from joint_perception.io_utils import atomic_write_bytes, atomic_write_json, atomic_write_text
 from joint_perception.metadata import ModelMetadata, load_metadata
 from joint_perception.runtime.base import Backend, prediction_from_outputs
+from joint_perception.runtime.threads import add_thread_arguments, thread_options
 
 log = logging.getLogger("joint_perception.evaluate")
 
@@ -104,8 +105,16 @@ def _checkpoint_metadata(model, path: Path, input_size: Sequence[int] | None) ->
     )
 
 
-def load_model(path: str | Path, backend: str = "auto", input_size: Sequence[int] | None = None):
+def load_model(
+    path: str | Path,
+    backend: str = "auto",
+    input_size: Sequence[int] | None = None,
+    **backend_options: Any,
+):
     """Return a ``runtime.processing.Pipeline`` for an exported model or a checkpoint.
+
+    ``backend_options`` (e.g. ``intra_op_threads``) go to
+    :func:`joint_perception.runtime.factory.create_backend` for exported models.
 
     Raises:
         FileNotFoundError: nothing at ``path``. ValueError: unusable files (names them).
@@ -122,7 +131,7 @@ def load_model(path: str | Path, backend: str = "auto", input_size: Sequence[int
         return Pipeline(CheckpointBackend(model, _checkpoint_metadata(model, p, input_size)))
     from joint_perception.runtime.factory import create_backend
 
-    return Pipeline(create_backend(p, backend=backend))
+    return Pipeline(create_backend(p, backend=backend, **backend_options))
 
 
 def _parse_args_kv(items: Sequence[str]) -> dict[str, Any]:
@@ -442,6 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also store the summary under metrics[NAME] in the model directory's metadata.json "
         "(exported model directories only; written atomically)",
     )
+    add_thread_arguments(p)
     return p
 
 
@@ -487,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.num_classes and args.dataset in ("nyu_folder", "nyud_mt", "nyuv2_labeled"):
             ds_cfg.setdefault("num_classes", args.num_classes)
         dataset = build_dataset(args.dataset, args.split, **ds_cfg)
-        pipeline = load_model(args.model, args.backend, args.input_size)
+        pipeline = load_model(args.model, args.backend, args.input_size, **thread_options(args))
         max_depth = args.max_depth or float(pipeline.metadata.max_depth)
         metrics, rows = evaluate(
             pipeline, dataset, max_depth, args.eigen_crop, args.num_classes, args.figure_rows

@@ -29,10 +29,12 @@ from sensor_msgs.msg import (
 
 from joint_perception.geometry import scale_intrinsics, scale_projection, validate_intrinsics
 from joint_perception.image_codec import (
+    ImageFormatError,
     decode_compressed,
     decode_image,
     encode_compressed,
     encode_image,
+    encoding_info,
     to_rgb8,
 )
 from joint_perception.pointcloud import PackedCloud, unpack
@@ -72,6 +74,50 @@ def array_to_image_msg(arr: np.ndarray, encoding: str, header) -> Image:
     msg.is_bigendian = 0
     msg.step = int(step)
     msg.data = to_byte_array(data)
+    return msg
+
+
+def image_msg_over_buffer(
+    arr: np.ndarray, storage: array.array, encoding: str, header, msg: Image | None = None
+) -> Image:
+    """An Image whose ``data`` *is* ``storage`` (no copy): for outputs written in place into
+    :class:`joint_perception.buffers.OutputBuffers` (``arr = buffers.array(name)``,
+    ``storage = buffers.storage(name)``).
+
+    The message is built with ``check_fields=True``, the only way the generated setter keeps
+    an ``array.array`` instead of copying it; pass the previous frame's ``msg`` to reuse it
+    (its header and fields are overwritten). Publish before the buffers are written again.
+
+    Args:
+        arr: (H, W) or (H, W, C) C-contiguous little-endian array viewing ``storage``,
+            typed as ``encoding`` needs (e.g. (H, W) float32 for ``32FC1``).
+        storage: the ``array.array('B')`` holding ``arr``'s bytes.
+        encoding: a supported encoding.
+        header: ``std_msgs/Header`` to carry.
+        msg: an Image made by this function to reuse, or None.
+
+    Raises:
+        ImageFormatError: dtype/shape do not match the encoding, or ``storage`` does not have
+            exactly ``arr``'s bytes.
+    """
+    info = encoding_info(encoding)
+    if arr.dtype.kind != info.dtype.kind or arr.dtype.itemsize != info.dtype.itemsize:
+        raise ImageFormatError(f"{encoding} needs dtype {info.dtype.name}, got {arr.dtype.name}")
+    channels = 1 if arr.ndim == 2 else arr.shape[2]
+    if arr.ndim not in (2, 3) or channels != info.channels:
+        raise ImageFormatError(f"{encoding} needs {info.channels} channel(s), got {arr.shape}")
+    if len(storage) != arr.nbytes or not arr.flags.c_contiguous:
+        raise ImageFormatError(
+            f"storage of {len(storage)} bytes does not hold the contiguous {arr.shape} array"
+        )
+    if msg is None:
+        msg = Image(check_fields=True)
+    msg.header = header
+    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = int(arr.shape[1]) * info.bytes_per_pixel
+    msg.data = storage
     return msg
 
 
@@ -252,6 +298,83 @@ def cloud_to_msg(packed: PackedCloud, header) -> PointCloud2:
     msg.is_dense = packed.is_dense
     msg.data = to_byte_array(packed.data)
     return msg
+
+
+def cloud_msg_over_buffer(
+    packed: PackedCloud, storage: array.array, header, msg: PointCloud2 | None = None
+) -> PointCloud2:
+    """A PointCloud2 whose ``data`` *is* ``storage`` (no copy): ``packed`` from
+    :func:`joint_perception.pointcloud.pack_depth` with ``buffers=``, ``storage =
+    buffers.storage(name)``. Reuses ``msg`` (made by this function) when given; see
+    :func:`image_msg_over_buffer`.
+
+    Raises:
+        ValueError: ``storage`` is not ``packed.data``'s bytes.
+    """
+    if len(storage) != packed.data.nbytes:
+        raise ValueError(f"storage of {len(storage)} bytes is not the cloud's {packed.data.nbytes}")
+    if msg is None:
+        msg = PointCloud2(check_fields=True)
+    msg.header = header
+    msg.height, msg.width = packed.height, packed.width
+    if len(msg.fields) != len(packed.fields) or any(
+        (a.name, a.offset, a.datatype, a.count) != (b.name, b.offset, b.datatype, b.count)
+        for a, b in zip(msg.fields, packed.fields, strict=False)
+    ):
+        msg.fields = [
+            PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
+            for f in packed.fields
+        ]
+    msg.is_bigendian = packed.is_bigendian
+    msg.point_step, msg.row_step = packed.point_step, packed.row_step
+    msg.is_dense = packed.is_dense
+    msg.data = storage
+    return msg
+
+
+class ScaledCameraInfoCache:
+    """:func:`scaled_camera_info` / :func:`make_camera_info` computed once per distinct input
+    CameraInfo (its calibration fields and size) and output size; later frames only get the
+    new header. Not thread-safe (one per worker)."""
+
+    def __init__(self) -> None:
+        self._key = None
+        self._msg: CameraInfo | None = None
+
+    @staticmethod
+    def _calibration(info) -> tuple:
+        r = info.roi
+        return (
+            info.height,
+            info.width,
+            info.distortion_model,
+            tuple(info.d),
+            tuple(info.k),
+            tuple(info.r),
+            tuple(info.p),
+            info.binning_x,
+            info.binning_y,
+            (r.x_offset, r.y_offset, r.height, r.width, r.do_rectify),
+        )
+
+    def get(self, info, K_out, height: int, width: int, header) -> CameraInfo:
+        """The CameraInfo of outputs at (height, width): ``scaled_camera_info(info, ...)`` when
+        ``info`` has a size, else ``make_camera_info(K_out, ...)``; header = ``header``.
+
+        Raises:
+            ValueError: as those two functions.
+        """
+        key = (self._calibration(info), int(height), int(width))
+        if not (info.height and info.width):  # built from K_out: it is part of the key
+            key = (key, np.asarray(K_out, dtype=np.float64).tobytes())
+        if key != self._key or self._msg is None:
+            if info.height and info.width:
+                self._msg = scaled_camera_info(info, height, width)
+            else:
+                self._msg = make_camera_info(K_out, height, width, header)
+            self._key = key
+        self._msg.header = header
+        return self._msg
 
 
 def msg_to_cloud_arrays(msg) -> dict[str, np.ndarray]:

@@ -110,6 +110,21 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         min_value=0.0,
         max_value=10000.0,
     ),
+    ParamSpec(
+        "intra_op_threads",
+        factory.THREAD_OPTIONS["intra_op_threads"],
+        "CPU threads per network operator (ONNX Runtime intra-op pool, torch.set_num_threads); "
+        "0 = the machine default: 1 on a machine with at most 2 cores, else the backend's "
+        "own. TensorRT ignores it.",
+        min_value=0,
+        max_value=256,
+    ),
+    ParamSpec(
+        "intra_op_spinning",
+        factory.THREAD_OPTIONS["intra_op_spinning"],
+        "Let ONNX Runtime's idle intra-op threads spin-wait for work: slightly lower latency "
+        "for up to a core of CPU per thread; false on shared or small machines.",
+    ),
     # --- input ---
     ParamSpec(
         "input_transport",

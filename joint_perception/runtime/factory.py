@@ -158,6 +158,9 @@ BACKEND_SPECS: tuple[BackendSpec, ...] = (
                 "OnnxRuntimeBackend", _probe_onnxruntime, _onnxruntime_kwargs),
 )  # fmt: skip
 _SPECS = {b.name: b for b in BACKEND_SPECS}
+#: CPU threading options (:mod:`joint_perception.runtime.threads`) and their defaults; the
+#: node's parameters and the tools' flags of the same names pass them to :func:`create_backend`.
+THREAD_OPTIONS: dict[str, Any] = {"intra_op_threads": 0, "intra_op_spinning": False}
 #: Backend names in ``auto`` preference order.
 BACKENDS = tuple(_SPECS)
 
@@ -209,9 +212,11 @@ def create_backend(
         fallback: for an explicit backend, try the later ones in the ``auto`` order when it is
             unavailable (logged) instead of raising.
         **options: backend options (``precision``, ``latency_target_ms``, ``cache_dir`` for
-            TensorRT; ``fp16``, ``channels_last``, ``cuda_graphs`` for torch; ``providers``,
-            ``intra_op_threads`` for ONNX Runtime); each backend receives the ones its
-            constructor accepts, so a fallback backend ignores the TensorRT ones.
+            TensorRT; ``fp16``, ``channels_last``, ``cuda_graphs``, ``intra_op_threads`` for
+            torch; ``providers``, ``intra_op_threads``, ``intra_op_spinning`` for ONNX
+            Runtime); each backend receives the ones its constructor accepts, so a fallback
+            backend ignores the TensorRT ones. :data:`THREAD_OPTIONS` are the CPU threading
+            ones (0/None threads = :mod:`joint_perception.runtime.threads`' machine default).
 
     Returns:
         A ready :class:`Backend` whose ``reason`` explains the choice.

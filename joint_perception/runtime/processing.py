@@ -12,6 +12,7 @@ predicts the depth a camera of focal ``f_c`` would see, so the metric depth of t
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from joint_perception.buffers import OutputBuffers
+from joint_perception.colormap import colorize_labels
 from joint_perception.geometry import (
     normalize_and_orient,
     orient_towards_camera,
@@ -34,7 +37,9 @@ OUTPUTS = frozenset(OUTPUT_NAMES)
 """Names accepted in ``want`` (:data:`joint_perception.tasks.OUTPUT_NAMES`)."""
 
 
-def rep117_depth(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+def rep117_depth(
+    depth: np.ndarray, min_depth: float, max_depth: float, out: np.ndarray | None = None
+) -> np.ndarray:
     """Depth with REP 117's special values outside ``[min_depth, max_depth]``.
 
     REP 117 (used by REP 118 depth images): "too close to the sensor to quantify" is -Inf,
@@ -43,17 +48,27 @@ def rep117_depth(depth: np.ndarray, min_depth: float, max_depth: float) -> np.nd
     Args:
         depth: (H, W) float metres along z.
         min_depth, max_depth: the valid range in metres (inclusive).
+        out: (H, W) float32 array to write into (may be ``depth`` itself: in place, no
+            allocation); default a new array.
 
     Returns:
-        (H, W) float32: ``depth`` inside the range, -Inf below ``min_depth``, +Inf above
-        ``max_depth``, NaN where ``depth`` is not finite.
+        (H, W) float32 (``out`` when given): ``depth`` inside the range, -Inf below
+        ``min_depth``, +Inf above ``max_depth``, NaN where ``depth`` is not finite.
+
+    Raises:
+        ValueError: ``out`` of another shape or dtype.
     """
-    d = np.asarray(depth, dtype=np.float32)
-    out = np.full(d.shape, np.nan, dtype=np.float32)
-    finite = np.isfinite(d)
-    out[finite] = d[finite]
-    out[finite & (d < np.float32(min_depth))] = -np.inf
-    out[finite & (d > np.float32(max_depth))] = np.inf
+    d = np.asarray(depth)
+    if out is None:
+        out = np.empty(d.shape, np.float32)
+    elif out.shape != d.shape or out.dtype != np.float32:
+        raise ValueError(f"out must be float32 {d.shape}, got {out.dtype} {out.shape}")
+    no_estimate = ~np.isfinite(d)  # judged before -Inf/+Inf are written
+    if out is not d:
+        np.copyto(out, d, casting="same_kind")
+    np.copyto(out, np.float32(-np.inf), where=out < np.float32(min_depth))
+    np.copyto(out, np.float32(np.inf), where=out > np.float32(max_depth))
+    np.copyto(out, np.float32(np.nan), where=no_estimate)
     return out
 
 
@@ -71,6 +86,7 @@ class PerceptionResult:
             NaN where undefined.
         K: (3, 3) float64 intrinsics of the output size.
         timings_ms: per-stage wall time (``preprocess``, ``inference``, ``postprocess``).
+        color: (h, w, 3) uint8 RGB colour-coded labels when a palette was given, else None.
     """
 
     depth: np.ndarray | None
@@ -79,6 +95,7 @@ class PerceptionResult:
     normals: np.ndarray | None
     K: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
+    color: np.ndarray | None = None
 
 
 def preprocess_image(rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -110,10 +127,76 @@ def preprocess_image(rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def _resize(img: np.ndarray, size_hw: tuple[int, int], interp: int) -> np.ndarray:
-    if img.shape[:2] == tuple(size_hw):
-        return img
-    return cv2.resize(img, (size_hw[1], size_hw[0]), interpolation=interp)
+_INTERPOLATION = {np.dtype(np.float32): cv2.INTER_LINEAR}
+"""Resize of each output dtype: linear for float maps (depth, confidence), nearest (pixel-centre
+exact) for everything else (labels, colours, unit normals)."""
+
+
+def _resize_into(img: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Resize ``img`` to ``dst``'s size into ``dst`` (a copy when the sizes agree); returns
+    ``dst``. Floats linear, except 3-channel normals, which are nearest like integers."""
+    if img.shape[:2] == dst.shape[:2]:
+        np.copyto(dst, img)
+        return dst
+    interp = cv2.INTER_NEAREST_EXACT
+    if img.ndim == 2 and img.dtype == np.float32:
+        interp = cv2.INTER_LINEAR
+    cv2.resize(img, (dst.shape[1], dst.shape[0]), dst=dst, interpolation=interp)
+    return dst
+
+
+@functools.lru_cache(maxsize=8)
+def _nearest_map(src: int, dst: int) -> np.ndarray:
+    """Source index of every destination index of a ``cv2.INTER_NEAREST_EXACT`` resize
+    (read off OpenCV itself, so it is exact), (dst,) int64, non-decreasing."""
+    idx = np.arange(src, dtype=np.float32)[None, :]
+    out = cv2.resize(idx, (dst, 1), interpolation=cv2.INTER_NEAREST_EXACT)[0]
+    return out.astype(np.int64)
+
+
+def orient_upsampled(normals: np.ndarray, net_normals: np.ndarray, K_out) -> np.ndarray:
+    """Flip, in place, the output normals that face away from their own output ray after a
+    nearest resize of ``net_normals`` (oriented against the network pixels' rays).
+
+    The dot product of a normal with the rays of the output pixels copied from one network
+    pixel is affine in (u, v), so it is checked at the four corners of that block: blocks
+    whose corners all see the normal from the front (the almost-all) are left alone, and only
+    the pixels of the others (grazing normals) are checked one by one.
+
+    Args:
+        normals: (h, w, 3) float32, the nearest resize of ``net_normals``; modified in place.
+        net_normals: (hn, wn, 3) float32 unit normals, ``n . ray_net <= 0``.
+        K_out: 3x3 intrinsics of the output size (h, w).
+
+    Returns:
+        ``normals``, with ``n . ray <= 0`` for every output pixel's ray
+        (:func:`joint_perception.geometry.pixel_rays` of ``K_out``).
+    """
+    h, w = normals.shape[:2]
+    hn, wn = net_normals.shape[:2]
+    mx, my = _nearest_map(wn, w), _nearest_map(hn, h)
+    cols, rows = np.arange(wn), np.arange(hn)
+    x0, x1 = np.searchsorted(mx, cols, "left"), np.searchsorted(mx, cols, "right") - 1
+    y0, y1 = np.searchsorted(my, rows, "left"), np.searchsorted(my, rows, "right") - 1
+    used = (x1 >= x0)[None, :] & (y1 >= y0)[:, None]
+    K = np.asarray(K_out, dtype=np.float64)
+    fx, s, cx, fy, cy = K[0, 0], K[0, 1], K[0, 2], K[1, 1], K[1, 2]
+    n = net_normals.astype(np.float64)
+    worst = np.full((hn, wn), -np.inf)
+    for ys in (y0, y1):
+        ry = ((np.clip(ys, 0, h - 1) - cy) / fy)[:, None]
+        for xs in (x0, x1):
+            rx = (np.clip(xs, 0, w - 1)[None, :] - cx - s * ry) / fx
+            np.maximum(worst, n[..., 0] * rx + n[..., 1] * ry + n[..., 2], out=worst)
+    risky = used & (worst > -1e-4)  # margin for float32 rays and rounding
+    if not risky.any():
+        return normals
+    mask = cv2.resize(risky.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
+    idx = np.flatnonzero(mask)
+    flat = normals.reshape(-1, 3)
+    dots = np.einsum("ij,ij->i", flat[idx], pixel_rays(K_out, h, w).reshape(-1, 3)[idx])
+    flat[idx[dots > 0]] *= np.float32(-1.0)
+    return normals
 
 
 class Pipeline:
@@ -148,15 +231,21 @@ class Pipeline:
         in_size: tuple[int, int],
         out_size: tuple[int, int] | None = None,
         want: Iterable[str] = OUTPUTS,
+        buffers: OutputBuffers | None = None,
+        palette: np.ndarray | None = None,
     ) -> PerceptionResult:
         """Turn network-resolution outputs into the published ones (first batch item).
 
         Steps: depth is resized (linear) to the output size, multiplied by
         ``f_net / canonical_focal`` when set, and given REP 117's special values outside
-        ``[min_depth, max_depth]`` (:func:`rep117_depth`); labels are resized nearest-neighbour
-        (pixel-centre exact) and cast to uint8/uint16; confidence linear; normals are
-        oriented towards the camera at the network size, resized linearly, renormalised
-        and oriented again with the output rays (so ``n . ray <= 0`` holds exactly).
+        ``[min_depth, max_depth]`` (:func:`rep117_depth`, in place); labels are resized
+        nearest-neighbour (pixel-centre exact) and cast to uint8/uint16; the colour image (with
+        ``palette``) is coded at the network size and resized nearest like the labels (the same
+        bytes as coding the output labels); confidence linear; normals are normalised and
+        oriented towards the camera at the network size, then enlarged nearest-neighbour (unit
+        length exactly; the few output pixels whose ray sees a copied normal from behind are
+        flipped, so ``n . ray <= 0`` holds for every output ray) — or, for an output smaller
+        than the network, oriented, shrunk linearly and normalised at the output size.
 
         Args:
             pred: backend output at the network size.
@@ -164,12 +253,19 @@ class Pipeline:
             in_size: input image (H, W).
             out_size: published (h, w); default ``in_size``.
             want: subset of :data:`OUTPUTS`; others are not computed (None).
+            buffers: write every output (and intermediate) into these reused arrays instead
+                of allocating per frame (names: ``depth``, ``labels``, ``color``,
+                ``confidence``, ``normals``); the result's arrays are then overwritten by the
+                next call with the same ``buffers``. Values are identical either way.
+            palette: (N, 3) uint8 class colours; when given and labels are wanted, the
+                result's ``color`` is the (h, w, 3) uint8 colour-coded label image.
 
         Returns:
             :class:`PerceptionResult` (``timings_ms`` left empty; :meth:`run` fills it).
 
         Raises:
-            ValueError: invalid ``K_in`` or sizes, unknown names in ``want``.
+            ValueError: invalid ``K_in`` or sizes, unknown names in ``want``, a label outside
+                the palette.
         """
         want = set(want)
         unknown = want - OUTPUTS
@@ -179,37 +275,56 @@ class Pipeline:
         out_size = in_size if out_size is None else (int(out_size[0]), int(out_size[1]))
         if min(in_size + out_size) <= 0:
             raise ValueError(f"sizes must be positive, got in {in_size}, out {out_size}")
+        buf = OutputBuffers() if buffers is None else buffers
         K_out = scale_intrinsics(K_in, in_size, out_size)
-        depth = labels = conf = normals = None
+        depth = labels = conf = normals = color = None
 
         if "depth" in want and pred.depth is not None:
-            depth = _resize(pred.depth[0], out_size, cv2.INTER_LINEAR)
+            depth = _resize_into(pred.depth[0], buf.array("depth", out_size, np.float32))
             f_c = self.metadata.canonical_focal
             scale = 1.0
             if f_c:
                 f_net = scale_intrinsics(K_in, in_size, self.net_size)[0, 0]
                 scale = f_net / float(f_c)
             if scale != 1.0:
-                depth = np.multiply(depth, np.float32(scale), dtype=np.float32)
-            depth = rep117_depth(depth, self.min_depth, self.max_depth)
+                np.multiply(depth, np.float32(scale), out=depth, dtype=np.float32)
+            rep117_depth(depth, self.min_depth, self.max_depth, out=depth)
 
         if "labels" in want and pred.labels is not None:
-            lab = pred.labels[0].astype(self.label_dtype)
-            labels = _resize(lab, out_size, cv2.INTER_NEAREST_EXACT)  # lab is a copy
+            net = pred.labels[0].shape
+            lab = buf.array("labels.net", net, self.label_dtype)
+            np.copyto(lab, pred.labels[0], casting="unsafe")
+            labels = _resize_into(lab, buf.array("labels", out_size, self.label_dtype))
+            if palette is not None:
+                coded = colorize_labels(lab, palette)
+                color = _resize_into(coded, buf.array("color", (*out_size, 3), np.uint8))
 
         if "confidence" in want and pred.confidence is not None:
-            conf = _resize(pred.confidence[0], out_size, cv2.INTER_LINEAR)
-            conf = np.clip(conf, 0.0, 1.0, dtype=np.float32)
+            conf = _resize_into(pred.confidence[0], buf.array("confidence", out_size, np.float32))
+            np.clip(conf, 0.0, 1.0, out=conf, dtype=np.float32)
 
         if "normals" in want and pred.normals is not None:
-            n = np.array(pred.normals[0], dtype=np.float32)  # copy: oriented in place
-            if n.shape[:2] != out_size:
-                K_net = scale_intrinsics(K_in, in_size, self.net_size)
-                orient_towards_camera(n, pixel_rays(K_net, *self.net_size))
-                n = _resize(n, out_size, cv2.INTER_LINEAR)
-            normals = normalize_and_orient(n, pixel_rays(K_out, *out_size))
+            src = pred.normals[0]
+            if src.shape[:2] == out_size:
+                normals = buf.array("normals", (*out_size, 3), np.float32)
+                np.copyto(normals, src)
+                normalize_and_orient(normals, pixel_rays(K_out, *out_size))
+            else:
+                n = buf.array("normals.net", src.shape, np.float32)
+                np.copyto(n, src)
+                K_src = scale_intrinsics(K_in, in_size, src.shape[:2])
+                rays_src = pixel_rays(K_src, *src.shape[:2])
+                dst = buf.array("normals", (*out_size, 3), np.float32)
+                if out_size[0] >= src.shape[0] and out_size[1] >= src.shape[1]:
+                    normalize_and_orient(n, rays_src)
+                    normals = _resize_into(n, dst)  # nearest: unit length kept exactly
+                    orient_upsampled(normals, n, K_out)
+                else:  # shrinking: average (linear), then normalise at the output size
+                    orient_towards_camera(n, rays_src)
+                    cv2.resize(n, out_size[::-1], dst=dst, interpolation=cv2.INTER_LINEAR)
+                    normals = normalize_and_orient(dst, pixel_rays(K_out, *out_size))
 
-        return PerceptionResult(depth, labels, conf, normals, K_out)
+        return PerceptionResult(depth, labels, conf, normals, K_out, color=color)
 
     def run(
         self,
@@ -217,6 +332,8 @@ class Pipeline:
         K,
         out_size: tuple[int, int] | None = None,
         want: Iterable[str] = OUTPUTS,
+        buffers: OutputBuffers | None = None,
+        palette: np.ndarray | None = None,
     ) -> PerceptionResult:
         """Full per-frame pipeline.
 
@@ -225,6 +342,7 @@ class Pipeline:
             K: its 3x3 intrinsics (rectified).
             out_size: (h, w) of the outputs; default (H, W).
             want: outputs to compute (subset of :data:`OUTPUTS`).
+            buffers, palette: see :meth:`postprocess` (reused output arrays; colour coding).
 
         Returns:
             :class:`PerceptionResult` with ``timings_ms`` = {"preprocess", "inference",
@@ -239,7 +357,7 @@ class Pipeline:
         t1 = time.perf_counter()
         pred = self.backend.predict(batch)
         t2 = time.perf_counter()
-        result = self.postprocess(pred, K, rgb.shape[:2], out_size, want)
+        result = self.postprocess(pred, K, rgb.shape[:2], out_size, want, buffers, palette)
         t3 = time.perf_counter()
         result.timings_ms = {
             "preprocess": (t1 - t0) * 1e3,

@@ -35,6 +35,7 @@ from joint_perception.runtime.base import (
     Prediction,
     prediction_from_outputs,
 )
+from joint_perception.runtime.threads import resolve_intra_op_threads
 
 LOG = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ class TorchBackend(Backend):
         cuda_graphs: capture a CUDA graph per batch size (CUDA only).
         compile: use ``torch.compile(mode="reduce-overhead")`` instead of manual graphs.
         warmup: eager iterations before capture.
+        intra_op_threads: ``torch.set_num_threads`` (process-wide); None or 0 = the machine
+            default (:func:`joint_perception.runtime.threads.default_intra_op_threads`: 1 on
+            <= 2 cores, else left as torch set it). Torch's OpenMP pool cannot switch
+            spinning at run time: set ``OMP_WAIT_POLICY=PASSIVE`` before starting Python.
 
     Raises:
         BackendUnavailable: CUDA requested but unavailable, or the model cannot be loaded
@@ -74,12 +79,17 @@ class TorchBackend(Backend):
         cuda_graphs: bool = True,
         compile: bool = False,
         warmup: int = 3,
+        intra_op_threads: int | None = None,
     ):
         try:
             import torch
         except ImportError as exc:
             raise BackendUnavailable(f"torch backend: PyTorch is not installed ({exc})") from exc
         self._torch = torch
+        threads = resolve_intra_op_threads(intra_op_threads)
+        if threads:
+            torch.set_num_threads(threads)
+        self.intra_op_threads = torch.get_num_threads()
         try:
             dev = torch.device(device)
         except RuntimeError:

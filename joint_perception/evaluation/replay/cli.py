@@ -16,6 +16,7 @@ from joint_perception.evaluation.replay.markdown import fmt, versus_baselines_ma
 from joint_perception.evaluation.replay.options import ReplayOptions
 from joint_perception.evaluation.replay.run import replay
 from joint_perception.evaluation.replay.topics import ReplayTopics
+from joint_perception.runtime.threads import add_thread_arguments, thread_options
 
 DESCRIPTION = (
     "``replay``: play a rosbag2 through the running perception node over real ROS, measure "
@@ -58,6 +59,7 @@ def _add_run_arguments(ap: argparse.ArgumentParser) -> None:
         metavar="NAME:=VALUE",
         help="node parameter override (repeatable)",
     )
+    add_thread_arguments(ap)  # the node's intra_op_threads / intra_op_spinning parameters
 
 
 def _add_topic_arguments(ap: argparse.ArgumentParser) -> None:
@@ -109,8 +111,22 @@ def _check(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         ap.error("--peak-frames must be >= 3")
     if a.labels_dir is not None and a.labels_topic is not None:
         ap.error("give either --labels-dir or --labels-topic, not both")
+    if a.intra_op_threads < 0:
+        ap.error(f"--intra-op-threads must be >= 0, got {a.intra_op_threads}")
     if a.params is not None and not a.params.is_file():
         ap.error(f"--params: no such file {a.params}")
+
+
+def _thread_overrides(a: argparse.Namespace) -> list[str]:
+    """``--intra-op-threads`` / ``--intra-op-spinning`` as node parameter overrides (only
+    when given: the node's defaults are the same machine defaults)."""
+    opts = thread_options(a)
+    out = []
+    if opts["intra_op_threads"]:
+        out.append(f"intra_op_threads:={opts['intra_op_threads']}")
+    if opts["intra_op_spinning"]:
+        out.append("intra_op_spinning:=true")
+    return out
 
 
 def _options(a: argparse.Namespace) -> ReplayOptions:
@@ -120,7 +136,7 @@ def _options(a: argparse.Namespace) -> ReplayOptions:
         out=a.out,
         rate_hz=a.rate,
         params_file=a.params,
-        overrides=a.set,
+        overrides=[*a.set, *_thread_overrides(a)],
         topics=topics,
         compressed=a.compressed,
         progress=not a.no_progress,

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from joint_perception.allocator import malloc_environment
 from joint_perception.evaluation.replay.topics import ReplayTopics
 from joint_perception.ros.local_dds import loopback_environment
 
@@ -74,7 +75,7 @@ class NodeProcess:
             self.cmd,
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=loopback_environment(domain_id),
+            env=malloc_environment(loopback_environment(domain_id)),
         )
 
     def check_alive(self) -> None:
