@@ -132,6 +132,29 @@ def _exchange(a: Path, b: Path) -> bool:
     return rc == 0
 
 
+def replace_directory(new: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Put the directory ``new`` at ``path`` (same file system), replacing a directory there.
+
+    An existing ``path`` is exchanged with ``new`` in one atomic step (Linux
+    ``renameat2(RENAME_EXCHANGE)``) and then deleted; elsewhere it is renamed away to a
+    temporary name, ``new`` renamed in, and the old one deleted. Returns ``path``.
+    """
+    new, path = Path(new), Path(path)
+    if path.is_dir() and _exchange(new, path):
+        _fsync_dir(path.parent)
+        shutil.rmtree(new, ignore_errors=True)  # now the old directory
+        return path
+    old = None
+    if path.is_dir():
+        old = path.parent / f"{_temp_prefix(path)}{os.urandom(4).hex()}.old.tmp"
+        os.rename(path, old)
+    os.rename(new, path)
+    _fsync_dir(path.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Build a directory in a temporary sibling and put it at ``path`` as a whole.
@@ -159,18 +182,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
                     os.fsync(fh.fileno())
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         _fsync_dir(tmp)
-        if path.is_dir() and _exchange(tmp, path):
-            _fsync_dir(path.parent)
-            shutil.rmtree(tmp, ignore_errors=True)  # now the old directory
-            return
-        old = None
-        if path.is_dir():
-            old = path.parent / f"{_temp_prefix(path)}{os.urandom(4).hex()}.old.tmp"
-            os.rename(path, old)
-        os.rename(tmp, path)
-        _fsync_dir(path.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_directory(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -57,6 +57,8 @@ def load_weights(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "global" not in str(exc).lower():  # garbage, not a pickle asking for a callable
+            raise CheckpointError(path, f"not a readable torch file ({_first_line(exc)})") from exc
         raise UntrustedCheckpointError(
             path,
             "refused: it holds pickled objects other than tensors and plain values, which would "
@@ -71,6 +73,7 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     for line in text.splitlines():
         line = line.strip()
-        if line and not line.lower().startswith("weights only load failed"):
+        low = line.lower()
+        if line and not low.startswith(("weights only load failed", "please file", "check the")):
             return line[:300]
     return text.splitlines()[0][:300] if text else type(exc).__name__
