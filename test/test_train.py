@@ -275,7 +275,7 @@ def test_kill9_then_resume_finishes_at_the_right_step(tmp_path):
     try:
         while time.time() < deadline and proc.poll() is None:
             if last.exists():
-                step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+                step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
                 if step >= 4:
                     os.kill(proc.pid, signal.SIGKILL)
                     break
@@ -287,10 +287,10 @@ def test_kill9_then_resume_finishes_at_the_right_step(tmp_path):
     assert proc.returncode == -signal.SIGKILL, "training ended before it could be killed"
     assert 4 <= step < 14
     # the checkpoint on disk is complete (atomic write) and a resume completes the run
-    killed_at = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    killed_at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
     assert killed_at >= step
     assert main(["--config", str(recipe), "--resume", "auto"]) == 0
-    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 14
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 14
     # the resumed run logged only the remaining steps in a new log version
     versions = sorted((run_dir / "logs").glob("version_*"))
     assert len(versions) == 2
@@ -324,7 +324,7 @@ def test_atomic_checkpoint_io_keeps_the_old_file_on_failure(tmp_path):
     io_.save_checkpoint({"global_step": 7}, path)
     with pytest.raises((pickle.PicklingError, AttributeError)):  # unpicklable object
         io_.save_checkpoint({"global_step": 8, "bad": lambda: None}, path)
-    assert torch.load(path, weights_only=False)["global_step"] == 7
+    assert torch.load(path, weights_only=True)["global_step"] == 7
     assert list(path.parent.iterdir()) == [path]  # no temporary file left behind
     assert resolve_resume("auto", tmp_path) == str(path)
     assert resolve_resume("auto", tmp_path / "fresh") is None
