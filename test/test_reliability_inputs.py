@@ -124,3 +124,13 @@ def test_frame_id_problem():
     assert frame_id_problem("camera_color_optical_frame") is None
     for bad in ("", "  "):
         assert "empty frame_id" in frame_id_problem(bad)
+
+
+def test_cached_camera_info_prefers_the_matching_stamp():
+    from joint_perception.ros.frame_buffer import CameraInfoMatcher
+
+    m = CameraInfoMatcher("cached")
+    m.add_info(100, "info100")
+    m.add_info(200, "info200")
+    assert m.add_image(100, "img100") == (("img100", "info100"), None)  # not the latest
+    assert m.add_image(300, "img300") == (("img300", "info200"), None)  # none: the latest

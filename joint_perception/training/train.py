@@ -290,7 +290,8 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     # the final step, whatever every_n_train_steps was: a resume of a finished run ends here
     last_path = ckpt_dir / "last.ckpt"
-    trainer.save_checkpoint(str(last_path))
+    # a full checkpoint (optimiser and loop state: what a resume needs); saving, not loading
+    trainer.save_checkpoint(str(last_path), weights_only=False)
 
     summary = {
         "run_dir": str(run_dir),
