@@ -117,3 +117,17 @@ def _dead_pid() -> int:
         check=True,
     )
     return int(p.stdout)
+
+
+def test_an_empty_partial_bag_recovers_as_an_empty_mcap(tmp_path):
+    from rosbags.rosbag2 import Reader
+
+    for cut in (b"", b"\x89MC", b"\x89MCAP0\r\n\x01\x05"):  # killed before the header landed
+        mcap = tmp_path / "x.mcap"
+        mcap.write_bytes(cut)
+        recover_mcap(mcap)
+        with Reader(mcap) as reader:
+            assert list(reader.messages()) == []
+    mcap.write_bytes(b"PK\x03\x04 not an mcap")
+    with pytest.raises(ValueError, match="not an MCAP file"):
+        recover_mcap(mcap)
