@@ -5,6 +5,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_OUT ?= out/demo
+# ONNX Runtime telemetry resolves a Microsoft host through DNS: off for every command run here
+# (the package sets it too, before onnxruntime is imported; docs/contracts.md section 6).
+export ORT_DISABLE_TELEMETRY := 1
 
 .PHONY: venv demo test lint benchmark clean
 

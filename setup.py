@@ -17,6 +17,8 @@ TORCH = "torch==2.13.0"
 CORE = [
     "numpy>=1.24",
     "opencv-python-headless>=4.8",
+    # PNG/JPEG header (size, format) without decoding: the input size limit (image_codec.py)
+    "pillow>=10",
     "pyyaml>=6.0",
     "tqdm>=4.60",
     "onnx>=1.16",

@@ -46,6 +46,43 @@ def validate_intrinsics(K) -> np.ndarray:
     return arr
 
 
+#: widest horizontal/vertical field of view accepted by :func:`intrinsics_problem` (degrees):
+#: a focal length below (size / 2) / tan(MAX_FOV_DEG / 2) is not a pinhole camera
+MAX_FOV_DEG = 179.0
+#: narrowest field of view accepted (degrees): beyond, depth scaling makes every point infinite
+MIN_FOV_DEG = 0.01
+
+
+def intrinsics_problem(K, width: int, height: int) -> str | None:
+    """Why ``K`` is unusable for a ``width`` x ``height`` image, or None.
+
+    On top of :func:`validate_intrinsics` (finite, fx, fy > 0, pinhole form), refuses focal
+    lengths that give a field of view wider than :data:`MAX_FOV_DEG` or narrower than
+    :data:`MIN_FOV_DEG` (fx = 1e-300 made every back-projected point infinite) and a principal
+    point more than one image size outside the image. A pure function: the node warns
+    (rate-limited), counts the reason and skips the frame.
+    """
+    try:
+        k = validate_intrinsics(K)
+    except ValueError as exc:
+        return str(exc)
+    fx, fy, cx, cy = k[0, 0], k[1, 1], k[0, 2], k[1, 2]
+    for name, f, size in (("fx", fx, width), ("fy", fy, height)):
+        if size <= 0:
+            return f"image size {width}x{height} is not positive"
+        fov = np.degrees(2.0 * np.arctan2(size / 2.0, f))
+        if not MIN_FOV_DEG <= fov <= MAX_FOV_DEG:
+            return (
+                f"absurd intrinsics: {name}={f:.6g} px gives a {fov:.6g} deg field of view over "
+                f"{size} px (accepted {MIN_FOV_DEG}..{MAX_FOV_DEG} deg)"
+            )
+    if not (-width <= cx <= 2 * width and -height <= cy <= 2 * height):
+        return (
+            f"absurd intrinsics: principal point ({cx:.6g}, {cy:.6g}) far outside {width}x{height}"
+        )
+    return None
+
+
 def _resize_affine(src_size, dst_size) -> np.ndarray:
     """3x3 pixel-coordinate map of a resize from src (h, w) to dst (h, w), pixel-centre aligned."""
     sh, sw = (int(v) for v in src_size)

@@ -22,6 +22,14 @@ encoding                       decoded array          notes
 
 :func:`decode_image` is lossless (the 4:2:2 encodings stay packed); :func:`to_rgb8` does the
 colour conversion to the pipeline's HxWx3 uint8 RGB input (docs/contracts.md section 1).
+
+Input limits (issue 14): a frame larger than ``max_pixels`` (default
+:data:`DEFAULT_MAX_INPUT_PIXELS`, sized for 4K) is refused with :class:`InputTooLargeError`
+before any pixel buffer is touched: for raw images on the declared height and width, for
+compressed images on the dimensions in the PNG/JPEG header (read by Pillow without decoding),
+so a decompression bomb (a 191 kB PNG of 8192x8192 zeros) never allocates its pixels. The
+compressed bytes must carry the magic of the declared codec (:class:`CompressedFormatMismatch`;
+``cv2.imdecode`` would otherwise decode BMP or TIFF bytes labelled jpeg).
 """
 
 from __future__ import annotations
@@ -35,6 +43,76 @@ import numpy as np
 
 class ImageFormatError(ValueError):
     """An image buffer does not match its declared encoding/size, or cannot be decoded."""
+
+
+class InputTooLargeError(ImageFormatError):
+    """The frame has more pixels than the configured limit (refused before decoding)."""
+
+
+class CompressedFormatMismatch(ImageFormatError):
+    """Compressed bytes whose magic is not the declared codec's (or an unknown container)."""
+
+
+#: Default limit of input pixels: 4096x2304 (9.4 MP), so 4K UHD (3840x2160) and DCI 4K
+#: (4096x2160) pass. A 4096x2304 rgb8 frame is 28 MB, the decoded RGB copy as much again.
+DEFAULT_MAX_INPUT_PIXELS = 4096 * 2304
+
+_MAGIC = {"png": b"\x89PNG\r\n\x1a\n", "jpeg": b"\xff\xd8\xff"}
+
+
+def check_input_pixels(height: int, width: int, max_pixels: int | None) -> None:
+    """Refuse a ``height`` x ``width`` frame above ``max_pixels`` (None or <= 0: no limit).
+
+    Raises:
+        InputTooLargeError: naming the size and the limit.
+    """
+    if max_pixels is not None and max_pixels > 0 and int(height) * int(width) > max_pixels:
+        raise InputTooLargeError(
+            f"{width}x{height} frame has {int(height) * int(width)} pixels, above "
+            f"max_input_pixels {max_pixels}"
+        )
+
+
+def compressed_magic(data) -> str | None:
+    """``"png"``, ``"jpeg"`` or None (anything else: BMP, TIFF, WebP, garbage) from the first
+    bytes."""
+    head = bytes(memoryview(_as_uint8_buffer(data))[:8])
+    for codec, magic in _MAGIC.items():
+        if head.startswith(magic):
+            return codec
+    return None
+
+
+def compressed_size(format_str: str, data) -> tuple[int, int]:
+    """(height, width) from the header of PNG/JPEG bytes, without decoding any pixel.
+
+    Raises:
+        ImageFormatError: empty data or an unsupported format string.
+        CompressedFormatMismatch: the bytes are not the declared codec.
+        ImageFormatError: a header Pillow cannot parse (truncated, corrupt).
+    """
+    import io
+
+    from PIL import Image as PILImage
+    from PIL import UnidentifiedImageError
+
+    _, codec, _ = parse_compressed_format(format_str)
+    buf = _as_uint8_buffer(data)
+    if buf.size == 0:
+        raise ImageFormatError(f"compressed image ({format_str!r}) has empty data")
+    found = compressed_magic(buf)
+    if found != codec:
+        raise CompressedFormatMismatch(
+            f"compressed image labelled {codec} ({format_str!r}) holds "
+            f"{found + ' bytes' if found else 'bytes of no PNG/JPEG signature'}"
+        )
+    try:
+        # Image.open reads the header only; the pixels are decoded by load(), never called here
+        with PILImage.open(io.BytesIO(buf.tobytes()), formats=[codec.upper()]) as im:
+            width, height = im.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ImageFormatError(f"unreadable {codec} header ({exc})") from None
+    return int(height), int(width)
 
 
 @dataclass(frozen=True)
@@ -234,9 +312,20 @@ def to_rgb8(array: np.ndarray, encoding: str) -> np.ndarray:
 
 
 def image_to_rgb8(
-    encoding: str, height: int, width: int, step: int, data, is_bigendian: int = 0
+    encoding: str,
+    height: int,
+    width: int,
+    step: int,
+    data,
+    is_bigendian: int = 0,
+    max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS,
 ) -> np.ndarray:
-    """:func:`decode_image` then :func:`to_rgb8`: raw colour buffer -> (H, W, 3) uint8 RGB."""
+    """:func:`decode_image` then :func:`to_rgb8`: raw colour buffer -> (H, W, 3) uint8 RGB.
+
+    The declared size is checked against ``max_pixels`` first (:func:`check_input_pixels`,
+    None: no limit), before the buffer is read or the RGB copy allocated.
+    """
+    check_input_pixels(height, width, max_pixels)
     return to_rgb8(decode_image(encoding, height, width, step, data, is_bigendian), encoding)
 
 
@@ -274,19 +363,24 @@ def parse_compressed_format(format_str: str) -> tuple[str, str, str]:
     return original.strip(), codec, target
 
 
-def decode_compressed(format_str: str, data) -> np.ndarray:
+def decode_compressed(
+    format_str: str, data, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS
+) -> np.ndarray:
     """Decode a ``sensor_msgs/CompressedImage`` (JPEG/PNG) into (H, W, 3) uint8 RGB.
 
     Follows compressed_image_transport: the stored channels are BGR unless the format says
     ``"compressed rgb8"``/``"compressed rgba8"``. Grey and 16-bit images become 8-bit grey RGB.
+    The header is checked first (:func:`compressed_size`): magic of the declared codec and at
+    most ``max_pixels`` pixels (None: no limit), before any pixel is allocated.
 
     Raises:
-        ImageFormatError: empty or undecodable bytes, or an unsupported format string.
+        ImageFormatError: empty or undecodable bytes, or an unsupported format string;
+            :class:`CompressedFormatMismatch`, :class:`InputTooLargeError` (subclasses).
     """
     _, codec, target = parse_compressed_format(format_str)
     buf = _as_uint8_buffer(data)
-    if buf.size == 0:
-        raise ImageFormatError(f"compressed image ({format_str!r}) has empty data")
+    height, width = compressed_size(format_str, buf)
+    check_input_pixels(height, width, max_pixels)
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None:
         raise ImageFormatError(

@@ -498,3 +498,63 @@ class BagWriter:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 shutil.rmtree(tmpdir)
+
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+_MCAP_FOOTER = b"\x02" + (20).to_bytes(8, "little")  # opcode, record length
+
+
+def _mcap_string(text: str) -> bytes:
+    data = text.encode()
+    return len(data).to_bytes(4, "little") + data
+
+
+def _mcap_record(op: int, content: bytes) -> bytes:
+    return bytes([op]) + len(content).to_bytes(8, "little") + content
+
+
+def recover_mcap(path: str | os.PathLike) -> int:
+    """Make an MCAP file cut short by a crash or ``kill -9`` readable, in place.
+
+    A writer killed before closing leaves the header and the complete records (chunks with
+    schemas, channels and messages) followed by at most one incomplete record, and no summary
+    or footer. This drops the incomplete record and appends a footer without a summary, which
+    MCAP readers (``rosbags.rosbag2.Reader(path)`` on the ``.mcap`` file) answer by scanning the
+    records. A file that already ends with the magic is left as it is; one killed before its
+    header reached the disk (empty, or a part of the header) becomes an empty ros2 MCAP.
+
+    Returns:
+        The number of bytes cut (0 when the file was complete).
+
+    Raises:
+        ValueError: not an MCAP file (no leading magic).
+    """
+    with open(path, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        f.seek(0)
+        head = f.read(8)
+        if head != MCAP_MAGIC and not MCAP_MAGIC.startswith(head):
+            raise ValueError(f"{path}: not an MCAP file")
+        if size >= 8 + 37 + 8:
+            f.seek(-8, os.SEEK_END)
+            if f.read(8) == MCAP_MAGIC:
+                return 0
+        pos, first_op = 8, None
+        while head == MCAP_MAGIC and pos + 9 <= size:
+            f.seek(pos)
+            op = f.read(1)[0]
+            end = pos + 9 + int.from_bytes(f.read(8), "little")
+            if end > size or op == 0x02:  # incomplete, or a footer without its magic
+                break
+            first_op = op if first_op is None else first_op
+            pos = end
+        if first_op != 0x01:  # killed before even the header record reached the file
+            pos = 0
+        f.truncate(pos)
+        f.seek(pos)
+        if pos == 0:  # an empty ros2 MCAP: nothing had been recorded
+            f.write(MCAP_MAGIC + _mcap_record(0x01, _mcap_string("ros2") + _mcap_string("")))
+        f.write(_MCAP_FOOTER + bytes(20) + MCAP_MAGIC)
+        f.flush()
+        os.fsync(f.fileno())
+    return size - pos

@@ -8,20 +8,26 @@ that every backend runs
 predicted), ``confidence`` (N,H,W) float32 max softmax probability, ``normals`` (N,3,H,W)
 float32 unit vectors (camera optical frame, REP 103).
 
-:func:`export_onnx` writes, atomically, into one directory:
+:func:`export_onnx` writes one directory as a whole: the files are written into a temporary
+sibling (``.<dir>.<pid>.<random>.tmp``) that then replaces the directory in one step
+(:func:`joint_perception.io_utils.atomic_directory`), so a ``kill -9`` at any point leaves the
+previous export or the complete new one, never a mix; temporaries of killed exports are
+removed at the next start. An existing directory that is not an export (no ``metadata.json``)
+and not empty is refused rather than replaced. The directory holds:
 
 * ``model.onnx`` — static shapes, opset 17 by default, checked by ``onnx.checker`` and run
   through ONNX Runtime against PyTorch on a seeded random input (max abs difference recorded
-  in ``metadata.extra["onnx_check"]``; above ``verify_atol`` the export fails).
+  in ``metadata.extra["onnx_check"]``; above ``verify_atol`` the export fails and the
+  previous directory stays).
 * ``model.pt`` — ``{"architecture", "config", "state_dict"}``, from which
   :func:`joint_perception.models.serialization.load_torch_model` (and the torch backend)
   rebuild the module.
 * ``metadata.json`` — :class:`~joint_perception.metadata.ModelMetadata` with the ONNX SHA-256,
-  classes and palette, input size, mean/std, depth range and the git revision. Written last,
-  so a directory with a metadata file is complete.
+  classes and palette, input size, mean/std, depth range and the git revision.
 
 Console script ``export_onnx --checkpoint CKPT_OR_MODEL_PT --out DIR [--height H --width W
---opset N]`` accepts a Lightning checkpoint or a ``model.pt``.
+--opset N]`` accepts a Lightning checkpoint or a ``model.pt``; both are read with
+``weights_only=True`` only (a file with other pickled objects is refused with a message naming it, exit status 1).
 """
 
 from __future__ import annotations
@@ -40,7 +46,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from joint_perception.io_utils import atomic_open, atomic_write_bytes, sha256_file
+from joint_perception.io_utils import (
+    atomic_directory,
+    atomic_open,
+    atomic_write_bytes,
+    remove_stale_temps,
+    sha256_file,
+)
 from joint_perception.metadata import ModelMetadata
 from joint_perception.models.base import JointModel
 from joint_perception.models.deploy import DeployWrapper
@@ -150,7 +162,8 @@ def export_onnx(
     Args:
         model: the network (any :class:`JointModel`; put in eval mode for the export and
             restored afterwards).
-        out_dir: directory, created if missing; existing files are replaced atomically.
+        out_dir: directory, created if missing; an existing export directory is replaced as
+            a whole, atomically (its other files, e.g. engines of the old graph, go with it).
         input_size: (H, W) static network input in pixels.
         opset: ONNX opset (17 is the project's contract).
         metadata_overrides: :class:`ModelMetadata` fields to set (``canonical_focal``,
@@ -164,12 +177,10 @@ def export_onnx(
 
     Raises:
         ValueError: bad input size, class names that do not match the model, unknown
-            override fields.
+            override fields, ``out_dir`` is a non-empty directory that is not an export.
         RuntimeError: ONNX Runtime disagrees with PyTorch beyond ``verify_atol``.
         onnx.checker.ValidationError: invalid graph.
     """
-    import onnx
-
     h, w = (int(s) for s in input_size)
     if h <= 0 or w <= 0:
         raise ValueError(f"input_size must be positive (H, W), got {tuple(input_size)}")
@@ -186,6 +197,49 @@ def export_onnx(
             )
 
     _check_override_fields(metadata_overrides or {})
+    _check_replaceable(out_dir)
+    remove_stale_temps(out_dir.parent, out_dir.name)
+    with atomic_directory(out_dir) as tmp_dir:
+        meta, worst = _write_export(
+            model, tmp_dir, h, w, opset, tasks, names, metadata_overrides, verify_atol
+        )
+    onnx_path = out_dir / meta.onnx_file
+    log.info(
+        "exported %s (%s, %dx%d, opset %d, max |ORT-torch| %.2g)",
+        onnx_path,
+        model.arch,
+        h,
+        w,
+        opset,
+        worst,
+    )
+    return onnx_path, meta
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Refuse to replace a non-empty directory that is not a model export."""
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "metadata.json").is_file():
+        raise ValueError(
+            f"{out_dir} is a non-empty directory without metadata.json (not a model export): "
+            "refusing to replace it; choose an empty or new directory"
+        )
+
+
+def _write_export(
+    model: JointModel,
+    out_dir: Path,
+    h: int,
+    w: int,
+    opset: int,
+    tasks: list[str],
+    names: list[str],
+    metadata_overrides: Mapping[str, Any] | None,
+    verify_atol: float,
+) -> tuple[ModelMetadata, float]:
+    """Write model.onnx, model.pt and metadata.json into ``out_dir`` (the temporary directory
+    :func:`export_onnx` swaps in); returns the metadata and the worst |ORT - torch|."""
+    import onnx
+
     was_training = model.training
     model.eval()
     try:
@@ -200,8 +254,8 @@ def export_onnx(
     worst = max(check["max_abs_diff"].values(), default=0.0)
     if worst > verify_atol:
         raise RuntimeError(
-            f"{onnx_path}: ONNX Runtime differs from PyTorch by {worst:.3g} > {verify_atol:g} "
-            f"({check['max_abs_diff']})"
+            f"{onnx_path.name}: ONNX Runtime differs from PyTorch by {worst:.3g} > "
+            f"{verify_atol:g} ({check['max_abs_diff']})"
         )
     with atomic_open(out_dir / MODEL_PT, "wb") as f:
         torch.save(
@@ -238,16 +292,7 @@ def export_onnx(
     )
     meta = apply_overrides(meta, metadata_overrides or {})
     meta.save(out_dir / "metadata.json")
-    log.info(
-        "exported %s (%s, %dx%d, opset %d, max |ORT-torch| %.2g)",
-        onnx_path,
-        model.arch,
-        h,
-        w,
-        opset,
-        worst,
-    )
-    return onnx_path, meta
+    return meta, worst
 
 
 def apply_overrides(meta: ModelMetadata, overrides: Mapping[str, Any]) -> ModelMetadata:

@@ -21,6 +21,13 @@ export tooling layer because it composes training and export; ``training`` never
 A finished run whose export fails its parity check is reported with the kept checkpoint
 (``summary["export_error"]``), not a traceback.
 
+``--resume auto`` is idempotent (``run_dir/run_state.json``, see
+:func:`joint_perception.training.train.load_trained_run`): a finished and exported run says so
+and exits 0 without training; a run killed after training (during the export) exports again
+without training; otherwise training continues from ``last.ckpt``. The export directory is
+replaced as a whole (``export_onnx``), so a kill during the export leaves the previous export
+or none, never a torn one.
+
 ``main(argv)`` returns the exit status (0 ok, 2 bad recipe/arguments/data, 1 trained but the
 export failed).
 """
@@ -38,7 +45,13 @@ from pathlib import Path
 from joint_perception.export.onnx_export import export_onnx
 from joint_perception.runtime.tensorrt_engine import BuildOptions
 from joint_perception.training.config import check_keys, load_config
-from joint_perception.training.train import TrainedRun, run
+from joint_perception.training.train import (
+    TrainedRun,
+    load_trained_run,
+    read_run_state,
+    run,
+    write_run_state,
+)
 
 log = logging.getLogger("joint_perception.train")
 
@@ -102,11 +115,30 @@ def train_and_export(cfg: dict, resume: str | None = None) -> dict:
         ValueError: an invalid recipe (before any training).
     """
     check_export_options(cfg)
-    trained = run(cfg, resume)
+    if resume == "auto":
+        finished = _finished_run(cfg)
+        if finished is not None:
+            return finished
+        trained = load_trained_run(cfg)
+        if trained is not None:
+            log.info("training of %s had ended: exporting it (not training again)", cfg["run_dir"])
+    else:
+        trained = None
+    if trained is None:
+        trained = run(cfg, resume)
     summary = dict(trained.summary, export_dir=None)
     if trained.is_global_zero and trained.cfg["export"]["enabled"]:
         try:
             summary["export_dir"] = str(export_run(trained))
+            write_run_state(
+                trained.cfg["run_dir"],
+                {
+                    "status": "exported",
+                    "summary": trained.summary,
+                    "validation": trained.validation,
+                    "export_dir": summary["export_dir"],
+                },
+            )
         except RuntimeError as exc:  # ONNX Runtime parity (or TensorRT) failure
             kept = summary["best_checkpoint"] or summary["last_checkpoint"]
             summary["export_error"] = str(exc)
@@ -118,6 +150,17 @@ def train_and_export(cfg: dict, resume: str | None = None) -> dict:
                 kept,
             )
     return summary
+
+
+def _finished_run(cfg: dict) -> dict | None:
+    """The summary of a run that trained and exported (its export still in place), else None."""
+    state = read_run_state(cfg["run_dir"])
+    if state is None or state.get("status") != "exported":
+        return None
+    export_dir = state.get("export_dir")
+    if not export_dir or not (Path(export_dir) / "metadata.json").is_file():
+        return None
+    return dict(state["summary"], export_dir=export_dir, already_finished=True)
 
 
 def _maybe_tensorrt(cfg: dict, out_dir: Path) -> None:
@@ -163,6 +206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, KeyError, ValueError) as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 2
+    if summary.get("already_finished"):
+        print(
+            f"train: {cfg['run_dir']} already finished at step {summary['global_step']} "
+            f"(export: {summary['export_dir']}); nothing to do"
+        )
+        return 0
     log.info("done: %s", summary)
     if summary.get("export_error"):
         kept = summary["best_checkpoint"] or summary["last_checkpoint"]

@@ -32,6 +32,7 @@ from torch import nn
 from joint_perception.models.base import IMAGENET_MEAN, IMAGENET_STD
 from joint_perception.models.blocks import SeparableConv
 from joint_perception.models.mobilenet_v2 import Conv2dTFSame, MobileNetV2, mobilenet_v2
+from joint_perception.weights_io import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -536,7 +537,7 @@ def load_pretrained(
     if path.lower().endswith(".tflite"):
         obj = _state_dict_from_tflite(module, path, input_mean, input_std)
     else:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = load_weights(path)
     if isinstance(obj, dict):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), dict):

@@ -8,7 +8,10 @@ Lightning ``.ckpt``.
   ``hyper_parameters`` (``{"architecture", "model": {config}}``, see
   :mod:`joint_perception.training.lightning_module`).
 
-Files are read with ``torch.load(weights_only=True)``; checkpoints written by older versions of
+Files are read with ``torch.load(weights_only=True)`` only
+(:func:`joint_perception.weights_io.load_weights`): a file holding other pickled objects is
+refused with :class:`~joint_perception.weights_io.UntrustedCheckpointError` (a ``ValueError``
+naming the file), never loaded with ``weights_only=False``. Checkpoints written by older versions of
 this project are migrated by :func:`migrate_state_dict` (the segmentation head was named
 ``segmentation``).
 """
@@ -16,7 +19,6 @@ this project are migrated by :func:`migrate_state_dict` (the segmentation head w
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ import torch
 from joint_perception.metadata import ModelMetadata, load_metadata
 from joint_perception.models.base import JointModel
 from joint_perception.models.registry import build_model
+from joint_perception.weights_io import load_weights
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +57,14 @@ def load_torch_model(model_dir: str | Path) -> tuple[JointModel, ModelMetadata]:
     Raises:
         FileNotFoundError: no model.pt / metadata.json.
         ValueError: model.pt lacks ``architecture``/``config``/``state_dict`` or does not fit
-            the rebuilt module (the message names the file).
+            the rebuilt module, or (``weights_io.CheckpointError``) cannot be read or holds
+            pickled objects (the message names the file).
     """
     p = Path(model_dir)
     pt = p if p.suffix == ".pt" else p / MODEL_PT
     if not pt.is_file():
         raise FileNotFoundError(f"torch model not found: {pt}")
-    obj = torch.load(pt, map_location="cpu", weights_only=True)
+    obj = load_weights(pt)
     if not isinstance(obj, dict) or not {"architecture", "config", "state_dict"} <= set(obj):
         raise ValueError(f"{pt}: expected a dict with 'architecture', 'config', 'state_dict'")
     model = _build_and_load(obj["architecture"], obj["config"], obj["state_dict"], pt)
@@ -104,19 +108,16 @@ def load_checkpoint_model(path: str | Path) -> JointModel:
     ``hyper_parameters``) or from an exported ``model.pt``.
 
     Raises:
-        FileNotFoundError: missing file. ValueError: unrecognised content (names the file).
+        FileNotFoundError: missing file. ValueError: unrecognised content (names the file);
+        ``weights_io.UntrustedCheckpointError`` (a ValueError): the file holds pickled objects
+        other than tensors and plain values (it is not loaded).
     """
     path = Path(path)
     if path.is_dir():
         path = path / MODEL_PT
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # Lightning may pickle non-tensor hyper-parameters; this is the user's own checkpoint.
-        log.warning("%s holds pickled objects; loading it with weights_only=False", path)
-        obj = torch.load(path, map_location="cpu", weights_only=False)
+    obj = load_weights(path)
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: not a checkpoint dict")
     if {"architecture", "config", "state_dict"} <= set(obj):

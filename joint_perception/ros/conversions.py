@@ -29,6 +29,7 @@ from sensor_msgs.msg import (
 
 from joint_perception.geometry import scale_intrinsics, scale_projection, validate_intrinsics
 from joint_perception.image_codec import (
+    DEFAULT_MAX_INPUT_PIXELS,
     ImageFormatError,
     decode_compressed,
     decode_image,
@@ -133,9 +134,19 @@ def image_msg_to_rgb(msg) -> np.ndarray:
     return to_rgb8(image_msg_to_array(msg), msg.encoding)
 
 
-def compressed_msg_to_rgb(msg) -> np.ndarray:
-    """CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB; ImageFormatError if undecodable."""
-    return decode_compressed(msg.format, msg.data)
+def compressed_msg_to_rgb(msg, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS) -> np.ndarray:
+    """CompressedImage (jpeg/png) -> (H, W, 3) uint8 RGB; ImageFormatError if undecodable,
+    InputTooLargeError above ``max_pixels`` (checked on the header, before decoding),
+    CompressedFormatMismatch when the bytes are not the declared codec."""
+    return decode_compressed(msg.format, msg.data, max_pixels)
+
+
+def frame_id_problem(frame_id: str) -> str | None:
+    """Why a header's ``frame_id`` is unusable for the outputs (empty or blank: nothing can
+    transform them), or None. The node warns (rate-limited), counts it and still publishes."""
+    if not isinstance(frame_id, str) or not frame_id.strip():
+        return f"empty frame_id {frame_id!r}: outputs cannot be placed in the TF tree"
+    return None
 
 
 def rgb_to_compressed_msg(rgb: np.ndarray, header, fmt: str = "jpeg", quality: int = 90):

@@ -122,8 +122,9 @@ class CameraInfoMatcher:
     """Pair image messages with CameraInfo messages by header stamp (nanoseconds).
 
     Modes:
-        ``cached``: the latest CameraInfo received, whatever its stamp (the default; a
-            rectified camera's intrinsics rarely change).
+        ``cached``: the CameraInfo whose stamp equals the image's when one was received
+            (among the last ``history``), else the latest one, whatever its stamp (the
+            default; a rectified camera's intrinsics rarely change).
         ``exact``: the CameraInfo whose stamp equals the image's.
         ``approximate``: the CameraInfo with the nearest stamp, if within ``slop_ns``.
 
@@ -184,7 +185,7 @@ class CameraInfoMatcher:
 
     def _lookup(self, stamp_ns: int) -> Any:
         if self.mode == "cached":
-            return self._latest
+            return self._infos.get(stamp_ns, self._latest)
         if self.mode == "exact":
             return self._infos.get(stamp_ns)
         best, best_dt = None, None

@@ -27,6 +27,24 @@ from joint_perception.runtime.base import Backend, BackendUnavailable
 
 log = logging.getLogger(__name__)
 
+#: What loading a model or building a backend raises for a model that cannot run (missing or
+#: corrupt files, a SHA-256 mismatch, a checkpoint with pickled objects:
+#: ``weights_io.UntrustedCheckpointError`` is a ValueError, no usable backend). The node reports
+#: each as ``cannot start: <message>`` (:func:`cannot_start_message`) and exits with status 2.
+MODEL_LOAD_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    FileNotFoundError,
+    RuntimeError,
+    KeyError,
+    OSError,
+)
+
+
+def cannot_start_message(exc: BaseException) -> str:
+    """The one-line fatal message for a start-up failure (exit status 2)."""
+    return f"cannot start: {exc}"
+
+
 #: Model used when none is named.
 DEFAULT_MODEL = "realtime"
 PACKAGE = "joint_perception"

@@ -36,6 +36,7 @@ from joint_perception.runtime.base import (
     prediction_from_outputs,
 )
 from joint_perception.runtime.threads import resolve_intra_op_threads
+from joint_perception.weights_io import CheckpointError
 
 LOG = logging.getLogger(__name__)
 
@@ -116,6 +117,10 @@ class TorchBackend(Backend):
             from joint_perception.models.serialization import load_torch_model
 
             model, meta = load_torch_model(Path(model_dir))
+        except CheckpointError:
+            # a model.pt that is unreadable or carries pickled objects is not "backend
+            # unavailable": no fallback to another backend of the same directory
+            raise
         except (FileNotFoundError, KeyError, ImportError, RuntimeError, ValueError) as exc:
             raise BackendUnavailable(
                 f"torch backend: cannot load model from {model_dir}: {exc}"

@@ -16,10 +16,17 @@ What a run does (all outputs under the recipe's ``run_dir``):
    start, so a resumed run never overwrites earlier logs);
 3. checkpoints atomically (temporary file + fsync + rename, :class:`AtomicCheckpointIO`):
    ``checkpoints/last.ckpt`` every ``checkpoint.every_n_train_steps`` steps and at each epoch
-   end, ``checkpoints/best-*.ckpt`` by ``checkpoint.monitor``. ``--resume auto`` continues from
+   end, ``checkpoints/best-*.ckpt`` by ``checkpoint.monitor``, and ``last.ckpt`` once more
+   when training ends (so it holds the final step). ``--resume auto`` continues from
    ``last.ckpt`` after a crash or ``kill -9`` (optimiser, schedule, step and epoch restored);
-4. returns a :class:`TrainedRun`: the summary and the network holding the weights to deploy
-   (the best checkpoint by ``checkpoint.monitor``, else the final in-memory weights).
+   temporaries of a killed save are removed at start. Checkpoints are read with
+   ``weights_only=True`` only (:mod:`joint_perception.weights_io`);
+4. records the finished training in ``run_dir/run_state.json`` (:data:`RUN_STATE`, status
+   ``trained``; the ``train`` command sets ``exported`` once the export is in place), so that
+   ``--resume auto`` after a finished run, or after a kill during the export, does not train
+   again (:func:`load_trained_run`);
+5. returns a :class:`TrainedRun`: the summary and the network holding the weights to deploy
+   (the best checkpoint by ``checkpoint.monitor``, else the final weights).
 
 A missing data set, weights file or task ground truth (a model that trains normals on data
 without normals) stops the run before training with a message, not a traceback.
@@ -28,6 +35,7 @@ without normals) stops the run before training with a message, not a traceback.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,12 +45,31 @@ import torch
 import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from joint_perception.io_utils import atomic_open, atomic_write_text
+from joint_perception.io_utils import (
+    atomic_open,
+    atomic_write_json,
+    atomic_write_text,
+    remove_stale_temps,
+)
 from joint_perception.training.config import resolve_config
+from joint_perception.weights_io import load_weights
 
 log = logging.getLogger("joint_perception.train")
 
-__all__ = ["run", "TrainedRun", "AtomicCheckpointIO", "resolve_resume"]
+__all__ = [
+    "run",
+    "TrainedRun",
+    "AtomicCheckpointIO",
+    "resolve_resume",
+    "RUN_STATE",
+    "read_run_state",
+    "write_run_state",
+    "load_trained_run",
+]
+
+#: ``run_dir/run_state.json``: ``{"status": "trained" | "exported", "summary", "validation",
+#: "export_dir"}``, written atomically when training has ended and again after the export
+RUN_STATE = "run_state.json"
 
 
 @dataclass
@@ -97,6 +124,64 @@ def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
     return str(p)
 
 
+def read_run_state(run_dir: str | Path) -> dict[str, Any] | None:
+    """The run's :data:`RUN_STATE`, or None when there is none (or it is unreadable)."""
+    path = Path(run_dir) / RUN_STATE
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and "status" in state else None
+
+
+def write_run_state(run_dir: str | Path, state: dict[str, Any]) -> Path:
+    """Write :data:`RUN_STATE` atomically."""
+    return atomic_write_json(Path(run_dir) / RUN_STATE, state)
+
+
+def load_trained_run(cfg: dict[str, Any]) -> TrainedRun | None:
+    """The finished training of ``cfg["run_dir"]`` without training again, or None.
+
+    Used by ``--resume auto``: when :data:`RUN_STATE` says training ended, the network is
+    rebuilt from the checkpoint it names (best, else the final ``last.ckpt``) and the export
+    can run (again).
+
+    Raises:
+        ValueError: the state names a checkpoint that is missing or unreadable.
+    """
+    from joint_perception.models.serialization import load_checkpoint_model
+
+    cfg = resolve_config(cfg)
+    state = read_run_state(cfg["run_dir"])
+    if state is None or state.get("status") not in ("trained", "exported"):
+        return None
+    summary = dict(state["summary"])
+    ckpt = summary.get("best_checkpoint") or summary.get("last_checkpoint")
+    if not ckpt or not Path(ckpt).is_file():
+        raise ValueError(
+            f"{Path(cfg['run_dir']) / RUN_STATE}: training ended, but its checkpoint {ckpt} is "
+            "missing; delete the state file to train again"
+        )
+    model = load_checkpoint_model(ckpt).cpu().eval()
+    return TrainedRun(cfg, summary, model, dict(state.get("validation") or {}), True)
+
+
+def _existing_best(best_path: str | None, ckpt_dir: Path) -> str | None:
+    """The best checkpoint on disk: ``best_path`` when it exists, else the one ``best-*.ckpt``
+    that ``save_top_k=1`` keeps (a ``last.ckpt`` saved before a newer best names the best that
+    was then deleted)."""
+    if best_path and Path(best_path).is_file():
+        return best_path
+    found = sorted(ckpt_dir.glob("best-*.ckpt"))
+    if best_path or found:
+        log.warning(
+            "best checkpoint %s is gone; using %s",
+            best_path,
+            found[-1] if found else "the final weights",
+        )
+    return str(found[-1]) if found else None
+
+
 def _loggers(run_dir: Path) -> list:
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -138,7 +223,11 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
     run_dir = Path(cfg["run_dir"])
     ckpt_dir = run_dir / "checkpoints"
     lightning.seed_everything(int(cfg["seed"]), workers=True)
+    for d in (run_dir, ckpt_dir):
+        remove_stale_temps(d)
     ckpt_path = resolve_resume(resume, run_dir)
+    if ckpt_path is not None:
+        load_weights(ckpt_path)  # refuses pickled objects with a message naming the file
 
     trainer_cfg = {k: v for k, v in cfg["trainer"].items() if v is not None}
     grad_clip = None
@@ -170,7 +259,7 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
         every_n_train_steps=ck["every_n_train_steps"] or None,
         auto_insert_metric_name=False,
     )
-    callbacks = [last_cb, LearningRateMonitor(logging_interval="step")]
+    callbacks = [LearningRateMonitor(logging_interval="step")]
     trainer_cfg["enable_progress_bar"] = progress_bar_wanted(trainer_cfg.get("enable_progress_bar"))
     if not trainer_cfg["enable_progress_bar"]:
         callbacks.append(LogProgress(int(trainer_cfg.get("log_every_n_steps") or 50)))
@@ -185,6 +274,8 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
             auto_insert_metric_name=False,
         )
         callbacks.append(best_cb)
+    # after best_cb: last.ckpt then records the best that was just saved, not its predecessor
+    callbacks.append(last_cb)
     if not vspecs:
         trainer_cfg["limit_val_batches"] = 0
     trainer = lightning.Trainer(
@@ -195,16 +286,23 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
         **trainer_cfg,
     )
     if trainer.is_global_zero:
+        write_run_state(run_dir, {"status": "training"})  # a previous run's state is void
         atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
         log.info(
             "run directory %s%s", run_dir, f" (resuming from {ckpt_path})" if ckpt_path else ""
         )
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    # the final step, whatever every_n_train_steps was: a resume of a finished run ends here
+    last_path = ckpt_dir / "last.ckpt"
+    # a full checkpoint (optimiser and loop state: what a resume needs); saving, not loading
+    trainer.save_checkpoint(str(last_path), weights_only=False)
 
     summary = {
         "run_dir": str(run_dir),
-        "last_checkpoint": last_cb.last_model_path or None,
-        "best_checkpoint": (best_cb.best_model_path or None) if best_cb else None,
+        "last_checkpoint": str(last_path),
+        "best_checkpoint": _existing_best(best_cb.best_model_path or None, ckpt_dir)
+        if best_cb
+        else None,
         "best_score": float(best_cb.best_model_score)
         if best_cb and best_cb.best_model_score is not None
         else None,
@@ -212,10 +310,14 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
         "epochs": int(trainer.current_epoch),
     }
     if summary["best_checkpoint"]:
-        state = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)
+        state = load_weights(summary["best_checkpoint"])
         module.load_state_dict(state["state_dict"])
         log.info("best checkpoint %s", summary["best_checkpoint"])
     validation = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    if trainer.is_global_zero:
+        write_run_state(
+            run_dir, {"status": "trained", "summary": summary, "validation": validation}
+        )
     return TrainedRun(cfg, summary, module.model.cpu().eval(), validation, trainer.is_global_zero)
 
 

@@ -2,13 +2,20 @@
 
 It runs in a private namespace with its inputs remapped to the bag's topics
 (:func:`input_remaps`), logs to a file, and is stopped with SIGINT (SIGKILL after a timeout).
+It runs in its own process group (a Ctrl-C in the terminal reaches replay only, which then
+stops the node in order) and, on Linux, with a parent-death signal: if ``replay`` dies, even by
+``kill -9``, the kernel sends the node SIGKILL, so no node is left running to publish into the
+next replay (:func:`die_with_parent`).
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from joint_perception.allocator import malloc_environment
@@ -46,6 +53,30 @@ def node_command(
     return cmd
 
 
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child receive ``sig`` when this process dies (Linux
+    ``prctl(PR_SET_PDEATHSIG)``); None on other systems.
+
+    The signal follows the *thread* that started the child: start it from a thread that
+    lives as long as the parent (replay starts it from the main thread).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    parent = os.getpid()
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        if libc.prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) != 0:
+            os._exit(126)
+        if os.getppid() != parent:  # the parent died before prctl: do not start orphaned
+            os._exit(126)
+
+    return preexec
+
+
 class NodeProcess:
     """``perception_node`` in a subprocess on loopback DDS; stopped with SIGINT.
 
@@ -76,6 +107,8 @@ class NodeProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=malloc_environment(loopback_environment(domain_id)),
+            start_new_session=True,  # own process group
+            preexec_fn=die_with_parent(),  # noqa: PLW1509 - prctl only, no locks taken
         )
 
     def check_alive(self) -> None:

@@ -1,15 +1,25 @@
 """One replay run end to end: inputs, the measured session (fixed rate or peak search), the
 output bag, summary, accuracy, report and the summary files.
 
-The output bag is written to ``DIR/.output.partial`` while recording and moved to
-``DIR/output`` when the session has ended; ``summary.json``/``summary.md`` and the report are
-written atomically.
+The output bag is recorded to ``DIR/output.partial/`` (visible, MCAP). When the session has
+ended it is closed and scored, ``summary.json``/``summary.md`` and the report are written
+(atomically, naming ``DIR/output`` and the run's ``run_id``), and only then is the bag swapped in
+as ``DIR/output`` (one atomic exchange) with a ``replay_run.json`` naming the same ``run_id``:
+a kill before the swap leaves the previous bag and summary untouched beside a complete
+``output.partial``; the next replay into ``DIR`` completes an interrupted swap whose summary is
+already written (same ``run_id``) and discards any other partial bag. A replay killed while
+recording leaves ``output.partial/output.partial.mcap`` without its footer:
+:func:`recover_partial` (``replay --recover DIR``) makes it readable by ``rosbags``
+(``rosbags.rosbag2.Reader(<the .mcap file>)``). Temporaries of killed writes are removed at
+start.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +34,7 @@ from joint_perception.evaluation.replay.scoring import depth_metrics, score_outp
 from joint_perception.evaluation.replay.session import ReplaySession
 from joint_perception.evaluation.replay.summary import model_metadata, summarise
 from joint_perception.evaluation.replay.topics import namespaced
+from joint_perception.io_utils import atomic_write_json, remove_stale_temps, replace_directory
 
 DEFAULT_NUM_CLASSES = 40  # when the node's model metadata cannot be read
 
@@ -76,12 +87,52 @@ def _measure(
     return _Measured(summary, sent, schedule, peak, session)
 
 
-def _move_bag(partial: Path, out: Path) -> Path:
-    """Replace ``out/output`` with the finished bag ``partial``; returns its new path."""
-    final = out / "output"
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(partial, final)
-    return final
+PARTIAL = "output.partial"  # the bag being recorded (directory and, + .mcap, its file)
+OUTPUT = "output"
+RUN_FILE = "replay_run.json"  # {"run_id"} inside a finished bag directory
+
+
+def _run_id_of(path: Path) -> str | None:
+    try:
+        return json.loads(path.read_text()).get("run_id")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _clean_start(out: Path) -> None:
+    """Remove temporaries of killed writes; finish an interrupted bag swap whose summary is
+    written (same run_id), else discard the partial bag of a killed replay."""
+    remove_stale_temps(out)
+    partial = out / PARTIAL
+    if not partial.exists():
+        return
+    run_id = _run_id_of(partial / RUN_FILE)
+    if run_id is not None and run_id == _run_id_of(out / "summary.json"):
+        replace_directory(partial, out / OUTPUT)
+        return
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+def recover_partial(out: str | os.PathLike) -> Path:
+    """Make the partial bag of a killed replay in ``out`` readable (see
+    :func:`joint_perception.data.rosbag_io.recover_mcap`); returns the ``.mcap`` file.
+
+    Raises:
+        FileNotFoundError: no partial bag in ``out``.
+    """
+    from joint_perception.data.rosbag_io import recover_mcap
+
+    mcap = Path(out) / PARTIAL / f"{PARTIAL}.mcap"
+    if not mcap.is_file():
+        raise FileNotFoundError(f"no partial bag at {mcap}")
+    recover_mcap(mcap)
+    return mcap
+
+
+def _swap_bag(partial: Path, out: Path, run_id: str) -> Path:
+    """Replace ``out/output`` with the finished bag ``partial`` in one step; returns it."""
+    atomic_write_json(partial / RUN_FILE, {"run_id": run_id})
+    return replace_directory(partial, out / OUTPUT)
 
 
 def replay(opts: ReplayOptions) -> dict:
@@ -104,12 +155,14 @@ def replay(opts: ReplayOptions) -> dict:
     frames, image_type = _load_inputs(opts)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
-    partial = out / ".output.partial"
-    shutil.rmtree(partial, ignore_errors=True)
+    _clean_start(out)
+    partial = out / PARTIAL
+    run_id = uuid.uuid4().hex
     m = _measure(opts, frames, image_type, partial)
-    final = _move_bag(partial, out)
+    final = out / OUTPUT
     summary = m.summary
     summary.update(
+        run_id=run_id,
         bag=str(opts.bag),
         bag_sha256=bag_sha256(opts.bag),
         output_bag=str(final),
@@ -123,7 +176,7 @@ def replay(opts: ReplayOptions) -> dict:
     num_classes = meta.num_classes if meta and meta.num_classes else DEFAULT_NUM_CLASSES
     class_names = meta.class_names if meta else None
     accuracy, samples = score_outputs(
-        opts, frames, m.schedule, m.sent, final, num_classes, class_names
+        opts, frames, m.schedule, m.sent, partial, num_classes, class_names
     )
     summary["accuracy"] = accuracy
     summary["depth_metrics"] = depth_metrics(accuracy)
@@ -133,5 +186,6 @@ def replay(opts: ReplayOptions) -> dict:
             out, opts, summary, accuracy, m.sent, arrivals, samples, meta, num_classes
         )
         summary["report"] = str(html)
-    write_summary(out, summary)
+    write_summary(out, summary)  # before the swap: see the module docstring
+    _swap_bag(partial, out, run_id)
     return summary
