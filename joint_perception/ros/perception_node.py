@@ -33,10 +33,14 @@ While active:
   then publishes them all (no half-published frame), every one with the input image's header;
 * the intrinsics of the image come from the CameraInfo with its binning and ROI applied
   (``image_geometry``'s convention); an image of another size gets K scaled to it (warned once);
-* bad input (unsupported encoding, wrong step/size, empty data, no/zero/NaN CameraInfo,
-  undecodable compressed bytes) is skipped with a warning rate-limited per reason
-  (``warn_throttle_s``) and counted by reason in ``/diagnostics``; a distorted CameraInfo is
-  processed as if rectified with a one-time warning (rectification is the driver's job);
+* bad input (unsupported encoding, wrong step/size, empty data, a frame above
+  ``max_input_pixels`` — refused before its pixels are allocated —, compressed bytes that are
+  not the declared codec or undecodable, no/zero/NaN/absurd CameraInfo, an empty
+  ``frame_id``) is skipped with a warning rate-limited per reason (``warn_throttle_s``) and
+  counted by reason in ``/diagnostics``; a distorted CameraInfo is processed as if rectified
+  with a one-time warning (rectification is the driver's job);
+* a frame whose messages cannot all be built (e.g. a NaN P matrix, MemoryError) publishes
+  none of them and is counted as ``publish_failed``;
 * ``/diagnostics`` every ``diagnostics_period_s``: lifecycle state, rate, latency p50/p95,
   dropped and skipped frames (level from the last ``diagnostics_window_s`` only), backend and
   why it was chosen (a requested backend that fell back is also a warning on ``/rosout``),
@@ -74,8 +78,14 @@ from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from joint_perception.colormap import colorize_labels, label_palette, normals_to_rgb, overlay
-from joint_perception.geometry import scale_intrinsics
-from joint_perception.image_codec import COLOR_ENCODINGS, ImageFormatError, image_to_rgb8
+from joint_perception.geometry import intrinsics_problem, scale_intrinsics
+from joint_perception.image_codec import (
+    COLOR_ENCODINGS,
+    CompressedFormatMismatch,
+    ImageFormatError,
+    InputTooLargeError,
+    image_to_rgb8,
+)
 from joint_perception.pointcloud import pack_depth
 from joint_perception.ros import conversions
 from joint_perception.ros.diagnostics import PerceptionStats, build_diagnostic_array
@@ -99,10 +109,15 @@ UNSUPPORTED_ENCODING = "unsupported_encoding"
 MALFORMED_IMAGE = "malformed_image"
 EMPTY_IMAGE = "empty_image"
 UNDECODABLE_COMPRESSED = "undecodable_compressed"
+INPUT_TOO_LARGE = "input_too_large"
+COMPRESSED_FORMAT_MISMATCH = "compressed_format_mismatch"
 NO_CAMERA_INFO = "no_camera_info"
 INVALID_CAMERA_INFO = "invalid_camera_info"
+ABSURD_CAMERA_INFO = "absurd_camera_info"
+EMPTY_FRAME_ID = "empty_frame_id"
 UNMATCHED_CAMERA_INFO = "camera_info_not_matched"
 PROCESSING_ERROR = "processing_error"
+PUBLISH_FAILED = "publish_failed"
 
 
 def stamp_ns(header) -> int:
@@ -543,13 +558,25 @@ class PerceptionNode(LifecycleNode):
         return {o for t in OUTPUT_TOPICS if t.name in subscribed for o in t.needs}
 
     def _decode(self, msg) -> np.ndarray | None:
-        """Image or CompressedImage -> HxWx3 uint8 RGB, or None (skipped and counted)."""
+        """Image or CompressedImage -> HxWx3 uint8 RGB, or None (skipped and counted).
+
+        Frames above ``max_input_pixels`` are refused before their pixels are allocated (raw:
+        the declared size; compressed: the size in the PNG/JPEG header), compressed bytes whose
+        magic is not the declared codec's are refused too; each reason is counted apart.
+        """
+        max_pixels = self.params["max_input_pixels"]
         if self.compressed:
             if len(msg.data) == 0:
                 self._skip(EMPTY_IMAGE, "compressed image with empty data; frame skipped")
                 return None
             try:
-                return conversions.compressed_msg_to_rgb(msg)
+                return conversions.compressed_msg_to_rgb(msg, max_pixels=max_pixels)
+            except InputTooLargeError as exc:
+                self._skip(INPUT_TOO_LARGE, f"compressed image refused on its header: {exc}")
+                return None
+            except CompressedFormatMismatch as exc:
+                self._skip(COMPRESSED_FORMAT_MISMATCH, f"compressed image refused: {exc}")
+                return None
             except ImageFormatError as exc:
                 self._skip(UNDECODABLE_COMPRESSED, f"cannot decode compressed image: {exc}")
                 return None
@@ -568,8 +595,17 @@ class PerceptionNode(LifecycleNode):
             return None
         try:
             return image_to_rgb8(
-                msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian
+                msg.encoding,
+                msg.height,
+                msg.width,
+                msg.step,
+                msg.data,
+                msg.is_bigendian,
+                max_pixels=max_pixels,
             )
+        except InputTooLargeError as exc:
+            self._skip(INPUT_TOO_LARGE, f"image refused on its declared size: {exc}")
+            return None
         except ImageFormatError as exc:
             self._skip(MALFORMED_IMAGE, f"malformed image: {exc}")
             return None
@@ -579,12 +615,23 @@ class PerceptionNode(LifecycleNode):
 
         K is the CameraInfo's with its binning and ROI applied (the K of the image size the
         CameraInfo describes, ``camera_info_image_size``); an image of another size gets that
-        K scaled to it, with a one-time warning.
+        K scaled to it, with a one-time warning. Absurd intrinsics for the described size
+        (:func:`joint_perception.geometry.intrinsics_problem`: a field of view outside
+        0.01..179 degrees, e.g. fx = 1e-300 or a binning that leaves no pixel, a principal point
+        far outside the image) skip the frame as ``absurd_camera_info``.
         """
         try:
             K = conversions.camera_info_to_K(info)
         except ValueError as exc:
             self._skip(INVALID_CAMERA_INFO, f"unusable CameraInfo: {exc}; frame skipped")
+            return None
+        described = conversions.camera_info_image_size(info)
+        problem = intrinsics_problem(K, described[1], described[0])
+        if problem:
+            self._skip(
+                ABSURD_CAMERA_INFO,
+                f"CameraInfo (frame {info.header.frame_id!r}) unusable: {problem}; frame skipped",
+            )
             return None
         if conversions.camera_info_is_distorted(info):
             self._warn_once(
@@ -593,7 +640,6 @@ class PerceptionNode(LifecycleNode):
                 " the network expects rectified images: rectification is the camera"
                 " driver's job (e.g. image_proc). Processing as if rectified.",
             )
-        described = conversions.camera_info_image_size(info)
         if described != (height, width):
             self._warn_once(
                 "camera_info_size_mismatch",
@@ -623,6 +669,13 @@ class PerceptionNode(LifecycleNode):
             pipeline = self.pipeline
         if pipeline is None:
             return False
+        problem = conversions.frame_id_problem(msg.header.frame_id)
+        if problem:
+            # REP 105: an output nobody can place in the TF tree is worse than none
+            self._skip(
+                EMPTY_FRAME_ID, f"image {problem}; frame skipped (set the driver's frame_id)"
+            )
+            return False
         rgb = self._decode(msg)
         if rgb is None:
             return False
@@ -639,7 +692,17 @@ class PerceptionNode(LifecycleNode):
         )
         result = pipeline.run(rgb, K, out_size=out_size, want=want)
         t_pub = time.perf_counter()
-        self._publish(msg.header, info, rgb, result, out_size)
+        try:
+            ready = self._build_messages(msg.header, info, rgb, result, out_size)
+        except Exception as exc:  # noqa: BLE001 - the whole frame is skipped, counted, logged
+            self._skip(
+                PUBLISH_FAILED,
+                f"building the outputs failed ({type(exc).__name__}: {exc}); nothing of this "
+                "frame was published",
+            )
+            return False
+        for pub, out in ready:
+            pub.publish(out)
         t_end = time.perf_counter()
         stages = {
             "decode": (t_decode - t0) * 1e3,
@@ -649,17 +712,21 @@ class PerceptionNode(LifecycleNode):
         self.stats.frame_processed((time.monotonic() - recv_time) * 1e3, stages)
         return True
 
-    def _publish(self, header, info, rgb, result, out_size) -> None:
-        """Build the message of every subscribed topic, then publish them: a failure while
-        building any of them publishes none (no half-published frame)."""
+    def _build_messages(self, header, info, rgb, result, out_size) -> list:
+        """``[(publisher, message)]`` of every subscribed topic, all built before any is
+        published (the caller publishes them: no half-published frame).
+
+        Raises:
+            whatever a builder raises (ValueError for a NaN P matrix, MemoryError ...): the
+            caller then publishes nothing of this frame.
+        """
         frame = _Frame(header, info, rgb, result, out_size)
         ready = []
         for name in self.subscribed_topics():
             msg = self._builders[name](frame)
             if msg is not None:  # the model lacks that output
                 ready.append((self.publishers_by_topic[name], msg))
-        for pub, msg in ready:
-            pub.publish(msg)
+        return ready
 
     # ------------------------------------------------------------------ message builders
     # one per topic of ros/topics.py; None = the model lacks that output
