@@ -95,7 +95,12 @@ from joint_perception.ros.parameters import PARAMETERS, SPECS, declare_parameter
 from joint_perception.ros.qos import input_qos, output_qos
 from joint_perception.ros.topics import OUTPUT_TOPICS, message_class
 from joint_perception.ros.transport_formats import encode_compressed, encode_compressed_depth
-from joint_perception.runtime.factory import resolve_model_path
+from joint_perception.runtime.factory import (
+    MODEL_LOAD_ERRORS,
+    THREAD_OPTIONS,
+    cannot_start_message,
+    resolve_model_path,
+)
 from joint_perception.runtime.processing import Pipeline
 from joint_perception.runtime.shared import PROCESS_POOL, BackendPool
 
@@ -262,11 +267,16 @@ class PerceptionNode(LifecycleNode):
         try:
             self._configure()
         except Exception as exc:  # noqa: BLE001 - a transition reports, it does not raise
-            known = (ValueError, FileNotFoundError, RuntimeError, KeyError)
-            why = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+            # MODEL_LOAD_ERRORS: missing/corrupt model, SHA-256 mismatch, untrusted checkpoint,
+            # no usable backend, invalid parameters; their message says it all
+            known = isinstance(exc, MODEL_LOAD_ERRORS)
+            why = str(exc) if known else f"{type(exc).__name__}: {exc}"
             self._configure_error = why
-            self.get_logger().error(f"configure failed: {why}")
             self._release()
+            if not self.context.ok():  # a shutdown (Ctrl-C) interrupted it: not a failure
+                self.get_logger().info("configure interrupted by shutdown")
+            else:
+                self.get_logger().error(f"configure failed: {why}")
             return FAILURE
         return SUCCESS
 
@@ -276,7 +286,12 @@ class PerceptionNode(LifecycleNode):
         if problems:
             raise ValueError("invalid parameters:\n  " + "\n  ".join(problems))
         model_path = resolve_model_path(p["model"])
-        options = {"precision": p["precision"], "latency_target_ms": p["latency_target_ms"]}
+        # every option is part of the pool key: nodes with other threading options do not share
+        options = {
+            "precision": p["precision"],
+            "latency_target_ms": p["latency_target_ms"],
+            **{name: p[name] for name in THREAD_OPTIONS},
+        }
         if p["engine_cache_dir"]:
             options["cache_dir"] = p["engine_cache_dir"]
         with forward_python_logs(self.get_logger()):
@@ -922,11 +937,21 @@ def main(args: list[str] | None = None) -> int:
     ``--cameras a,b`` runs one node per camera in this process (:func:`make_nodes`). Each node
     with ``autostart`` is configured and activated before spinning.
 
+    Before ``rclpy.init`` it sets the process-wide runtime settings (issue 13): glibc keeps
+    freed multi-MB buffers (:func:`joint_perception.allocator.keep_freed_memory`) and OpenCV
+    runs in the calling thread (:func:`joint_perception.runtime.threads.limit_opencv_threads`).
+
     Returns:
-        0 after SIGINT/SIGTERM, also when it arrives during start-up (no traceback); 2 when
-        parameters are invalid or the model/backend cannot load with ``autostart`` (the
-        message names the problem).
+        0 after SIGINT/SIGTERM, also when it arrives during start-up (no traceback; logged as
+        an interruption, not as a configuration failure); 2 when parameters are invalid or the
+        model/backend cannot load with ``autostart`` (``cannot start: <reason>``,
+        :data:`joint_perception.runtime.factory.MODEL_LOAD_ERRORS`).
     """
+    from joint_perception.allocator import keep_freed_memory
+    from joint_perception.runtime.threads import limit_opencv_threads
+
+    keep_freed_memory()
+    limit_opencv_threads(1)
     argv = list(sys.argv if args is None else args)
     previous_sigint = signal.getsignal(signal.SIGINT)
     previous_sigterm = signal.getsignal(signal.SIGTERM)
@@ -935,6 +960,7 @@ def main(args: list[str] | None = None) -> int:
     nodes: list[PerceptionNode] = []
     executor = None
     code = 0
+    spinning = False
     try:
         cli = _parse_cli(remove_ros_args(argv)[1:])
         nodes = make_nodes(cli.cameras)
@@ -944,17 +970,21 @@ def main(args: list[str] | None = None) -> int:
         for node in nodes:
             if node.params["autostart"] and not node.autostart():
                 if rclpy.ok():  # not a shutdown that interrupted the start
-                    logger.fatal(
-                        f"{node.get_fully_qualified_name()}: cannot start: "
-                        f"{node.configure_error or 'activate failed'}"
-                    )
+                    why = node.configure_error or "activate failed"
+                    logger.fatal(f"{node.get_fully_qualified_name()}: {cannot_start_message(why)}")
                     code = 2
+                else:
+                    logger.info("interrupted during start-up: exiting (not a failure)")
                 return code
+        spinning = True
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:  # parameter values rclpy refused, bad --cameras
-        logger.fatal(f"cannot start: {exc}")
+        if not spinning:
+            logger.info("interrupted during start-up: exiting (not a failure)")
+    except MODEL_LOAD_ERRORS as exc:  # parameter values rclpy refused, bad --cameras, ...
+        if spinning:  # not a start-up problem: keep the traceback
+            raise
+        logger.fatal(cannot_start_message(exc))
         code = 2
     finally:
         # Ctrl-C in a terminal reaches this process twice (the terminal's process group and
