@@ -77,8 +77,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from joint_perception.allocator import release_freed_memory
+from joint_perception.buffers import OutputBuffers
 from joint_perception.colormap import colorize_labels, label_palette, normals_to_rgb, overlay
-from joint_perception.geometry import intrinsics_problem, scale_intrinsics
+from joint_perception.geometry import clear_ray_caches, intrinsics_problem, scale_intrinsics
 from joint_perception.image_codec import (
     COLOR_ENCODINGS,
     CompressedFormatMismatch,
@@ -130,12 +132,50 @@ def stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
+class _WorkerState:
+    """What the worker keeps from one frame to the next so that a steady stream allocates
+    nothing per frame (issue 13): the :class:`~joint_perception.buffers.OutputBuffers` every
+    output array is written into, one persistent message per topic whose ``data`` *is* such a
+    buffer (``conversions.image_msg_over_buffer`` / ``cloud_msg_over_buffer``: no copy) and the
+    output CameraInfo derived once per input CameraInfo
+    (:class:`~joint_perception.ros.conversions.ScaledCameraInfoCache`).
+
+    One per camera node, used by its worker thread only; dropped as a whole when the frame
+    size changes (a large frame's buffers are then freed, not kept) and on cleanup. The
+    buffers are overwritten by the next frame: every message of a frame is published before
+    the worker takes the next one.
+
+    Attributes:
+        size: ``((H, W) input, (h, w) output)`` the buffers are sized for.
+    """
+
+    def __init__(self, size: tuple[tuple[int, int], tuple[int, int]]):
+        self.size = size
+        self.buffers = OutputBuffers()
+        self.msgs: dict[str, object] = {}
+        self.camera_info = conversions.ScaledCameraInfoCache()
+
+    @staticmethod
+    def pixels(size: tuple[tuple[int, int], tuple[int, int]]) -> int:
+        """Input plus output pixels of a ``size`` (what the buffers scale with)."""
+        (ih, iw), (oh, ow) = size
+        return ih * iw + oh * ow
+
+
 class _Frame:
     """One processed frame on its way to the publishers: the input header and CameraInfo, the
-    input image, the pipeline result at the output size, and values several builders share
-    (computed once, on first use)."""
+    input image, the pipeline result at the output size, the worker's reused state, and values
+    several builders share (computed once, on first use)."""
 
-    def __init__(self, header, info, rgb: np.ndarray, result, out_size: tuple[int, int]):
+    def __init__(
+        self,
+        header,
+        info,
+        rgb: np.ndarray,
+        result,
+        out_size: tuple[int, int],
+        state: _WorkerState,
+    ):
         self.header, self.info, self.rgb, self.result, self.out_size = (
             header,
             info,
@@ -143,29 +183,44 @@ class _Frame:
             result,
             out_size,
         )
+        self.state = state
         self.cache: dict = {}
 
     def rgb_at_output(self) -> np.ndarray:
+        """The input image at the output size ((h, w, 3) uint8; area resize into a reused
+        buffer when the sizes differ)."""
         if "rgb_out" not in self.cache:
             oh, ow = self.out_size
-            self.cache["rgb_out"] = (
-                self.rgb
-                if self.rgb.shape[:2] == (oh, ow)
-                else cv2.resize(self.rgb, (ow, oh), interpolation=cv2.INTER_AREA)
-            )
+            if self.rgb.shape[:2] == (oh, ow):
+                self.cache["rgb_out"] = self.rgb
+            else:
+                dst = self.state.buffers.array("rgb_out", (oh, ow, 3), np.uint8)
+                cv2.resize(self.rgb, (ow, oh), dst=dst, interpolation=cv2.INTER_AREA)
+                self.cache["rgb_out"] = dst
         return self.cache["rgb_out"]
 
     def camera_info(self) -> CameraInfo:
-        """The CameraInfo of every published image (K/P of the output size, input header)."""
-        if "camera_info" not in self.cache:
-            oh, ow = self.out_size
-            if self.info.height and self.info.width:
-                msg = conversions.scaled_camera_info(self.info, oh, ow)
-                msg.header = self.header
-            else:
-                msg = conversions.make_camera_info(self.result.K, oh, ow, self.header)
-            self.cache["camera_info"] = msg
-        return self.cache["camera_info"]
+        """The CameraInfo of every published image (K/P of the output size, input header),
+        derived once per input CameraInfo."""
+        oh, ow = self.out_size
+        return self.state.camera_info.get(self.info, self.result.K, oh, ow, self.header)
+
+    def image_msg(self, topic: str, arr: np.ndarray, buffer: str, encoding: str):
+        """The persistent Image of ``topic`` over ``buffers.storage(buffer)``, its header this
+        frame's; a copying Image when ``arr`` is not that buffer's array (never expected, but
+        a message must not carry stale bytes)."""
+        state = self.state
+        storage = state.buffers.storage(buffer) if buffer in state.buffers.names() else None
+        if (
+            storage is None
+            or len(storage) != arr.nbytes
+            or not np.may_share_memory(arr, np.frombuffer(storage, np.uint8))
+        ):
+            return conversions.array_to_image_msg(arr, encoding, self.header)
+        state.msgs[topic] = conversions.image_msg_over_buffer(
+            arr, storage, encoding, self.header, state.msgs.get(topic)
+        )
+        return state.msgs[topic]
 
 
 class PerceptionNode(LifecycleNode):
@@ -211,6 +266,7 @@ class PerceptionNode(LifecycleNode):
         self.matcher = CameraInfoMatcher(self.params["camera_info_sync"])
         self._debug_delay_s = 0.0
         self.diag_info: dict = {}
+        self._state: _WorkerState | None = None  # the worker's reused buffers and messages
 
         self._builders = {
             "depth/image": self._depth_msg,
@@ -391,6 +447,9 @@ class PerceptionNode(LifecycleNode):
         backend, self.backend = self.backend, None
         with self._pipeline_lock:
             self.pipeline = None
+        if self._state is not None:  # the worker is stopped: its buffers go too
+            self._state = None
+            release_freed_memory()
         if backend is not None:
             backend.close()
 
@@ -569,7 +628,11 @@ class PerceptionNode(LifecycleNode):
 
     def wanted_outputs(self) -> set[str]:
         """Network outputs (``depth``, ``labels``, ...) the subscribed topics are built from."""
-        subscribed = set(self.subscribed_topics())
+        return self._outputs_of(self.subscribed_topics())
+
+    @staticmethod
+    def _outputs_of(topics) -> set[str]:
+        subscribed = set(topics)
         return {o for t in OUTPUT_TOPICS if t.name in subscribed for o in t.needs}
 
     def _decode(self, msg) -> np.ndarray | None:
@@ -676,7 +739,8 @@ class PerceptionNode(LifecycleNode):
             recv_time: ``time.monotonic()`` when the image callback ran (latency origin).
         """
         t0 = time.perf_counter()
-        want = self.wanted_outputs()
+        topics = self.subscribed_topics()
+        want = self._outputs_of(topics)
         if not want:
             self.stats.frame_idle()
             return False
@@ -705,10 +769,16 @@ class PerceptionNode(LifecycleNode):
             if self.params["output_resolution"] == "input"
             else (meta.input_height, meta.input_width)
         )
-        result = pipeline.run(rgb, K, out_size=out_size, want=want)
+        state = self._worker_state((h, w), out_size)
+        colour = any(t.startswith("segmentation/color") for t in topics)
+        palette = self.palette if colour and self.params["color_overlay_alpha"] == 0 else None
+        result = pipeline.run(
+            rgb, K, out_size=out_size, want=want, buffers=state.buffers, palette=palette
+        )
         t_pub = time.perf_counter()
         try:
-            ready = self._build_messages(msg.header, info, rgb, result, out_size)
+            frame = _Frame(msg.header, info, rgb, result, out_size, state)
+            ready = self._build_messages(frame, topics)
         except Exception as exc:  # noqa: BLE001 - the whole frame is skipped, counted, logged
             self._skip(
                 PUBLISH_FAILED,
@@ -727,17 +797,35 @@ class PerceptionNode(LifecycleNode):
         self.stats.frame_processed((time.monotonic() - recv_time) * 1e3, stages)
         return True
 
-    def _build_messages(self, header, info, rgb, result, out_size) -> list:
-        """``[(publisher, message)]`` of every subscribed topic, all built before any is
-        published (the caller publishes them: no half-published frame).
+    def _worker_state(self, in_size, out_size) -> _WorkerState:
+        """The worker's reused state for frames of ``in_size`` -> ``out_size``: the same one
+        while the size is steady; a new one when it changes, the old buffers dropped (after a
+        larger frame, the freed memory is handed back to the kernel: ``malloc_trim``)."""
+        size = (tuple(in_size), tuple(out_size))
+        state = self._state
+        if state is not None and state.size == size:
+            return state
+        shrinking = state is not None and _WorkerState.pixels(state.size) > _WorkerState.pixels(
+            size
+        )
+        self._state = state = None  # the old buffers and messages are garbage from here
+        if shrinking:  # the large frame's cached rays go too, then the heap is trimmed
+            clear_ray_caches()
+            release_freed_memory()
+        self._state = _WorkerState(size)
+        return self._state
+
+    def _build_messages(self, frame: _Frame, topics: list[str]) -> list:
+        """``[(publisher, message)]`` of the ``topics`` (subscribed ones), all built before any
+        is published (the caller publishes them: no half-published frame; the image messages
+        hold the worker's buffers, so they are published before the next frame is processed).
 
         Raises:
             whatever a builder raises (ValueError for a NaN P matrix, MemoryError ...): the
             caller then publishes nothing of this frame.
         """
-        frame = _Frame(header, info, rgb, result, out_size)
         ready = []
-        for name in self.subscribed_topics():
+        for name in topics:
             msg = self._builders[name](frame)
             if msg is not None:  # the model lacks that output
                 ready.append((self.publishers_by_topic[name], msg))
@@ -754,7 +842,7 @@ class PerceptionNode(LifecycleNode):
     def _depth_msg(self, f: _Frame):
         if f.result.depth is None:
             return None
-        return conversions.array_to_image_msg(f.result.depth, "32FC1", f.header)
+        return f.image_msg("depth/image", f.result.depth, "depth", "32FC1")
 
     def _depth_compressed_msg(self, f: _Frame):
         if f.result.depth is None:
@@ -774,7 +862,9 @@ class PerceptionNode(LifecycleNode):
     def _labels_msg(self, f: _Frame):
         if f.result.labels is None:
             return None
-        return conversions.array_to_image_msg(f.result.labels, self._labels_encoding(f), f.header)
+        return f.image_msg(
+            "segmentation/labels", f.result.labels, "labels", self._labels_encoding(f)
+        )
 
     def _labels_compressed_msg(self, f: _Frame):
         if f.result.labels is None:
@@ -788,9 +878,13 @@ class PerceptionNode(LifecycleNode):
         return conversions.compressed_msg(fmt, data, f.header)
 
     def _color_array(self, f: _Frame) -> np.ndarray:
+        """Colour-coded labels ((h, w, 3) uint8): the pipeline's ``result.color`` (coded at
+        the network size into the reused buffer) unless blended over the input image."""
         if "color" not in f.cache:
-            color = colorize_labels(f.result.labels, self.palette)
             alpha = self.params["color_overlay_alpha"]
+            color = f.result.color
+            if color is None or alpha > 0:
+                color = colorize_labels(f.result.labels, self.palette)
             if alpha > 0:
                 color = overlay(f.rgb_at_output(), color, alpha)
             f.cache["color"] = color
@@ -799,7 +893,10 @@ class PerceptionNode(LifecycleNode):
     def _color_msg(self, f: _Frame):
         if f.result.labels is None:
             return None
-        return conversions.array_to_image_msg(self._color_array(f), "rgb8", f.header)
+        color = self._color_array(f)
+        if color is f.result.color:  # in the reused buffer: the message holds it, no copy
+            return f.image_msg("segmentation/color", color, "color", "rgb8")
+        return conversions.array_to_image_msg(color, "rgb8", f.header)
 
     def _color_compressed_msg(self, f: _Frame):
         if f.result.labels is None:
@@ -817,7 +914,7 @@ class PerceptionNode(LifecycleNode):
     def _normals_msg(self, f: _Frame):
         if f.result.normals is None:
             return None
-        return conversions.array_to_image_msg(f.result.normals, "32FC3", f.header)
+        return f.image_msg("normals/image", f.result.normals, "normals", "32FC3")
 
     def _normals_color_msg(self, f: _Frame):
         if f.result.normals is None:
@@ -827,19 +924,25 @@ class PerceptionNode(LifecycleNode):
     def _confidence_msg(self, f: _Frame):
         if f.result.confidence is None:
             return None
-        return conversions.array_to_image_msg(f.result.confidence, "32FC1", f.header)
+        return f.image_msg("confidence/image", f.result.confidence, "confidence", "32FC1")
 
     def _points_msg(self, f: _Frame):
         if f.result.depth is None:
             return None
+        state = f.state
         packed = pack_depth(
             f.result.depth,
             f.result.K,
             rgb=f.rgb_at_output(),
             labels=f.result.labels,
             decimation=self.params["points_decimation"],
+            buffers=state.buffers,
+            name="points",
         )
-        return conversions.cloud_to_msg(packed, f.header)
+        state.msgs["points"] = conversions.cloud_msg_over_buffer(
+            packed, state.buffers.storage("points"), f.header, state.msgs.get("points")
+        )
+        return state.msgs["points"]
 
 
 # ---------------------------------------------------------------------- several cameras, main
