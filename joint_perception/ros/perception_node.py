@@ -31,6 +31,9 @@ While active:
   labels, colour, normals, confidence images each with a ``camera_info`` beside it, the
   ``compressed`` / ``compressedDepth`` image_transport variants, the organised point cloud),
   then publishes them all (no half-published frame), every one with the input image's header;
+  the arrays are written into the worker's reused buffers and the raw image/cloud messages hold
+  those buffers without a copy (:class:`_WorkerState`: nothing allocated per frame at a steady
+  size; dropped, and the heap trimmed, when the frame size changes);
 * the intrinsics of the image come from the CameraInfo with its binning and ROI applied
   (``image_geometry``'s convention); an image of another size gets K scaled to it (warned once);
 * bad input (unsupported encoding, wrong step/size, empty data, a frame above
