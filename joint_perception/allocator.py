@@ -17,6 +17,9 @@ Two ways, same effect:
   processes);
 * at start-up from Python: :func:`keep_freed_memory` (``mallopt`` through ctypes).
 
+:func:`release_freed_memory` (``malloc_trim``) hands the kept memory back once, e.g. after a
+frame far larger than the steady ones.
+
 Elsewhere than glibc (musl, macOS) both are no-ops. The price is a resident set that stays at
 its high-water mark (a few frames' worth of buffers).
 """
@@ -65,6 +68,29 @@ def keep_freed_memory(
     mallopt.restype = ctypes.c_int
     ok = mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold)) == 1
     return mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)) == 1 and ok
+
+
+def release_freed_memory() -> bool:
+    """Return the free memory of every malloc arena to the kernel now (glibc ``malloc_trim(0)``).
+
+    The other side of :func:`keep_freed_memory`: after a frame much larger than the usual ones
+    (a 4K frame among 640x480 ones) its buffers are freed but stay in the heap up to the trim
+    threshold; whoever drops them calls this once so the resident set returns to its steady
+    state. Costs a few ms; not for every frame.
+
+    Returns:
+        True when glibc released something; False without glibc or when nothing was released.
+    """
+    name = ctypes.util.find_library("c")
+    if not name:
+        return False
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim(0) == 1
 
 
 def malloc_environment(env: dict[str, str] | None = None) -> dict[str, str]:

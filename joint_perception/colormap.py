@@ -113,25 +113,43 @@ def colorize_depth(depth: np.ndarray, min_depth: float, max_depth: float) -> np.
     return np.take(_TURBO, idx, axis=0)
 
 
-def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
+def normals_to_rgb(
+    normals: np.ndarray, out: np.ndarray | None = None, scratch: np.ndarray | None = None
+) -> np.ndarray:
     """Encode unit normals as colours, ``rgb = round((n + 1) / 2 * 255)``; NaN black.
 
     The common NYUv2 visualisation (inverse: ``n = rgb / 127.5 - 1``).
 
     Args:
         normals: (H, W, 3) float, components in [-1, 1].
+        out: (H, W, 3) uint8 array to write into (reused buffers: no allocation).
+        scratch: (H, W, 3) float32 work array (overwritten); default a new one.
 
     Returns:
-        (H, W, 3) uint8 RGB.
+        (H, W, 3) uint8 RGB (``out`` when given); the same bytes with or without ``out``.
+
+    Raises:
+        ValueError: not (H, W, 3), or ``out`` / ``scratch`` of another shape or dtype.
     """
     n = np.asarray(normals, dtype=np.float32)
     if n.ndim != 3 or n.shape[2] != 3:
         raise ValueError(f"normals must be (H, W, 3), got {n.shape}")
-    v = (n + 1.0) * 127.5
+    for name, arr, dtype in (("out", out, np.uint8), ("scratch", scratch, np.float32)):
+        if arr is not None and (arr.shape != n.shape or arr.dtype != dtype):
+            raise ValueError(
+                f"{name} must be {np.dtype(dtype).name} {n.shape}, got {arr.dtype} {arr.shape}"
+            )
+    v = np.empty(n.shape, np.float32) if scratch is None else scratch
+    np.add(n, np.float32(1.0), out=v)
+    np.multiply(v, np.float32(127.5), out=v)
     np.clip(v, 0, 255, out=v)
-    invalid = np.isnan(v).any(axis=2)
-    v[invalid] = 0.0
-    return np.rint(v).astype(np.uint8)
+    if np.isnan(v.sum(dtype=np.float64)):  # rare: only then find the pixels
+        v[np.isnan(v).any(axis=2)] = 0.0
+    np.rint(v, out=v)
+    if out is None:
+        return v.astype(np.uint8)
+    np.copyto(out, v, casting="unsafe")
+    return out
 
 
 def overlay(rgb: np.ndarray, color: np.ndarray, alpha: float = 0.5) -> np.ndarray:

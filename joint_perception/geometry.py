@@ -180,6 +180,13 @@ def pixel_ray_planes(K, height: int, width: int) -> tuple[np.ndarray, np.ndarray
     return planes
 
 
+def clear_ray_caches() -> None:
+    """Forget the cached :func:`pixel_rays` / :func:`pixel_ray_planes` (e.g. after a frame far
+    larger than the steady ones: a 4K frame's rays and planes hold ~170 MB)."""
+    _RAYS_CACHE.clear()
+    _PLANES_CACHE.clear()
+
+
 def _check_depth(depth) -> np.ndarray:
     depth = np.asarray(depth)
     if depth.ndim != 2 or depth.size == 0:

@@ -74,3 +74,22 @@ def test_overlay():
     assert overlay(a, b, 0.25).tolist() == [[[125, 125, 125]]]
     with pytest.raises(ValueError, match="alpha"):
         overlay(a, b, 1.5)
+
+
+def test_normals_to_rgb_into_buffers_is_the_same_bytes():
+    """The reused-buffer form (the node's) gives the bytes of the allocating one, NaN and
+    infinite components included."""
+    import numpy as np
+
+    from joint_perception.colormap import normals_to_rgb
+
+    rng = np.random.default_rng(3)
+    n = rng.normal(size=(48, 64, 3)).astype(np.float32)
+    n /= np.linalg.norm(n, axis=2, keepdims=True)
+    n[1, 2, 0], n[3, 4], n[5, 6, 1], n[7, 8, 2] = np.nan, np.nan, np.inf, -np.inf
+    out, scratch = np.empty(n.shape, np.uint8), np.empty(n.shape, np.float32)
+    ref = np.rint(np.clip((n + 1.0) * 127.5, 0, 255))
+    ref[np.isnan(ref).any(axis=2)] = 0
+    assert normals_to_rgb(n, out=out, scratch=scratch) is out
+    np.testing.assert_array_equal(out, ref.astype(np.uint8))
+    np.testing.assert_array_equal(normals_to_rgb(n), out)

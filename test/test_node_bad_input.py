@@ -12,6 +12,7 @@ pytestmark = pytest.mark.ros
 
 rclpy = pytest.importorskip("rclpy")
 
+from rclpy.parameter import Parameter  # noqa: E402
 from ros_node_harness import NodeHarness, camera_info_msg, export_tiny_model, image_msg  # noqa: E402
 from sensor_msgs.msg import CompressedImage  # noqa: E402
 
@@ -71,6 +72,11 @@ def _unknown_encoding(s):
     return m
 
 
+def _empty_frame_id(s):
+    # REP 105: outputs in no frame cannot be placed in the TF tree; skipped, not published
+    return image_msg(RGB, s, frame_id="")
+
+
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
@@ -79,6 +85,7 @@ def _unknown_encoding(s):
         (_bad_step, "malformed_image"),
         (_short_data, "malformed_image"),
         (_empty, "empty_image"),
+        (_empty_frame_id, "empty_frame_id"),
     ],
 )
 def test_bad_image_is_skipped_counted_and_node_survives(raw_node, make, reason):
@@ -104,6 +111,9 @@ def test_bad_image_is_skipped_counted_and_node_survives(raw_node, make, reason):
     [
         (np.zeros((3, 3)), "invalid_camera_info"),
         (np.array([[np.nan, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]]), "invalid_camera_info"),
+        # fx = 1e-300: a 180-degree field of view, every point infinite (issue 14)
+        (np.array([[1e-300, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]]), "absurd_camera_info"),
+        (np.array([[100.0, 0, 1e6], [0, 100.0, 59.5], [0, 0, 1]]), "absurd_camera_info"),
     ],
 )
 def test_bad_camera_info_is_skipped(raw_node, k, reason):
@@ -112,6 +122,30 @@ def test_bad_camera_info_is_skipped(raw_node, k, reason):
     s = next(_stamp)
     h.send(image_msg(RGB, s), camera_info_msg(k, H, W, s))
     h.wait_for(lambda: _skipped(h, reason) == before + 1, 10, reason)
+    _assert_still_works(h)
+
+
+def test_binning_that_leaves_no_pixel_is_absurd(raw_node):
+    h = raw_node
+    before = _skipped(h, "absurd_camera_info")
+    s = next(_stamp)
+    info = camera_info_msg(K, H, W, s)
+    info.binning_x = info.binning_y = 1000
+    h.send(image_msg(RGB, s), info)
+    h.wait_for(lambda: _skipped(h, "absurd_camera_info") == before + 1, 10, "absurd binning")
+    _assert_still_works(h)
+
+
+def test_frame_above_max_input_pixels_is_refused_on_its_declared_size(raw_node):
+    h = raw_node
+    before = _skipped(h, "input_too_large")
+    h.node.set_parameters([Parameter("max_input_pixels", value=H * W - 1)])
+    try:
+        s = next(_stamp)
+        h.send(image_msg(RGB, s), camera_info_msg(K, H, W, s))
+        h.wait_for(lambda: _skipped(h, "input_too_large") == before + 1, 10, "input_too_large")
+    finally:
+        h.node.set_parameters([Parameter("max_input_pixels", value=0)])  # 0 = no limit
     _assert_still_works(h)
 
 
@@ -155,14 +189,16 @@ def test_undecodable_compressed_is_skipped(model_dir):
     h = NodeHarness(model_dir, {"input_transport": "compressed"}, outputs=("depth/image",))
     try:
         s = next(_stamp)
-        bad = CompressedImage(format="jpeg", data=b"\xff\xd8not a jpeg at all")
+        bad = CompressedImage(format="jpeg", data=b"\xff\xd8\xffnot a jpeg at all")
         bad.header.stamp.sec, bad.header.stamp.nanosec = divmod(s, 10**9)
+        bad.header.frame_id = "cam"
         h.send(bad, camera_info_msg(K, H, W, s))
         h.wait_for(lambda: _skipped(h, "undecodable_compressed") == 1, 10, "undecodable")
         s = next(_stamp)
         ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(RGB, cv2.COLOR_RGB2BGR))
         good = CompressedImage(format="jpeg", data=jpg.tobytes())
         good.header.stamp.sec, good.header.stamp.nanosec = divmod(s, 10**9)
+        good.header.frame_id = "cam"
         h.send(good, camera_info_msg(K, H, W, s))
         out = h.wait_outputs(s, timeout=10)
         assert (out["depth/image"].height, out["depth/image"].width) == (H, W)

@@ -406,3 +406,50 @@ def test_precision_parameter_selects_the_engine_the_backend_loads(model_dir, pre
             node.close()
             node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+def test_threading_parameters_reach_the_backend_and_split_the_pool(model_dir):
+    """``intra_op_threads`` / ``intra_op_spinning`` reach the backend factory (issue 13), and
+    they are part of the shared backend's key: nodes with other threading options get their own
+    backend, nodes with the same ones share."""
+    from rclpy.parameter import Parameter
+
+    from joint_perception.ros.perception_node import SUCCESS, PerceptionNode
+    from joint_perception.runtime.shared import BackendPool
+
+    calls = []
+
+    def create(path, backend, device, **options):
+        calls.append(options)
+        return create_backend(path, backend="onnxruntime")
+
+    pool = BackendPool(create=create)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    nodes = []
+    try:
+        for i, (threads, spin) in enumerate(((1, False), (1, False), (2, True))):
+            nodes.append(
+                PerceptionNode(
+                    context=ctx,
+                    namespace=f"/threads_test_{i}",
+                    pool=pool,
+                    parameter_overrides=[
+                        Parameter("model", value=str(model_dir)),
+                        Parameter("backend", value="onnxruntime"),
+                        Parameter("intra_op_threads", value=threads),
+                        Parameter("intra_op_spinning", value=spin),
+                    ],
+                )
+            )
+            assert nodes[-1].trigger_configure() == SUCCESS, nodes[-1].configure_error
+        assert [(c["intra_op_threads"], c["intra_op_spinning"]) for c in calls] == [
+            (1, False),
+            (2, True),
+        ]
+        assert sorted(users for _, users in pool.backends()) == [1, 2]
+    finally:
+        for node in nodes:
+            node.close()
+            node.destroy_node()
+        rclpy.shutdown(context=ctx)

@@ -80,6 +80,8 @@ def test_ctrl_c_during_start_up_exits_cleanly(repo_root, tmp_path, model_dir, de
     rc, text = _finish(proc, log)
     assert rc == 0, text
     assert "Traceback" not in text and "KeyboardInterrupt" not in text, text
+    # an interruption, not a configuration failure (issue 14)
+    assert "cannot start" not in text and "configure failed" not in text, text
 
 
 def test_ctrl_c_twice_while_spinning_exits_cleanly(repo_root, tmp_path, model_dir):

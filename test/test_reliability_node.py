@@ -1,5 +1,7 @@
-"""perception_node under oversized input (issue 14): a PNG decompression bomb is refused on its
-header (counted, memory bounded, the next good frame is processed) and a 4K frame passes."""
+"""perception_node under oversized and inconsistent input (issue 14): a PNG decompression bomb is
+refused on its header (counted as input_too_large, memory bounded, the next good frame is
+processed), compressed bytes of another codec than declared are refused, a 4K frame passes, and a
+frame whose messages cannot all be built publishes none of them (publish_failed)."""
 
 from __future__ import annotations
 
@@ -71,7 +73,7 @@ def test_png_bomb_is_refused_with_bounded_memory(model_dir):
         s += 1_000_000
         h.send(_compressed(bomb.tobytes(), "png", s), camera_info_msg(K, 8192, 8192, s))
         h.wait_for(
-            lambda: h.node.stats.snapshot()["skipped"].get("undecodable_compressed", 0) == 1,
+            lambda: h.node.stats.snapshot()["skipped"].get("input_too_large", 0) == 1,
             30,
             "the bomb was not counted",
         )
@@ -95,5 +97,86 @@ def test_4k_frame_is_processed(model_dir):
         out = h.wait_outputs(s, timeout=60)
         assert out["depth/image"].height > 0
         assert not h.node.stats.snapshot()["skipped"]
+    finally:
+        h.close()
+
+
+def _skipped(h, reason):
+    return h.node.stats.snapshot()["skipped"].get(reason, 0)
+
+
+@pytest.mark.parametrize(
+    ("codec", "fmt"),
+    [(".png", "jpeg"), (".bmp", "jpeg"), (".jpg", "png")],
+)
+def test_compressed_bytes_of_another_codec_are_refused(model_dir, codec, fmt):
+    h = NodeHarness(model_dir, {"input_transport": "compressed"}, outputs=("depth/image",))
+    try:
+        s = 5_000_000_000
+        ok, data = cv2.imencode(codec, cv2.cvtColor(RGB, cv2.COLOR_RGB2BGR))
+        h.send(_compressed(data.tobytes(), fmt, s), camera_info_msg(K, H, W, s))
+        h.wait_for(
+            lambda: _skipped(h, "compressed_format_mismatch") == 1, 30, "mismatch not counted"
+        )
+        assert _skipped(h, "undecodable_compressed") == 0
+        s += 1_000_000
+        ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(RGB, cv2.COLOR_RGB2BGR))
+        h.send(_compressed(jpg.tobytes(), "jpeg", s), camera_info_msg(K, H, W, s))
+        h.wait_outputs(s, timeout=30)
+    finally:
+        h.close()
+
+
+#: the outputs the whole-frame tests subscribe to: an image, a CameraInfo, the cloud, colour
+WHOLE_FRAME = ("depth/image", "depth/camera_info", "points", "segmentation/color")
+
+
+def _assert_nothing_published_for(h, stamp):
+    for topic, msgs in h.received.items():
+        stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in msgs]
+        assert stamp not in stamps, f"{topic} was published for the failed frame"
+
+
+def test_nan_projection_matrix_publishes_nothing_of_that_frame(model_dir):
+    """Depth needs no P, depth/camera_info does: a NaN in P used to leave depth published and the
+    rest missing; now no message of that stamp goes out and the frame counts as publish_failed."""
+    h = NodeHarness(model_dir, outputs=WHOLE_FRAME)
+    try:
+        s = 6_000_000_000
+        bad = camera_info_msg(K, H, W, s)
+        bad.p = [float("nan")] * 12
+        h.send(image_msg(RGB, s), bad)
+        h.wait_for(lambda: _skipped(h, "publish_failed") == 1, 30, "publish_failed not counted")
+        good = s + 1_000_000
+        h.send(image_msg(RGB, good), camera_info_msg(K, H, W, good))
+        h.wait_outputs(good, timeout=30)  # reliable, in order: the failed frame would be here
+        _assert_nothing_published_for(h, s)
+    finally:
+        h.close()
+
+
+def test_memory_error_in_a_builder_publishes_nothing_of_that_frame(model_dir):
+    h = NodeHarness(model_dir, outputs=WHOLE_FRAME)
+    try:
+        s = 7_000_000_000
+        h.send(image_msg(RGB, s), camera_info_msg(K, H, W, s))
+        first = h.wait_outputs(s, timeout=30)
+        real = h.node._builders["points"]
+
+        def fail(frame):
+            raise MemoryError("simulated")
+
+        h.node._builders["points"] = fail
+        s += 1_000_000
+        h.send(image_msg(RGB, s), camera_info_msg(K, H, W, s))
+        h.wait_for(lambda: _skipped(h, "publish_failed") == 1, 30, "publish_failed not counted")
+        h.node._builders["points"] = real
+        good = s + 1_000_000
+        h.send(image_msg(RGB, good), camera_info_msg(K, H, W, good))
+        out = h.wait_outputs(good, timeout=30)
+        _assert_nothing_published_for(h, s)
+        # the next good frame is bit-exact with the first one (same input)
+        for topic in ("depth/image", "points", "segmentation/color"):
+            assert bytes(out[topic].data) == bytes(first[topic].data), topic
     finally:
         h.close()

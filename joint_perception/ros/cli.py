@@ -21,7 +21,10 @@ def main() -> int:
         from joint_perception.ros.perception_node import main as node_main
 
         code = node_main()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # during the imports: nothing started, nothing to report
+        import sys
+
+        print("perception_node: interrupted during start-up: exiting", file=sys.stderr)
         code = 0
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

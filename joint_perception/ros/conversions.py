@@ -143,7 +143,8 @@ def compressed_msg_to_rgb(msg, max_pixels: int | None = DEFAULT_MAX_INPUT_PIXELS
 
 def frame_id_problem(frame_id: str) -> str | None:
     """Why a header's ``frame_id`` is unusable for the outputs (empty or blank: nothing can
-    transform them), or None. The node warns (rate-limited), counts it and still publishes."""
+    transform them), or None. The node skips such a frame with a rate-limited warning and
+    counts it (``skipped_empty_frame_id``): REP 105 outputs need a frame."""
     if not isinstance(frame_id, str) or not frame_id.strip():
         return f"empty frame_id {frame_id!r}: outputs cannot be placed in the TF tree"
     return None

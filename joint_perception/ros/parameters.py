@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from joint_perception.image_codec import DEFAULT_MAX_INPUT_PIXELS
 from joint_perception.ros.topics import publish_parameters
 from joint_perception.runtime import factory
 from joint_perception.runtime.engine_select import DEFAULT_LATENCY_TARGET_MS, PRECISION_CHOICES
@@ -132,6 +133,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "raw: subscribe sensor_msgs/Image on 'image'; compressed: CompressedImage on "
         "'image/compressed'.",
         choices=("raw", "compressed"),
+    ),
+    ParamSpec(
+        "max_input_pixels",
+        DEFAULT_MAX_INPUT_PIXELS,
+        "Largest input frame (width x height pixels) the node decodes; larger frames are "
+        "skipped and counted (skipped_input_too_large) before their pixels are allocated: raw "
+        "images on their declared size, compressed ones on the size in their PNG/JPEG header. "
+        f"Default {DEFAULT_MAX_INPUT_PIXELS} (4096x2304, so 4K passes); 0 = no limit.",
+        min_value=0,
+        max_value=2**40,
+        read_only=False,
     ),
     ParamSpec(
         "camera_info_sync",

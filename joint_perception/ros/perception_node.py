@@ -31,12 +31,19 @@ While active:
   labels, colour, normals, confidence images each with a ``camera_info`` beside it, the
   ``compressed`` / ``compressedDepth`` image_transport variants, the organised point cloud),
   then publishes them all (no half-published frame), every one with the input image's header;
+  the arrays are written into the worker's reused buffers and the raw image/cloud messages hold
+  those buffers without a copy (:class:`_WorkerState`: nothing allocated per frame at a steady
+  size; dropped, and the heap trimmed, when the frame size changes);
 * the intrinsics of the image come from the CameraInfo with its binning and ROI applied
   (``image_geometry``'s convention); an image of another size gets K scaled to it (warned once);
-* bad input (unsupported encoding, wrong step/size, empty data, no/zero/NaN CameraInfo,
-  undecodable compressed bytes) is skipped with a warning rate-limited per reason
-  (``warn_throttle_s``) and counted by reason in ``/diagnostics``; a distorted CameraInfo is
-  processed as if rectified with a one-time warning (rectification is the driver's job);
+* bad input (unsupported encoding, wrong step/size, empty data, a frame above
+  ``max_input_pixels`` — refused before its pixels are allocated —, compressed bytes that are
+  not the declared codec or undecodable, no/zero/NaN/absurd CameraInfo, an empty
+  ``frame_id``) is skipped with a warning rate-limited per reason (``warn_throttle_s``) and
+  counted by reason in ``/diagnostics``; a distorted CameraInfo is processed as if rectified
+  with a one-time warning (rectification is the driver's job);
+* a frame whose messages cannot all be built (e.g. a NaN P matrix, MemoryError) publishes
+  none of them and is counted as ``publish_failed``;
 * ``/diagnostics`` every ``diagnostics_period_s``: lifecycle state, rate, latency p50/p95,
   dropped and skipped frames (level from the last ``diagnostics_window_s`` only), backend and
   why it was chosen (a requested backend that fell back is also a warning on ``/rosout``),
@@ -73,9 +80,17 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from joint_perception.allocator import release_freed_memory
+from joint_perception.buffers import OutputBuffers
 from joint_perception.colormap import colorize_labels, label_palette, normals_to_rgb, overlay
-from joint_perception.geometry import scale_intrinsics
-from joint_perception.image_codec import COLOR_ENCODINGS, ImageFormatError, image_to_rgb8
+from joint_perception.geometry import clear_ray_caches, intrinsics_problem, scale_intrinsics
+from joint_perception.image_codec import (
+    COLOR_ENCODINGS,
+    CompressedFormatMismatch,
+    ImageFormatError,
+    InputTooLargeError,
+    image_to_rgb8,
+)
 from joint_perception.pointcloud import pack_depth
 from joint_perception.ros import conversions
 from joint_perception.ros.diagnostics import PerceptionStats, build_diagnostic_array
@@ -85,7 +100,12 @@ from joint_perception.ros.parameters import PARAMETERS, SPECS, declare_parameter
 from joint_perception.ros.qos import input_qos, output_qos
 from joint_perception.ros.topics import OUTPUT_TOPICS, message_class
 from joint_perception.ros.transport_formats import encode_compressed, encode_compressed_depth
-from joint_perception.runtime.factory import resolve_model_path
+from joint_perception.runtime.factory import (
+    MODEL_LOAD_ERRORS,
+    THREAD_OPTIONS,
+    cannot_start_message,
+    resolve_model_path,
+)
 from joint_perception.runtime.processing import Pipeline
 from joint_perception.runtime.shared import PROCESS_POOL, BackendPool
 
@@ -99,10 +119,15 @@ UNSUPPORTED_ENCODING = "unsupported_encoding"
 MALFORMED_IMAGE = "malformed_image"
 EMPTY_IMAGE = "empty_image"
 UNDECODABLE_COMPRESSED = "undecodable_compressed"
+INPUT_TOO_LARGE = "input_too_large"
+COMPRESSED_FORMAT_MISMATCH = "compressed_format_mismatch"
 NO_CAMERA_INFO = "no_camera_info"
 INVALID_CAMERA_INFO = "invalid_camera_info"
+ABSURD_CAMERA_INFO = "absurd_camera_info"
+EMPTY_FRAME_ID = "empty_frame_id"
 UNMATCHED_CAMERA_INFO = "camera_info_not_matched"
 PROCESSING_ERROR = "processing_error"
+PUBLISH_FAILED = "publish_failed"
 
 
 def stamp_ns(header) -> int:
@@ -110,12 +135,50 @@ def stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
+class _WorkerState:
+    """What the worker keeps from one frame to the next so that a steady stream allocates
+    nothing per frame (issue 13): the :class:`~joint_perception.buffers.OutputBuffers` every
+    output array is written into, one persistent message per topic whose ``data`` *is* such a
+    buffer (``conversions.image_msg_over_buffer`` / ``cloud_msg_over_buffer``: no copy) and the
+    output CameraInfo derived once per input CameraInfo
+    (:class:`~joint_perception.ros.conversions.ScaledCameraInfoCache`).
+
+    One per camera node, used by its worker thread only; dropped as a whole when the frame
+    size changes (a large frame's buffers are then freed, not kept) and on cleanup. The
+    buffers are overwritten by the next frame: every message of a frame is published before
+    the worker takes the next one.
+
+    Attributes:
+        size: ``((H, W) input, (h, w) output)`` the buffers are sized for.
+    """
+
+    def __init__(self, size: tuple[tuple[int, int], tuple[int, int]]):
+        self.size = size
+        self.buffers = OutputBuffers()
+        self.msgs: dict[str, object] = {}
+        self.camera_info = conversions.ScaledCameraInfoCache()
+
+    @staticmethod
+    def pixels(size: tuple[tuple[int, int], tuple[int, int]]) -> int:
+        """Input plus output pixels of a ``size`` (what the buffers scale with)."""
+        (ih, iw), (oh, ow) = size
+        return ih * iw + oh * ow
+
+
 class _Frame:
     """One processed frame on its way to the publishers: the input header and CameraInfo, the
-    input image, the pipeline result at the output size, and values several builders share
-    (computed once, on first use)."""
+    input image, the pipeline result at the output size, the worker's reused state, and values
+    several builders share (computed once, on first use)."""
 
-    def __init__(self, header, info, rgb: np.ndarray, result, out_size: tuple[int, int]):
+    def __init__(
+        self,
+        header,
+        info,
+        rgb: np.ndarray,
+        result,
+        out_size: tuple[int, int],
+        state: _WorkerState,
+    ):
         self.header, self.info, self.rgb, self.result, self.out_size = (
             header,
             info,
@@ -123,29 +186,44 @@ class _Frame:
             result,
             out_size,
         )
+        self.state = state
         self.cache: dict = {}
 
     def rgb_at_output(self) -> np.ndarray:
+        """The input image at the output size ((h, w, 3) uint8; area resize into a reused
+        buffer when the sizes differ)."""
         if "rgb_out" not in self.cache:
             oh, ow = self.out_size
-            self.cache["rgb_out"] = (
-                self.rgb
-                if self.rgb.shape[:2] == (oh, ow)
-                else cv2.resize(self.rgb, (ow, oh), interpolation=cv2.INTER_AREA)
-            )
+            if self.rgb.shape[:2] == (oh, ow):
+                self.cache["rgb_out"] = self.rgb
+            else:
+                dst = self.state.buffers.array("rgb_out", (oh, ow, 3), np.uint8)
+                cv2.resize(self.rgb, (ow, oh), dst=dst, interpolation=cv2.INTER_AREA)
+                self.cache["rgb_out"] = dst
         return self.cache["rgb_out"]
 
     def camera_info(self) -> CameraInfo:
-        """The CameraInfo of every published image (K/P of the output size, input header)."""
-        if "camera_info" not in self.cache:
-            oh, ow = self.out_size
-            if self.info.height and self.info.width:
-                msg = conversions.scaled_camera_info(self.info, oh, ow)
-                msg.header = self.header
-            else:
-                msg = conversions.make_camera_info(self.result.K, oh, ow, self.header)
-            self.cache["camera_info"] = msg
-        return self.cache["camera_info"]
+        """The CameraInfo of every published image (K/P of the output size, input header),
+        derived once per input CameraInfo."""
+        oh, ow = self.out_size
+        return self.state.camera_info.get(self.info, self.result.K, oh, ow, self.header)
+
+    def image_msg(self, topic: str, arr: np.ndarray, buffer: str, encoding: str):
+        """The persistent Image of ``topic`` over ``buffers.storage(buffer)``, its header this
+        frame's; a copying Image when ``arr`` is not that buffer's array (never expected, but
+        a message must not carry stale bytes)."""
+        state = self.state
+        storage = state.buffers.storage(buffer) if buffer in state.buffers.names() else None
+        if (
+            storage is None
+            or len(storage) != arr.nbytes
+            or not np.may_share_memory(arr, np.frombuffer(storage, np.uint8))
+        ):
+            return conversions.array_to_image_msg(arr, encoding, self.header)
+        state.msgs[topic] = conversions.image_msg_over_buffer(
+            arr, storage, encoding, self.header, state.msgs.get(topic)
+        )
+        return state.msgs[topic]
 
 
 class PerceptionNode(LifecycleNode):
@@ -191,6 +269,7 @@ class PerceptionNode(LifecycleNode):
         self.matcher = CameraInfoMatcher(self.params["camera_info_sync"])
         self._debug_delay_s = 0.0
         self.diag_info: dict = {}
+        self._state: _WorkerState | None = None  # the worker's reused buffers and messages
 
         self._builders = {
             "depth/image": self._depth_msg,
@@ -247,11 +326,16 @@ class PerceptionNode(LifecycleNode):
         try:
             self._configure()
         except Exception as exc:  # noqa: BLE001 - a transition reports, it does not raise
-            known = (ValueError, FileNotFoundError, RuntimeError, KeyError)
-            why = str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}"
+            # MODEL_LOAD_ERRORS: missing/corrupt model, SHA-256 mismatch, untrusted checkpoint,
+            # no usable backend, invalid parameters; their message says it all
+            known = isinstance(exc, MODEL_LOAD_ERRORS)
+            why = str(exc) if known else f"{type(exc).__name__}: {exc}"
             self._configure_error = why
-            self.get_logger().error(f"configure failed: {why}")
             self._release()
+            if not self.context.ok():  # a shutdown (Ctrl-C) interrupted it: not a failure
+                self.get_logger().info("configure interrupted by shutdown")
+            else:
+                self.get_logger().error(f"configure failed: {why}")
             return FAILURE
         return SUCCESS
 
@@ -261,7 +345,12 @@ class PerceptionNode(LifecycleNode):
         if problems:
             raise ValueError("invalid parameters:\n  " + "\n  ".join(problems))
         model_path = resolve_model_path(p["model"])
-        options = {"precision": p["precision"], "latency_target_ms": p["latency_target_ms"]}
+        # every option is part of the pool key: nodes with other threading options do not share
+        options = {
+            "precision": p["precision"],
+            "latency_target_ms": p["latency_target_ms"],
+            **{name: p[name] for name in THREAD_OPTIONS},
+        }
         if p["engine_cache_dir"]:
             options["cache_dir"] = p["engine_cache_dir"]
         with forward_python_logs(self.get_logger()):
@@ -361,6 +450,9 @@ class PerceptionNode(LifecycleNode):
         backend, self.backend = self.backend, None
         with self._pipeline_lock:
             self.pipeline = None
+        if self._state is not None:  # the worker is stopped: its buffers go too
+            self._state = None
+            release_freed_memory()
         if backend is not None:
             backend.close()
 
@@ -539,17 +631,33 @@ class PerceptionNode(LifecycleNode):
 
     def wanted_outputs(self) -> set[str]:
         """Network outputs (``depth``, ``labels``, ...) the subscribed topics are built from."""
-        subscribed = set(self.subscribed_topics())
+        return self._outputs_of(self.subscribed_topics())
+
+    @staticmethod
+    def _outputs_of(topics) -> set[str]:
+        subscribed = set(topics)
         return {o for t in OUTPUT_TOPICS if t.name in subscribed for o in t.needs}
 
     def _decode(self, msg) -> np.ndarray | None:
-        """Image or CompressedImage -> HxWx3 uint8 RGB, or None (skipped and counted)."""
+        """Image or CompressedImage -> HxWx3 uint8 RGB, or None (skipped and counted).
+
+        Frames above ``max_input_pixels`` are refused before their pixels are allocated (raw:
+        the declared size; compressed: the size in the PNG/JPEG header), compressed bytes whose
+        magic is not the declared codec's are refused too; each reason is counted apart.
+        """
+        max_pixels = self.params["max_input_pixels"]
         if self.compressed:
             if len(msg.data) == 0:
                 self._skip(EMPTY_IMAGE, "compressed image with empty data; frame skipped")
                 return None
             try:
-                return conversions.compressed_msg_to_rgb(msg)
+                return conversions.compressed_msg_to_rgb(msg, max_pixels=max_pixels)
+            except InputTooLargeError as exc:
+                self._skip(INPUT_TOO_LARGE, f"compressed image refused on its header: {exc}")
+                return None
+            except CompressedFormatMismatch as exc:
+                self._skip(COMPRESSED_FORMAT_MISMATCH, f"compressed image refused: {exc}")
+                return None
             except ImageFormatError as exc:
                 self._skip(UNDECODABLE_COMPRESSED, f"cannot decode compressed image: {exc}")
                 return None
@@ -568,8 +676,17 @@ class PerceptionNode(LifecycleNode):
             return None
         try:
             return image_to_rgb8(
-                msg.encoding, msg.height, msg.width, msg.step, msg.data, msg.is_bigendian
+                msg.encoding,
+                msg.height,
+                msg.width,
+                msg.step,
+                msg.data,
+                msg.is_bigendian,
+                max_pixels=max_pixels,
             )
+        except InputTooLargeError as exc:
+            self._skip(INPUT_TOO_LARGE, f"image refused on its declared size: {exc}")
+            return None
         except ImageFormatError as exc:
             self._skip(MALFORMED_IMAGE, f"malformed image: {exc}")
             return None
@@ -579,12 +696,23 @@ class PerceptionNode(LifecycleNode):
 
         K is the CameraInfo's with its binning and ROI applied (the K of the image size the
         CameraInfo describes, ``camera_info_image_size``); an image of another size gets that
-        K scaled to it, with a one-time warning.
+        K scaled to it, with a one-time warning. Absurd intrinsics for the described size
+        (:func:`joint_perception.geometry.intrinsics_problem`: a field of view outside
+        0.01..179 degrees, e.g. fx = 1e-300 or a binning that leaves no pixel, a principal point
+        far outside the image) skip the frame as ``absurd_camera_info``.
         """
         try:
             K = conversions.camera_info_to_K(info)
         except ValueError as exc:
             self._skip(INVALID_CAMERA_INFO, f"unusable CameraInfo: {exc}; frame skipped")
+            return None
+        described = conversions.camera_info_image_size(info)
+        problem = intrinsics_problem(K, described[1], described[0])
+        if problem:
+            self._skip(
+                ABSURD_CAMERA_INFO,
+                f"CameraInfo (frame {info.header.frame_id!r}) unusable: {problem}; frame skipped",
+            )
             return None
         if conversions.camera_info_is_distorted(info):
             self._warn_once(
@@ -593,7 +721,6 @@ class PerceptionNode(LifecycleNode):
                 " the network expects rectified images: rectification is the camera"
                 " driver's job (e.g. image_proc). Processing as if rectified.",
             )
-        described = conversions.camera_info_image_size(info)
         if described != (height, width):
             self._warn_once(
                 "camera_info_size_mismatch",
@@ -615,13 +742,21 @@ class PerceptionNode(LifecycleNode):
             recv_time: ``time.monotonic()`` when the image callback ran (latency origin).
         """
         t0 = time.perf_counter()
-        want = self.wanted_outputs()
+        topics = self.subscribed_topics()
+        want = self._outputs_of(topics)
         if not want:
             self.stats.frame_idle()
             return False
         with self._pipeline_lock:
             pipeline = self.pipeline
         if pipeline is None:
+            return False
+        problem = conversions.frame_id_problem(msg.header.frame_id)
+        if problem:
+            # REP 105: an output nobody can place in the TF tree is worse than none
+            self._skip(
+                EMPTY_FRAME_ID, f"image {problem}; frame skipped (set the driver's frame_id)"
+            )
             return False
         rgb = self._decode(msg)
         if rgb is None:
@@ -637,29 +772,69 @@ class PerceptionNode(LifecycleNode):
             if self.params["output_resolution"] == "input"
             else (meta.input_height, meta.input_width)
         )
-        result = pipeline.run(rgb, K, out_size=out_size, want=want)
+        state = self._worker_state((h, w), out_size)
+        colour = any(t.startswith("segmentation/color") for t in topics)
+        palette = self.palette if colour and self.params["color_overlay_alpha"] == 0 else None
+        result = pipeline.run(
+            rgb, K, out_size=out_size, want=want, buffers=state.buffers, palette=palette
+        )
         t_pub = time.perf_counter()
-        self._publish(msg.header, info, rgb, result, out_size)
+        try:
+            frame = _Frame(msg.header, info, rgb, result, out_size, state)
+            ready = self._build_messages(frame, topics)
+        except Exception as exc:  # noqa: BLE001 - the whole frame is skipped, counted, logged
+            self._skip(
+                PUBLISH_FAILED,
+                f"building the outputs failed ({type(exc).__name__}: {exc}); nothing of this "
+                "frame was published",
+            )
+            return False
+        t_built = time.perf_counter()
+        for pub, out in ready:
+            pub.publish(out)
         t_end = time.perf_counter()
         stages = {
             "decode": (t_decode - t0) * 1e3,
             **result.timings_ms,
-            "publish": (t_end - t_pub) * 1e3,
+            "publish": (t_end - t_pub) * 1e3,  # building + publishing, as before
+            "build": (t_built - t_pub) * 1e3,
         }
         self.stats.frame_processed((time.monotonic() - recv_time) * 1e3, stages)
         return True
 
-    def _publish(self, header, info, rgb, result, out_size) -> None:
-        """Build the message of every subscribed topic, then publish them: a failure while
-        building any of them publishes none (no half-published frame)."""
-        frame = _Frame(header, info, rgb, result, out_size)
+    def _worker_state(self, in_size, out_size) -> _WorkerState:
+        """The worker's reused state for frames of ``in_size`` -> ``out_size``: the same one
+        while the size is steady; a new one when it changes, the old buffers dropped (after a
+        larger frame, the freed memory is handed back to the kernel: ``malloc_trim``)."""
+        size = (tuple(in_size), tuple(out_size))
+        state = self._state
+        if state is not None and state.size == size:
+            return state
+        shrinking = state is not None and _WorkerState.pixels(state.size) > _WorkerState.pixels(
+            size
+        )
+        self._state = state = None  # the old buffers and messages are garbage from here
+        if shrinking:  # the large frame's cached rays go too, then the heap is trimmed
+            clear_ray_caches()
+            release_freed_memory()
+        self._state = _WorkerState(size)
+        return self._state
+
+    def _build_messages(self, frame: _Frame, topics: list[str]) -> list:
+        """``[(publisher, message)]`` of the ``topics`` (subscribed ones), all built before any
+        is published (the caller publishes them: no half-published frame; the image messages
+        hold the worker's buffers, so they are published before the next frame is processed).
+
+        Raises:
+            whatever a builder raises (ValueError for a NaN P matrix, MemoryError ...): the
+            caller then publishes nothing of this frame.
+        """
         ready = []
-        for name in self.subscribed_topics():
+        for name in topics:
             msg = self._builders[name](frame)
             if msg is not None:  # the model lacks that output
                 ready.append((self.publishers_by_topic[name], msg))
-        for pub, msg in ready:
-            pub.publish(msg)
+        return ready
 
     # ------------------------------------------------------------------ message builders
     # one per topic of ros/topics.py; None = the model lacks that output
@@ -672,7 +847,7 @@ class PerceptionNode(LifecycleNode):
     def _depth_msg(self, f: _Frame):
         if f.result.depth is None:
             return None
-        return conversions.array_to_image_msg(f.result.depth, "32FC1", f.header)
+        return f.image_msg("depth/image", f.result.depth, "depth", "32FC1")
 
     def _depth_compressed_msg(self, f: _Frame):
         if f.result.depth is None:
@@ -692,7 +867,9 @@ class PerceptionNode(LifecycleNode):
     def _labels_msg(self, f: _Frame):
         if f.result.labels is None:
             return None
-        return conversions.array_to_image_msg(f.result.labels, self._labels_encoding(f), f.header)
+        return f.image_msg(
+            "segmentation/labels", f.result.labels, "labels", self._labels_encoding(f)
+        )
 
     def _labels_compressed_msg(self, f: _Frame):
         if f.result.labels is None:
@@ -706,9 +883,13 @@ class PerceptionNode(LifecycleNode):
         return conversions.compressed_msg(fmt, data, f.header)
 
     def _color_array(self, f: _Frame) -> np.ndarray:
+        """Colour-coded labels ((h, w, 3) uint8): the pipeline's ``result.color`` (coded at
+        the network size into the reused buffer) unless blended over the input image."""
         if "color" not in f.cache:
-            color = colorize_labels(f.result.labels, self.palette)
             alpha = self.params["color_overlay_alpha"]
+            color = f.result.color
+            if color is None or alpha > 0:
+                color = colorize_labels(f.result.labels, self.palette)
             if alpha > 0:
                 color = overlay(f.rgb_at_output(), color, alpha)
             f.cache["color"] = color
@@ -717,7 +898,10 @@ class PerceptionNode(LifecycleNode):
     def _color_msg(self, f: _Frame):
         if f.result.labels is None:
             return None
-        return conversions.array_to_image_msg(self._color_array(f), "rgb8", f.header)
+        color = self._color_array(f)
+        if color is f.result.color:  # in the reused buffer: the message holds it, no copy
+            return f.image_msg("segmentation/color", color, "color", "rgb8")
+        return conversions.array_to_image_msg(color, "rgb8", f.header)
 
     def _color_compressed_msg(self, f: _Frame):
         if f.result.labels is None:
@@ -735,29 +919,42 @@ class PerceptionNode(LifecycleNode):
     def _normals_msg(self, f: _Frame):
         if f.result.normals is None:
             return None
-        return conversions.array_to_image_msg(f.result.normals, "32FC3", f.header)
+        return f.image_msg("normals/image", f.result.normals, "normals", "32FC3")
 
     def _normals_color_msg(self, f: _Frame):
         if f.result.normals is None:
             return None
-        return conversions.array_to_image_msg(normals_to_rgb(f.result.normals), "rgb8", f.header)
+        n = f.result.normals
+        buf = f.state.buffers
+        rgb = normals_to_rgb(
+            n,
+            out=buf.array("normals.color", n.shape, np.uint8),
+            scratch=buf.array("normals.color.f", n.shape, np.float32),
+        )
+        return f.image_msg("normals/color", rgb, "normals.color", "rgb8")
 
     def _confidence_msg(self, f: _Frame):
         if f.result.confidence is None:
             return None
-        return conversions.array_to_image_msg(f.result.confidence, "32FC1", f.header)
+        return f.image_msg("confidence/image", f.result.confidence, "confidence", "32FC1")
 
     def _points_msg(self, f: _Frame):
         if f.result.depth is None:
             return None
+        state = f.state
         packed = pack_depth(
             f.result.depth,
             f.result.K,
             rgb=f.rgb_at_output(),
             labels=f.result.labels,
             decimation=self.params["points_decimation"],
+            buffers=state.buffers,
+            name="points",
         )
-        return conversions.cloud_to_msg(packed, f.header)
+        state.msgs["points"] = conversions.cloud_msg_over_buffer(
+            packed, state.buffers.storage("points"), f.header, state.msgs.get("points")
+        )
+        return state.msgs["points"]
 
 
 # ---------------------------------------------------------------------- several cameras, main
@@ -855,11 +1052,21 @@ def main(args: list[str] | None = None) -> int:
     ``--cameras a,b`` runs one node per camera in this process (:func:`make_nodes`). Each node
     with ``autostart`` is configured and activated before spinning.
 
+    Before ``rclpy.init`` it sets the process-wide runtime settings (issue 13): glibc keeps
+    freed multi-MB buffers (:func:`joint_perception.allocator.keep_freed_memory`) and OpenCV
+    runs in the calling thread (:func:`joint_perception.runtime.threads.limit_opencv_threads`).
+
     Returns:
-        0 after SIGINT/SIGTERM, also when it arrives during start-up (no traceback); 2 when
-        parameters are invalid or the model/backend cannot load with ``autostart`` (the
-        message names the problem).
+        0 after SIGINT/SIGTERM, also when it arrives during start-up (no traceback; logged as
+        an interruption, not as a configuration failure); 2 when parameters are invalid or the
+        model/backend cannot load with ``autostart`` (``cannot start: <reason>``,
+        :data:`joint_perception.runtime.factory.MODEL_LOAD_ERRORS`).
     """
+    from joint_perception.allocator import keep_freed_memory
+    from joint_perception.runtime.threads import limit_opencv_threads
+
+    keep_freed_memory()
+    limit_opencv_threads(1)
     argv = list(sys.argv if args is None else args)
     previous_sigint = signal.getsignal(signal.SIGINT)
     previous_sigterm = signal.getsignal(signal.SIGTERM)
@@ -868,6 +1075,7 @@ def main(args: list[str] | None = None) -> int:
     nodes: list[PerceptionNode] = []
     executor = None
     code = 0
+    spinning = False
     try:
         cli = _parse_cli(remove_ros_args(argv)[1:])
         nodes = make_nodes(cli.cameras)
@@ -877,17 +1085,21 @@ def main(args: list[str] | None = None) -> int:
         for node in nodes:
             if node.params["autostart"] and not node.autostart():
                 if rclpy.ok():  # not a shutdown that interrupted the start
-                    logger.fatal(
-                        f"{node.get_fully_qualified_name()}: cannot start: "
-                        f"{node.configure_error or 'activate failed'}"
-                    )
+                    why = node.configure_error or "activate failed"
+                    logger.fatal(f"{node.get_fully_qualified_name()}: {cannot_start_message(why)}")
                     code = 2
+                else:
+                    logger.info("interrupted during start-up: exiting (not a failure)")
                 return code
+        spinning = True
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:  # parameter values rclpy refused, bad --cameras
-        logger.fatal(f"cannot start: {exc}")
+        if not spinning:
+            logger.info("interrupted during start-up: exiting (not a failure)")
+    except MODEL_LOAD_ERRORS as exc:  # parameter values rclpy refused, bad --cameras, ...
+        if spinning:  # not a start-up problem: keep the traceback
+            raise
+        logger.fatal(cannot_start_message(exc))
         code = 2
     finally:
         # Ctrl-C in a terminal reaches this process twice (the terminal's process group and
