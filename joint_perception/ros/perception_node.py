@@ -73,7 +73,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.event_handler import PublisherEventCallbacks
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -478,12 +478,17 @@ class PerceptionNode(LifecycleNode):
         want = self._active and self.output_subscriber_count() > 0
         if want and not self._input_subs:
             q_in = input_qos(self.params)
+            # samples the middleware lost before our callback (e.g. a frame larger than the
+            # shared-memory segment sent best-effort): counted, never silent
+            lost = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
             if self.compressed:
                 image = self.create_subscription(
-                    CompressedImage, "image/compressed", self._on_image, q_in
+                    CompressedImage, "image/compressed", self._on_image, q_in, event_callbacks=lost
                 )
             else:
-                image = self.create_subscription(Image, "image", self._on_image, q_in)
+                image = self.create_subscription(
+                    Image, "image", self._on_image, q_in, event_callbacks=lost
+                )
             info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, q_in)
             self._input_subs = [image, info]
             self._subscribed_since = time.monotonic()
@@ -575,6 +580,24 @@ class PerceptionNode(LifecycleNode):
     def _skip(self, reason: str, message: str) -> None:
         """Count a skipped frame and warn, rate-limited per reason (one logger per reason)."""
         self.stats.frame_skipped(reason)
+        self._skip_warning(reason, message)
+
+    def _on_message_lost(self, info) -> None:
+        """The middleware reports camera samples lost before they reached the callback
+        (``rmw_message_lost_status_t``): each is counted as a skipped frame with reason
+        ``lost_in_transport``, with one rate-limited warning."""
+        n = max(int(getattr(info, "total_count_change", 1)), 1)
+        for _ in range(n):
+            self.stats.frame_skipped("lost_in_transport")
+        self._skip_warning(
+            "lost_in_transport",
+            f"{n} camera message(s) lost by the middleware before reaching the node "
+            f"({int(getattr(info, 'total_count', n))} in all): frames larger than the "
+            "shared-memory segment, or a best-effort link that drops fragments "
+            "(docs/contracts.md, input limits)",
+        )
+
+    def _skip_warning(self, reason: str, message: str) -> None:
         logger = self._reason_loggers.get(reason)
         if logger is None:
             logger = self._reason_loggers[reason] = self.get_logger().get_child(reason)
