@@ -205,3 +205,32 @@ def test_camera_messages_lost_in_transport_are_counted(model_dir):
         h.wait_outputs(good, timeout=30)
     finally:
         h.close()
+
+
+def test_a_36_mb_raw_frame_is_refused_on_its_header_and_counted(model_dir):
+    """A 4096x3072 rgb8 frame (37.7 MB, above ``max_input_pixels``) through DDS to the node (the
+    harness shares the node's process, so Fast DDS delivers it in-process, not through the
+    shared-memory segment): refused on its declared size before any pixel is touched, counted
+    as input_too_large, RSS rise bounded, and the next good frame is processed."""
+    h = NodeHarness(model_dir, outputs=WHOLE_FRAME)
+    try:
+        big = np.zeros((3072, 4096, 3), np.uint8)
+        s = 9_000_000_000
+        msg = image_msg(big, s)
+        assert len(msg.data) == 37_748_736
+        del big
+        peak = PeakRss()
+        base = peak.proc.memory_info().rss
+        K_big = K.copy()
+        K_big[:2] *= 25.6
+        h.send(msg, camera_info_msg(K_big, 3072, 4096, s))
+        h.wait_for(lambda: _skipped(h, "input_too_large") == 1, 30, "input_too_large not counted")
+        good = s + 1_000_000
+        h.send(image_msg(RGB, good), camera_info_msg(K, H, W, good))
+        h.wait_outputs(good, timeout=30)
+        # the message itself is held by the publisher and the subscription (~2 x 37.7 MB);
+        # decoding it would add at least another 37.7 MB for the RGB copy
+        assert peak.stop() - base < 2 * len(msg.data) + 32 * 2**20  # measured: +72 MiB
+        _assert_nothing_published_for(h, s)
+    finally:
+        h.close()
