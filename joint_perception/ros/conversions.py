@@ -298,17 +298,27 @@ def make_camera_info(K, height: int, width: int, header) -> CameraInfo:
 
 def cloud_to_msg(packed: PackedCloud, header) -> PointCloud2:
     """Wrap a :class:`~joint_perception.pointcloud.PackedCloud` in a PointCloud2."""
-    msg = PointCloud2()
+    msg = _cloud_layout(PointCloud2(), packed, header)
+    msg.data = to_byte_array(packed.data)
+    return msg
+
+
+def _cloud_layout(msg: PointCloud2, packed: PackedCloud, header) -> PointCloud2:
+    """Set everything of ``msg`` but ``data`` from ``packed`` (its fields only when they
+    differ, so a reused message keeps its PointField list)."""
     msg.header = header
     msg.height, msg.width = packed.height, packed.width
-    msg.fields = [
-        PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
-        for f in packed.fields
-    ]
+    if len(msg.fields) != len(packed.fields) or any(
+        (a.name, a.offset, a.datatype, a.count) != (b.name, b.offset, b.datatype, b.count)
+        for a, b in zip(msg.fields, packed.fields, strict=False)
+    ):
+        msg.fields = [
+            PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
+            for f in packed.fields
+        ]
     msg.is_bigendian = packed.is_bigendian
     msg.point_step, msg.row_step = packed.point_step, packed.row_step
     msg.is_dense = packed.is_dense
-    msg.data = to_byte_array(packed.data)
     return msg
 
 
@@ -325,21 +335,7 @@ def cloud_msg_over_buffer(
     """
     if len(storage) != packed.data.nbytes:
         raise ValueError(f"storage of {len(storage)} bytes is not the cloud's {packed.data.nbytes}")
-    if msg is None:
-        msg = PointCloud2(check_fields=True)
-    msg.header = header
-    msg.height, msg.width = packed.height, packed.width
-    if len(msg.fields) != len(packed.fields) or any(
-        (a.name, a.offset, a.datatype, a.count) != (b.name, b.offset, b.datatype, b.count)
-        for a, b in zip(msg.fields, packed.fields, strict=False)
-    ):
-        msg.fields = [
-            PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
-            for f in packed.fields
-        ]
-    msg.is_bigendian = packed.is_bigendian
-    msg.point_step, msg.row_step = packed.point_step, packed.row_step
-    msg.is_dense = packed.is_dense
+    msg = _cloud_layout(PointCloud2(check_fields=True) if msg is None else msg, packed, header)
     msg.data = storage
     return msg
 
