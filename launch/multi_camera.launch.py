@@ -26,17 +26,30 @@ For one process per camera instead, start perception.launch.py once per camera w
 ``namespace``: each process then loads its own copy of the model.
 """
 
+import importlib.util
 import os
+from pathlib import Path
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
-from launch_ros.parameter_descriptions import ParameterValue
 
 PACKAGE = "joint_perception"
-OPTIONAL_OVERRIDES = {"model": str, "backend": str, "precision": str, "autostart": bool}
+
+
+def _single_camera_launch():
+    """perception.launch.py, installed beside this file: the home of the launch arguments
+    both files share (which override params_file, and how)."""
+    path = Path(__file__).with_name("perception.launch.py")
+    spec = importlib.util.spec_from_file_location("joint_perception_perception_launch", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+parameter_overrides = _single_camera_launch().parameter_overrides
 
 
 def camera_remappings(cameras: list[str], namespace: str, image_topic: str, info_topic: str):
@@ -70,12 +83,7 @@ def _node(context):
     if not cameras:
         raise RuntimeError("multi_camera.launch.py: give cameras:=name1,name2,...")
     namespace = LaunchConfiguration("namespace").perform(context)
-    overrides = {}
-    for name, kind in OPTIONAL_OVERRIDES.items():
-        value = LaunchConfiguration(name).perform(context).strip()
-        if value:
-            overrides[name] = ParameterValue(value, value_type=kind)
-    overrides["use_sim_time"] = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
+    overrides = parameter_overrides(context)
     return [
         Node(
             package=PACKAGE,
