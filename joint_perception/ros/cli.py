@@ -22,10 +22,17 @@ def main() -> int:
 
         code = node_main()
     except KeyboardInterrupt:  # during the imports: nothing started, nothing to report
+        import os
         import sys
 
         print("perception_node: interrupted during start-up: exiting", file=sys.stderr)
-        code = 0
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # CPython marks a KeyboardInterrupt that leaves an exec()'d string (dataclass
+        # creation runs one per class) as unhandled even when caught here, and at exit kills
+        # the process with SIGINT (exit code -2 instead of 0). Nothing was started, so leave
+        # without the interpreter's finalisation.
+        os._exit(0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     return code
