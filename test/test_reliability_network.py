@@ -78,13 +78,11 @@ def test_destinations_parser():
     assert is_loopback("::ffff:127.0.0.1")
 
 
-def _traced_ort(tmp_path: Path, name: str, imports: str, env: dict) -> subprocess.Popen:
+def _traced(tmp_path: Path, name: str, code: str, env: dict) -> subprocess.Popen:
+    """Run ``code`` in a child Python under strace; its network calls fail with ENETUNREACH
+    (injected), so nothing it tries leaves the machine. The log is ``tmp_path/<name>.trace``."""
     script = tmp_path / f"{name}.py"
-    script.write_text(
-        ORT_SESSION.format(
-            repo=str(REPO), imports=imports, model=str(REPO / "models/realtime/model.onnx")
-        )
-    )
+    script.write_text(code)
     cmd = [STRACE, "-f", "-qq", "-e", f"trace={NET_CALLS}"]
     cmd += ["-e", f"inject={NET_CALLS}:error=ENETUNREACH", "-o", str(tmp_path / f"{name}.trace")]
     return subprocess.Popen(
@@ -98,23 +96,44 @@ def _traced_ort(tmp_path: Path, name: str, imports: str, env: dict) -> subproces
 
 def test_onnxruntime_makes_no_dns_lookup(tmp_path):
     """The package sets ORT_DISABLE_TELEMETRY before onnxruntime loads: an ORT session run
-    through the project makes zero DNS connects. The control (onnxruntime imported without the
-    package, variable unset) shows that the probe sees the lookups it is there to catch."""
+    through the project makes zero DNS connects.
+
+    The control is a name lookup of our own (``socket.getaddrinfo`` of a ``.invalid`` name, its
+    connect refused by the injected error) under the same probe: it shows that the probe sees a
+    DNS lookup on this machine. Whether ONNX Runtime itself phones home on a given machine (it
+    did on the development machine, about 8 s after the session started; it did not on one CI
+    machine) is not what is tested, so it is not the control. Skipped where the machine resolves
+    names without a DNS socket (``/etc/nsswitch.conf`` without dns, nscd), where the probe is
+    blind."""
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
     env["OMP_NUM_THREADS"] = "1"
-    project = _traced_ort(
+    control = _traced(
         tmp_path,
-        "project",
-        "from joint_perception.runtime import onnxruntime_backend\nimport onnxruntime as ort",
+        "control",
+        "import socket, contextlib\n"
+        "with contextlib.suppress(OSError):\n"
+        "    socket.getaddrinfo('jp-probe-control.invalid', 443)\n",
         env,
     )
-    control = _traced_ort(tmp_path, "control", "import onnxruntime as ort", env)
-    for proc in (project, control):
-        out, _ = proc.communicate(timeout=240)
-        assert proc.returncode == 0, out[-2000:]
-    project_dns = [d for d in destinations((tmp_path / "project.trace").read_text()) if d[1] == 53]
+    out, _ = control.communicate(timeout=60)
+    assert control.returncode == 0, out[-2000:]
     control_dns = [d for d in destinations((tmp_path / "control.trace").read_text()) if d[1] == 53]
-    assert control_dns, "control: ONNX Runtime made no DNS lookup, the probe cannot see them"
+    if not control_dns:
+        pytest.skip("this machine resolves names without a DNS socket: the probe cannot see them")
+    project = _traced(
+        tmp_path,
+        "project",
+        ORT_SESSION.format(
+            repo=str(REPO),
+            imports="from joint_perception.runtime import onnxruntime_backend\n"
+            "import onnxruntime as ort",
+            model=str(REPO / "models/realtime/model.onnx"),
+        ),
+        env,
+    )
+    out, _ = project.communicate(timeout=240)
+    assert project.returncode == 0, out[-2000:]
+    project_dns = [d for d in destinations((tmp_path / "project.trace").read_text()) if d[1] == 53]
     assert project_dns == []
 
 
