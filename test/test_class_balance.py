@@ -22,7 +22,9 @@ def test_median_frequency_weights_follow_the_paper_then_power_and_clip():
     # f = 0.8, 0.1, 0.01; median 0.1 -> paper weights 0.125, 1, 10; unseen -> w_max
     w = median_frequency_weights(pixels, image_pixels, power=1.0, w_min=0.01, w_max=100)
     np.testing.assert_allclose(w, [0.125, 1.0, 10.0, 100.0])
-    w = median_frequency_weights(pixels, image_pixels)  # sqrt, clipped to [0.25, 4]
+    w = median_frequency_weights(pixels, image_pixels)  # the paper's, clipped to [0.25, 4]
+    np.testing.assert_allclose(w, [0.25, 1.0, 4.0, 4.0])
+    w = median_frequency_weights(pixels, image_pixels, power=0.5)
     np.testing.assert_allclose(w, [np.sqrt(0.125), 1.0, np.sqrt(10), 4.0])
     w = median_frequency_weights(pixels, image_pixels, power=1.0, w_min=0.5, w_max=4)
     np.testing.assert_allclose(w, [0.5, 1.0, 4.0, 4.0])
