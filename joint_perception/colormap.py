@@ -135,20 +135,25 @@ def normals_to_rgb(
     if n.ndim != 3 or n.shape[2] != 3:
         raise ValueError(f"normals must be (H, W, 3), got {n.shape}")
     for name, arr, dtype in (("out", out, np.uint8), ("scratch", scratch, np.float32)):
-        if arr is not None and (arr.shape != n.shape or arr.dtype != dtype):
+        if arr is not None and (
+            arr.shape != n.shape or arr.dtype != dtype or not arr.flags.c_contiguous
+        ):
             raise ValueError(
-                f"{name} must be {np.dtype(dtype).name} {n.shape}, got {arr.dtype} {arr.shape}"
+                f"{name} must be a C-contiguous {np.dtype(dtype).name} {n.shape}, "
+                f"got {arr.dtype} {arr.shape}"
             )
     v = np.empty(n.shape, np.float32) if scratch is None else scratch
     np.add(n, np.float32(1.0), out=v)
     np.multiply(v, np.float32(127.5), out=v)
-    np.clip(v, 0, 255, out=v)
-    if np.isnan(v.sum(dtype=np.float64)):  # rare: only then find the pixels
+    np.clip(v, np.float32(0.0), np.float32(255.0), out=v)  # NaN stays NaN; inf saturates here
+    if np.isnan(v.sum()):  # rare: only then find the pixels (finite sum: every v <= 255)
         v[np.isnan(v).any(axis=2)] = 0.0
-    np.rint(v, out=v)
+    # round half to even and convert in one SIMD pass (the values are in [0, 255] here, so
+    # the "Abs" and saturation of convertScaleAbs change nothing): the bytes of np.rint + cast
+    h = n.shape[0]
     if out is None:
-        return v.astype(np.uint8)
-    np.copyto(out, v, casting="unsafe")
+        out = np.empty(n.shape, np.uint8)
+    cv2.convertScaleAbs(v.reshape(h, -1), dst=out.reshape(h, -1))
     return out
 
 

@@ -77,8 +77,9 @@ def test_overlay():
 
 
 def test_normals_to_rgb_into_buffers_is_the_same_bytes():
-    """The reused-buffer form (the node's) gives the bytes of the allocating one, NaN and
-    infinite components included."""
+    """``round((n + 1) / 2 * 255)`` (half to even), clipped to [0, 255], a pixel with a NaN
+    component black; the reused-buffer form (the node's) gives the bytes of the allocating one,
+    NaN, infinite, half-way and out-of-range components included."""
     import numpy as np
 
     from joint_perception.colormap import normals_to_rgb
@@ -87,6 +88,9 @@ def test_normals_to_rgb_into_buffers_is_the_same_bytes():
     n = rng.normal(size=(48, 64, 3)).astype(np.float32)
     n /= np.linalg.norm(n, axis=2, keepdims=True)
     n[1, 2, 0], n[3, 4], n[5, 6, 1], n[7, 8, 2] = np.nan, np.nan, np.inf, -np.inf
+    # every half-way value (k + 0.5 rounds to even) and components a little outside [-1, 1]
+    n[10:13].reshape(-1)[:255] = (np.arange(255, dtype=np.float32) + 0.5) / 127.5 - 1
+    n[13, :3] = [[-1.0001, 1.0001, -2.0], [2.0, -1.0, 1.0], [-1e-7 - 1, 0.0, 0.0]]
     out, scratch = np.empty(n.shape, np.uint8), np.empty(n.shape, np.float32)
     ref = np.rint(np.clip((n + 1.0) * 127.5, 0, 255))
     ref[np.isnan(ref).any(axis=2)] = 0
