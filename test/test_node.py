@@ -209,6 +209,27 @@ def test_outputs_without_subscribers_are_not_computed(model_dir, frame):
     assert {"decode", "preprocess", "inference", "postprocess", "publish"} <= set(stages)
 
 
+def test_the_backend_runs_only_what_the_enabled_topics_need(model_dir):
+    """The network outputs the node computes follow the publish_* parameters: by default
+    (no confidence topic) the graph runs without its confidence tail; with confidence on and
+    normals off, the reverse; the published frames are the same either way."""
+    rgb = np.random.default_rng(0).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    K = np.array([[100.0, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]])
+    got = {}
+    for params in ({}, {"publish_confidence": True, "publish_normals": False}):
+        h = NodeHarness(model_dir, params, outputs=("depth/image", "segmentation/labels"))
+        try:
+            got[bool(params)] = h.node.backend.inner.output_names
+            h.send(image_msg(rgb, STAMP), camera_info_msg(K, 120, 160, STAMP))
+            out = h.wait_outputs(STAMP)
+            got[(bool(params), "bytes")] = {t: bytes(m.data) for t, m in out.items()}
+        finally:
+            h.close()
+    assert got[False] == ["depth", "labels", "normals"]
+    assert got[True] == ["depth", "labels", "confidence"]
+    assert got[(False, "bytes")] == got[(True, "bytes")]
+
+
 def test_auto_backend_reports_its_choice_and_why(model_dir):
     """``backend: auto`` on a machine without TensorRT/CUDA picks ONNX Runtime and says why."""
     import importlib.util

@@ -159,3 +159,36 @@ def test_thread_options_reach_onnxruntime_and_torch(model_dir, monkeypatch):
         )
     finally:
         torch.set_num_threads(before)
+
+
+def test_onnxruntime_runs_only_the_outputs_asked_for(model_dir):
+    """``outputs=`` prunes the graph: the outputs kept are bit-identical to the full graph's,
+    the others are None and their nodes are gone from the session (the confidence tail's
+    ReduceSum/Exp), and a name the graph lacks is refused."""
+    import onnx
+
+    full = create_backend(model_dir, backend="onnxruntime")
+    assert full.output_names == ["depth", "labels", "confidence"] and not full.pruned
+    some = create_backend(model_dir, backend="onnxruntime", outputs=("labels", "depth"))
+    assert some.pruned and some.output_names == ["depth", "labels"]  # graph order
+    assert "outputs depth, labels" in some.describe()
+    x = np.random.default_rng(1).random((1, 3, 32, 48), dtype=np.float32)
+    a, b = full.predict(x), some.predict(x)
+    np.testing.assert_array_equal(a.depth, b.depth)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert a.confidence is not None and b.confidence is None
+    from joint_perception.runtime.onnxruntime_backend import _subgraph
+
+    ops = {n.op_type for n in onnx.load(str(model_dir / "model.onnx")).graph.node}
+    kept = {
+        n.op_type
+        for n in onnx.load_from_string(
+            _subgraph(model_dir / "model.onnx", ["depth", "labels"])
+        ).graph.node
+    }
+    assert {"Exp", "ReduceSum"} <= ops and not {"Exp", "ReduceSum"} & kept
+    same = create_backend(model_dir, backend="onnxruntime", outputs=full.output_names)
+    assert not same.pruned
+    for bad in (("normals",), ()):
+        with pytest.raises(ValueError, match="non-empty subset"):
+            create_backend(model_dir, backend="onnxruntime", outputs=bad, fallback=False)

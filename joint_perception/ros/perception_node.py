@@ -98,7 +98,7 @@ from joint_perception.ros.frame_buffer import CameraInfoMatcher, FifoSlot, Lates
 from joint_perception.ros.logging_bridge import forward_python_logs
 from joint_perception.ros.parameters import PARAMETERS, SPECS, declare_parameters, validate
 from joint_perception.ros.qos import input_qos, output_qos
-from joint_perception.ros.topics import OUTPUT_TOPICS, message_class
+from joint_perception.ros.topics import OUTPUT_TOPICS, message_class, outputs_needed
 from joint_perception.ros.transport_formats import encode_compressed, encode_compressed_depth
 from joint_perception.runtime.factory import (
     MODEL_LOAD_ERRORS,
@@ -350,6 +350,8 @@ class PerceptionNode(LifecycleNode):
             "precision": p["precision"],
             "latency_target_ms": p["latency_target_ms"],
             **{name: p[name] for name in THREAD_OPTIONS},
+            # only what the enabled topics are built from runs (ONNX Runtime prunes the graph)
+            "outputs": outputs_needed(p) or None,
         }
         if p["engine_cache_dir"]:
             options["cache_dir"] = p["engine_cache_dir"]

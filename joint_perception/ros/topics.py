@@ -16,9 +16,18 @@ example in docs/architecture.md). This module imports no ROS package: message ty
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["OutputTopic", "OUTPUT_TOPICS", "publish_parameters", "topics_needing", "message_class"]
+__all__ = [
+    "OutputTopic",
+    "OUTPUT_TOPICS",
+    "publish_parameters",
+    "topics_needing",
+    "outputs_needed",
+    "message_class",
+]
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,16 @@ def publish_parameters() -> dict[str, tuple[bool, str]]:
 def topics_needing(output: str) -> tuple[str, ...]:
     """Names of the topics built from network output ``output``."""
     return tuple(t.name for t in OUTPUT_TOPICS if output in t.needs)
+
+
+def outputs_needed(params: Mapping[str, Any]) -> tuple[str, ...]:
+    """Network outputs the topics enabled by ``params`` (``publish_*`` -> bool) are built from,
+    in :data:`OUTPUT_TOPICS` order: what the backend has to compute (the rest is not run)."""
+    needed: dict[str, None] = {}
+    for t in OUTPUT_TOPICS:
+        if params[t.param]:
+            needed.update(dict.fromkeys(t.needs))
+    return tuple(needed)
 
 
 def message_class(msg_type: str) -> type:
