@@ -12,8 +12,13 @@ then reports the engine the node's ``precision: best`` loads
 (:func:`joint_perception.runtime.engine_select.choose_precision` on the same cache and keys).
 
 Without TensorRT the command still checks the ONNX model, writes the FP16 graph for
-``--precision fp16`` and prints the ``trtexec`` line, then exits with status 2 and a message
-saying what is missing.
+``--precision fp16`` and, given calibration frames, the INT8 Q/DQ graph for ``--precision
+int8``, prints the ``trtexec`` line, then exits with status 2 and a message saying what is
+missing.
+
+INT8 graphs leave the few layers that cannot take INT8 in float: a per-layer sensitivity
+search checked in ONNX Runtime against the gate's limits
+(:mod:`joint_perception.export.int8_mixed`); the engine's sidecar records the layers.
 """
 
 from __future__ import annotations
@@ -169,11 +174,14 @@ def build_engine_with_gate(
                 raise ValueError(
                     "INT8 needs real calibration frames (--calib-bag or --calib-dataset)"
                 )
-            from joint_perception.export.quantize import quantize_qdq
+            from joint_perception.export.int8_mixed import quantize_mixed
 
             build_from = derived_onnx_path(cache.directory, onnx_sha, "int8")
-            quantize_qdq(onnx_path, build_from, calibration)
+            limits = (gate or GateConfig.for_precision("int8")).thresholds
+            mixed = quantize_mixed(onnx_path, build_from, calibration, limits, metadata=meta)
             extra["calibration"] = calibration.describe()
+            extra["int8_float_layers"] = mixed.float_nodes
+            extra["int8_onnxruntime_check"] = mixed.metrics
         else:
             build_from = prepare_onnx(onnx_path, opts.precision, cache.directory)
         entry = build_and_cache(onnx_path, key, opts, cache, build_from, extra, log)
@@ -327,6 +335,27 @@ def _print_trtexec(onnx_path: Path, shape, opts: BuildOptions, cache: EngineCach
         print(f"  ({graph.name}: {note})")
 
 
+def _write_int8_graph(onnx_path: Path, meta: ModelMetadata, calib, cache: EngineCache) -> Path:
+    """Write the INT8 Q/DQ graph (:func:`joint_perception.export.int8_mixed.quantize_mixed`)
+    where the int8 trtexec line expects it, and say which layers it leaves in float."""
+    from joint_perception.export.accuracy_gate import GateConfig
+    from joint_perception.export.int8_mixed import quantize_mixed
+
+    graph = derived_onnx_path(cache.directory, sha256_file(onnx_path), "int8")
+    limits = GateConfig.for_precision("int8").thresholds
+    mixed = quantize_mixed(onnx_path, graph, calib, limits, metadata=meta)
+    m = mixed.metrics
+    print(
+        f"INT8 Q/DQ graph written: {graph}\n  {len(mixed.float_nodes)} layer(s) left in float"
+        f"{': ' + ', '.join(mixed.float_nodes) if mixed.float_nodes else ''}\n"
+        f"  ONNX Runtime check against FP32 on the calibration frames: depth abs rel "
+        f"{m.get('depth_abs_rel', float('nan')):.4f}, label agreement "
+        f"{m.get('label_agreement', float('nan')):.4f}: "
+        f"{'within' if mixed.passed else 'OUTSIDE'} the INT8 gate's limits"
+    )
+    return graph
+
+
 def _report_best(args, onnx_path: Path, meta: ModelMetadata, shape, cache: EngineCache) -> Choice:
     """What the node's ``precision: best`` loads: the TensorRT backend's own choice."""
     from joint_perception.runtime.tensorrt_backend import choose_engine
@@ -405,15 +434,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export_engine: error: {onnx_path} is not buildable by TensorRT", file=sys.stderr)
         return 1
     try:
-        import_tensorrt()
-    except TensorRTUnavailable as exc:
-        print(f"export_engine: cannot build here: {exc}", file=sys.stderr)
-        return 2
-    try:
         calib = _calibration_from_args(args, meta)
     except (ValueError, FileNotFoundError) as exc:
         print(f"export_engine: error: {exc}", file=sys.stderr)
         return 1
+    try:
+        import_tensorrt()
+    except TensorRTUnavailable as exc:
+        if "int8" in options and calib is not None:  # the graph the trtexec line names
+            _write_int8_graph(onnx_path, meta, calib, cache)
+        print(f"export_engine: cannot build here: {exc}", file=sys.stderr)
+        return 2
     failed = 0
     for precision, opts in options.items():
         gate = GateConfig.for_precision(

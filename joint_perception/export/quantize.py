@@ -48,6 +48,8 @@ def quantize_qdq(
     frames: CalibrationFrames,
     method: str = "auto",
     calibrate_method: str = "minmax",
+    nodes_to_quantize: list[str] | None = None,
+    nodes_to_exclude: list[str] | None = None,
 ) -> Path:
     """Write a Q/DQ (explicitly quantised INT8) copy of ``onnx_in`` to ``onnx_out``.
 
@@ -58,6 +60,10 @@ def quantize_qdq(
         method: ``"auto"`` (Model Optimizer if importable, else ONNX Runtime),
             ``"modelopt"`` or ``"onnxruntime"``.
         calibrate_method: ``"minmax"``, ``"entropy"`` or ``"percentile"``.
+        nodes_to_quantize: quantise only these nodes (names; default every node of
+            :data:`QUANTIZED_OPS`).
+        nodes_to_exclude: leave these nodes unquantised (no Q/DQ on their inputs: they stay
+            float; :mod:`joint_perception.export.int8_mixed` picks them).
 
     Returns:
         ``Path(onnx_out)``.
@@ -83,21 +89,22 @@ def quantize_qdq(
             f"{src} expects {want[0]}x{want[1]} input, calibration frames are {frames.size_hw}"
         )
 
+    nodes = {"nodes_to_quantize": nodes_to_quantize, "nodes_to_exclude": nodes_to_exclude}
     dst.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".onnx", dir=dst.parent)
     os.close(fd)
     try:
         if method in ("auto", "modelopt"):
             try:
-                _quantize_modelopt(src, Path(tmp), frames, vi.name, calibrate_method)
+                _quantize_modelopt(src, Path(tmp), frames, vi.name, calibrate_method, nodes)
                 used = "modelopt"
             except ImportError:
                 if method == "modelopt":
                     raise
-                _quantize_ort(src, Path(tmp), frames, vi.name, calibrate_method)
+                _quantize_ort(src, Path(tmp), frames, vi.name, calibrate_method, nodes)
                 used = "onnxruntime"
         else:
-            _quantize_ort(src, Path(tmp), frames, vi.name, calibrate_method)
+            _quantize_ort(src, Path(tmp), frames, vi.name, calibrate_method, nodes)
             used = "onnxruntime"
         onnx.checker.check_model(tmp)
         os.replace(tmp, dst)
@@ -115,7 +122,12 @@ def quantize_qdq(
 
 
 def _quantize_modelopt(
-    src: Path, dst: Path, frames: CalibrationFrames, input_name: str, calibrate_method: str
+    src: Path,
+    dst: Path,
+    frames: CalibrationFrames,
+    input_name: str,
+    calibrate_method: str,
+    nodes: dict,
 ) -> None:
     from modelopt.onnx.quantization import quantize  # type: ignore[import-not-found]
 
@@ -128,6 +140,7 @@ def _quantize_modelopt(
         ],
         high_precision_dtype="fp32",  # as the ONNX Runtime path: un-quantised ops stay FP32
         output_path=str(dst),
+        **nodes,
     )
 
 
@@ -148,7 +161,12 @@ class _FramesReader:
 
 
 def _quantize_ort(
-    src: Path, dst: Path, frames: CalibrationFrames, input_name: str, calibrate_method: str
+    src: Path,
+    dst: Path,
+    frames: CalibrationFrames,
+    input_name: str,
+    calibrate_method: str,
+    nodes: dict,
 ) -> None:
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -178,6 +196,7 @@ def _quantize_ort(
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=methods[calibrate_method],
+        **nodes,
         extra_options={
             # TensorRT: symmetric INT8 (zero point 0) for activations and weights.
             "ActivationSymmetric": True,
