@@ -66,13 +66,15 @@ class OnnxRuntimeBackend(Backend):
         intra_op_spinning: let idle intra-op threads spin-wait for work
             (``session.intra_op.allow_spinning``); False (default) saves a core's worth of
             CPU per frame on small machines.
-        outputs: the graph outputs to compute (names of :data:`joint_perception.tasks.OUTPUTS`
-            the graph has); None = all. The others are absent (None) from every
-            :class:`Prediction` and their nodes are not run.
+        outputs: the network outputs to compute (names of :data:`joint_perception.tasks.OUTPUTS`;
+            those the model lacks are ignored, as a model without normals has no normals to
+            compute); None = all. The others are absent (None) from every :class:`Prediction`
+            and their nodes are not run.
 
     Raises:
         FileNotFoundError, ValueError: missing files; hash, input or output mismatch (the
-            message names the file); ``outputs`` empty or naming an output the graph lacks.
+            message names the file); ``outputs`` naming an unknown output or none the graph
+            has.
         BackendUnavailable: onnxruntime is not importable or no requested provider exists.
     """
 
@@ -168,14 +170,19 @@ class OnnxRuntimeBackend(Backend):
         return prediction_from_outputs(outputs)
 
     def _outputs_subset(self, outputs: Sequence[str], onnx_path: Path) -> list[str]:
+        from joint_perception.tasks import OUTPUTS
+
         wanted = set(outputs)
-        unknown = sorted(wanted - set(self.output_names))
-        if not wanted or unknown:
+        unknown = sorted(wanted - set(OUTPUTS))
+        if unknown:
+            raise ValueError(f"unknown network outputs {unknown}; known: {list(OUTPUTS)}")
+        keep = [n for n in self.output_names if n in wanted]  # graph order
+        if not keep:
             raise ValueError(
-                f"{onnx_path}: outputs {sorted(wanted)} must be a non-empty subset of the "
-                f"graph's {self.output_names}"
+                f"{onnx_path}: the graph computes none of the outputs {sorted(wanted)} "
+                f"(it has {self.output_names})"
             )
-        return [n for n in self.output_names if n in wanted]  # graph order
+        return keep
 
     def close(self) -> None:
         self.session = None
