@@ -121,3 +121,42 @@ def test_cameras_run_in_one_process_on_one_model(repo_root, tmp_path, model_dir)
         "/right" in line.replace(".", "/") and "shared with 1 other node(s)" in line
         for line in loaded
     ), loaded
+
+
+_EXTENSION_INTERRUPTED = """
+import builtins, sys
+real_import = builtins.__import__
+
+def fake_import(name, *args, **kwargs):
+    if name == "joint_perception.ros.perception_node":
+        # what a pybind11 module's init does with a Ctrl-C (rclpy's C part, ~0.2 s in)
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+    if name == "joint_perception.ros.broken":
+        raise ImportError("initialization failed")
+    return real_import(name, *args, **kwargs)
+
+builtins.__import__ = fake_import
+from joint_perception.ros import cli
+cli.main()
+"""
+
+
+def test_ctrl_c_inside_an_extensions_initialisation_exits_cleanly(repo_root):
+    """A Ctrl-C that lands inside a C extension's initialisation reaches the entry point as
+    ``ImportError: initialization failed`` raised from the KeyboardInterrupt (1 of 20 starts
+    interrupted at 0.22 s did): exit 0 and the start-up message, no traceback. An ImportError
+    without an interruption behind it still fails loudly."""
+    env = {**os.environ, "PYTHONPATH": str(repo_root), "ORT_DISABLE_TELEMETRY": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", _EXTENSION_INTERRUPTED], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert "interrupted during start-up" in run.stderr and "Traceback" not in run.stderr
+    broken = _EXTENSION_INTERRUPTED.replace(
+        'name == "joint_perception.ros.perception_node"', "False"
+    ).replace('"joint_perception.ros.broken"', '"joint_perception.ros.perception_node"')
+    run = subprocess.run([sys.executable, "-c", broken], env=env, capture_output=True, text=True)
+    assert run.returncode == 1 and "ImportError: initialization failed" in run.stderr
