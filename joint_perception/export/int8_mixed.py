@@ -28,6 +28,7 @@ import dataclasses
 import logging
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -202,9 +203,7 @@ def quantize_mixed(
             raise
     finally:
         reference.close()
-        for p in work.iterdir():
-            p.unlink()
-        work.rmdir()
+        shutil.rmtree(work, ignore_errors=True)
     LOG.info(
         "INT8 graph %s: %d layer(s) in float %s, %s",
         dst,
