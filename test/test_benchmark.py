@@ -108,6 +108,10 @@ def test_benchmark_cli_small_run(tmp_path, capsys):
     assert run["speedup_vs_eager"] == pytest.approx(run["eager_torch_ms"] / stages["inference"])
     assert run["peak_rss_mb"] > 50
     assert [s["backend"] for s in r["skipped"]] == ["tensorrt"]  # no TensorRT here
+    # the network as the node runs it by default: without the confidence tail
+    d = r["cpu"]["default_outputs"]
+    assert d["outputs"] == ["depth", "labels", "normals"] and d["process_ms"] > 0
+    assert d["all_outputs_process_ms"] > 0 and d["gflops"] > 0
     text = capsys.readouterr().out
     assert "| realtime | 64x96 | onnxruntime |" in text and "skipped tensorrt" in text
     assert format_table(r) in text

@@ -580,12 +580,45 @@ def _cpu_section(opts: BenchmarkOptions, result: dict, work: Path, rgb, K) -> di
             "conv_peak": bc.conv_peak(opts.repeats),
         }
         out["network_gflops"] = first["gflop"] * 1e3 / out["frame"]["network_process_ms"]
+        out["default_outputs"] = _default_outputs_network(be, work, name, hw, opts)
+        if out["default_outputs"]:
+            ms = out["default_outputs"]["process_ms"]
+            out["default_outputs"]["gflops"] = first["gflop"] * 1e3 / ms
         if opts.scaling:
             opts.progress("per-resolution scaling 320x240 .. 1920x1080 ...")
             out["scaling"] = bc.resolution_scaling(pipe, rgb, K, repeats=opts.repeats)
     finally:
         be.close()
     return out
+
+
+def _default_outputs_network(full, work: Path, name: str, hw, opts: BenchmarkOptions) -> dict:
+    """Process CPU of the network computing what the node publishes by default
+    (``ros.topics.outputs_needed`` of the default ``publish_*``: the graph pruned to those
+    outputs) against the whole graph, interleaved; {} when that is the whole graph."""
+    from joint_perception.evaluation.benchmark_cpu import interleaved_cpu_ms
+    from joint_perception.ros.topics import outputs_needed, publish_parameters
+    from joint_perception.runtime.factory import create_backend
+
+    wanted = outputs_needed({p: default for p, (default, _) in publish_parameters().items()})
+    model = work / f"{name}_{hw[0]}x{hw[1]}"
+    pruned = create_backend(model, backend="onnxruntime", outputs=wanted, **opts.threads)
+    try:
+        if not getattr(pruned, "pruned", False):
+            return {}
+        batch = np.zeros((1, 3, hw[0], hw[1]), np.float32)
+        cpu = interleaved_cpu_ms(
+            {"all": lambda: full.predict(batch), "default": lambda: pruned.predict(batch)},
+            opts.repeats,
+            opts.warmup,
+        )
+        return {
+            "outputs": list(pruned.output_names),
+            "process_ms": cpu["default"]["process_ms"],
+            "all_outputs_process_ms": cpu["all"]["process_ms"],
+        }
+    finally:
+        pruned.close()
 
 
 def ros_baselines(

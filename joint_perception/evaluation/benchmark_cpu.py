@@ -289,6 +289,15 @@ def format_cpu_tables(cpu: dict) -> str:
             f"GFLOP/s; the network: {cpu['network_gflops']:.1f} GFLOP/s = "
             f"{100 * cpu['network_gflops'] / p['gflops']:.0f} % of it."
         )
+        d = cpu.get("default_outputs")
+        if d:
+            lines.append(
+                f"The network computing only what the node publishes by default "
+                f"({', '.join(d['outputs'])}; the rest of the graph pruned): "
+                f"{d['process_ms']:.2f} ms vs {d['all_outputs_process_ms']:.2f} ms for every "
+                f"output, interleaved = {d['gflops']:.1f} GFLOP/s = "
+                f"{100 * d['gflops'] / p['gflops']:.0f} % of the conv peak."
+            )
     if cpu.get("scaling"):
         lines += [
             "",
