@@ -63,3 +63,22 @@ def single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def shipped() -> Path:
+    """The shipped default model's export directory (models/realtime)."""
+    return REPO_ROOT / "models" / "realtime"
+
+
+@pytest.fixture(scope="session")
+def shipped_frames(shared_data, shipped):
+    """The 10 NYUv2 test frames of ``nyuv2_test10_mcap`` at the shipped model's input size, as
+    calibration / gate frames (skips without ../shared)."""
+    from joint_perception.export.calibration import CalibrationFrames
+    from joint_perception.metadata import load_metadata
+
+    meta = load_metadata(shipped)
+    return CalibrationFrames.from_bag(
+        shared_data / "bags" / "nyuv2_test10_mcap", (meta.input_height, meta.input_width), 10
+    )

@@ -9,9 +9,7 @@ import onnx
 import pytest
 
 from joint_perception.export.accuracy_gate import DEFAULT_THRESHOLDS, GateResult
-from joint_perception.export.calibration import CalibrationFrames
 from joint_perception.export.int8_mixed import quantize_mixed, sensitivity_score, weighted_nodes
-from joint_perception.metadata import load_metadata
 
 LIMITS = DEFAULT_THRESHOLDS["int8"]  # depth 0.05, labels 0.95, normals 5 deg
 
@@ -30,20 +28,7 @@ def test_sensitivity_score_is_the_worst_metric_as_a_multiple_of_its_limit():
     assert math.isinf(sensitivity_score(_result(nonfinite_fraction=0.01), LIMITS))
 
 
-@pytest.fixture(scope="module")
-def shipped(repo_root):
-    return repo_root / "models" / "realtime"
-
-
-@pytest.fixture(scope="module")
-def frames(shared_data, shipped):
-    meta = load_metadata(shipped)
-    return CalibrationFrames.from_bag(
-        shared_data / "bags" / "nyuv2_test10_mcap", (meta.input_height, meta.input_width), 10
-    )
-
-
-def test_the_search_leaves_the_first_block_in_float_and_passes(shipped, frames, tmp_path):
+def test_the_search_leaves_the_first_block_in_float_and_passes(shipped, shipped_frames, tmp_path):
     """Fully quantised, the shipped model fails the INT8 limits (depth 0.22, labels 62 %);
     the search (here over the first six weighted layers, to keep the test short: the full run
     over all 66 takes ~1 min and picks the same two) ranks block 1's depthwise convolution
@@ -51,7 +36,7 @@ def test_the_search_leaves_the_first_block_in_float_and_passes(shipped, frames, 
     onnx_in = shipped / "model.onnx"
     candidates = weighted_nodes(onnx_in)[:6]
     out = tmp_path / "mixed.onnx"
-    report = quantize_mixed(onnx_in, out, frames, LIMITS, candidates=candidates,
+    report = quantize_mixed(onnx_in, out, shipped_frames, LIMITS, candidates=candidates,
                             method="onnxruntime")  # fmt: skip
     assert report.tried[0]["depth_abs_rel"] > LIMITS.depth_abs_rel  # all-INT8 fails
     assert report.passed and report.metrics["depth_abs_rel"] <= LIMITS.depth_abs_rel
@@ -74,8 +59,10 @@ def test_the_search_leaves_the_first_block_in_float_and_passes(shipped, frames, 
         assert quantised == (node.name not in report.float_nodes), node.name
 
 
-def test_bad_arguments(shipped, frames, tmp_path):
+def test_bad_arguments(shipped, shipped_frames, tmp_path):
     with pytest.raises(ValueError, match="max_float"):
-        quantize_mixed(shipped / "model.onnx", tmp_path / "x.onnx", frames, max_float=-1)
+        quantize_mixed(shipped / "model.onnx", tmp_path / "x.onnx", shipped_frames, max_float=-1)
     with pytest.raises(ValueError, match="not weighted nodes"):
-        quantize_mixed(shipped / "model.onnx", tmp_path / "x.onnx", frames, candidates=["nope"])
+        quantize_mixed(
+            shipped / "model.onnx", tmp_path / "x.onnx", shipped_frames, candidates=["nope"]
+        )

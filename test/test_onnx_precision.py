@@ -15,7 +15,6 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from joint_perception.export.accuracy_gate import DEFAULT_THRESHOLDS, compare
-from joint_perception.export.calibration import CalibrationFrames
 from joint_perception.export.quantize import QUANTIZED_OPS, quantize_qdq
 from joint_perception.metadata import load_metadata
 from joint_perception.runtime.onnx_precision import (
@@ -29,19 +28,6 @@ from joint_perception.runtime.onnxruntime_backend import OnnxRuntimeBackend
 pytest.importorskip("onnxconverter_common", reason="FP16 conversion needs onnxconverter-common")
 
 F32, F16, I8 = TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.INT8
-
-
-@pytest.fixture(scope="module")
-def shipped(repo_root):
-    return repo_root / "models" / "realtime"
-
-
-@pytest.fixture(scope="module")
-def shipped_frames(shared_data, shipped):
-    meta = load_metadata(shipped)
-    return CalibrationFrames.from_bag(
-        shared_data / "bags" / "nyuv2_test10_mcap", (meta.input_height, meta.input_width), 10
-    )
 
 
 def _backend(path, meta):
