@@ -196,3 +196,18 @@ def test_onnxruntime_runs_only_the_outputs_asked_for(model_dir):
                      (("depth", "disparity"), "unknown network outputs")):  # fmt: skip
         with pytest.raises(ValueError, match=why):
             create_backend(model_dir, backend="onnxruntime", outputs=bad, fallback=False)
+
+
+def test_torch_backend_computes_only_the_outputs_asked_for(model_dir):
+    """The torch backend takes the same ``outputs=`` (the node passes it to every backend):
+    the deploy wrapper returns only those, equal to the full wrapper's."""
+    full = create_backend(model_dir, backend="torch", device="cpu", fallback=False)
+    some = create_backend(
+        model_dir, backend="torch", device="cpu", fallback=False, outputs=("depth", "normals")
+    )
+    x = np.random.default_rng(2).random((1, 3, 32, 48), dtype=np.float32)
+    a, b = full.predict(x), some.predict(x)
+    np.testing.assert_array_equal(a.depth, b.depth)
+    assert a.labels is not None and b.labels is None and b.confidence is None
+    with pytest.raises(ValueError, match="unknown network outputs"):
+        create_backend(model_dir, backend="torch", device="cpu", fallback=False, outputs=("x",))

@@ -54,6 +54,9 @@ class DeployWrapper(nn.Module):
         model: a :class:`JointModel` (its ``forward`` takes normalised RGB).
         mean, std: per-channel RGB normalisation; default the model's ``mean``/``std``.
 
+        outputs: compute only these of the model's outputs (None = all; the torch backend's
+            ``outputs=``, the subset a node publishes); ONNX export uses all.
+
     Attributes:
         output_names: ONNX output names in the order ``forward`` returns them.
 
@@ -67,6 +70,7 @@ class DeployWrapper(nn.Module):
         model: JointModel,
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
+        outputs: Sequence[str] | None = None,
     ):
         super().__init__()
         self.model = model
@@ -76,7 +80,10 @@ class DeployWrapper(nn.Module):
             raise ValueError(f"mean/std must be 3 values with std > 0, got {mean}, {std}")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
-        self.output_names = list(outputs_of(model.tasks))
+        names = list(outputs_of(model.tasks))
+        self.output_names = names if outputs is None else [n for n in names if n in outputs]
+        if not self.output_names:
+            raise ValueError(f"none of the outputs {list(outputs)} is one of the model's {names}")
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         raw = self.model((image - self.mean) / self.std)

@@ -9,6 +9,7 @@ orientation, resize back) live in :mod:`joint_perception.runtime.processing`.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,3 +111,27 @@ def prediction_from_outputs(outputs: dict[str, np.ndarray]) -> Prediction:
             arr = arr[:, 0]
         fields[name] = np.ascontiguousarray(arr, dtype=spec.dtype)
     return Prediction(**fields)
+
+
+def select_outputs(available: Sequence[str], wanted: Sequence[str] | None, where: str) -> list[str]:
+    """The network outputs a backend computes: ``available`` (graph order) restricted to
+    ``wanted``; None = all. Outputs the model lacks are ignored (a model without normals has
+    none to compute).
+
+    Raises:
+        ValueError: a name that is no network output (:data:`joint_perception.tasks.OUTPUTS`),
+            or none of ``wanted`` in ``available`` (``where`` names the model).
+    """
+    if wanted is None:
+        return list(available)
+    wanted = set(wanted)
+    unknown = sorted(wanted - set(OUTPUTS))
+    if unknown:
+        raise ValueError(f"unknown network outputs {unknown}; known: {list(OUTPUTS)}")
+    keep = [n for n in available if n in wanted]
+    if not keep:
+        raise ValueError(
+            f"{where}: the model computes none of the outputs {sorted(wanted)} "
+            f"(it has {list(available)})"
+        )
+    return keep

@@ -26,6 +26,7 @@ from joint_perception.runtime.base import (
     BackendUnavailable,
     Prediction,
     prediction_from_outputs,
+    select_outputs,
 )
 from joint_perception.runtime.threads import resolve_intra_op_threads
 
@@ -118,8 +119,8 @@ class OnnxRuntimeBackend(Backend):
         self.onnx_path = onnx_path
         self._check_io(meta, onnx_path)
         self.pruned = False
-        if outputs is not None and list(outputs) != self.output_names:
-            keep = self._outputs_subset(outputs, onnx_path)
+        if outputs is not None:
+            keep = select_outputs(self.output_names, outputs, str(onnx_path))
             if keep != self.output_names:
                 graph = _subgraph(onnx_path, keep)
                 self.session = ort.InferenceSession(graph, opts, providers=usable)
@@ -168,21 +169,6 @@ class OnnxRuntimeBackend(Backend):
             for k, name in enumerate(self.output_names)
         }
         return prediction_from_outputs(outputs)
-
-    def _outputs_subset(self, outputs: Sequence[str], onnx_path: Path) -> list[str]:
-        from joint_perception.tasks import OUTPUTS
-
-        wanted = set(outputs)
-        unknown = sorted(wanted - set(OUTPUTS))
-        if unknown:
-            raise ValueError(f"unknown network outputs {unknown}; known: {list(OUTPUTS)}")
-        keep = [n for n in self.output_names if n in wanted]  # graph order
-        if not keep:
-            raise ValueError(
-                f"{onnx_path}: the graph computes none of the outputs {sorted(wanted)} "
-                f"(it has {self.output_names})"
-            )
-        return keep
 
     def close(self) -> None:
         self.session = None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,10 @@ from joint_perception.runtime.base import (
     BackendUnavailable,
     Prediction,
     prediction_from_outputs,
+    select_outputs,
 )
 from joint_perception.runtime.threads import resolve_intra_op_threads
+from joint_perception.tasks import outputs_of
 from joint_perception.weights_io import CheckpointError
 
 LOG = logging.getLogger(__name__)
@@ -60,11 +63,14 @@ class TorchBackend(Backend):
             default (:func:`joint_perception.runtime.threads.default_intra_op_threads`: 1 on
             <= 2 cores, else left as torch set it). Torch's OpenMP pool cannot switch
             spinning at run time: set ``OMP_WAIT_POLICY=PASSIVE`` before starting Python.
+        outputs: compute only these network outputs (as the ONNX Runtime backend's; None =
+            all; those the model lacks are ignored).
 
     Raises:
         BackendUnavailable: CUDA requested but unavailable, or the model cannot be loaded
             (raised before any model is loaded when the device is missing).
-        ValueError: ``fp16=True`` on CPU.
+        ValueError: ``fp16=True`` on CPU; ``outputs`` naming an unknown output or none the
+            model has.
     """
 
     name = "torch"
@@ -81,6 +87,7 @@ class TorchBackend(Backend):
         compile: bool = False,
         warmup: int = 3,
         intra_op_threads: int | None = None,
+        outputs: Sequence[str] | None = None,
     ):
         try:
             import torch
@@ -136,7 +143,8 @@ class TorchBackend(Backend):
         self._graphs: dict[int, tuple] = {}
         self._eager_in: dict[int, tuple] = {}
 
-        wrapper = DeployWrapper(model, m.mean, m.std).eval().to(dev)
+        keep = select_outputs(list(outputs_of(model.tasks)), outputs, str(model_dir))
+        wrapper = DeployWrapper(model, m.mean, m.std, outputs=keep).eval().to(dev)
         self._outputs = list(
             getattr(wrapper, "output_names", None)
             or [o for o in (m.outputs or _OUTPUT_ORDER) if o in _OUTPUT_ORDER]
