@@ -98,7 +98,7 @@ from joint_perception.ros.frame_buffer import CameraInfoMatcher, FifoSlot, Lates
 from joint_perception.ros.logging_bridge import forward_python_logs
 from joint_perception.ros.parameters import PARAMETERS, SPECS, declare_parameters, validate
 from joint_perception.ros.qos import input_qos, output_qos
-from joint_perception.ros.topics import OUTPUT_TOPICS, message_class, outputs_needed
+from joint_perception.ros.topics import OUTPUT_TOPICS, message_class, outputs_needed, outputs_of
 from joint_perception.ros.transport_formats import encode_compressed, encode_compressed_depth
 from joint_perception.runtime.factory import (
     MODEL_LOAD_ERRORS,
@@ -656,12 +656,7 @@ class PerceptionNode(LifecycleNode):
 
     def wanted_outputs(self) -> set[str]:
         """Network outputs (``depth``, ``labels``, ...) the subscribed topics are built from."""
-        return self._outputs_of(self.subscribed_topics())
-
-    @staticmethod
-    def _outputs_of(topics) -> set[str]:
-        subscribed = set(topics)
-        return {o for t in OUTPUT_TOPICS if t.name in subscribed for o in t.needs}
+        return set(outputs_of(self.subscribed_topics()))
 
     def _decode(self, msg) -> np.ndarray | None:
         """Image or CompressedImage -> HxWx3 uint8 RGB, or None (skipped and counted).
@@ -768,7 +763,7 @@ class PerceptionNode(LifecycleNode):
         """
         t0 = time.perf_counter()
         topics = self.subscribed_topics()
-        want = self._outputs_of(topics)
+        want = outputs_of(topics)
         if not want:
             self.stats.frame_idle()
             return False

@@ -16,7 +16,7 @@ example in docs/architecture.md). This module imports no ROS package: message ty
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "OUTPUT_TOPICS",
     "publish_parameters",
     "topics_needing",
+    "outputs_of",
     "outputs_needed",
     "message_class",
 ]
@@ -119,14 +120,20 @@ def topics_needing(output: str) -> tuple[str, ...]:
     return tuple(t.name for t in OUTPUT_TOPICS if output in t.needs)
 
 
-def outputs_needed(params: Mapping[str, Any]) -> tuple[str, ...]:
-    """Network outputs the topics enabled by ``params`` (``publish_*`` -> bool) are built from,
-    in :data:`OUTPUT_TOPICS` order: what the backend has to compute (the rest is not run)."""
+def outputs_of(topic_names: Iterable[str]) -> tuple[str, ...]:
+    """Network outputs the named topics are built from, in :data:`OUTPUT_TOPICS` order."""
+    names = set(topic_names)
     needed: dict[str, None] = {}
     for t in OUTPUT_TOPICS:
-        if params[t.param]:
+        if t.name in names:
             needed.update(dict.fromkeys(t.needs))
     return tuple(needed)
+
+
+def outputs_needed(params: Mapping[str, Any]) -> tuple[str, ...]:
+    """Network outputs the topics enabled by ``params`` (``publish_*`` -> bool) are built from
+    (:func:`outputs_of`): what the backend has to compute (the rest is not run)."""
+    return outputs_of(t.name for t in OUTPUT_TOPICS if params[t.param])
 
 
 def message_class(msg_type: str) -> type:
