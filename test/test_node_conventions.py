@@ -4,6 +4,7 @@ recovers, backend fallback on /rosout, and the shipped parameter file under a na
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
 import time
@@ -360,11 +361,11 @@ def test_camera_is_subscribed_only_while_an_output_has_a_subscriber(model_dir):
         h.close()
 
 
-@pytest.mark.parametrize("precision", ["int8", "best"])
-def test_precision_parameter_selects_the_engine_the_backend_loads(model_dir, precision):
-    """The node's ``precision`` and ``latency_target_ms`` reach the backend factory (the
-    TensorRT backend's engine choice, runtime/engine_select.py; other backends ignore them),
-    and nodes with another precision do not share a backend."""
+@contextlib.contextmanager
+def _configured_nodes_on_a_recording_pool(model_dir, name: str, param_sets):
+    """Nodes configured one after the other on one :class:`BackendPool` whose factory records
+    ``(backend, options)`` of every backend it creates (then builds an ONNX Runtime one).
+    Yields ``(calls, pool)``; the nodes and their context are torn down after."""
     from rclpy.parameter import Parameter
 
     from joint_perception.ros.perception_node import SUCCESS, PerceptionNode
@@ -381,75 +382,62 @@ def test_precision_parameter_selects_the_engine_the_backend_loads(model_dir, pre
     rclpy.init(context=ctx)
     nodes = []
     try:
-        for i, prec in enumerate((precision, precision, "fp32" if precision != "fp32" else "int8")):
+        for i, params in enumerate(param_sets):
             nodes.append(
                 PerceptionNode(
                     context=ctx,
-                    namespace=f"/precision_test_{i}",
+                    namespace=f"/{name}_{i}",
                     pool=pool,
                     parameter_overrides=[
                         Parameter("model", value=str(model_dir)),
-                        Parameter("backend", value="tensorrt"),
-                        Parameter("precision", value=prec),
-                        Parameter("latency_target_ms", value=8.0),
+                        *(Parameter(k, value=v) for k, v in params.items()),
                     ],
                 )
             )
             assert nodes[-1].trigger_configure() == SUCCESS, nodes[-1].configure_error
-        assert [c[0] for c in calls] == ["tensorrt", "tensorrt"]  # the 2nd node shared the 1st
-        assert calls[0][1]["precision"] == precision
-        assert calls[0][1]["latency_target_ms"] == 8.0
-        assert calls[1][1]["precision"] != precision
-        assert len(pool.backends()) == 2
+        yield calls, pool
     finally:
         for node in nodes:
             node.close()
             node.destroy_node()
         rclpy.shutdown(context=ctx)
+
+
+@pytest.mark.parametrize("precision", ["int8", "best"])
+def test_precision_parameter_selects_the_engine_the_backend_loads(model_dir, precision):
+    """The node's ``precision`` and ``latency_target_ms`` reach the backend factory (the
+    TensorRT backend's engine choice, runtime/engine_select.py; other backends ignore them),
+    and nodes with another precision do not share a backend."""
+    other = "fp32" if precision != "fp32" else "int8"
+    param_sets = [
+        {"backend": "tensorrt", "precision": prec, "latency_target_ms": 8.0}
+        for prec in (precision, precision, other)
+    ]
+    with _configured_nodes_on_a_recording_pool(model_dir, "precision_test", param_sets) as (
+        calls,
+        pool,
+    ):
+        assert [c[0] for c in calls] == ["tensorrt", "tensorrt"]  # the 2nd node shared the 1st
+        assert calls[0][1]["precision"] == precision
+        assert calls[0][1]["latency_target_ms"] == 8.0
+        assert calls[1][1]["precision"] != precision
+        assert len(pool.backends()) == 2
 
 
 def test_threading_parameters_reach_the_backend_and_split_the_pool(model_dir):
     """``intra_op_threads`` / ``intra_op_spinning`` reach the backend factory (issue 13), and
     they are part of the shared backend's key: nodes with other threading options get their own
     backend, nodes with the same ones share."""
-    from rclpy.parameter import Parameter
-
-    from joint_perception.ros.perception_node import SUCCESS, PerceptionNode
-    from joint_perception.runtime.shared import BackendPool
-
-    calls = []
-
-    def create(path, backend, device, **options):
-        calls.append(options)
-        return create_backend(path, backend="onnxruntime")
-
-    pool = BackendPool(create=create)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    nodes = []
-    try:
-        for i, (threads, spin) in enumerate(((1, False), (1, False), (2, True))):
-            nodes.append(
-                PerceptionNode(
-                    context=ctx,
-                    namespace=f"/threads_test_{i}",
-                    pool=pool,
-                    parameter_overrides=[
-                        Parameter("model", value=str(model_dir)),
-                        Parameter("backend", value="onnxruntime"),
-                        Parameter("intra_op_threads", value=threads),
-                        Parameter("intra_op_spinning", value=spin),
-                    ],
-                )
-            )
-            assert nodes[-1].trigger_configure() == SUCCESS, nodes[-1].configure_error
-        assert [(c["intra_op_threads"], c["intra_op_spinning"]) for c in calls] == [
+    param_sets = [
+        {"backend": "onnxruntime", "intra_op_threads": threads, "intra_op_spinning": spin}
+        for threads, spin in ((1, False), (1, False), (2, True))
+    ]
+    with _configured_nodes_on_a_recording_pool(model_dir, "threads_test", param_sets) as (
+        calls,
+        pool,
+    ):
+        assert [(c[1]["intra_op_threads"], c[1]["intra_op_spinning"]) for c in calls] == [
             (1, False),
             (2, True),
         ]
         assert sorted(users for _, users in pool.backends()) == [1, 2]
-    finally:
-        for node in nodes:
-            node.close()
-            node.destroy_node()
-        rclpy.shutdown(context=ctx)
