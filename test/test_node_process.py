@@ -160,3 +160,33 @@ def test_ctrl_c_inside_an_extensions_initialisation_exits_cleanly(repo_root):
     ).replace('"joint_perception.ros.broken"', '"joint_perception.ros.perception_node"')
     run = subprocess.run([sys.executable, "-c", broken], env=env, capture_output=True, text=True)
     assert run.returncode == 1 and "ImportError: initialization failed" in run.stderr
+
+
+_SHUTDOWN_DURING_CREATION = """
+import sys
+import rclpy
+from joint_perception.ros import perception_node as pn
+
+def make_nodes(cameras):
+    # what a SIGINT at the wrong moment does: rclpy's handler shuts the context down and the
+    # node's creation fails with an RCLError (a RuntimeError)
+    rclpy.shutdown()
+    raise RuntimeError("error creating node: the given context is not valid")
+
+pn.make_nodes = make_nodes
+sys.exit(pn.main(["perception_node"]))
+"""
+
+
+def test_a_shutdown_during_node_creation_is_an_interruption_not_a_failure(repo_root):
+    """CI saw ``cannot start: error creating node: the given context is not valid`` and exit
+    2 after a Ctrl-C 0.3 s into start-up: the signal had shut the context down while the node
+    was being created. That is an interruption: exit 0, logged as one."""
+    env = loopback_environment(domain_id_for() + 2)
+    env["PYTHONPATH"] = str(repo_root) + os.pathsep + env.get("PYTHONPATH", "")
+    env["ORT_DISABLE_TELEMETRY"] = "1"
+    run = subprocess.run(
+        [sys.executable, "-c", _SHUTDOWN_DURING_CREATION], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    assert "interrupted during start-up" in run.stderr and "cannot start" not in run.stderr

@@ -1119,8 +1119,12 @@ def main(args: list[str] | None = None) -> int:
     except MODEL_LOAD_ERRORS as exc:  # parameter values rclpy refused, bad --cameras, ...
         if spinning:  # not a start-up problem: keep the traceback
             raise
-        logger.fatal(cannot_start_message(exc))
-        code = 2
+        if rclpy.ok():
+            logger.fatal(cannot_start_message(exc))
+            code = 2
+        else:  # a SIGINT shut the context down under the node's creation ("context is not
+            # valid"): an interruption, as in the autostart branch above
+            logger.info("interrupted during start-up: exiting (not a failure)")
     finally:
         # Ctrl-C in a terminal reaches this process twice (the terminal's process group and
         # ros2 launch), and launch escalates to SIGTERM when the clean-up takes longer than
