@@ -183,7 +183,7 @@ def test_onnxruntime_runs_only_the_outputs_asked_for(model_dir):
     kept = {
         n.op_type
         for n in onnx.load_from_string(
-            _subgraph(model_dir / "model.onnx", ["depth", "labels"])
+            _subgraph(onnx.load(str(model_dir / "model.onnx")), ["depth", "labels"])
         ).graph.node
     }
     assert {"Exp", "ReduceSum"} <= ops and not {"Exp", "ReduceSum"} & kept
@@ -196,6 +196,43 @@ def test_onnxruntime_runs_only_the_outputs_asked_for(model_dir):
                      (("depth", "disparity"), "unknown network outputs")):  # fmt: skip
         with pytest.raises(ValueError, match=why):
             create_backend(model_dir, backend="onnxruntime", outputs=bad, fallback=False)
+
+
+def test_pruned_onnxruntime_backend_builds_one_session_and_checks_the_whole_graph(
+    model_dir, tmp_path, monkeypatch
+):
+    """A pruned backend builds only the pruned session (not the full one first), and the
+    metadata's output list is still checked against the whole graph."""
+    import json
+
+    import onnxruntime as ort
+
+    from joint_perception.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    built = []
+
+    class Counting(ort.InferenceSession):
+        def __init__(self, *args, **kwargs):
+            built.append(args[0])
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", Counting)
+    b = OnnxRuntimeBackend(model_dir, outputs=("depth",))
+    assert b.pruned and b.output_names == ["depth"]
+    assert len(built) == 1 and isinstance(built[0], bytes)  # the subgraph, serialised
+    built.clear()
+    OnnxRuntimeBackend(model_dir)
+    assert len(built) == 1 and isinstance(built[0], str)  # the file itself
+    # metadata claiming another output set is refused, pruned or not
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.onnx").write_bytes((model_dir / "model.onnx").read_bytes())
+    meta = json.loads((model_dir / "metadata.json").read_text())
+    meta["outputs"] = ["depth", "labels"]
+    (bad / "metadata.json").write_text(json.dumps(meta))
+    for outputs in (None, ("depth",)):
+        with pytest.raises(ValueError, match="differ from metadata"):
+            OnnxRuntimeBackend(bad, outputs=outputs)
 
 
 def test_torch_backend_computes_only_the_outputs_asked_for(model_dir):

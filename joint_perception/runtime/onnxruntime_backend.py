@@ -115,22 +115,28 @@ class OnnxRuntimeBackend(Backend):
         )
         self.intra_op_threads = threads
         self.intra_op_spinning = bool(intra_op_spinning)
-        self.session = ort.InferenceSession(str(onnx_path), opts, providers=usable)
-        self.onnx_path = onnx_path
-        self._check_io(meta, onnx_path)
-        self.pruned = False
+        # One session only: the pruned graph is built before the session (building the full
+        # one first cost 40-60 ms of start-up for nothing).
+        graph_outputs, source = None, str(onnx_path)
         if outputs is not None:
-            keep = select_outputs(self.output_names, outputs, str(onnx_path))
-            if keep != self.output_names:
-                graph = _subgraph(onnx_path, keep)
-                self.session = ort.InferenceSession(graph, opts, providers=usable)
-                self.output_names = [o.name for o in self.session.get_outputs()]
-                self.pruned = True
+            model = _load_graph(onnx_path)
+            graph_outputs = [o.name for o in model.graph.output]
+            keep = select_outputs(graph_outputs, outputs, str(onnx_path))
+            if keep != graph_outputs:
+                source = _subgraph(model, keep)
+        self.session = ort.InferenceSession(source, opts, providers=usable)
+        self.onnx_path = onnx_path
+        self.pruned = not isinstance(source, str)
+        self._check_io(meta, onnx_path, graph_outputs)
         self.provider = self.session.get_providers()[0]
         self.device = "cuda:0" if self.provider == "CUDAExecutionProvider" else "cpu"
         self.reason = f"onnxruntime ({self.provider})"
 
-    def _check_io(self, meta: ModelMetadata, onnx_path: Path) -> None:
+    def _check_io(
+        self, meta: ModelMetadata, onnx_path: Path, graph_outputs: list[str] | None
+    ) -> None:
+        """Input name/shape and the graph's outputs (``graph_outputs``: those of the whole
+        graph when the session runs a pruned one) against the metadata."""
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or inputs[0].name != "image":
             raise ValueError(
@@ -145,10 +151,9 @@ class OnnxRuntimeBackend(Backend):
         self._batch = shape[0] if isinstance(shape[0], int) else None  # None: dynamic batch
         self.max_batch_size = self._batch
         self.output_names = [o.name for o in self.session.get_outputs()]
-        if meta.outputs and sorted(self.output_names) != sorted(meta.outputs):
-            raise ValueError(
-                f"{onnx_path}: outputs {self.output_names} differ from metadata {meta.outputs}"
-            )
+        whole = self.output_names if graph_outputs is None else graph_outputs
+        if meta.outputs and sorted(whole) != sorted(meta.outputs):
+            raise ValueError(f"{onnx_path}: outputs {whole} differ from metadata {meta.outputs}")
 
     def predict(self, batch: np.ndarray) -> Prediction:
         """Run the model; a batch larger than the graph's static batch runs in chunks.
@@ -183,11 +188,16 @@ class OnnxRuntimeBackend(Backend):
         return f"onnxruntime {self.provider} ({self.onnx_path.name}; {self.threading()}{only})"
 
 
-def _subgraph(onnx_path: Path, outputs: list[str]) -> bytes:
-    """The serialised subgraph of ``onnx_path`` from ``image`` to ``outputs`` (the nodes the
-    other outputs alone need are dropped)."""
+def _load_graph(onnx_path: Path):
+    """The ONNX ModelProto of ``onnx_path`` (the ``onnx`` package; weights inside the file)."""
     import onnx
+
+    return onnx.load(str(onnx_path))
+
+
+def _subgraph(model, outputs: list[str]) -> bytes:
+    """The serialised subgraph of ``model`` (an ONNX ModelProto) from ``image`` to ``outputs``
+    (the nodes the other outputs alone need are dropped)."""
     import onnx.utils
 
-    model = onnx.load(str(onnx_path))
     return onnx.utils.Extractor(model).extract_model(["image"], outputs).SerializeToString()
