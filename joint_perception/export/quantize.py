@@ -25,6 +25,7 @@ over a :class:`CalibrationDataReader` that feeds the frames. Both refuse random 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -186,27 +187,50 @@ def _quantize_ort(
         raise ValueError(
             f"calibrate_method must be one of {sorted(methods)}, got {calibrate_method!r}"
         )
-    quantize_static(
-        str(src),
-        str(dst),
-        reader_cls(frames, input_name),
-        quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=list(QUANTIZED_OPS),
-        per_channel=True,
-        activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
-        calibrate_method=methods[calibrate_method],
-        **nodes,
-        extra_options={
-            # TensorRT: symmetric INT8 (zero point 0) for activations and weights.
-            "ActivationSymmetric": True,
-            "WeightSymmetric": True,
-            # Float bias: TensorRT's parser takes no DequantizeLinear of an INT32 tensor.
-            "QuantizeBias": False,
-            # Q/DQ only on the inputs of the weighted ops, never on their (head) outputs.
-            "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
-        },
-    )
+    with _without_preprocess_advice():
+        quantize_static(
+            str(src),
+            str(dst),
+            reader_cls(frames, input_name),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+            per_channel=True,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=methods[calibrate_method],
+            **nodes,
+            extra_options={
+                # TensorRT: symmetric INT8 (zero point 0) for activations and weights.
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                # Float bias: TensorRT's parser takes no DequantizeLinear of an INT32 tensor.
+                "QuantizeBias": False,
+                # Q/DQ only on the inputs of the weighted ops, never on their (head) outputs.
+                "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
+            },
+        )
+
+
+class _PreprocessAdvice(logging.Filter):
+    """Drops ONNX Runtime's "Please consider to run pre-processing before quantization", which
+    it logs on the root logger at every ``quantize_static`` call (66 times in one INT8 layer
+    search). The advice does not apply: the graph is already shape-inferred and
+    constant-folded by the exporter, and its optimisations would change the graph that is
+    checked against FP32."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Please consider")
+
+
+@contextlib.contextmanager
+def _without_preprocess_advice():
+    root = logging.getLogger()
+    advice = _PreprocessAdvice()
+    root.addFilter(advice)
+    try:
+        yield
+    finally:
+        root.removeFilter(advice)
 
 
 def count_qdq(onnx_path: str | os.PathLike) -> tuple[int, int]:
