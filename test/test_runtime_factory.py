@@ -183,7 +183,9 @@ def test_onnxruntime_runs_only_the_outputs_asked_for(model_dir):
     kept = {
         n.op_type
         for n in onnx.load_from_string(
-            _subgraph(onnx.load(str(model_dir / "model.onnx")), ["depth", "labels"])
+            _subgraph(
+                onnx.load(str(model_dir / "model.onnx")), ["depth", "labels"]
+            ).SerializeToString()
         ).graph.node
     }
     assert {"Exp", "ReduceSum"} <= ops and not {"Exp", "ReduceSum"} & kept
@@ -201,8 +203,8 @@ def test_onnxruntime_runs_only_the_outputs_asked_for(model_dir):
 def test_pruned_onnxruntime_backend_builds_one_session_and_checks_the_whole_graph(
     model_dir, tmp_path, monkeypatch
 ):
-    """A pruned backend builds only the pruned session (not the full one first), and the
-    metadata's output list is still checked against the whole graph."""
+    """A pruned (or rewritten) backend builds only that session (not the full one first), and
+    the metadata's output list is still checked against the whole graph."""
     import json
 
     import onnxruntime as ort
@@ -218,11 +220,12 @@ def test_pruned_onnxruntime_backend_builds_one_session_and_checks_the_whole_grap
 
     monkeypatch.setattr(ort, "InferenceSession", Counting)
     b = OnnxRuntimeBackend(model_dir, outputs=("depth",))
-    assert b.pruned and b.output_names == ["depth"]
+    assert b.pruned and b.output_names == ["depth"] and not b.rewrites
     assert len(built) == 1 and isinstance(built[0], bytes)  # the subgraph, serialised
     built.clear()
-    OnnxRuntimeBackend(model_dir)
-    assert len(built) == 1 and isinstance(built[0], str)  # the file itself
+    b = OnnxRuntimeBackend(model_dir)
+    assert not b.pruned and b.rewrites == 1  # runtime.onnx_rewrite's class tail
+    assert len(built) == 1 and isinstance(built[0], bytes)
     # metadata claiming another output set is refused, pruned or not
     bad = tmp_path / "bad"
     bad.mkdir()
