@@ -114,9 +114,16 @@ def test_nan_output_fails_even_with_loose_thresholds():
 
 def test_qdq_int8_model_runs_in_ort_and_passes_int8_gate(tiny_model_dir, frames, tmp_path, caplog):
     meta = load_metadata(tiny_model_dir)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "model.onnx").write_bytes((tiny_model_dir / "model.onnx").read_bytes())
+    # ONNX Runtime, given a path, writes "<stem>-inferred.onnx" beside the model: a directory
+    # in that place makes any such write fail, so passing means nothing is written there
+    (src / "model-inferred.onnx").mkdir()
     with caplog.at_level(logging.WARNING):
-        qdq = quantize_qdq(tiny_model_dir / "model.onnx", tmp_path / "model.qdq.onnx", frames)
+        qdq = quantize_qdq(src / "model.onnx", tmp_path / "model.qdq.onnx", frames)
         logging.warning("a root warning after quantising")
+    assert sorted(p.name for p in src.iterdir()) == ["model-inferred.onnx", "model.onnx"]
     # ONNX Runtime's pre-processing advice (root logger, every call) is dropped; the filter
     # is gone afterwards
     messages = [r.getMessage() for r in caplog.records]

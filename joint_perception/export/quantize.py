@@ -187,9 +187,12 @@ def _quantize_ort(
         raise ValueError(
             f"calibrate_method must be one of {sorted(methods)}, got {calibrate_method!r}"
         )
+    # The model goes in as a ModelProto: given a path, ONNX Runtime writes its shape-inferred
+    # copy beside it (``<stem>-inferred.onnx``), i.e. into the user's model directory, which
+    # may be read-only (an installed share/) or quantised by another process at the same time.
     with _without_preprocess_advice():
         quantize_static(
-            str(src),
+            onnx.load(str(src)),
             str(dst),
             reader_cls(frames, input_name),
             quant_format=QuantFormat.QDQ,
