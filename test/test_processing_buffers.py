@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from joint_perception.buffers import OutputBuffers
-from joint_perception.colormap import colorize_labels, label_palette
+from joint_perception.colormap import colorize_labels, label_palette, normals_to_rgb
 from joint_perception.geometry import (
     normalize_and_orient,
     orient_towards_camera,
@@ -187,6 +187,37 @@ def test_orientation_holds_for_grazing_normals():
     res = pipe.postprocess(pred, K_IN, (480, 640), want={"normals"})
     dots = np.einsum("hwc,hwc->hw", res.normals, pixel_rays(res.K, 480, 640))
     assert np.isfinite(dots).all() and (dots <= 0).all()
+
+
+@pytest.mark.parametrize("out_size", [(480, 640), (479, 641), NET, (60, 80)])
+@pytest.mark.parametrize("grazing", [False, True])
+def test_normals_colour_from_the_pipeline_is_the_colour_of_its_normals(out_size, grazing):
+    """``normals_color=True``: coded at the network size and enlarged nearest, the flipped
+    pixels coded again — byte for byte ``normals_to_rgb`` of the output normals (NaN, zero
+    normals, grazing ones that get flipped, every output size path)."""
+    pred = _prediction()
+    if grazing:  # as in the test above: many output pixels flipped after the nearest copy
+        K_net = scale_intrinsics(K_IN, (480, 640), NET)
+        rays = pixel_rays(K_net, *NET).astype(np.float64)
+        t = np.cross(rays, np.random.default_rng(3).normal(size=3))
+        t = t / np.linalg.norm(t, axis=-1, keepdims=True) - 1e-4 * rays
+        t[2, 3] = np.nan
+        pred = dataclasses.replace(pred, normals=t[None].astype(np.float32))
+    pipe = _pipeline(pred)
+    buffers = OutputBuffers()
+    for _ in range(2):
+        res = pipe.postprocess(
+            pred, K_IN, (480, 640), out_size, buffers=buffers, normals_color=True
+        )
+        _same_bytes(res.normals_color, normals_to_rgb(res.normals))
+    plain = pipe.postprocess(pred, K_IN, (480, 640), out_size)
+    assert plain.normals_color is None
+    _same_bytes(plain.normals, res.normals)
+    if grazing and out_size == (480, 640):  # the fix-up path really ran
+        n_net = pred.normals[0] / np.linalg.norm(pred.normals[0], axis=-1, keepdims=True)
+        copied = cv2.resize(n_net, (640, 480), interpolation=cv2.INTER_NEAREST_EXACT)
+        dots = np.einsum("hwc,hwc->hw", copied, pixel_rays(res.K, 480, 640))
+        assert (dots > 0).sum() > 100
 
 
 def test_cloud_into_buffers_has_the_same_bytes():

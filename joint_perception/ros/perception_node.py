@@ -796,7 +796,13 @@ class PerceptionNode(LifecycleNode):
         colour = any(t.startswith("segmentation/color") for t in topics)
         palette = self.palette if colour and self.params["color_overlay_alpha"] == 0 else None
         result = pipeline.run(
-            rgb, K, out_size=out_size, want=want, buffers=state.buffers, palette=palette
+            rgb,
+            K,
+            out_size=out_size,
+            want=want,
+            buffers=state.buffers,
+            palette=palette,
+            normals_color="normals/color" in topics,
         )
         t_pub = time.perf_counter()
         try:
@@ -944,13 +950,15 @@ class PerceptionNode(LifecycleNode):
     def _normals_color_msg(self, f: _Frame):
         if f.result.normals is None:
             return None
-        n = f.result.normals
-        buf = f.state.buffers
-        rgb = normals_to_rgb(
-            n,
-            out=buf.array("normals.color", n.shape, np.uint8),
-            scratch=buf.array("normals.color.f", n.shape, np.float32),
-        )
+        rgb = f.result.normals_color  # coded by the pipeline (at the network size, enlarged)
+        if rgb is None:  # not asked of the pipeline this frame: code the output normals here
+            n = f.result.normals
+            buf = f.state.buffers
+            rgb = normals_to_rgb(
+                n,
+                out=buf.array("normals.color", n.shape, np.uint8),
+                scratch=buf.array("normals.color.f", n.shape, np.float32),
+            )
         return f.image_msg("normals/color", rgb, "normals.color", "rgb8")
 
     def _confidence_msg(self, f: _Frame):

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from joint_perception.buffers import OutputBuffers
-from joint_perception.colormap import colorize_labels
+from joint_perception.colormap import colorize_labels, normals_to_rgb
 from joint_perception.geometry import (
     normalize_and_orient,
     orient_towards_camera,
@@ -87,6 +87,9 @@ class PerceptionResult:
         K: (3, 3) float64 intrinsics of the output size.
         timings_ms: per-stage wall time (``preprocess``, ``inference``, ``postprocess``).
         color: (h, w, 3) uint8 RGB colour-coded labels when a palette was given, else None.
+        normals_color: (h, w, 3) uint8 RGB of ``normals`` as
+            :func:`joint_perception.colormap.normals_to_rgb` codes them, when asked for
+            (``normals_color=True``), else None.
     """
 
     depth: np.ndarray | None
@@ -96,6 +99,7 @@ class PerceptionResult:
     K: np.ndarray
     timings_ms: dict[str, float] = field(default_factory=dict)
     color: np.ndarray | None = None
+    normals_color: np.ndarray | None = None
 
 
 def preprocess_image(rgb: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -172,6 +176,13 @@ def orient_upsampled(normals: np.ndarray, net_normals: np.ndarray, K_out) -> np.
         ``normals``, with ``n . ray <= 0`` for every output pixel's ray
         (:func:`joint_perception.geometry.pixel_rays` of ``K_out``).
     """
+    _flip_facing_away(normals, net_normals, K_out)
+    return normals
+
+
+def _flip_facing_away(normals: np.ndarray, net_normals: np.ndarray, K_out) -> np.ndarray:
+    """:func:`orient_upsampled`'s work; returns the flat pixel indices it flipped ((k,) int64,
+    usually empty)."""
     h, w = normals.shape[:2]
     hn, wn = net_normals.shape[:2]
     mx, my = _nearest_map(wn, w), _nearest_map(hn, h)
@@ -190,13 +201,14 @@ def orient_upsampled(normals: np.ndarray, net_normals: np.ndarray, K_out) -> np.
             np.maximum(worst, n[..., 0] * rx + n[..., 1] * ry + n[..., 2], out=worst)
     risky = used & (worst > -1e-4)  # margin for float32 rays and rounding
     if not risky.any():
-        return normals
+        return np.zeros(0, np.int64)
     mask = cv2.resize(risky.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST_EXACT)
     idx = np.flatnonzero(mask)
     flat = normals.reshape(-1, 3)
     dots = np.einsum("ij,ij->i", flat[idx], pixel_rays(K_out, h, w).reshape(-1, 3)[idx])
-    flat[idx[dots > 0]] *= np.float32(-1.0)
-    return normals
+    flipped = idx[dots > 0]
+    flat[flipped] *= np.float32(-1.0)
+    return flipped
 
 
 class Pipeline:
@@ -233,6 +245,7 @@ class Pipeline:
         want: Iterable[str] = OUTPUTS,
         buffers: OutputBuffers | None = None,
         palette: np.ndarray | None = None,
+        normals_color: bool = False,
     ) -> PerceptionResult:
         """Turn network-resolution outputs into the published ones (first batch item).
 
@@ -259,6 +272,10 @@ class Pipeline:
                 next call with the same ``buffers``. Values are identical either way.
             palette: (N, 3) uint8 class colours; when given and labels are wanted, the
                 result's ``color`` is the (h, w, 3) uint8 colour-coded label image.
+            normals_color: with normals wanted, also give ``normals_color``, the bytes of
+                :func:`joint_perception.colormap.normals_to_rgb` of the output normals — coded
+                at the network size and enlarged nearest like them, the flipped pixels coded
+                again (buffer ``normals.color``).
 
         Returns:
             :class:`PerceptionResult` (``timings_ms`` left empty; :meth:`run` fills it).
@@ -303,8 +320,11 @@ class Pipeline:
             conf = _resize_into(pred.confidence[0], buf.array("confidence", out_size, np.float32))
             np.clip(conf, 0.0, 1.0, out=conf, dtype=np.float32)
 
+        normals_rgb = None
         if "normals" in want and pred.normals is not None:
             src = pred.normals[0]
+            rgb_shape = (*out_size, 3)
+            coded = False
             if src.shape[:2] == out_size:
                 normals = buf.array("normals", (*out_size, 3), np.float32)
                 np.copyto(normals, src)
@@ -318,13 +338,34 @@ class Pipeline:
                 if out_size[0] >= src.shape[0] and out_size[1] >= src.shape[1]:
                     normalize_and_orient(n, rays_src)
                     normals = _resize_into(n, dst)  # nearest: unit length kept exactly
-                    orient_upsampled(normals, n, K_out)
+                    flipped = _flip_facing_away(normals, n, K_out)
+                    if normals_color:  # coded per pixel, so it commutes with the nearest copy
+                        small = normals_to_rgb(
+                            n,
+                            out=buf.array("normals.color.net", n.shape, np.uint8),
+                            scratch=buf.array("normals.color.net.f", n.shape, np.float32),
+                        )
+                        normals_rgb = _resize_into(
+                            small, buf.array("normals.color", rgb_shape, np.uint8)
+                        )
+                        if flipped.size:
+                            again = normals.reshape(-1, 3)[flipped][None]
+                            normals_rgb.reshape(-1, 3)[flipped] = normals_to_rgb(again)[0]
+                        coded = True
                 else:  # shrinking: average (linear), then normalise at the output size
                     orient_towards_camera(n, rays_src)
                     cv2.resize(n, out_size[::-1], dst=dst, interpolation=cv2.INTER_LINEAR)
                     normals = normalize_and_orient(dst, pixel_rays(K_out, *out_size))
+            if normals_color and not coded:
+                normals_rgb = normals_to_rgb(
+                    normals,
+                    out=buf.array("normals.color", rgb_shape, np.uint8),
+                    scratch=buf.array("normals.color.f", rgb_shape, np.float32),
+                )
 
-        return PerceptionResult(depth, labels, conf, normals, K_out, color=color)
+        return PerceptionResult(
+            depth, labels, conf, normals, K_out, color=color, normals_color=normals_rgb
+        )
 
     def run(
         self,
@@ -334,6 +375,7 @@ class Pipeline:
         want: Iterable[str] = OUTPUTS,
         buffers: OutputBuffers | None = None,
         palette: np.ndarray | None = None,
+        normals_color: bool = False,
     ) -> PerceptionResult:
         """Full per-frame pipeline.
 
@@ -342,7 +384,8 @@ class Pipeline:
             K: its 3x3 intrinsics (rectified).
             out_size: (h, w) of the outputs; default (H, W).
             want: outputs to compute (subset of :data:`OUTPUTS`).
-            buffers, palette: see :meth:`postprocess` (reused output arrays; colour coding).
+            buffers, palette, normals_color: see :meth:`postprocess` (reused output arrays;
+                colour coding of the labels and of the normals).
 
         Returns:
             :class:`PerceptionResult` with ``timings_ms`` = {"preprocess", "inference",
@@ -357,7 +400,9 @@ class Pipeline:
         t1 = time.perf_counter()
         pred = self.backend.predict(batch)
         t2 = time.perf_counter()
-        result = self.postprocess(pred, K, rgb.shape[:2], out_size, want, buffers, palette)
+        result = self.postprocess(
+            pred, K, rgb.shape[:2], out_size, want, buffers, palette, normals_color
+        )
         t3 = time.perf_counter()
         result.timings_ms = {
             "preprocess": (t1 - t0) * 1e3,
