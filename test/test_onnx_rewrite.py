@@ -144,11 +144,23 @@ def test_rewritten_tail_gives_the_same_labels_and_confidence(use_scales, confide
         {"extra_output": True},  # the enlarged maps are a graph output
         {"other_consumer": "softmax"},  # an op the rewrite does not know
         {"other_consumer": "per_class_bias"},  # a (1, C, 1, 1) operand: not layout-free
+        {"other_consumer": "if"},  # an If branch reads the enlarged maps
         {"opset": 12},  # optional Resize inputs need opset 13
     ],
 )
 def test_graphs_outside_the_pattern_are_left_alone(kwargs):
     model = _tail_model(**kwargs)
+    if kwargs.get("other_consumer") == "if":  # control flow reading an outer tensor
+        branch = helper.make_graph(
+            [helper.make_node("Identity", ["up"], ["branch_out"])],
+            "branch",
+            [],
+            [helper.make_tensor_value_info("branch_out", TensorProto.FLOAT, None)],
+        )
+        model.graph.initializer.append(numpy_helper.from_array(np.array(True), "cond"))
+        model.graph.node.append(
+            helper.make_node("If", ["cond"], ["chosen"], then_branch=branch, else_branch=branch)
+        )
     before = model.SerializeToString()
     assert channels_last_class_tail(model) == 0
     assert model.SerializeToString() == before

@@ -51,7 +51,9 @@ def channels_last_class_tail(model) -> int:
     A Resize is rewritten when everything downstream of its output, up to tensors without the
     class axis (ArgMax / Reduce* over axis 1 with ``keepdims=0``), is ArgMax/ArgMin or a
     reduction over axis 1, an element-wise op between such tensors or with a scalar constant;
-    none of those tensors may be a graph output. Needs opset >= 13 (optional Resize inputs).
+    none of those tensors may be a graph output. Needs opset >= 13 (optional Resize inputs);
+    graphs with control flow (If/Loop/Scan) or that ONNX shape inference cannot handle are
+    left alone.
 
     Args:
         model: an ``onnx.ModelProto`` (modified in place).
@@ -65,7 +67,12 @@ def channels_last_class_tail(model) -> int:
     if opset < 13:
         return 0
     graph = model.graph
-    ranks = _ranks(shape_inference.infer_shapes(model).graph)
+    if any(a.g.node or a.graphs for n in graph.node for a in n.attribute):
+        return 0  # If/Loop/Scan bodies read outer tensors without naming them as inputs
+    try:
+        ranks = _ranks(shape_inference.infer_shapes(model).graph)
+    except Exception:  # noqa: BLE001 - a graph ONNX cannot infer: leave it as it is
+        return 0
     consumers: dict[str, list] = {}
     for n in graph.node:
         for i in n.input:
