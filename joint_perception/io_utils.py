@@ -50,7 +50,7 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual file mode
+        os.chmod(tmp, usual_file_mode())  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -192,6 +192,12 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def usual_file_mode() -> int:
+    """The mode a plain ``open`` would give a new file (0o666 minus the umask): for temporary
+    files made with ``tempfile.mkstemp`` (0600) before they are moved into place."""
+    return 0o666 & ~_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -26,6 +26,7 @@ from joint_perception.export.accuracy_gate import (
 )
 from joint_perception.export.calibration import CalibrationFrames
 from joint_perception.export.quantize import count_qdq, quantize_qdq
+from joint_perception.io_utils import usual_file_mode
 from joint_perception.metadata import ModelMetadata, load_metadata
 from joint_perception.runtime.base import Backend, Prediction
 from joint_perception.runtime.onnxruntime_backend import OnnxRuntimeBackend
@@ -124,6 +125,7 @@ def test_qdq_int8_model_runs_in_ort_and_passes_int8_gate(tiny_model_dir, frames,
         qdq = quantize_qdq(src / "model.onnx", tmp_path / "model.qdq.onnx", frames)
         logging.warning("a root warning after quantising")
     assert sorted(p.name for p in src.iterdir()) == ["model-inferred.onnx", "model.onnx"]
+    assert qdq.stat().st_mode & 0o777 == usual_file_mode()  # not mkstemp's 0600
     # ONNX Runtime's pre-processing advice (root logger, every call) is dropped; the filter
     # is gone afterwards
     messages = [r.getMessage() for r in caplog.records]

@@ -10,6 +10,7 @@ import pytest
 
 from joint_perception.export.accuracy_gate import DEFAULT_THRESHOLDS, GateResult
 from joint_perception.export.int8_mixed import quantize_mixed, sensitivity_score, weighted_nodes
+from joint_perception.io_utils import usual_file_mode
 
 LIMITS = DEFAULT_THRESHOLDS["int8"]  # depth 0.05, labels 0.95, normals 5 deg
 
@@ -48,6 +49,7 @@ def test_the_search_leaves_the_first_block_in_float_and_passes(shipped, shipped_
         1 <= len(report.float_nodes) <= 4
         and report.float_nodes == ranked[: len(report.float_nodes)]
     )
+    assert out.stat().st_mode & 0o777 == usual_file_mode()  # not mkstemp's 0600
     # the written graph: no Q/DQ in front of the float layers' weights, Q/DQ everywhere else
     graph = onnx.load(str(out)).graph
     produced_by = {o: n for n in graph.node for o in n.output}

@@ -44,6 +44,7 @@ from joint_perception.export.accuracy_gate import (
 )
 from joint_perception.export.calibration import CalibrationFrames
 from joint_perception.export.quantize import QUANTIZED_OPS, quantize_qdq
+from joint_perception.io_utils import atomic_write_bytes
 
 __all__ = ["MixedInt8Report", "weighted_nodes", "sensitivity_score", "quantize_mixed"]
 
@@ -191,16 +192,7 @@ def quantize_mixed(
                 if res.passed or k >= min(max_float, len(scored)):
                     break
                 k = min(2 * k, max_float, len(scored))
-        dst = Path(onnx_out)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".onnx", dir=dst.parent)
-        os.close(fd)
-        try:
-            Path(tmp).write_bytes(best.read_bytes())
-            os.replace(tmp, dst)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        dst = atomic_write_bytes(onnx_out, best.read_bytes())
     finally:
         reference.close()
         shutil.rmtree(work, ignore_errors=True)

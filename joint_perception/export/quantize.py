@@ -35,6 +35,7 @@ import numpy as np
 import onnx
 
 from joint_perception.export.calibration import CalibrationFrames
+from joint_perception.io_utils import usual_file_mode
 
 LOG = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ def quantize_qdq(
             _quantize_ort(src, Path(tmp), frames, vi.name, calibrate_method, nodes)
             used = "onnxruntime"
         onnx.checker.check_model(tmp)
+        os.chmod(tmp, usual_file_mode())  # mkstemp makes 0600
         os.replace(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
