@@ -30,10 +30,11 @@ def test_sensitivity_score_is_the_worst_metric_as_a_multiple_of_its_limit():
 
 
 def test_the_search_leaves_the_first_block_in_float_and_passes(shipped, shipped_frames, tmp_path):
-    """Fully quantised, the shipped model fails the INT8 limits (depth 0.22, labels 62 %);
+    """Fully quantised, the shipped model fails the INT8 limits (depth 0.23, labels 57 %);
     the search (here over the first six weighted layers, to keep the test short: the full run
     over all 66 takes ~1 min and picks the same two) ranks block 1's depthwise convolution
-    first and passes with it and its projection in float: depth 0.0105, labels 96.5 %."""
+    first and passes with it and its projection in float: depth 0.0120, labels 96.4 %
+    (row F of docs/models.md: 0.0105, 96.5 %)."""
     onnx_in = shipped / "model.onnx"
     candidates = weighted_nodes(onnx_in)[:6]
     out = tmp_path / "mixed.onnx"
