@@ -35,7 +35,7 @@ import numpy as np
 import onnx
 
 from joint_perception.export.calibration import CalibrationFrames
-from joint_perception.io_utils import usual_file_mode
+from joint_perception.io_utils import atomic_write_bytes
 
 LOG = logging.getLogger(__name__)
 
@@ -92,28 +92,24 @@ def quantize_qdq(
         )
 
     nodes = {"nodes_to_quantize": nodes_to_quantize, "nodes_to_exclude": nodes_to_exclude}
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".onnx", dir=dst.parent)
-    os.close(fd)
-    try:
+    # The quantisers write to a path: into a private directory, then into place atomically
+    # (io_utils: a whole file or none, the usual file mode)
+    with tempfile.TemporaryDirectory(prefix="quantize_qdq_") as work:
+        tmp = Path(work) / "model.qdq.onnx"
         if method in ("auto", "modelopt"):
             try:
-                _quantize_modelopt(src, Path(tmp), frames, vi.name, calibrate_method, nodes)
+                _quantize_modelopt(src, tmp, frames, vi.name, calibrate_method, nodes)
                 used = "modelopt"
             except ImportError:
                 if method == "modelopt":
                     raise
-                _quantize_ort(src, Path(tmp), frames, vi.name, calibrate_method, nodes)
+                _quantize_ort(src, tmp, frames, vi.name, calibrate_method, nodes)
                 used = "onnxruntime"
         else:
-            _quantize_ort(src, Path(tmp), frames, vi.name, calibrate_method, nodes)
+            _quantize_ort(src, tmp, frames, vi.name, calibrate_method, nodes)
             used = "onnxruntime"
-        onnx.checker.check_model(tmp)
-        os.chmod(tmp, usual_file_mode())  # mkstemp makes 0600
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        onnx.checker.check_model(str(tmp))
+        atomic_write_bytes(dst, tmp.read_bytes())
     LOG.info(
         "Q/DQ INT8 model written with %s from %d frames of %s: %s",
         used,
