@@ -139,11 +139,9 @@ class OnnxRuntimeBackend(Backend):
         self.device = "cuda:0" if self.provider == "CUDAExecutionProvider" else "cpu"
         self.reason = f"onnxruntime ({self.provider})"
 
-    def _check_io(
-        self, meta: ModelMetadata, onnx_path: Path, graph_outputs: list[str] | None
-    ) -> None:
-        """Input name/shape and the graph's outputs (``graph_outputs``: those of the whole
-        graph when the session runs a pruned one) against the metadata."""
+    def _check_io(self, meta: ModelMetadata, onnx_path: Path, graph_outputs: list[str]) -> None:
+        """Input name/shape of the session and the whole graph's outputs (``graph_outputs``,
+        also when the session runs a pruned graph) against the metadata."""
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or inputs[0].name != "image":
             raise ValueError(
@@ -158,9 +156,10 @@ class OnnxRuntimeBackend(Backend):
         self._batch = shape[0] if isinstance(shape[0], int) else None  # None: dynamic batch
         self.max_batch_size = self._batch
         self.output_names = [o.name for o in self.session.get_outputs()]
-        whole = self.output_names if graph_outputs is None else graph_outputs
-        if meta.outputs and sorted(whole) != sorted(meta.outputs):
-            raise ValueError(f"{onnx_path}: outputs {whole} differ from metadata {meta.outputs}")
+        if meta.outputs and sorted(graph_outputs) != sorted(meta.outputs):
+            raise ValueError(
+                f"{onnx_path}: outputs {graph_outputs} differ from metadata {meta.outputs}"
+            )
 
     def predict(self, batch: np.ndarray) -> Prediction:
         """Run the model; a batch larger than the graph's static batch runs in chunks.
