@@ -338,12 +338,10 @@ def _print_trtexec(onnx_path: Path, shape, opts: BuildOptions, cache: EngineCach
 def _write_int8_graph(onnx_path: Path, meta: ModelMetadata, calib, cache: EngineCache) -> Path:
     """Write the INT8 Q/DQ graph (:func:`joint_perception.export.int8_mixed.quantize_mixed`)
     where the int8 trtexec line expects it, and say which layers it leaves in float."""
-    from joint_perception.export.accuracy_gate import GateConfig
     from joint_perception.export.int8_mixed import quantize_mixed
 
     graph = derived_onnx_path(cache.directory, sha256_file(onnx_path), "int8")
-    limits = GateConfig.for_precision("int8").thresholds
-    mixed = quantize_mixed(onnx_path, graph, calib, limits, metadata=meta)
+    mixed = quantize_mixed(onnx_path, graph, calib, metadata=meta)  # the INT8 gate's limits
     m = mixed.metrics
     print(
         f"INT8 Q/DQ graph written: {graph}\n  {len(mixed.float_nodes)} layer(s) left in float"
