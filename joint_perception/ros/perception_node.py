@@ -82,7 +82,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from joint_perception.allocator import release_freed_memory
 from joint_perception.buffers import OutputBuffers
-from joint_perception.colormap import colorize_labels, label_palette, normals_to_rgb, overlay
+from joint_perception.colormap import colorize_labels, label_palette, overlay
 from joint_perception.geometry import clear_ray_caches, intrinsics_problem, scale_intrinsics
 from joint_perception.image_codec import (
     COLOR_ENCODINGS,
@@ -950,16 +950,8 @@ class PerceptionNode(LifecycleNode):
     def _normals_color_msg(self, f: _Frame):
         if f.result.normals is None:
             return None
-        rgb = f.result.normals_color  # coded by the pipeline (at the network size, enlarged)
-        if rgb is None:  # not asked of the pipeline this frame: code the output normals here
-            n = f.result.normals
-            buf = f.state.buffers
-            rgb = normals_to_rgb(
-                n,
-                out=buf.array("normals.color", n.shape, np.uint8),
-                scratch=buf.array("normals.color.f", n.shape, np.float32),
-            )
-        return f.image_msg("normals/color", rgb, "normals.color", "rgb8")
+        # coded by the pipeline, which process() asks for it whenever this topic is built
+        return f.image_msg("normals/color", f.result.normals_color, "normals.color", "rgb8")
 
     def _confidence_msg(self, f: _Frame):
         if f.result.confidence is None:

@@ -324,9 +324,8 @@ class Pipeline:
         if "normals" in want and pred.normals is not None:
             src = pred.normals[0]
             rgb_shape = (*out_size, 3)
-            coded = False
             if src.shape[:2] == out_size:
-                normals = buf.array("normals", (*out_size, 3), np.float32)
+                normals = buf.array("normals", rgb_shape, np.float32)
                 np.copyto(normals, src)
                 normalize_and_orient(normals, pixel_rays(K_out, *out_size))
             else:
@@ -334,7 +333,7 @@ class Pipeline:
                 np.copyto(n, src)
                 K_src = scale_intrinsics(K_in, in_size, src.shape[:2])
                 rays_src = pixel_rays(K_src, *src.shape[:2])
-                dst = buf.array("normals", (*out_size, 3), np.float32)
+                dst = buf.array("normals", rgb_shape, np.float32)
                 if out_size[0] >= src.shape[0] and out_size[1] >= src.shape[1]:
                     normalize_and_orient(n, rays_src)
                     normals = _resize_into(n, dst)  # nearest: unit length kept exactly
@@ -351,12 +350,11 @@ class Pipeline:
                         if flipped.size:
                             again = normals.reshape(-1, 3)[flipped][None]
                             normals_rgb.reshape(-1, 3)[flipped] = normals_to_rgb(again)[0]
-                        coded = True
                 else:  # shrinking: average (linear), then normalise at the output size
                     orient_towards_camera(n, rays_src)
                     cv2.resize(n, out_size[::-1], dst=dst, interpolation=cv2.INTER_LINEAR)
                     normals = normalize_and_orient(dst, pixel_rays(K_out, *out_size))
-            if normals_color and not coded:
+            if normals_color and normals_rgb is None:  # not coded at the network size
                 normals_rgb = normals_to_rgb(
                     normals,
                     out=buf.array("normals.color", rgb_shape, np.uint8),
