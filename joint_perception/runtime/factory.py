@@ -233,8 +233,9 @@ def create_backend(
             TensorRT; ``fp16``, ``channels_last``, ``cuda_graphs``, ``intra_op_threads`` for
             torch; ``providers``, ``intra_op_threads``, ``intra_op_spinning`` for ONNX
             Runtime; ``outputs``, the network outputs to compute, for ONNX Runtime (the rest
-            of the graph pruned) and torch; TensorRT engines compute every output); each backend receives the ones its constructor accepts, so a fallback
-            backend ignores the TensorRT ones. :data:`THREAD_OPTIONS` are the CPU threading
+            of the graph pruned) and torch; TensorRT engines compute every output); each
+            backend receives the ones its constructor accepts, so a fallback backend ignores
+            the TensorRT ones. :data:`THREAD_OPTIONS` are the CPU threading
             ones (0/None threads = :mod:`joint_perception.runtime.threads`' machine default).
 
     Returns:
