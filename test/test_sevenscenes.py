@@ -112,8 +112,10 @@ def _write_sequence(folder: Path, poses_world, K_depth, world_from_room):
     for i, T in enumerate(poses_world):
         depth, cls = _render_room(room_from_world @ T, K_depth)
         mm = np.clip(np.rint(depth * 1000), 0, 65534).astype(np.uint16)
-        cv2.imwrite(str(folder / f"frame-{i:06d}.depth.png"), mm)
-        cv2.imwrite(str(folder / f"frame-{i:06d}.color.jpg"), np.full((480, 640, 3), 128, np.uint8))
+        grey = np.full((480, 640, 3), 128, np.uint8)
+        # cv2.imwrite reports a failed write (e.g. a full disk) only by returning False
+        assert cv2.imwrite(str(folder / f"frame-{i:06d}.depth.png"), mm)
+        assert cv2.imwrite(str(folder / f"frame-{i:06d}.color.jpg"), grey)
         np.savetxt(folder / f"frame-{i:06d}.pose.txt", T)
         classes.append(cls)
     return classes
