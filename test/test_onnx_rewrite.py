@@ -166,6 +166,25 @@ def test_graphs_outside_the_pattern_are_left_alone(kwargs):
     assert model.SerializeToString() == before
 
 
+def test_graphs_without_a_class_axis_tail_skip_shape_inference(monkeypatch):
+    """A graph with no Resize, or no ArgMax/Reduce*, is returned before the (start-up costly)
+    shape inference; one with the tail is inferred and rewritten."""
+    from onnx import shape_inference
+
+    calls = []
+    real = shape_inference.infer_shapes
+    monkeypatch.setattr(
+        shape_inference, "infer_shapes", lambda m, *a, **k: calls.append(1) or real(m, *a, **k)
+    )
+    no_reduce = _tail_model()
+    for n in no_reduce.graph.node:
+        if n.op_type == "ArgMax":
+            n.op_type, n.domain = "Identity", ""
+            del n.attribute[:]
+    assert channels_last_class_tail(no_reduce) == 0 and calls == []
+    assert channels_last_class_tail(_tail_model()) == 1 and calls == [1]
+
+
 def test_backend_rewrites_the_cpu_tail(tiny_model_dir):
     """The backend runs the rewritten tail with and without confidence; labels, depth and
     normals are the file's own graph's exactly, confidence to 2e-6."""

@@ -67,6 +67,9 @@ def channels_last_class_tail(model) -> int:
     if opset < 13:
         return 0
     graph = model.graph
+    ops = {n.op_type for n in graph.node}
+    if "Resize" not in ops or not ops & (_REDUCE | {"ArgMax", "ArgMin"}):
+        return 0  # no tail to rewrite: spare the shape inference (backend start-up)
     if any(a.g.node or a.graphs for n in graph.node for a in n.attribute):
         return 0  # If/Loop/Scan bodies read outer tensors without naming them as inputs
     try:
