@@ -209,3 +209,29 @@ def test_peak_search_on_a_node_slowed_on_purpose(shared_data, tmp_path):
     assert any(t["missed_fraction"] > 0.05 for t in trials)
     assert s["performance"]["MISSED_FRAME_FRACTION"] <= 0.05  # summary = best passing trial
     assert s["frames_in"] == frames_per_trial
+
+
+def test_a_full_output_disk_stops_recording_with_a_clear_error(tmp_path, capsys):
+    """Recording stops before the output disk would have less than --disk-reserve-mb free:
+    replay exits 1 naming the cause, removes its partial bag and keeps an earlier run's bag
+    and summary. (Synthetic bag, tiny model; the reserve is set above the free space.)"""
+    import shutil
+
+    from joint_perception.data.synthetic_bag import make_synthetic_bag
+
+    bag = make_synthetic_bag(tmp_path / "bag", frames=3, height=96, width=128, rate_hz=4.0)
+    model = export_tiny_model(tmp_path / "model")
+    out = tmp_path / "out"
+    args = ["--bag", str(bag), "--out", str(out), "--no-progress", "--no-report"]
+    args += ["--set", f"model:={model}", "--set", "backend:=onnxruntime"]
+    assert main(args) == 0
+    before = {p: p.read_bytes() for p in (out / "summary.json", out / "output" / "replay_run.json")}
+    capsys.readouterr()
+
+    free_mb = shutil.disk_usage(tmp_path).free / 2**20
+    assert main([*args, "--disk-reserve-mb", str(free_mb + 1024)]) == 1
+    err = capsys.readouterr().err
+    assert "replay: error:" in err and "recording the output bag stopped after 0 MiB" in err
+    assert "kept free (--disk-reserve-mb)" in err and "is untouched" in err
+    assert not (out / "output.partial").exists()
+    assert {p: p.read_bytes() for p in before} == before

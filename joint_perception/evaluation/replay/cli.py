@@ -86,6 +86,14 @@ def _add_topic_arguments(ap: argparse.ArgumentParser) -> None:
         help="ground-truth labels topic in the bag (mono8/mono16 class ids)",
     )
     ap.add_argument("--no-report", action="store_true", help="skip report.html/report.md")
+    ap.add_argument(
+        "--disk-reserve-mb",
+        type=float,
+        default=ReplayOptions.disk_reserve_mb,
+        help="free space kept on the output disk: recording stops before less is left, and "
+        "replay fails, removing its partial bag (default %(default)g MiB; every output of a "
+        "640x480 frame is ~12 MB)",
+    )
     ap.add_argument("--no-progress", action="store_true")
 
 
@@ -113,6 +121,8 @@ def _check(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         ap.error("give either --labels-dir or --labels-topic, not both")
     if a.intra_op_threads < 0:
         ap.error(f"--intra-op-threads must be >= 0, got {a.intra_op_threads}")
+    if a.disk_reserve_mb < 0:
+        ap.error(f"--disk-reserve-mb must be >= 0, got {a.disk_reserve_mb}")
     if a.params is not None and not a.params.is_file():
         ap.error(f"--params: no such file {a.params}")
 
@@ -149,6 +159,7 @@ def _options(a: argparse.Namespace) -> ReplayOptions:
         peak_min_rate_hz=a.peak_min_rate,
         peak_max_rate_hz=a.peak_max_rate,
         peak_frames=a.peak_frames,
+        disk_reserve_mb=a.disk_reserve_mb,
     )
 
 
@@ -175,13 +186,14 @@ def _print_summary(s: dict, a: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console script ``replay``; returns the exit code: 0, or 1 for a bad bag, topics or
-    labelled folder or a node failure. Bad arguments exit through argparse (status 2)."""
+    labelled folder, a node failure or an output disk that filled up. Bad arguments exit
+    through argparse (status 2)."""
     ap = build_parser()
     a = ap.parse_args(argv)
     _check(ap, a)
     try:
         s = replay(_options(a))
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:
         print(f"replay: error: {exc}", file=sys.stderr)
         return 1
     _print_summary(s, a)

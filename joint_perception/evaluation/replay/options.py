@@ -36,3 +36,5 @@ class ReplayOptions:
     peak_min_rate_hz: float = 2.0
     peak_max_rate_hz: float = 64.0
     peak_frames: int = 30
+    #: free space (MiB) kept on the output bag's file system: recording stops before using it
+    disk_reserve_mb: float = 256.0

@@ -3,11 +3,15 @@
 :class:`Recorder` is one rclpy node. Its callbacks only note each output's arrival time per
 header stamp and queue the raw CDR; a writer thread writes the output bag (MCAP), so bag
 writing delays neither the arrival times nor, through reliable QoS back-pressure, the node.
+The writer never fills the disk: it stops before the file system would have less than a
+reserve left (or at the first write error) and says why in :attr:`Recorder.write_error`.
 """
 
 from __future__ import annotations
 
+import errno
 import queue
+import shutil
 import threading
 import time
 from collections import defaultdict
@@ -39,6 +43,11 @@ class Recorder:
     per 640x480 frame (about 35 ms here) neither delays the arrival times of the following
     messages nor, through reliable QoS back-pressure, the node. Call :meth:`close` to finish
     the bag (it writes what is still queued).
+
+    Before each write the writer checks the free space of the bag's file system: a message
+    that would leave less than ``disk_reserve_bytes`` free (or a write that fails) stops the
+    recording. Later messages are still timed but not kept (no queue growth);
+    :attr:`write_error` says what stopped it and :attr:`bytes_written` how much was written.
     """
 
     def __init__(
@@ -48,6 +57,7 @@ class Recorder:
         input_topics: dict[str, str],
         image_msgtype: str,
         bag_dir: Path,
+        disk_reserve_bytes: int = 256 * 2**20,
     ) -> None:
         from rclpy.node import Node
         from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -60,7 +70,12 @@ class Recorder:
         self.pub_info = self.node.create_publisher(
             get_message("sensor_msgs/msg/CameraInfo"), input_topics["camera_info"], reliable
         )
-        self._open_bag(bag_dir)
+        self.bag_dir = Path(bag_dir)
+        self.disk_reserve_bytes = int(disk_reserve_bytes)
+        self.write_error: str | None = None
+        self.bytes_written = 0
+        self.bytes_received = 0  # output messages (CDR bytes), kept or not
+        self._open_bag(self.bag_dir)
         self._lock = threading.Lock()
         self.received: dict[str, dict[int, float]] = defaultdict(dict)
         self.frame_ids: dict[str, set[str]] = defaultdict(set)
@@ -124,6 +139,7 @@ class Recorder:
             with self._lock:
                 self.received[rel].setdefault(stamp, now)
                 self.frame_ids[rel].add(frame_id)
+                self.bytes_received += len(raw)
             self._queue.put((conn, time.time_ns(), raw))
 
         return cb
@@ -138,7 +154,25 @@ class Recorder:
 
     def _write_loop(self) -> None:
         while (item := self._queue.get()) is not None:
-            self._writer.write(*item)
+            if self.write_error is not None:
+                continue  # recording stopped: drop what arrives (no queue growth)
+            try:
+                self._check_space(len(item[2]))
+                self._writer.write(*item)
+                self.bytes_written += len(item[2])
+            except OSError as exc:
+                self.write_error = exc.strerror or str(exc)
+
+    def _check_space(self, nbytes: int) -> None:
+        """Raise ``OSError(ENOSPC)`` when writing ``nbytes`` would leave less than the reserve
+        free on the bag's file system."""
+        free = shutil.disk_usage(self.bag_dir).free
+        if free - nbytes < self.disk_reserve_bytes:
+            raise OSError(
+                errno.ENOSPC,
+                f"{free / 2**20:.0f} MiB free on the output disk, "
+                f"{self.disk_reserve_bytes / 2**20:.0f} MiB kept free (--disk-reserve-mb)",
+            )
 
     # ------------------------------------------------------------------ queries
     def matched(self) -> bool:
@@ -158,6 +192,11 @@ class Recorder:
         with self._lock:
             return dict(self.received.get(rel, {}))
 
+    def frames_received(self) -> int:
+        """Frames with at least one output message (the most stamps of any output topic)."""
+        with self._lock:
+            return max((len(v) for v in self.received.values()), default=0)
+
     def count(self, rel: str, stamps=None) -> int:
         """Messages received on ``rel`` (only those whose stamp is in ``stamps``, if given)."""
         with self._lock:
@@ -165,10 +204,16 @@ class Recorder:
             return len(got) if stamps is None else sum(1 for s in stamps if s in got)
 
     def close(self) -> None:
-        """Stop receiving, write the queued messages and close the bag."""
+        """Stop receiving, write the queued messages and close the bag (a failure to close
+        it is kept in :attr:`write_error`, not raised)."""
         self._executor.shutdown()
         self._spin.join(5)
         self._queue.put(None)
         self._write_thread.join()
-        self._writer.close()
+        try:
+            self._writer.close()
+        except Exception as exc:  # noqa: BLE001 - a writer a failed write left inconsistent
+            if self.write_error is None and not isinstance(exc, OSError):
+                raise
+            self.write_error = self.write_error or f"closing the bag: {exc}"
         self.node.destroy_node()

@@ -11,11 +11,14 @@ already written (same ``run_id``) and discards any other partial bag. A replay k
 recording leaves ``output.partial/output.partial.mcap`` without its footer:
 :func:`recover_partial` (``replay --recover DIR``) makes it readable by ``rosbags``
 (``rosbags.rosbag2.Reader(<the .mcap file>)``). Temporaries of killed writes are removed at
-start.
+start. A recording stopped by a full output disk (``ReplayOptions.disk_reserve_mb``, see
+:class:`~joint_perception.evaluation.replay.recorder.Recorder`) fails the run: the partial bag
+is removed and the previous bag and summary are kept.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -129,6 +132,29 @@ def recover_partial(out: str | os.PathLike) -> Path:
     return mcap
 
 
+def _check_recorded(recorder, partial: Path, out: Path) -> None:
+    """Raise ``OSError(ENOSPC)`` (after removing the partial bag, to give its space back) when
+    the recorder stopped writing the output bag; ``out/output`` of an earlier run is kept."""
+    if recorder.write_error is None:
+        return
+    shutil.rmtree(partial, ignore_errors=True)
+    frames = recorder.frames_received()
+    per_frame = (
+        f"; the outputs of one frame are ~{recorder.bytes_received / frames / 2**20:.1f} MiB"
+        if frames
+        else ""
+    )
+    kept = (
+        f" ({out / OUTPUT}, an earlier run's bag, is untouched)" if (out / OUTPUT).is_dir() else ""
+    )
+    raise OSError(
+        errno.ENOSPC,
+        f"recording the output bag stopped after {recorder.bytes_written / 2**20:.0f} MiB: "
+        f"{recorder.write_error}{per_frame}. The partial bag was removed{kept}; free space "
+        "or give --out on a larger disk",
+    )
+
+
 def _swap_bag(partial: Path, out: Path, run_id: str) -> Path:
     """Replace ``out/output`` with the finished bag ``partial`` in one step; returns it."""
     atomic_write_json(partial / RUN_FILE, {"run_id": run_id})
@@ -146,6 +172,8 @@ def replay(opts: ReplayOptions) -> dict:
     Raises:
         FileNotFoundError / ValueError: bad bag, topics or labelled folder.
         RuntimeError: the node exited early or its topics never matched (log tail included).
+        OSError: the output bag could not be written: ``errno.ENOSPC`` when recording stopped
+            at the disk reserve or a failed write (the partial bag is removed first).
     """
     from joint_perception.allocator import keep_freed_memory
     from joint_perception.data.rosbag_io import bag_sha256
@@ -159,6 +187,7 @@ def replay(opts: ReplayOptions) -> dict:
     partial = out / PARTIAL
     run_id = uuid.uuid4().hex
     m = _measure(opts, frames, image_type, partial)
+    _check_recorded(m.session.recorder, partial, out)
     final = out / OUTPUT
     summary = m.summary
     summary.update(

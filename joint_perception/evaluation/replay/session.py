@@ -75,7 +75,12 @@ class ReplaySession:
                 "camera_info": opts.topics.camera_info,
             }
             self.recorder = Recorder(
-                self.context, opts.namespace, inputs, self.image_msgtype, self.bag_dir
+                self.context,
+                opts.namespace,
+                inputs,
+                self.image_msgtype,
+                self.bag_dir,
+                disk_reserve_bytes=int(opts.disk_reserve_mb * 2**20),
             )
             self._wait_until_matched()
         except BaseException:
