@@ -211,24 +211,51 @@ def test_peak_search_on_a_node_slowed_on_purpose(shared_data, tmp_path):
     assert s["frames_in"] == frames_per_trial
 
 
-def test_a_full_output_disk_stops_recording_with_a_clear_error(tmp_path, capsys):
-    """Recording stops before the output disk would have less than --disk-reserve-mb free:
-    replay exits 1 naming the cause, removes its partial bag and keeps an earlier run's bag
-    and summary. (Synthetic bag, tiny model; the reserve is set above the free space.)"""
-    import shutil
-
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory):
+    """A finished replay of a 3-frame synthetic bag (96x128) with a tiny model: (args, out)."""
     from joint_perception.data.synthetic_bag import make_synthetic_bag
 
-    bag = make_synthetic_bag(tmp_path / "bag", frames=3, height=96, width=128, rate_hz=4.0)
-    model = export_tiny_model(tmp_path / "model")
-    out = tmp_path / "out"
+    root = tmp_path_factory.mktemp("synthetic_replay")
+    bag = make_synthetic_bag(root / "bag", frames=3, height=96, width=128, rate_hz=4.0)
+    model = export_tiny_model(root / "model")
+    out = root / "out"
     args = ["--bag", str(bag), "--out", str(out), "--no-progress", "--no-report"]
     args += ["--set", f"model:={model}", "--set", "backend:=onnxruntime"]
     assert main(args) == 0
+    return args, out
+
+
+def test_the_output_bag_file_is_named_after_its_directory(synthetic_run):
+    """The finished bag is ``output/output.mcap`` (recorded as ``output.partial.mcap``) and
+    its metadata.yaml names that file: rosbags reads every message back."""
+    from rosbags.highlevel import AnyReader
+
+    _, out = synthetic_run
+    bag = out / "output"
+    assert sorted(p.name for p in bag.iterdir()) == [
+        "metadata.yaml",
+        "output.mcap",
+        "replay_run.json",
+    ]
+    with AnyReader([bag]) as reader:
+        n = sum(1 for _ in reader.messages())
+        assert n == reader.message_count > 0
+        depth = [c for c in reader.connections if c.topic == "/replay/depth/image"]
+        assert sum(1 for _ in reader.messages(connections=depth)) == 3
+
+
+def test_a_full_output_disk_stops_recording_with_a_clear_error(synthetic_run, capsys):
+    """Recording stops before the output disk would have less than --disk-reserve-mb free:
+    replay exits 1 naming the cause, removes its partial bag and keeps the earlier run's bag
+    and summary (the reserve is set above the free space)."""
+    import shutil
+
+    args, out = synthetic_run
     before = {p: p.read_bytes() for p in (out / "summary.json", out / "output" / "replay_run.json")}
     capsys.readouterr()
 
-    free_mb = shutil.disk_usage(tmp_path).free / 2**20
+    free_mb = shutil.disk_usage(out).free / 2**20
     assert main([*args, "--disk-reserve-mb", str(free_mb + 1024)]) == 1
     err = capsys.readouterr().err
     assert "replay: error:" in err and "recording the output bag stopped after 0 MiB" in err

@@ -4,7 +4,8 @@ output bag, summary, accuracy, report and the summary files.
 The output bag is recorded to ``DIR/output.partial/`` (visible, MCAP). When the session has
 ended it is closed and scored, ``summary.json``/``summary.md`` and the report are written
 (atomically, naming ``DIR/output`` and the run's ``run_id``), and only then is the bag swapped in
-as ``DIR/output`` (one atomic exchange) with a ``replay_run.json`` naming the same ``run_id``:
+as ``DIR/output`` (its file renamed ``output.mcap``; one atomic exchange) with a
+``replay_run.json`` naming the same ``run_id``:
 a kill before the swap leaves the previous bag and summary untouched beside a complete
 ``output.partial``; the next replay into ``DIR`` completes an interrupted swap whose summary is
 already written (same ``run_id``) and discards any other partial bag. A replay killed while
@@ -37,7 +38,12 @@ from joint_perception.evaluation.replay.scoring import depth_metrics, score_outp
 from joint_perception.evaluation.replay.session import ReplaySession
 from joint_perception.evaluation.replay.summary import model_metadata, summarise
 from joint_perception.evaluation.replay.topics import namespaced
-from joint_perception.io_utils import atomic_write_json, remove_stale_temps, replace_directory
+from joint_perception.io_utils import (
+    atomic_write_json,
+    atomic_write_text,
+    remove_stale_temps,
+    replace_directory,
+)
 
 DEFAULT_NUM_CLASSES = 40  # when the node's model metadata cannot be read
 
@@ -155,8 +161,31 @@ def _check_recorded(recorder, partial: Path, out: Path) -> None:
     )
 
 
+def _name_bag_file(bag: Path) -> None:
+    """Rename the finished bag's storage file ``output.partial.mcap`` (rosbags names it after
+    the directory it is recorded in) to ``output.mcap`` and update ``metadata.yaml``. A kill
+    in between leaves a partial bag without its ``replay_run.json``: discarded at the next
+    start."""
+    import yaml
+
+    old, new = f"{PARTIAL}.mcap", f"{OUTPUT}.mcap"
+    meta_path = bag / "metadata.yaml"
+    if not (bag / old).is_file() or not meta_path.is_file():
+        return
+    meta = yaml.safe_load(meta_path.read_text())
+    info = meta["rosbag2_bagfile_information"]
+    info["relative_file_paths"] = [new if p == old else p for p in info["relative_file_paths"]]
+    for f in info.get("files") or []:
+        if f.get("path") == old:
+            f["path"] = new
+    os.replace(bag / old, bag / new)
+    atomic_write_text(meta_path, yaml.safe_dump(meta, sort_keys=False))
+
+
 def _swap_bag(partial: Path, out: Path, run_id: str) -> Path:
-    """Replace ``out/output`` with the finished bag ``partial`` in one step; returns it."""
+    """Replace ``out/output`` with the finished bag ``partial`` (its file renamed
+    ``output.mcap``) in one step; returns it."""
+    _name_bag_file(partial)
     atomic_write_json(partial / RUN_FILE, {"run_id": run_id})
     return replace_directory(partial, out / OUTPUT)
 
