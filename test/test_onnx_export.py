@@ -158,3 +158,77 @@ def test_cli_exports_lightning_checkpoint(tmp_path, capsys):
     torch.save({"weights": 1}, tmp_path / "bad.ckpt")
     assert main(["--checkpoint", str(tmp_path / "bad.ckpt"), "--out", str(tmp_path / "g")]) == 1
     assert "bad.ckpt: neither a model.pt" in capsys.readouterr().err
+
+
+def test_cli_reexport_keeps_the_canonical_focal_and_input_size(exported, tmp_path, caplog):
+    """Re-exporting an exported model (its directory or model.pt) keeps its canonical focal
+    (the runtime's per-camera depth rescale) and, unless given, its input size; a size given
+    on the command line changes the input only (the focal is in pixels at any input size)."""
+    _, out, _, _ = exported
+    assert main(["--checkpoint", str(out), "--out", str(tmp_path / "same")]) == 0
+    meta = json.loads((tmp_path / "same" / "metadata.json").read_text())
+    assert meta["canonical_focal"] == 130.0
+    assert (meta["input_height"], meta["input_width"]) == (H, W)
+    args = ["--checkpoint", str(out / "model.pt"), "--out", str(tmp_path / "big")]
+    assert main([*args, "--height", "240", "--width", "320"]) == 0
+    meta = json.loads((tmp_path / "big" / "metadata.json").read_text())
+    assert meta["canonical_focal"] == 130.0 and meta["input_width"] == 320
+    assert "no canonical focal" not in caplog.text
+
+
+def test_cli_reads_a_run_checkpoint_s_config_and_warns_without_one(tmp_path, caplog):
+    """A Lightning checkpoint in <run_dir>/checkpoints/ takes input_size and
+    data.canonical_focal from the run's config.yaml; a bare checkpoint exports without a
+    canonical focal and says so."""
+    import yaml
+
+    from joint_perception.models.serialization import checkpoint_context
+
+    model = build_model("realtime", tasks=["depth"], decoder_channels=16, head_channels=8)
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    hp = {"model": {"name": "realtime", **model.config()}}
+    torch.save(
+        {
+            "state_dict": {"model." + k: v for k, v in model.state_dict().items()},
+            "hyper_parameters": hp,
+        },
+        ckpt,
+    )
+    cfg = {"input_size": [96, 128], "data": {"canonical_focal": 77.5}}
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
+    ctx = checkpoint_context(ckpt)
+    assert (ctx.input_size, ctx.canonical_focal, ctx.source) == (
+        (96, 128),
+        77.5,
+        run / "config.yaml",
+    )
+    assert main(["--checkpoint", str(ckpt), "--out", str(tmp_path / "e")]) == 0
+    meta = json.loads((tmp_path / "e" / "metadata.json").read_text())
+    assert meta["canonical_focal"] == 77.5
+    assert (meta["input_height"], meta["input_width"]) == (96, 128)
+
+    bare = tmp_path / "bare.ckpt"
+    bare.write_bytes(ckpt.read_bytes())
+    assert checkpoint_context(bare) == type(ctx)()
+    assert main(["--checkpoint", str(bare), "--out", str(tmp_path / "b")]) == 0
+    meta = json.loads((tmp_path / "b" / "metadata.json").read_text())
+    assert meta["canonical_focal"] is None and meta["input_width"] == 320
+    assert "no canonical focal length found beside" in caplog.text
+    (run / "config.yaml").write_text("input_size: [96, 128\n")
+    with pytest.raises(ValueError, match="config.yaml: not readable YAML"):
+        checkpoint_context(ckpt)
+
+
+def test_evaluate_a_model_pt_with_its_canonical_focal(exported):
+    """evaluate's checkpoint path reads model.pt's metadata.json: the same depth as the
+    exported graph for a camera with another focal length (was: no rescale)."""
+    from joint_perception.evaluation.evaluate import load_model
+
+    _, out, _, _ = exported
+    rgb = np.random.default_rng(0).integers(0, 255, (H, W, 3), np.uint8)
+    K = np.array([[260.0, 0, W / 2], [0, 260.0, H / 2], [0, 0, 1]])
+    torch_depth = load_model(out / "model.pt").run(rgb, K, want=("depth",)).depth
+    onnx_depth = load_model(out, "onnxruntime", intra_op_threads=1).run(rgb, K, want=("depth",))
+    np.testing.assert_allclose(torch_depth, onnx_depth.depth, rtol=1e-4, atol=1e-4)

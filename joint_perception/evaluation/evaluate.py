@@ -78,20 +78,15 @@ class CheckpointBackend(Backend):
 
 
 def _checkpoint_metadata(model, path: Path, input_size: Sequence[int] | None) -> ModelMetadata:
-    """Metadata for a checkpoint: input size / canonical focal from the run's config.yaml
-    (``<run_dir>/checkpoints/x.ckpt`` -> ``<run_dir>/config.yaml``) unless given."""
+    """Metadata for a checkpoint: input size and canonical focal from the files around it
+    (:func:`~joint_perception.models.serialization.checkpoint_context`), the size unless
+    given."""
+    from joint_perception.models.serialization import checkpoint_context
     from joint_perception.nyuv2_classes import default_class_names
 
-    cfg: dict[str, Any] = {}
-    for cand in (path.parent.parent / "config.yaml", path.parent / "config.yaml"):
-        if cand.exists():
-            import yaml
-
-            cfg = yaml.safe_load(cand.read_text()) or {}
-            break
-    size = input_size or cfg.get("input_size") or (240, 320)
+    ctx = checkpoint_context(path)
+    size = input_size or ctx.input_size or (240, 320)
     names = default_class_names(model.num_classes) if "segmentation" in model.tasks else []
-    focal = (cfg.get("data") or {}).get("canonical_focal")
     return ModelMetadata(
         architecture=model.arch,
         tasks=list(model.tasks),
@@ -101,7 +96,7 @@ def _checkpoint_metadata(model, path: Path, input_size: Sequence[int] | None) ->
         std=list(model.std),
         class_names=names,
         max_depth=float(model.max_depth),
-        canonical_focal=float(focal) if focal else None,
+        canonical_focal=ctx.canonical_focal,
     )
 
 

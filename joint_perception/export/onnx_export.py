@@ -28,6 +28,8 @@ and not empty is refused rather than replaced. The directory holds:
 Console script ``export_onnx --checkpoint CKPT_OR_MODEL_PT --out DIR [--height H --width W
 --opset N]`` accepts a Lightning checkpoint or a ``model.pt``; both are read with
 ``weights_only=True`` only (a file with other pickled objects is refused with a message naming it, exit status 1).
+The input size (unless given) and the canonical focal come from the files around the
+checkpoint (:func:`joint_perception.models.serialization.checkpoint_context`).
 """
 
 from __future__ import annotations
@@ -56,7 +58,11 @@ from joint_perception.io_utils import (
 from joint_perception.metadata import ModelMetadata
 from joint_perception.models.base import JointModel
 from joint_perception.models.deploy import DeployWrapper
-from joint_perception.models.serialization import MODEL_PT, load_checkpoint_model
+from joint_perception.models.serialization import (
+    MODEL_PT,
+    checkpoint_context,
+    load_checkpoint_model,
+)
 from joint_perception.nyuv2_classes import default_class_names
 
 log = logging.getLogger(__name__)
@@ -322,20 +328,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="export_onnx", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", required=True, help="Lightning .ckpt, model.pt or its dir")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--height", type=int, default=240)
-    parser.add_argument("--width", type=int, default=320)
+    parser.add_argument(
+        "--height",
+        type=int,
+        default=None,
+        help="network input height (default: the checkpoint's training size, else 240)",
+    )
+    parser.add_argument(
+        "--width",
+        type=int,
+        default=None,
+        help="network input width (default: the checkpoint's training size, else 320)",
+    )
     parser.add_argument("--opset", type=int, default=17)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         model = load_checkpoint_model(args.checkpoint)
-        path, meta = export_onnx(
-            model,
-            args.out,
-            (args.height, args.width),
-            args.opset,
-            metadata_overrides={"training": {"checkpoint": str(args.checkpoint)}},
-        )
+        ctx = checkpoint_context(args.checkpoint)
+        trained = ctx.input_size or (240, 320)
+        size = (args.height or trained[0], args.width or trained[1])
+        overrides: dict[str, Any] = {"training": {"checkpoint": str(args.checkpoint)}}
+        if ctx.canonical_focal:
+            overrides["canonical_focal"] = ctx.canonical_focal
+        else:
+            log.warning(
+                "no canonical focal length found beside %s (an exported model's metadata.json "
+                "or the training run's config.yaml): the export's depth will not be rescaled "
+                "for each camera's focal length",
+                args.checkpoint,
+            )
+        path, meta = export_onnx(model, args.out, size, args.opset, metadata_overrides=overrides)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"export_onnx: error: {exc}", file=sys.stderr)
         return 1

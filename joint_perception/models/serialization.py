@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,14 @@ from joint_perception.weights_io import load_weights
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MODEL_PT", "load_torch_model", "load_checkpoint_model", "migrate_state_dict"]
+__all__ = [
+    "MODEL_PT",
+    "CheckpointContext",
+    "checkpoint_context",
+    "load_torch_model",
+    "load_checkpoint_model",
+    "migrate_state_dict",
+]
 
 #: file name of the torch weights inside an export directory
 MODEL_PT = "model.pt"
@@ -136,3 +144,61 @@ def load_checkpoint_model(path: str | Path) -> JointModel:
         f"{path}: neither a model.pt (architecture/config/state_dict) nor a Lightning "
         f"checkpoint (state_dict + hyper_parameters); keys {sorted(obj)[:8]}"
     )
+
+
+@dataclass(frozen=True)
+class CheckpointContext:
+    """What the files around a checkpoint say about how its network was trained.
+
+    Attributes:
+        input_size: (H, W) network input in pixels, or None when nothing says.
+        canonical_focal: focal length in pixels at the network input that depth was trained
+            for (``ModelMetadata.canonical_focal``), or None (no per-camera rescale).
+        source: the file these were read from, or None.
+    """
+
+    input_size: tuple[int, int] | None = None
+    canonical_focal: float | None = None
+    source: Path | None = None
+
+
+def checkpoint_context(path: str | Path) -> CheckpointContext:
+    """Training facts of a checkpoint that its weights do not hold.
+
+    * ``model.pt`` of an exported model directory (or the directory): its ``metadata.json``;
+    * a Lightning ``.ckpt`` in ``<run_dir>/checkpoints/`` (or beside ``config.yaml``): the
+      run's resolved ``config.yaml`` (``input_size``, ``data.canonical_focal``);
+    * anything else: an empty context.
+
+    A depth network trained with a canonical focal predicts depth for that focal (in pixels
+    at its input, whatever the input size): exports and evaluations of the checkpoint must
+    carry it, or the runtime cannot rescale depth for the actual camera.
+
+    Raises:
+        ValueError: a ``metadata.json`` or ``config.yaml`` that cannot be read (names it).
+    """
+    import yaml
+
+    p = Path(path)
+    model_dir = p if p.is_dir() else p.parent
+    if (p.is_dir() or p.name == MODEL_PT) and (model_dir / "metadata.json").is_file():
+        meta = load_metadata(model_dir)
+        return CheckpointContext(
+            (meta.input_height, meta.input_width), meta.canonical_focal, model_dir / "metadata.json"
+        )
+    for cand in (p.parent.parent / "config.yaml", p.parent / "config.yaml"):
+        if cand.is_file():
+            try:
+                cfg = yaml.safe_load(cand.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ValueError(f"{cand}: not readable YAML ({exc})") from exc
+            if not isinstance(cfg, Mapping):
+                raise ValueError(f"{cand}: not a training config (a mapping)")
+            size = cfg.get("input_size")
+            focal = (cfg.get("data") or {}).get("canonical_focal")
+            return CheckpointContext(
+                (int(size[0]), int(size[1])) if size else None,
+                float(focal) if focal else None,
+                cand,
+            )
+    return CheckpointContext()
