@@ -15,8 +15,8 @@ so numbers are comparable with Isaac ROS results:
 This module is ROS-free: it paces any ``publish(i)`` callable (:func:`pace`,
 :func:`pace_schedule`), rewrites header
 stamps so that a bag can be looped to any frame count with unique stamps (:func:`restamp_cdr`,
-:func:`loop_schedule`), samples a process's CPU time and resident memory from ``/proc``
-(:class:`ProcessMonitor`; psutil is not used) and searches the highest sustainable rate
+:func:`loop_schedule`), samples a process's CPU time and resident memory with psutil
+(:class:`ProcessMonitor`) and searches the highest sustainable rate
 (:func:`find_peak_rate`).
 """
 

@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--calib-bag", help="rosbag2 directory with camera images for calibration/gate"
     )
     src.add_argument(
-        "--calib-dataset", help="data set name (e.g. nyuv2) for calibration/gate frames"
+        "--calib-dataset", help="data set name (e.g. nyu_folder) for calibration/gate frames"
     )
     p.add_argument("--calib-root", help="data set root directory (with --calib-dataset)")
     p.add_argument("--calib-split", default="train", help="data set split (with --calib-dataset)")
