@@ -262,3 +262,91 @@ def test_a_full_output_disk_stops_recording_with_a_clear_error(synthetic_run, ca
     assert "kept free (--disk-reserve-mb)" in err and "is untouched" in err
     assert not (out / "output.partial").exists()
     assert {p: p.read_bytes() for p in before} == before
+
+
+def _cli_error(argv, capsys) -> str:
+    """The replay parser's error (exit status 2) for ``argv`` (no node is started)."""
+    from joint_perception.evaluation.replay import cli
+
+    ap = cli.build_parser()
+    with pytest.raises(SystemExit) as exc:
+        cli._check(ap, ap.parse_args(argv))
+    assert exc.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--rate", "nan"], "--rate must be a finite number > 0"),
+        (["--rate", "inf"], "--rate must be a finite number > 0"),
+        (["--set", "backend=torch"], "write NAME:=VALUE"),
+        (["--set", "bogus:=1"], "the perception node has no parameter bogus"),
+        (["--set", "max_dept:=4"], "max_dept (did you mean max_depth?)"),
+    ],
+)
+def test_replay_refuses_bad_rates_and_node_parameters_up_front(tmp_path, capsys, extra, message):
+    argv = ["--bag", str(tmp_path), "--out", str(tmp_path / "o"), *extra]
+    assert message in _cli_error(argv, capsys)
+
+
+def test_replay_checks_a_parameter_file_as_rcl_would_apply_it(tmp_path, capsys):
+    """A section for another node name (rclpy would ignore it), unknown names in a section
+    that applies, and YAML rcl cannot parse are refused; '/**' and '/**/perception_node'
+    sections with the node's parameters pass."""
+    base = ["--bag", str(tmp_path), "--out", str(tmp_path / "o"), "--params"]
+    f = tmp_path / "p.yaml"
+    f.write_text("perception_node:\n  ros__parameters:\n    max_depth: 5.0\n")
+    assert "no section applies to the replay's node /replay/perception_node" in _cli_error(
+        [*base, str(f)], capsys
+    )
+    f.write_text("/**:\n  ros__parameters:\n    backnd: torch\n")
+    assert "no parameter backnd (did you mean backend?)" in _cli_error([*base, str(f)], capsys)
+    f.write_text("/**:\n  ros__parameters: [\n")
+    assert "not valid YAML" in _cli_error([*base, str(f)], capsys)
+    f.write_text("/**:\n  max_depth: 5.0\n")
+    assert "not a ROS 2 parameter file" in _cli_error([*base, str(f)], capsys)
+
+    from joint_perception.evaluation.replay import cli
+
+    f.write_text(
+        "/**:\n  ros__parameters:\n    qos:\n      input:\n        depth: 2\n"
+        "/**/perception_node:\n  ros__parameters:\n    max_depth: 5.0\n"
+        "/other_node:\n  ros__parameters:\n    anything: 1\n"
+    )
+    ap = cli.build_parser()
+    cli._check(ap, ap.parse_args([*base, str(f)]))  # no SystemExit
+
+
+def test_replay_needs_the_camera_info_topic_and_a_named_depth_topic(tmp_path):
+    """A bag without the CameraInfo topic is refused before the node starts (it would skip
+    every frame); a depth topic named on the command line must exist (the default one may
+    be absent: no depth metrics)."""
+    from joint_perception.data.synthetic_bag import make_synthetic_bag
+    from joint_perception.evaluation.replay.options import ReplayOptions
+    from joint_perception.evaluation.replay.scoring import _references
+    from joint_perception.evaluation.replay.topics import ReplayTopics
+
+    bag = make_synthetic_bag(tmp_path / "bag", frames=1, height=48, width=64)
+    with pytest.raises(ValueError, match="no topic '/nope' \\(bag has: .*camera_info"):
+        load_input_frames(bag, ReplayTopics(camera_info="/nope"))
+    named = ReplayOptions(bag=bag, out=tmp_path / "o", topics=ReplayTopics(depth="/nope"))
+    with pytest.raises(ValueError, match="no depth on '/nope'"):
+        _references(named, 40)
+    assert _references(ReplayOptions(bag=bag, out=tmp_path / "o"), 40) is not None
+
+
+def test_a_run_without_any_output_fails_and_keeps_the_earlier_results(synthetic_run, capsys):
+    """Every frame skipped by the node (here: a 16UC1 depth topic replayed as the camera)
+    is a failed run: exit 1 with the node's warnings, the earlier bag and summary kept."""
+    from joint_perception.data.rosbag_io import BagTopics
+
+    args, out = synthetic_run
+    before = {p: p.read_bytes() for p in (out / "summary.json", out / "output" / "replay_run.json")}
+    capsys.readouterr()
+    assert main([*args, "--image-topic", BagTopics.depth]) == 1
+    err = capsys.readouterr().err
+    assert "the node published no output for the 3 frames sent" in err
+    assert "16UC1" in err, err
+    assert not (out / "output.partial").exists()
+    assert {p: p.read_bytes() for p in before} == before

@@ -50,9 +50,10 @@ def _read_bag(
 
     with AnyReader([bag]) as reader:
         conns = [c for c in reader.connections if c.topic in (image_topic, info_topic)]
-        if not any(c.topic == image_topic for c in conns):
-            have = ", ".join(sorted({c.topic for c in reader.connections}))
-            raise ValueError(f"{bag}: no topic {image_topic!r} (bag has: {have})")
+        have = ", ".join(sorted({c.topic for c in reader.connections}))
+        for topic in (image_topic, info_topic):  # the node skips every image without K
+            if not any(c.topic == topic for c in conns):
+                raise ValueError(f"{bag}: no topic {topic!r} (bag has: {have})")
         msgtype = next(c.msgtype for c in conns if c.topic == image_topic)
         infos: dict[int, bytes] = {}
         images: list[_RawImage] = []
@@ -88,7 +89,8 @@ def load_input_frames(
 
     Raises:
         FileNotFoundError: no such bag.
-        ValueError: the image topic is not in the bag (message lists its topics).
+        ValueError: the image or CameraInfo topic is not in the bag (message lists its
+            topics).
     """
     topics = topics or ReplayTopics()
     bag = Path(bag)

@@ -9,13 +9,16 @@ replay --bag ../shared/data/bags/nyuv2_test10_mcap --out out/replay [--rate 10]
 from __future__ import annotations
 
 import argparse
+import math
+import re
 import sys
 from pathlib import Path
 
 from joint_perception.evaluation.replay.markdown import fmt, versus_baselines_markdown
+from joint_perception.evaluation.replay.node_process import NODE_NAME
 from joint_perception.evaluation.replay.options import ReplayOptions
 from joint_perception.evaluation.replay.run import replay
-from joint_perception.evaluation.replay.topics import ReplayTopics
+from joint_perception.evaluation.replay.topics import ReplayTopics, namespaced
 from joint_perception.runtime.threads import add_thread_arguments, thread_options
 
 DESCRIPTION = (
@@ -107,13 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
     """Exit through ``ap.error`` (code 2) on values the parser alone does not refuse."""
-    if a.rate is not None and a.rate <= 0:
-        ap.error(f"--rate must be > 0, got {a.rate}")
+    if a.rate is not None and not (math.isfinite(a.rate) and a.rate > 0):
+        ap.error(f"--rate must be a finite number > 0, got {a.rate}")
     if a.frames is not None and a.frames < 1:
         ap.error(f"--frames must be >= 1, got {a.frames}")
     if not 0 <= a.max_missed < 1:
         ap.error(f"--max-missed must be in [0, 1), got {a.max_missed}")
-    if not 0 < a.peak_min_rate <= a.peak_max_rate:
+    if not (0 < a.peak_min_rate <= a.peak_max_rate and math.isfinite(a.peak_max_rate)):
         ap.error("need 0 < --peak-min-rate <= --peak-max-rate")
     if a.peak_frames < 3:
         ap.error("--peak-frames must be >= 3")
@@ -125,6 +128,73 @@ def _check(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
         ap.error(f"--disk-reserve-mb must be >= 0, got {a.disk_reserve_mb}")
     if a.params is not None and not a.params.is_file():
         ap.error(f"--params: no such file {a.params}")
+    _check_node_parameters(ap, a)
+
+
+def _check_node_parameters(ap: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """Refuse ``--set`` / ``--params`` the node would not get: rcl cannot parse them, or rclpy
+    would drop them without a word (unknown names, a file section for another node)."""
+    from joint_perception.ros.parameters import unknown_parameters
+
+    names = []
+    for ov in a.set:
+        name, sep, _ = ov.partition(":=")
+        if not sep or not name.strip():
+            ap.error(f"--set {ov!r}: write NAME:=VALUE (ROS 2's -p syntax)")
+        names.append(name.strip())
+    if a.params is not None:
+        names += _params_file_names(ap, a.params)
+    unknown = unknown_parameters(names)
+    if unknown:
+        ap.error(f"the perception node has no parameter {', '.join(unknown)}")
+
+
+def _params_file_names(ap: argparse.ArgumentParser, path: Path) -> list[str]:
+    """Parameter names (nested keys joined with dots) of the sections of a ROS 2 parameter
+    file that apply to the replay's node (``/**``, ``/**/perception_node`` or its full name);
+    ``ap.error`` for a file rcl cannot use or that has no such section."""
+    import yaml
+
+    fqn = namespaced(ReplayOptions.namespace, NODE_NAME)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        ap.error(f"--params {path}: not valid YAML ({str(exc).splitlines()[0]})")
+    if not isinstance(data, dict) or not all(
+        isinstance(v, dict) and "ros__parameters" in v for v in data.values()
+    ):
+        ap.error(f"--params {path}: not a ROS 2 parameter file ('/**: ros__parameters: {{...}}')")
+    names: list[str] = []
+    applying = [k for k in data if _node_key_matches(str(k), fqn)]
+    if not applying:
+        ap.error(
+            f"--params {path}: no section applies to the replay's node {fqn} (sections: "
+            f"{', '.join(map(str, data))}); name it '/**' or '/**/{NODE_NAME}'"
+        )
+
+    def walk(prefix: str, node: dict) -> None:
+        for k, v in node.items():
+            if isinstance(v, dict):
+                walk(f"{prefix}{k}.", v)
+            else:
+                names.append(f"{prefix}{k}")
+
+    for key in applying:
+        walk("", data[key]["ros__parameters"] or {})
+    return names
+
+
+def _node_key_matches(key: str, fqn: str) -> bool:
+    """rcl's node-name matching of a parameter-file key: ``/**`` = any namespaces, ``*`` = one
+    name; a key without a leading ``/`` is in the root namespace."""
+    parts = ("" if key.startswith("/") else "/") + key
+    regex = ""
+    for token in parts.split("/")[1:]:
+        if token == "**":
+            regex += "(?:/[^/]+)*"
+        else:
+            regex += "/" + "[^/]*".join(re.escape(t) for t in token.split("*"))
+    return re.fullmatch(regex, fqn) is not None
 
 
 def _thread_overrides(a: argparse.Namespace) -> list[str]:
@@ -186,8 +256,8 @@ def _print_summary(s: dict, a: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Console script ``replay``; returns the exit code: 0, or 1 for a bad bag, topics or
-    labelled folder, a node failure or an output disk that filled up. Bad arguments exit
-    through argparse (status 2)."""
+    labelled folder, a node failure or an output disk that filled up; 130 when interrupted.
+    Bad arguments exit through argparse (status 2)."""
     ap = build_parser()
     a = ap.parse_args(argv)
     _check(ap, a)
@@ -196,5 +266,13 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"replay: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            f"replay: interrupted; the node was stopped; {a.out}/output and summary.* are the "
+            "previous run's (report files may be partly this run's; the partial bag is "
+            "discarded at the next start)",
+            file=sys.stderr,
+        )
+        return 130
     _print_summary(s, a)
     return 0

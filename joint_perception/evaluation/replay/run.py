@@ -182,6 +182,23 @@ def _name_bag_file(bag: Path) -> None:
     atomic_write_text(meta_path, yaml.safe_dump(meta, sort_keys=False))
 
 
+def _check_outputs(summary: dict, node_log: Path, partial: Path) -> None:
+    """Raise RuntimeError (after removing the partial bag; an earlier run's results stay)
+    when the node published nothing for the frames sent: the node's warnings say why."""
+    if summary["frames_out"] > 0:
+        return
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        lines = node_log.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    why = [ln for ln in lines if "WARN" in ln or "ERROR" in ln][-5:]
+    raise RuntimeError(
+        f"the node published no output for the {summary['frames_in']} frames sent; its "
+        f"warnings ({node_log}):\n  " + ("\n  ".join(why) if why else "(none)")
+    )
+
+
 def _swap_bag(partial: Path, out: Path, run_id: str) -> Path:
     """Replace ``out/output`` with the finished bag ``partial`` (its file renamed
     ``output.mcap``) in one step; returns it."""
@@ -200,7 +217,8 @@ def replay(opts: ReplayOptions) -> dict:
 
     Raises:
         FileNotFoundError / ValueError: bad bag, topics or labelled folder.
-        RuntimeError: the node exited early or its topics never matched (log tail included).
+        RuntimeError: the node exited early, its topics never matched (log tail included) or
+            it published nothing for the frames sent (its warnings included).
         OSError: the output bag could not be written: ``errno.ENOSPC`` when recording stopped
             at the disk reserve or a failed write (the partial bag is removed first).
     """
@@ -217,6 +235,7 @@ def replay(opts: ReplayOptions) -> dict:
     run_id = uuid.uuid4().hex
     m = _measure(opts, frames, image_type, partial)
     _check_recorded(m.session.recorder, partial, out)
+    _check_outputs(m.summary, m.session.node.log_path, partial)
     final = out / OUTPUT
     summary = m.summary
     summary.update(

@@ -13,7 +13,7 @@ import numpy as np
 
 from joint_perception.evaluation.replay.bag_input import InputFrame
 from joint_perception.evaluation.replay.options import ReplayOptions
-from joint_perception.evaluation.replay.topics import SCORED_OUTPUTS, namespaced
+from joint_perception.evaluation.replay.topics import SCORED_OUTPUTS, ReplayTopics, namespaced
 
 
 def _references(opts: ReplayOptions, num_classes: int) -> dict | None:
@@ -21,18 +21,26 @@ def _references(opts: ReplayOptions, num_classes: int) -> dict | None:
 
     Raises:
         ValueError: from :func:`joint_perception.evaluation.references.load_references` when
-            labels were asked for (``labels_dir`` / ``labels_topic``).
+            labels were asked for (``labels_dir`` / ``labels_topic``) or a depth topic other
+            than the default was named.
     """
     from joint_perception.evaluation.references import load_references
 
+    named_depth = opts.topics.depth != ReplayTopics.depth  # ground truth the user named
     try:
-        return load_references(
+        refs = load_references(
             opts.bag, opts.labels_dir, num_classes, opts.topics.bag_topics(), opts.labels_topic
         )
     except ValueError:
-        if opts.labels_dir is not None or opts.labels_topic is not None:
+        if opts.labels_dir is not None or opts.labels_topic is not None or named_depth:
             raise
         return None
+    if named_depth and not any(r.depth is not None for r in refs.values()):
+        raise ValueError(
+            f"{opts.bag}: no depth on {opts.topics.depth!r} (a 16UC1 mm or 32FC1 m image "
+            "topic of the bag, stamped like the colour images)"
+        )
+    return refs
 
 
 def first_outputs(
