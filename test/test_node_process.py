@@ -28,7 +28,7 @@ def model_dir(tmp_path_factory):
     return export_tiny_model(tmp_path_factory.mktemp("model"))
 
 
-def _start(repo_root, tmp_path, *args, model="") -> tuple[subprocess.Popen, object]:
+def _start(repo_root, tmp_path, *args, model="", params=()) -> tuple[subprocess.Popen, object]:
     env = loopback_environment(domain_id_for() + 1)
     env["PYTHONPATH"] = str(repo_root) + os.pathsep + env.get("PYTHONPATH", "")
     env["ORT_DISABLE_TELEMETRY"] = "1"
@@ -37,6 +37,8 @@ def _start(repo_root, tmp_path, *args, model="") -> tuple[subprocess.Popen, obje
     cmd += ["-r", f"__ns:=/proc_test_{os.getpid()}_{next(_run)}", "-p", "backend:=onnxruntime"]
     if model:
         cmd += ["-p", f"model:={model}"]
+    for p in params:
+        cmd += ["-p", p]
 
     def default_sigint():  # as in a terminal's foreground job (pytest may ignore SIGINT)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -190,3 +192,16 @@ def test_a_shutdown_during_node_creation_is_an_interruption_not_a_failure(repo_r
     )
     assert run.returncode == 0, run.stderr
     assert "interrupted during start-up" in run.stderr and "cannot start" not in run.stderr
+
+
+def test_unknown_parameters_are_named_in_a_warning(repo_root, tmp_path, model_dir):
+    """rclpy drops overrides of parameters a node does not declare without a word: the node
+    names them (with the parameter it probably meant) and runs on."""
+    params = ["max_dept:=3.0", "bogus_setting:=1", "use_sim_time:=false"]
+    proc, log = _start(repo_root, tmp_path, model=str(model_dir), params=params)
+    text = _wait_for_text(log, "configured:")
+    rc, text = _finish(proc, log)
+    assert rc == 0, text
+    line = next(ln for ln in text.splitlines() if "does not have" in ln)
+    assert "bogus_setting, max_dept (did you mean max_depth?)" in line, line
+    assert "use_sim_time" not in line

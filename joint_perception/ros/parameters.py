@@ -507,6 +507,25 @@ def declare_parameters(node, check: bool = True) -> dict[str, Any]:
     return values
 
 
+#: parameters rclpy itself declares (or reads) on every node
+_RCLPY_PARAMETERS = ("use_sim_time", "start_type_description_service")
+
+
+def unknown_parameters(names) -> list[str]:
+    """The names in ``names`` that are neither a parameter of :data:`PARAMETERS` nor one of
+    rclpy's own (``use_sim_time``, ``qos_overrides.*``, ...), each with a "did you mean" hint
+    when one is close: for overrides that rclpy would silently ignore."""
+    import difflib
+
+    out = []
+    for name in sorted(set(names)):
+        if name in SPECS or name in _RCLPY_PARAMETERS or name.startswith("qos_overrides."):
+            continue
+        close = difflib.get_close_matches(name, list(SPECS), n=1)
+        out.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return out
+
+
 _YAML_HEADER = """\
 # Parameters of joint_perception's perception_node, generated from the parameter table
 # (joint_perception/ros/parameters.py: `python -m joint_perception.ros.parameters > this file`).

@@ -96,7 +96,13 @@ from joint_perception.ros import conversions
 from joint_perception.ros.diagnostics import PerceptionStats, build_diagnostic_array
 from joint_perception.ros.frame_buffer import CameraInfoMatcher, FifoSlot, LatestSlot
 from joint_perception.ros.logging_bridge import forward_python_logs
-from joint_perception.ros.parameters import PARAMETERS, SPECS, declare_parameters, validate
+from joint_perception.ros.parameters import (
+    PARAMETERS,
+    SPECS,
+    declare_parameters,
+    unknown_parameters,
+    validate,
+)
 from joint_perception.ros.qos import input_qos, output_qos
 from joint_perception.ros.topics import OUTPUT_TOPICS, message_class, outputs_needed, outputs_of
 from joint_perception.ros.transport_formats import encode_compressed, encode_compressed_depth
@@ -247,6 +253,11 @@ class PerceptionNode(LifecycleNode):
     def __init__(self, node_name: str = NODE_NAME, *, pool: BackendPool | None = None, **kwargs):
         super().__init__(node_name, **kwargs)
         self.params = declare_parameters(self, check=False)
+        unknown = unknown_parameters(getattr(self, "_parameter_overrides", {}))
+        if unknown:  # rclpy ignores overrides of undeclared parameters without a word
+            self.get_logger().warning(
+                "ignoring parameter(s) this node does not have: " + ", ".join(unknown)
+            )
         self._pool = pool if pool is not None else PROCESS_POOL
         self.backend = None
         self.metadata = None
