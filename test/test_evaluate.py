@@ -155,3 +155,29 @@ def test_evaluate_records_its_numbers_in_the_model_metadata(exported, shared_dat
     assert load_model(model, "onnxruntime").metadata.metrics["nyuv2_test1"]  # still loads
     onnx_file = ["--model", str(model / "model.onnx"), *common, "--out", str(tmp_path / "e2")]
     assert main([*onnx_file, "--record", "x"]) == 2  # a bare .onnx has no metadata to update
+
+
+def test_evaluate_refuses_before_writing_anything(exported, tmp_path, capsys):
+    """Mistakes that used to fail only after the evaluation (and half-replace an earlier
+    output directory) are refused first: exit 2, the earlier files untouched. Synthetic
+    frames: no ../shared needed."""
+    out = tmp_path / "eval"
+    base = ["--model", str(exported), "--dataset", "synthetic", "--arg", "length=2"]
+    base += ["--backend", "onnxruntime"]
+    assert main([*base, "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {"metrics.json", "metrics.md", "figure.png"}
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for extra, message in [
+        (["--figure-rows", "0"], "--figure-rows must be >= 1"),
+        (["--arg", "length=0"], "no frames to evaluate"),
+        (["--record", " "], "--record needs a name"),
+        (["--record", "r", "--model", str(exported / "model.onnx")], "not the file model.onnx"),
+    ]:
+        capsys.readouterr()
+        assert main([*base, "--out", str(out), *extra]) == 2, extra
+        assert message in capsys.readouterr().err, extra
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert main([*base, "--out", str(afile / "sub")]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err

@@ -45,7 +45,15 @@ from joint_perception.runtime.threads import add_thread_arguments, thread_option
 
 log = logging.getLogger("joint_perception.evaluate")
 
-__all__ = ["main", "evaluate", "load_model", "CheckpointBackend", "write_figure", "markdown_table"]
+__all__ = [
+    "main",
+    "evaluate",
+    "load_model",
+    "CheckpointBackend",
+    "render_figure",
+    "write_figure",
+    "markdown_table",
+]
 
 RANGE_EDGES = (0.0, 2.0, 4.0, 10.0)
 
@@ -344,8 +352,17 @@ def markdown_table(metrics: dict[str, Any]) -> str:
 
 
 def write_figure(rows: list[dict], meta: ModelMetadata, path: str | Path, max_depth: float) -> Path:
-    """PNG grid: one row per frame, columns RGB | predicted depth | GT depth | predicted labels |
-    GT labels | predicted normals (blank where absent). Written atomically."""
+    """:func:`render_figure` written atomically to ``path``; returns it."""
+    return atomic_write_bytes(path, render_figure(rows, meta, max_depth))
+
+
+def render_figure(rows: list[dict], meta: ModelMetadata, max_depth: float) -> bytes:
+    """PNG grid (bytes): one row per frame, columns RGB | predicted depth | GT depth |
+    predicted labels | GT labels | predicted normals (blank where absent).
+
+    Raises:
+        ValueError: no rows.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -407,7 +424,7 @@ def write_figure(rows: list[dict], meta: ModelMetadata, path: str | Path, max_de
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
     plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -450,6 +467,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _record_target(model: str | os.PathLike) -> Path:
+    """The ``metadata.json`` that ``--record`` updates: the exported model directory's.
+
+    Raises:
+        FileNotFoundError: ``model`` is not a directory with a ``metadata.json`` (a file is
+            refused with the directory to give instead).
+    """
+    d = Path(model)
+    if d.is_file():
+        raise FileNotFoundError(
+            f"--record updates an exported model directory's metadata.json: give "
+            f"--model {d.parent}, not the file {d.name}"
+        )
+    path = d / "metadata.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"--record needs an exported model directory; no {path}")
+    return path
+
+
 def record_in_metadata(model_dir: str | os.PathLike, name: str, metrics: dict) -> Path:
     """Store the headline numbers of one ``evaluate`` run in an exported model's
     ``metadata.json`` under ``metrics[name]`` (depth, segmentation and normals summaries, the
@@ -461,9 +497,7 @@ def record_in_metadata(model_dir: str | os.PathLike, name: str, metrics: dict) -
     Raises:
         FileNotFoundError: ``model_dir`` is not a directory with a ``metadata.json``.
     """
-    path = Path(model_dir) / "metadata.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"--record needs an exported model directory; no {path}")
+    path = _record_target(model_dir)
     meta = load_metadata(path)
     keep = (
         "dataset",
@@ -479,13 +513,38 @@ def record_in_metadata(model_dir: str | os.PathLike, name: str, metrics: dict) -
     return meta.save(path)
 
 
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse what would fail only after the whole evaluation (ValueError / FileNotFoundError)."""
+    if args.figure_rows < 1:
+        raise ValueError(f"--figure-rows must be >= 1, got {args.figure_rows}")
+    out = Path(args.out)
+    for p in (out, *out.parents):
+        if p.exists() and not p.is_dir():
+            raise ValueError(f"--out {out}: {p} exists and is not a directory")
+    if args.record is not None:
+        if not args.record.strip():
+            raise ValueError("--record needs a name")
+        _record_target(args.model)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point; returns 0 on success, 2 on bad arguments or inputs."""
+    """Console entry point; returns 0 on success, 2 on bad arguments or inputs, 130 when
+    interrupted (files in ``--out`` are then those of before, or of this run when it was
+    already writing them)."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("evaluate: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     from joint_perception.data.registry import build_dataset
 
     try:
+        _check_args(args)
         ds_cfg = _parse_args_kv(args.arg)
         if args.root:
             ds_cfg["root"] = args.root
@@ -497,6 +556,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         metrics, rows = evaluate(
             pipeline, dataset, max_depth, args.eigen_crop, args.num_classes, args.figure_rows
         )
+        if not rows:
+            raise ValueError(f"no frames to evaluate in {args.dataset} ({args.split})")
+        figure = render_figure(rows, pipeline.metadata, max_depth)
     except (FileNotFoundError, KeyError, ValueError, TypeError) as exc:
         print(f"evaluate: {exc}", file=sys.stderr)
         return 2
@@ -507,20 +569,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     metrics["model"]["path"] = str(args.model)
     out = Path(args.out)
+    # everything is computed: the three files are written one after the other
     atomic_write_json(out / "metrics.json", _nan_to_none(metrics))
     atomic_write_text(out / "metrics.md", markdown_table(metrics) + "\n")
-    write_figure(rows, pipeline.metadata, out / "figure.png", max_depth)
+    atomic_write_bytes(out / "figure.png", figure)
     log.info("wrote %s, %s, %s", out / "metrics.json", out / "metrics.md", out / "figure.png")
     if args.record:
-        try:
-            log.info(
-                "recorded as %r in %s",
-                args.record,
-                record_in_metadata(args.model, args.record, metrics),
-            )
-        except FileNotFoundError as exc:
-            print(f"evaluate: {exc}", file=sys.stderr)
-            return 2
+        log.info(
+            "recorded as %r in %s",
+            args.record,
+            record_in_metadata(args.model, args.record, metrics),
+        )
     print(
         json.dumps(
             _nan_to_none(
