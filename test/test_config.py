@@ -348,3 +348,39 @@ def test_train_cli_refuses_a_typo_with_status_2(tmp_path, capsys):
     assert main(["--config", str(_recipe(tmp_path, "optim: {lrr: 0.1}\n"))]) == 2
     assert "recipe.yaml: unknown recipe key optim.lrr" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.batch_size=0", "data.batch_size: must be >= 1, got 0"),
+        ("data.num_workers=-1", "data.num_workers: must be >= 0"),
+        ("optim.lr=-1", "optim.lr: must be > 0, got -1.0"),
+        ("optim.lr=nan", "optim.lr: must be finite, got nan"),
+        ("optim.weight_decay=.inf", "optim.weight_decay: must be finite"),
+        ("data.canonical_focal=0", "data.canonical_focal: must be > 0"),
+        ("trainer.accumulate_grad_batches=0", "trainer.accumulate_grad_batches: must be >= 1"),
+        ("export.verify_atol=0", "export.verify_atol: must be > 0"),
+    ],
+)
+def test_numbers_out_of_range_are_refused_with_their_key(override, message):
+    """Values only Lightning or torch would refuse (after train has written the run
+    directory's config.yaml and run_state.json) are refused with the recipe."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_config(None, [override])
+
+
+def test_train_refuses_a_bad_number_without_touching_a_finished_run(tmp_path, capsys):
+    from joint_perception.export.train_command import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run_state.json").write_text('{"status": "exported"}')
+    (run / "config.yaml").write_text("kept: true\n")
+    recipe = _recipe(tmp_path, f"run_dir: {run}\n")
+    assert main(["--config", str(recipe), "data.batch_size=0"]) == 2
+    assert "data.batch_size: must be >= 1" in capsys.readouterr().err
+    assert (run / "run_state.json").read_text() == '{"status": "exported"}'
+    assert (run / "config.yaml").read_text() == "kept: true\n"
+    assert main(["--config", str(tmp_path)]) == 2
+    assert "a training recipe is a YAML file, not a directory" in capsys.readouterr().err

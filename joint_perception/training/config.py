@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -542,17 +543,75 @@ def _check_export(export: Mapping[str, Any]) -> None:
     _check_size("export.input_size", export["input_size"])
 
 
+#: numeric values and their lower bound (value, True = the bound itself is allowed); None
+#: values pass (the schema says which may be None). Every float must also be finite.
+_LOWER_BOUNDS = {
+    "data": {
+        "batch_size": (1, True),
+        "val_batch_size": (1, True),
+        "num_workers": (0, True),
+        "canonical_focal": (0, False),
+    },
+    "optim": {
+        "lr": (0, False),
+        "weight_decay": (0, True),
+        "momentum": (0, True),
+        "poly_power": (0, False),
+        "warmup_steps": (0, True),
+    },
+    "trainer": {
+        "num_nodes": (1, True),
+        "log_every_n_steps": (1, True),
+        "accumulate_grad_batches": (1, True),
+        "gradient_clip_val": (0, True),
+    },
+    "checkpoint": {"every_n_train_steps": (0, True)},
+    "export": {"verify_atol": (0, False)},
+}
+
+
+def _check_numbers(section: str, values: Mapping[str, Any]) -> None:
+    """Finite floats and the lower bounds of :data:`_LOWER_BOUNDS` (Lightning or torch
+    would refuse them only after the run directory's records were written)."""
+    for key, value in values.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise RecipeError(
+                f"{section}.{key}", f"recipe key {section}.{key}: must be finite, got {value}"
+            )
+        bound = _LOWER_BOUNDS.get(section, {}).get(key)
+        if bound is None or value is None or isinstance(value, bool):
+            continue
+        low, inclusive = bound
+        if value < low or (value == low and not inclusive):
+            relation = ">=" if inclusive else ">"
+            raise RecipeError(
+                f"{section}.{key}",
+                f"recipe key {section}.{key}: must be {relation} {low}, got {value}",
+            )
+
+
+def _checked(section: str, check):
+    def run(values):
+        check(values)
+        if isinstance(values, Mapping):
+            _check_numbers(section, values)
+
+    return run
+
+
 #: per section, the checks the schema types cannot express (OmegaConf already refused unknown
 #: keys and badly typed values of the typed sections)
 _CHECKS = {
     "input_size": lambda v: _check_size("input_size", v),
     "model": _check_model,
-    "data": _check_data,
-    "optim": _check_optim,
+    "data": _checked("data", _check_data),
+    "optim": _checked("optim", _check_optim),
     "stages": _check_stages,
-    "trainer": _check_trainer,
-    "checkpoint": lambda v: _check_choices("checkpoint", CheckpointConfig, v),
-    "export": _check_export,
+    "trainer": _checked("trainer", _check_trainer),
+    "checkpoint": _checked(
+        "checkpoint", lambda v: _check_choices("checkpoint", CheckpointConfig, v)
+    ),
+    "export": _checked("export", _check_export),
 }
 
 
@@ -662,6 +721,8 @@ def apply_overrides(cfg: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
 def _read_recipe(path: Path) -> DictConfig:
     if not path.exists():
         raise FileNotFoundError(f"training recipe not found: {path}")
+    if not path.is_file():
+        raise ValueError(f"{path}: a training recipe is a YAML file, not a directory")
     try:
         # OmegaConf's YAML loader also reads 1e-3 (no dot) as a float, unlike YAML 1.1
         user = OmegaConf.load(path)
