@@ -123,3 +123,29 @@ def test_fold_constants_shrinks_graph_and_keeps_outputs(tiny_model_dir, tmp_path
     b = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x})
     for u, v in zip(a, b, strict=True):
         np.testing.assert_allclose(u, v, atol=1e-5)
+
+
+def test_a_truncated_model_is_a_clear_error_in_every_reader(tiny_model_dir, tmp_path, capsys):
+    """A model.onnx cut in half, with no onnx_sha256 in its metadata to catch it first: the
+    ONNX Runtime backend and export_engine name the file (no protobuf traceback)."""
+    import json
+    import shutil
+
+    from joint_perception.export.export_engine import main as export_engine
+    from joint_perception.onnx_io import load_onnx
+    from joint_perception.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    bad = tmp_path / "half"
+    shutil.copytree(tiny_model_dir, bad)
+    data = (bad / "model.onnx").read_bytes()
+    (bad / "model.onnx").write_bytes(data[: len(data) // 2])
+    meta = json.loads((bad / "metadata.json").read_text())
+    meta.pop("onnx_sha256", None)
+    (bad / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"model.onnx: not a readable ONNX model"):
+        load_onnx(bad / "model.onnx")
+    with pytest.raises(ValueError, match=r"model.onnx: not a readable ONNX model"):
+        OnnxRuntimeBackend(bad, intra_op_threads=1)
+    assert export_engine(["--model", str(bad), "--print-trtexec"]) == 1
+    err = capsys.readouterr().err
+    assert "not a readable ONNX model" in err and "Traceback" not in err

@@ -407,10 +407,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = {p: _options_from_args(args, p) for p in _precisions(args)}
         onnx_path, meta = resolve_model(args.model)
+        report = check_onnx(onnx_path)
     except (ValueError, FileNotFoundError) as exc:
         print(f"export_engine: error: {exc}", file=sys.stderr)
         return 1
-    report = check_onnx(onnx_path)
     print(report.summary())
     shape = report.inputs.get("image") or next(iter(report.inputs.values()), [])
     for opts in options.values():

@@ -24,6 +24,7 @@ from pathlib import Path
 import onnx
 
 from joint_perception.io_utils import atomic_write_bytes
+from joint_perception.onnx_io import load_onnx
 
 LOG = logging.getLogger(__name__)
 
@@ -116,16 +117,6 @@ def _shape(value_info: onnx.ValueInfoProto) -> list[int | None]:
     return [d.dim_value if d.HasField("dim_value") else None for d in dims]
 
 
-def _load(path: str | os.PathLike) -> onnx.ModelProto:
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"ONNX model not found: {p}")
-    try:
-        return onnx.load(str(p))
-    except Exception as exc:  # protobuf DecodeError and friends
-        raise ValueError(f"{p}: not a readable ONNX model ({exc})") from exc
-
-
 def check_onnx(path: str | os.PathLike) -> OnnxReport:
     """Check an ONNX model for a TensorRT 10 build without needing TensorRT.
 
@@ -140,7 +131,7 @@ def check_onnx(path: str | os.PathLike) -> OnnxReport:
         ValueError: the file is not a parsable ONNX protobuf.
     """
     p = Path(path)
-    model = _load(p)
+    model = load_onnx(p)
     report = OnnxReport(path=p)
     try:
         onnx.checker.check_model(str(p), full_check=True)
@@ -239,7 +230,7 @@ def fold_constants(path: str | os.PathLike, out: str | os.PathLike) -> Path:
     """
     src = Path(path)
     dst = Path(out)
-    model = _load(src)
+    model = load_onnx(src)
     try:
         import onnx_graphsurgeon as gs  # type: ignore[import-not-found]
 
@@ -290,7 +281,7 @@ def make_static(
     shape = [int(d) for d in input_shape]
     if any(d <= 0 for d in shape):
         raise ValueError(f"static shape must be positive, got {shape}")
-    model = _load(path)
+    model = load_onnx(path)
     init_names = {t.name for t in model.graph.initializer}
     inputs = [vi for vi in model.graph.input if vi.name not in init_names]
     if input_name is None:

@@ -198,10 +198,11 @@ class OnnxRuntimeBackend(Backend):
 
 
 def _load_graph(onnx_path: Path):
-    """The ONNX ModelProto of ``onnx_path`` (the ``onnx`` package; weights inside the file)."""
-    import onnx
+    """The ONNX ModelProto of ``onnx_path`` (weights inside the file); ValueError naming the
+    file when it is not readable ONNX."""
+    from joint_perception.onnx_io import load_onnx
 
-    return onnx.load(str(onnx_path))
+    return load_onnx(onnx_path)
 
 
 def _subgraph(model, outputs: list[str]):
