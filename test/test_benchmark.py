@@ -150,3 +150,10 @@ def test_table_reports_the_ros_baselines_as_ratios(tmp_path):
     assert "100.0 ms (150.0; 40) | 400.0 ms (900.0; 30) | 4.0x |" in text
     with pytest.raises(FileNotFoundError, match="bag for the ROS baselines"):
         ros_baselines(tmp_path, tmp_path / "no_bag", 1.0, tmp_path)
+
+
+def test_benchmark_refuses_a_json_path_that_is_a_directory(tmp_path, capsys):
+    """Checked before the benchmark runs (it used to fail after it, with a traceback)."""
+    with pytest.raises(SystemExit):
+        main(["--json", str(tmp_path)])
+    assert "--json" in capsys.readouterr().err

@@ -232,3 +232,12 @@ def test_evaluate_a_model_pt_with_its_canonical_focal(exported):
     torch_depth = load_model(out / "model.pt").run(rgb, K, want=("depth",)).depth
     onnx_depth = load_model(out, "onnxruntime", intra_op_threads=1).run(rgb, K, want=("depth",))
     np.testing.assert_allclose(torch_depth, onnx_depth.depth, rtol=1e-4, atol=1e-4)
+
+
+def test_cli_refuses_an_output_path_that_is_a_file(exported, tmp_path, capsys):
+    _, out, _, _ = exported
+    afile = tmp_path / "afile"
+    afile.write_text("kept")
+    assert main(["--checkpoint", str(out), "--out", str(afile)]) == 1
+    assert "exists and is not a directory" in capsys.readouterr().err
+    assert afile.read_text() == "kept"

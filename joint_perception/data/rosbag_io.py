@@ -457,7 +457,7 @@ class BagWriter:
         from rosbags.rosbag2 import StoragePlugin, Writer
 
         if self.path.exists() and not self.overwrite:
-            raise FileExistsError(f"{self.path} exists (pass overwrite=True to replace it)")
+            raise FileExistsError(f"{self.path} exists (overwrite it: overwrite=True, --overwrite)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmpdir = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
         plugin = StoragePlugin.MCAP if self.storage == "mcap" else StoragePlugin.SQLITE3

@@ -12,7 +12,9 @@ Console script: ``make_synthetic_bag --out DIR [--frames N] [--storage mcap|sqli
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +61,7 @@ def make_synthetic_bag(
         ValueError: non-positive frames/size/rate, or unknown storage.
         FileExistsError: ``out_dir`` exists and ``overwrite`` is False.
     """
-    if frames <= 0 or height <= 0 or width <= 0 or rate_hz <= 0:
+    if frames <= 0 or height <= 0 or width <= 0 or not (math.isfinite(rate_hz) and rate_hz > 0):
         raise ValueError(
             f"frames, height, width and rate_hz must be positive, got {frames}, {height}, "
             f"{width}, {rate_hz}"
@@ -107,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     except (ValueError, FileExistsError) as exc:
         p.error(str(exc))
+    except KeyboardInterrupt:
+        print(f"make_synthetic_bag: interrupted; {args.out} is as it was", file=sys.stderr)
+        return 130
     print(f"wrote {args.frames} frames to {path} ({args.storage})")
     return 0
 

@@ -858,6 +858,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = sorted(set(models) - set(list_models()))
     if unknown:
         ap.error(f"unknown model(s) {unknown}; known: {', '.join(list_models())}")
+    if a.json is not None and a.json.is_dir():
+        ap.error(f"--json {a.json} is a directory; name the file to write")
     backends = [b for b in a.backends.split(",") if b]
     bad = sorted(set(backends) - set(BACKENDS))
     if bad:

@@ -344,6 +344,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} exists and is not a directory")
+        if (
+            args.height is not None
+            and args.height <= 0
+            or args.width is not None
+            and args.width <= 0
+        ):
+            raise ValueError(f"--height/--width must be > 0, got {args.height}x{args.width}")
         model = load_checkpoint_model(args.checkpoint)
         ctx = checkpoint_context(args.checkpoint)
         trained = ctx.input_size or (240, 320)
@@ -362,6 +372,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"export_onnx: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"export_onnx: interrupted; {args.out} is as it was", file=sys.stderr)
+        return 130
     print(
         f"wrote {path} ({meta.architecture}, {meta.input_height}x{meta.input_width}, "
         f"outputs {', '.join(meta.outputs)})"
