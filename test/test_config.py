@@ -384,3 +384,16 @@ def test_train_refuses_a_bad_number_without_touching_a_finished_run(tmp_path, ca
     assert (run / "config.yaml").read_text() == "kept: true\n"
     assert main(["--config", str(tmp_path)]) == 2
     assert "a training recipe is a YAML file, not a directory" in capsys.readouterr().err
+
+
+def test_train_resume_needs_a_lightning_checkpoint_file(tmp_path, capsys):
+    from joint_perception.export.train_command import main
+
+    recipe = _recipe(tmp_path, f"run_dir: {tmp_path / 'run'}\n")
+    model_pt = tmp_path / "model.pt"
+    torch.save({"architecture": "realtime", "config": {}, "state_dict": {}}, model_pt)
+    assert main(["--config", str(recipe), "--resume", str(model_pt)]) == 2
+    assert "not a Lightning training checkpoint" in capsys.readouterr().err
+    assert main(["--config", str(recipe), "--resume", str(tmp_path)]) == 2
+    assert "not a directory" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "run_state.json").exists()

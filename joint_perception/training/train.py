@@ -112,6 +112,7 @@ def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
 
     Raises:
         FileNotFoundError: an explicit path that does not exist.
+        ValueError: an explicit path that is a directory.
     """
     if resume is None:
         return None
@@ -121,6 +122,8 @@ def resolve_resume(resume: str | None, run_dir: Path) -> str | None:
     p = Path(resume)
     if not p.exists():
         raise FileNotFoundError(f"--resume checkpoint not found: {p}")
+    if not p.is_file():
+        raise ValueError(f"--resume {p}: a Lightning checkpoint file (.ckpt), not a directory")
     return str(p)
 
 
@@ -227,7 +230,13 @@ def run(cfg: dict[str, Any], resume: str | None = None) -> TrainedRun:
         remove_stale_temps(d)
     ckpt_path = resolve_resume(resume, run_dir)
     if ckpt_path is not None:
-        load_weights(ckpt_path)  # refuses pickled objects with a message naming the file
+        ckpt = load_weights(ckpt_path)  # refuses pickled objects with a message naming the file
+        if not isinstance(ckpt, dict) or "pytorch-lightning_version" not in ckpt:
+            raise ValueError(
+                f"--resume {ckpt_path}: not a Lightning training checkpoint (an exported "
+                "model.pt starts a new run with model.init_from instead)"
+            )
+        del ckpt
 
     trainer_cfg = {k: v for k, v in cfg["trainer"].items() if v is not None}
     grad_clip = None
