@@ -6,6 +6,7 @@ import re
 
 import cv2
 import numpy as np
+import pytest
 
 from joint_perception.accuracy import AccuracyEvaluator, FrameReference, depth_error_map
 from joint_perception.evaluation.report import ReportSample, write_report
@@ -81,3 +82,37 @@ def test_report_leaves_out_sections_without_data(tmp_path):
     page = html_path.read_text()
     assert "<img" not in page and "NUM_FRAMES_SENT" in page
     assert not (tmp_path / "report_files").exists()
+
+
+def test_report_files_are_replaced_as_a_whole(tmp_path, monkeypatch):
+    """report_files/ is one run's: a report with fewer figures leaves none of the earlier
+    run's behind, and a report that fails while drawing leaves the earlier figures and pages
+    as they were."""
+    import joint_perception.evaluation.report as report
+
+    rng = np.random.default_rng(2)
+    rgb, gt, pred, labels, normals = _frame(rng)
+    sample = ReportSample("f", rgb, pred, gt, labels, normals, None, K)
+    kw = {"send_times_s": [0.0, 0.1], "latencies_ms": [5.0, 6.0], "stages_ms": {"decode": 1.0}}
+    write_report(tmp_path, {"performance": {}}, samples=[sample], **kw)
+    files = tmp_path / "report_files"
+    assert {p.name for p in files.iterdir()} == {
+        "latency.png",
+        "stages.png",
+        "samples.png",
+        "pointcloud.png",
+    }
+    write_report(tmp_path, {"performance": {}}, **kw)
+    assert {p.name for p in files.iterdir()} == {"latency.png", "stages.png"}
+    before = {p.name: p.read_bytes() for p in files.iterdir()}
+    page = (tmp_path / "report.html").read_text()
+
+    def broken(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "figure_stages", broken)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(tmp_path, {"performance": {}}, samples=[sample], **kw)
+    assert {p.name: p.read_bytes() for p in files.iterdir()} == before
+    assert (tmp_path / "report.html").read_text() == page
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []

@@ -31,7 +31,7 @@ import numpy as np
 
 from joint_perception.accuracy import baseline_table
 from joint_perception.colormap import colorize_depth, colorize_labels, label_palette, normals_to_rgb
-from joint_perception.io_utils import atomic_write_bytes, atomic_write_text
+from joint_perception.io_utils import atomic_directory, atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "ReportSample",
@@ -497,41 +497,47 @@ def write_report(
         (html path, markdown path).
     """
     out = Path(out_dir)
-    files = out / FILES_DIR
     figures: dict[str, str] = {}
+    # the figures are drawn into a temporary sibling that replaces report_files/ as a whole:
+    # an interrupted report leaves the previous figures, and none of an earlier run lingers
+    with atomic_directory(out / FILES_DIR) as files:
 
-    def add(caption: str, name: str, fn, *args, **kw) -> None:
-        fn(files / name, *args, **kw)
-        figures[caption] = f"{FILES_DIR}/{name}"
+        def add(caption: str, name: str, fn, *args, **kw) -> None:
+            fn(files / name, *args, **kw)
+            figures[caption] = f"{FILES_DIR}/{name}"
 
-    if send_times_s is not None and latencies_ms is not None and len(send_times_s):
-        add("Latency", "latency.png", figure_latency, send_times_s, latencies_ms)
-    if stages_ms:
-        add("Per-stage time", "stages.png", figure_stages, stages_ms)
-    agg = (accuracy or {}).get("aggregate") or {}
-    if agg.get("segmentation"):
-        seg = agg["segmentation"]
-        add("Per-class IoU", "iou.png", figure_iou, seg["iou_per_class"], seg.get("miou"))
-    if agg.get("depth_by_range"):
-        add(
-            "Depth error by distance",
-            "depth_by_range.png",
-            figure_depth_by_range,
-            agg["depth_by_range"],
-        )
-    if samples:
-        add("Sample frames", "samples.png", figure_samples, samples, 0.0, max_depth, num_classes)
-        cloud = next((s for s in samples if s.depth is not None and s.K is not None), None)
-        if cloud is not None:
+        if send_times_s is not None and latencies_ms is not None and len(send_times_s):
+            add("Latency", "latency.png", figure_latency, send_times_s, latencies_ms)
+        if stages_ms:
+            add("Per-stage time", "stages.png", figure_stages, stages_ms)
+        agg = (accuracy or {}).get("aggregate") or {}
+        if agg.get("segmentation"):
+            seg = agg["segmentation"]
+            add("Per-class IoU", "iou.png", figure_iou, seg["iou_per_class"], seg.get("miou"))
+        if agg.get("depth_by_range"):
             add(
-                "Point cloud",
-                "pointcloud.png",
-                figure_pointcloud,
-                cloud.depth,
-                cloud.K,
-                cloud.rgb,
-                title=f"point cloud of {cloud.title} (decimated)",
+                "Depth error by distance",
+                "depth_by_range.png",
+                figure_depth_by_range,
+                agg["depth_by_range"],
             )
+        if samples:
+            add(
+                "Sample frames", "samples.png", figure_samples, samples, 0.0, max_depth, num_classes
+            )
+            cloud = next((s for s in samples if s.depth is not None and s.K is not None), None)
+            if cloud is not None:
+                add(
+                    "Point cloud",
+                    "pointcloud.png",
+                    figure_pointcloud,
+                    cloud.depth,
+                    cloud.K,
+                    cloud.rgb,
+                    title=f"point cloud of {cloud.title} (decimated)",
+                )
+    if not figures:  # nothing to show: no empty report_files/ (an earlier one went with it)
+        (out / FILES_DIR).rmdir()
     tables = _tables(summary, accuracy)
     md = atomic_write_text(out / "report.md", _markdown(title, tables, figures, notes))
     page = atomic_write_text(out / "report.html", _html(title, tables, figures, notes))

@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(
             f"replay: interrupted; the node was stopped; {a.out}/output and summary.* are the "
-            "previous run's (report files may be partly this run's; the partial bag is "
+            "previous run's (the report may already be this run's; the partial bag is "
             "discarded at the next start)",
             file=sys.stderr,
         )
