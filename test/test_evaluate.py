@@ -171,6 +171,9 @@ def test_evaluate_refuses_before_writing_anything(exported, tmp_path, capsys):
     afile.write_text("x")
     for extra, message in [
         (["--figure-rows", "0"], "--figure-rows must be >= 1"),
+        (["--max-depth", "0"], "--max-depth must be a finite number of metres > 0"),
+        (["--max-depth", "inf"], "--max-depth must be a finite number of metres > 0"),
+        (["--num-classes", "0"], "--num-classes must be >= 1"),
         (["--arg", "length=0"], "no frames to evaluate"),
         (["--record", " "], "--record needs a name"),
         (["--record", "r", "--model", str(exported / "model.onnx")], "not the file model.onnx"),

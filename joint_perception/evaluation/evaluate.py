@@ -517,6 +517,10 @@ def _check_args(args: argparse.Namespace) -> None:
     """Refuse what would fail only after the whole evaluation (ValueError / FileNotFoundError)."""
     if args.figure_rows < 1:
         raise ValueError(f"--figure-rows must be >= 1, got {args.figure_rows}")
+    if args.max_depth is not None and not (math.isfinite(args.max_depth) and args.max_depth > 0):
+        raise ValueError(f"--max-depth must be a finite number of metres > 0, got {args.max_depth}")
+    if args.num_classes is not None and args.num_classes < 1:
+        raise ValueError(f"--num-classes must be >= 1, got {args.num_classes}")
     out = Path(args.out)
     for p in (out, *out.parents):
         if p.exists() and not p.is_dir():
