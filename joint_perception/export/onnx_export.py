@@ -344,15 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} exists and is not a directory")
-        if (
-            args.height is not None
-            and args.height <= 0
-            or args.width is not None
-            and args.width <= 0
-        ):
+        if any(v is not None and v <= 0 for v in (args.height, args.width)):
             raise ValueError(f"--height/--width must be > 0, got {args.height}x{args.width}")
         model = load_checkpoint_model(args.checkpoint)
         ctx = checkpoint_context(args.checkpoint)
@@ -369,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.checkpoint,
             )
         path, meta = export_onnx(model, args.out, size, args.opset, metadata_overrides=overrides)
-    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # OSError: --out a file, a full disk
         print(f"export_onnx: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -435,6 +435,12 @@ def load_yaml_parameters(path: str | os.PathLike, node_name: str = "perception_n
             break
     if not isinstance(section, dict):
         raise ValueError(f"{p}: no '{node_name}: ros__parameters:' section")
+    return flatten_parameters(section)
+
+
+def flatten_parameters(section: dict) -> dict[str, Any]:
+    """A ``ros__parameters`` mapping with nested dictionaries flattened with dots
+    (``qos: {input: {depth: 1}}`` -> ``{"qos.input.depth": 1}``), as ``rclpy`` does."""
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, node: dict) -> None:
@@ -447,6 +453,21 @@ def load_yaml_parameters(path: str | os.PathLike, node_name: str = "perception_n
 
     walk("", section)
     return flat
+
+
+def node_key_matches(key: str, fqn: str) -> bool:
+    """Whether a parameter-file key applies to the node ``fqn`` (``/ns/name``) as rcl decides:
+    ``/**`` = any namespaces, ``*`` = one name or part of one; a key without a leading ``/``
+    is in the root namespace."""
+    import re
+
+    regex = ""
+    for token in (("" if key.startswith("/") else "/") + key).split("/")[1:]:
+        if token == "**":
+            regex += "(?:/[^/]+)*"
+        else:
+            regex += "/" + "[^/]*".join(re.escape(t) for t in token.split("*"))
+    return re.fullmatch(regex, fqn) is not None
 
 
 CONFIGURED_NOTE = (

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 import sys
 from pathlib import Path
 
@@ -155,6 +154,8 @@ def _params_file_names(ap: argparse.ArgumentParser, path: Path) -> list[str]:
     ``ap.error`` for a file rcl cannot use or that has no such section."""
     import yaml
 
+    from joint_perception.ros.parameters import flatten_parameters, node_key_matches
+
     fqn = namespaced(ReplayOptions.namespace, NODE_NAME)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -164,37 +165,13 @@ def _params_file_names(ap: argparse.ArgumentParser, path: Path) -> list[str]:
         isinstance(v, dict) and "ros__parameters" in v for v in data.values()
     ):
         ap.error(f"--params {path}: not a ROS 2 parameter file ('/**: ros__parameters: {{...}}')")
-    names: list[str] = []
-    applying = [k for k in data if _node_key_matches(str(k), fqn)]
+    applying = [k for k in data if node_key_matches(str(k), fqn)]
     if not applying:
         ap.error(
             f"--params {path}: no section applies to the replay's node {fqn} (sections: "
             f"{', '.join(map(str, data))}); name it '/**' or '/**/{NODE_NAME}'"
         )
-
-    def walk(prefix: str, node: dict) -> None:
-        for k, v in node.items():
-            if isinstance(v, dict):
-                walk(f"{prefix}{k}.", v)
-            else:
-                names.append(f"{prefix}{k}")
-
-    for key in applying:
-        walk("", data[key]["ros__parameters"] or {})
-    return names
-
-
-def _node_key_matches(key: str, fqn: str) -> bool:
-    """rcl's node-name matching of a parameter-file key: ``/**`` = any namespaces, ``*`` = one
-    name; a key without a leading ``/`` is in the root namespace."""
-    parts = ("" if key.startswith("/") else "/") + key
-    regex = ""
-    for token in parts.split("/")[1:]:
-        if token == "**":
-            regex += "(?:/[^/]+)*"
-        else:
-            regex += "/" + "[^/]*".join(re.escape(t) for t in token.split("*"))
-    return re.fullmatch(regex, fqn) is not None
+    return [n for k in applying for n in flatten_parameters(data[k]["ros__parameters"] or {})]
 
 
 def _thread_overrides(a: argparse.Namespace) -> list[str]:
